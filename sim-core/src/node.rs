@@ -1,0 +1,319 @@
+//! Nodes and the supervisor's handle, [`Sim`].
+//!
+//! A node is a named simulated process with an `init` future that runs when the node is added
+//! and again on every restart. Crash, restart, pause and resume are the only lifecycle paths,
+//! and each applies its effects in one fixed order:
+//!
+//! 1. the trace event (`crash`, `restart`, `pause`, `resume`);
+//! 2. on a crash: the disk's crash model (unsynced writes lost or torn, see [`crate::disk`]);
+//! 3. on a crash: the network closes the node's sockets and drops what was queued for it;
+//! 4. madsim kills (or restarts, pauses, resumes) the node's tasks.
+//!
+//! A restart of a node that is still running crashes it first, so a restart can never skip the
+//! crash effects. The clock is hardware: it survives crashes.
+
+use crate::time::{ClockConfig, ClockControl, ClockState};
+use crate::trace::{Event, NodeEvent};
+use futures::future::LocalBoxFuture;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A node of the simulation: an index in the order nodes were added, stable for a seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub u32);
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+/// Where a node is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Running.
+    Up,
+    /// Frozen: makes no progress while time and the other nodes go on.
+    Paused,
+    /// Crashed and not restarted yet.
+    Down,
+    /// Its `init` future returned.
+    Exited,
+}
+
+type InitFn = Arc<dyn Fn() -> LocalBoxFuture<'static, ()> + Send + Sync>;
+
+pub(crate) struct NodeEntry {
+    pub name: String,
+    pub madsim_id: Option<madsim::task::NodeId>,
+    pub state: NodeState,
+    pub incarnation: u64,
+    pub clock: ClockState,
+}
+
+/// The supervisor's handle: adds nodes, injects node and clock faults, reads true time.
+///
+/// It is only usable on the run's thread (it is neither `Send` nor `Sync`).
+#[derive(Clone, Debug)]
+pub struct Sim {
+    _not_send: PhantomData<Rc<()>>,
+}
+
+impl Sim {
+    pub(crate) fn new() -> Self {
+        Sim {
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The run's seed.
+    pub fn seed(&self) -> u64 {
+        crate::world::with(|world| world.seed)
+    }
+
+    /// Starts building a node called `name` (names are unique within a run).
+    pub fn node(&self, name: impl Into<String>) -> NodeBuilder {
+        NodeBuilder {
+            name: name.into(),
+            init: None,
+            clock: ClockConfig::default(),
+        }
+    }
+
+    /// The id of the node called `name`.
+    pub fn node_id(&self, name: &str) -> Option<NodeId> {
+        crate::world::with(|world| {
+            world
+                .nodes
+                .iter()
+                .position(|node| node.name == name)
+                .map(|index| NodeId(index as u32))
+        })
+    }
+
+    /// All nodes, in the order they were added.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        crate::world::with(|world| (0..world.nodes.len() as u32).map(NodeId).collect())
+    }
+
+    /// The name of a node.
+    pub fn node_name(&self, node: NodeId) -> String {
+        crate::world::with(|world| world.node(node).name.clone())
+    }
+
+    /// Where a node is in its life.
+    pub fn node_state(&self, node: NodeId) -> NodeState {
+        crate::world::with(|world| world.node(node).state)
+    }
+
+    /// How many times a node was restarted.
+    pub fn incarnation(&self, node: NodeId) -> u64 {
+        crate::world::with(|world| world.node(node).incarnation)
+    }
+
+    /// Crashes a node (see the module docs for the order of effects). Does nothing if it is
+    /// already down.
+    pub fn crash(&self, node: NodeId) {
+        crash(node);
+    }
+
+    /// Restarts a node: crashes it first if it is still running or paused, then runs its
+    /// `init` again on the surviving disk.
+    pub fn restart(&self, node: NodeId) {
+        restart(node);
+    }
+
+    /// Freezes a node: none of its tasks run until [`Sim::resume`], while time and other
+    /// nodes go on (a long GC pause). Messages for it queue up.
+    pub fn pause(&self, node: NodeId) {
+        let madsim_id = crate::world::with(|world| {
+            let entry = world.node(node);
+            if entry.state != NodeState::Up {
+                return None;
+            }
+            let id = entry.madsim_id;
+            world.node_mut(node).state = NodeState::Paused;
+            world.record(Some(node), Event::Node(NodeEvent::Pause));
+            id
+        });
+        if let Some(id) = madsim_id {
+            madsim::runtime::Handle::current().pause(id);
+        }
+    }
+
+    /// Thaws a paused node.
+    pub fn resume(&self, node: NodeId) {
+        let madsim_id = crate::world::with(|world| {
+            let entry = world.node(node);
+            if entry.state != NodeState::Paused {
+                return None;
+            }
+            let id = entry.madsim_id;
+            world.node_mut(node).state = NodeState::Up;
+            world.record(Some(node), Event::Node(NodeEvent::Resume));
+            id
+        });
+        if let Some(id) = madsim_id {
+            madsim::runtime::Handle::current().resume(id);
+        }
+    }
+
+    /// Control of a node's clock.
+    pub fn clock(&self, node: NodeId) -> ClockControl {
+        // Fail here, with the node's id, rather than later inside a clock operation.
+        crate::world::with(|world| {
+            world.node(node);
+        });
+        ClockControl { node }
+    }
+
+    /// Control of the network: partitions, link faults, hold and release.
+    pub fn net(&self) -> crate::net::NetControl {
+        crate::net::NetControl::new()
+    }
+
+    /// Control of a node's disk: fault modes and corruption.
+    pub fn disk(&self, node: NodeId) -> crate::disk::DiskControl {
+        crate::world::with(|world| {
+            world.node(node);
+        });
+        crate::disk::DiskControl::new(node)
+    }
+
+    /// True simulated time since the start of the run.
+    pub fn now(&self) -> Duration {
+        crate::world::with(|world| world.now())
+    }
+
+    /// Sleeps for `duration` of true time (at least 1 ms).
+    pub async fn sleep(&self, duration: Duration) {
+        crate::time::sleep(duration).await
+    }
+
+    /// Turns buggify on or off for the rest of the run.
+    pub fn set_buggify(&self, enabled: bool) {
+        crate::world::with(|world| world.buggify.enabled = enabled);
+    }
+
+    /// Records an invariant violation and stops the run (see [`crate::report_violation`]).
+    pub fn report_violation(&self, invariant: &str, message: impl Into<String>) {
+        crate::runner::report_violation(invariant, message);
+    }
+}
+
+/// Builder of a node, from [`Sim::node`].
+#[must_use = "call .build() to add the node"]
+pub struct NodeBuilder {
+    name: String,
+    init: Option<InitFn>,
+    clock: ClockConfig,
+}
+
+impl NodeBuilder {
+    /// The node's program: called when the node is added and again on every restart.
+    pub fn init<F, Fut>(mut self, init: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self.init = Some(Arc::new(move || Box::pin(init())));
+        self
+    }
+
+    /// The node's clock at the start.
+    pub fn clock(mut self, clock: ClockConfig) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Adds the node and starts its `init`.
+    ///
+    /// # Panics
+    /// If a node with the same name exists (a bug in the test, not an environment fault).
+    pub fn build(self) -> NodeId {
+        let NodeBuilder { name, init, clock } = self;
+        let id = crate::world::with(|world| {
+            assert!(
+                world.nodes.iter().all(|node| node.name != name),
+                "sim-core: a node called {name:?} already exists"
+            );
+            let id = NodeId(world.nodes.len() as u32);
+            let now_ns = world.now().as_nanos() as u64;
+            world.nodes.push(NodeEntry {
+                name: name.clone(),
+                madsim_id: None,
+                state: NodeState::Up,
+                incarnation: 0,
+                clock: ClockState::new(clock, now_ns),
+            });
+            world.net.add_node(id);
+            world.disk.add_node(id);
+            world.record(Some(id), Event::Node(NodeEvent::Start));
+            id
+        });
+        let handle = madsim::runtime::Handle::current();
+        let mut builder = handle.create_node().name(name);
+        if let Some(init) = init {
+            builder = builder.init(move || {
+                let program = init();
+                crate::task::Counted::new(Some(id), async move {
+                    program.await;
+                    crate::world::with(|world| {
+                        if world.node(id).state == NodeState::Up {
+                            world.node_mut(id).state = NodeState::Exited;
+                            world.record(Some(id), Event::Node(NodeEvent::Exit));
+                        }
+                    });
+                })
+            });
+        }
+        let madsim_id = builder.build().id();
+        crate::world::with(|world| {
+            world.node_mut(id).madsim_id = Some(madsim_id);
+            world.madsim_nodes.insert(madsim_id, id);
+        });
+        id
+    }
+}
+
+/// Crashes `node`; see [`Sim::crash`].
+pub(crate) fn crash(node: NodeId) {
+    let madsim_id = crate::world::with(|world| {
+        let state = world.node(node).state;
+        if !matches!(state, NodeState::Up | NodeState::Paused) {
+            return None;
+        }
+        world.record(Some(node), Event::Node(NodeEvent::Crash));
+        crate::disk::on_crash(world, node);
+        crate::net::on_crash(world, node);
+        let entry = world.node_mut(node);
+        entry.state = NodeState::Down;
+        entry.clock.sleepers.clear();
+        entry.madsim_id
+    });
+    if let Some(id) = madsim_id {
+        madsim::runtime::Handle::current().kill(id);
+    }
+}
+
+/// Restarts `node`; see [`Sim::restart`].
+pub(crate) fn restart(node: NodeId) {
+    crash(node);
+    let madsim_id = crate::world::with(|world| {
+        let entry = world.node_mut(node);
+        entry.state = NodeState::Up;
+        entry.incarnation += 1;
+        let id = entry.madsim_id;
+        world.net.restart_node(node);
+        world.record(Some(node), Event::Node(NodeEvent::Restart));
+        id
+    });
+    if let Some(id) = madsim_id {
+        madsim::runtime::Handle::current().restart(id);
+    }
+}

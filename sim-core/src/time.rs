@@ -1,0 +1,431 @@
+//! Per-node clocks: a monotonic clock and a wall clock, each node with its own offset, drift
+//! and jumps.
+//!
+//! madsim has one global clock ("true time"). Each node reads time through its own
+//! oscillator: `local = base + (true - anchor) * (1 + drift_ppm / 1e6)`. The monotonic clock
+//! ([`now`]) follows the oscillator only, so it never goes backwards. The wall clock ([`wall`])
+//! adds an offset that can be set and can jump forwards and backwards, like NTP stepping a
+//! server's clock.
+//!
+//! Sleeps and timeouts on a node follow the node's monotonic clock: on a node whose clock runs
+//! 10 % fast, `sleep(1s)` ends after about 0.909 s of true time. A drift change wakes sleepers so
+//! they re-aim. madsim rounds every sleep up to at least 1 ms of true time.
+//!
+//! Called on the supervisor (outside any node), these functions use true time.
+
+use crate::node::NodeId;
+use crate::trace::{ClockEvent, Event};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The wall clock's true value at the start of every run: 2026-01-01T00:00:00Z.
+///
+/// Fixed (madsim picks a random point in 2022) so that wall-clock values in traces are
+/// readable and do not depend on madsim's generator.
+pub const WALL_EPOCH_UNIX_S: u64 = 1_767_225_600;
+
+/// Drift is bounded so that a clock always moves forwards.
+pub const DRIFT_MAX_PPM: i64 = 500_000;
+
+/// A node's clock at the start of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClockConfig {
+    /// Offset of the wall clock from true time, in nanoseconds.
+    pub offset_ns: i64,
+    /// Drift of the oscillator, in parts per million (positive: runs fast).
+    pub drift_ppm: i64,
+}
+
+/// A reading of a node's monotonic clock.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Instant {
+    nanos: u64,
+}
+
+impl Instant {
+    /// The instant `nanos` nanoseconds after the clock's origin.
+    pub const fn from_nanos(nanos: u64) -> Self {
+        Instant { nanos }
+    }
+    /// Nanoseconds since the clock's origin (the node's creation).
+    pub const fn as_nanos(self) -> u64 {
+        self.nanos
+    }
+    /// Time since the clock's origin.
+    pub const fn since_origin(self) -> Duration {
+        Duration::from_nanos(self.nanos)
+    }
+    /// `self - earlier`, or zero if `earlier` is later.
+    pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
+        Duration::from_nanos(self.nanos.saturating_sub(earlier.nanos))
+    }
+    /// Time elapsed on the current node's clock since `self`.
+    pub fn elapsed(self) -> Duration {
+        now().saturating_duration_since(self)
+    }
+    /// `self + duration`, saturating.
+    pub fn saturating_add(self, duration: Duration) -> Instant {
+        Instant {
+            nanos: self.nanos.saturating_add(duration_ns(duration)),
+        }
+    }
+}
+
+impl std::ops::Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, duration: Duration) -> Instant {
+        self.saturating_add(duration)
+    }
+}
+
+impl std::ops::Sub for Instant {
+    type Output = Duration;
+    fn sub(self, earlier: Instant) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+}
+
+fn duration_ns(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The state of one node's clock.
+#[derive(Clone, Debug)]
+pub(crate) struct ClockState {
+    /// Local monotonic reading at `anchor_true_ns`.
+    base_local_ns: u64,
+    anchor_true_ns: u64,
+    drift_ppm: i64,
+    wall_offset_ns: i64,
+    /// Bumped on every drift change, so sleepers re-aim.
+    pub generation: u64,
+    /// Sleepers to wake when the drift changes, by sleep id.
+    pub sleepers: BTreeMap<u64, Waker>,
+}
+
+impl ClockState {
+    pub fn new(config: ClockConfig, true_now_ns: u64) -> Self {
+        ClockState {
+            base_local_ns: 0,
+            anchor_true_ns: true_now_ns,
+            drift_ppm: config.drift_ppm.clamp(-DRIFT_MAX_PPM, DRIFT_MAX_PPM),
+            wall_offset_ns: config.offset_ns,
+            generation: 0,
+            sleepers: BTreeMap::new(),
+        }
+    }
+
+    /// Local monotonic reading at true time `true_ns`.
+    pub fn local_ns(&self, true_ns: u64) -> u64 {
+        let elapsed = i128::from(true_ns.saturating_sub(self.anchor_true_ns));
+        let scaled = elapsed * i128::from(1_000_000 + self.drift_ppm) / 1_000_000;
+        self.base_local_ns.saturating_add(scaled as u64)
+    }
+
+    /// True time needed for the local clock to advance by `local_ns` (rounded up).
+    pub fn true_span_ns(&self, local_ns: u64) -> u64 {
+        let rate = i128::from(1_000_000 + self.drift_ppm);
+        let span = (i128::from(local_ns) * 1_000_000 + rate - 1) / rate;
+        u64::try_from(span).unwrap_or(u64::MAX)
+    }
+
+    /// Wall clock reading in nanoseconds since the Unix epoch.
+    pub fn wall_ns(&self, true_ns: u64) -> i128 {
+        i128::from(WALL_EPOCH_UNIX_S) * 1_000_000_000
+            + i128::from(self.local_ns(true_ns))
+            + i128::from(self.wall_offset_ns)
+    }
+
+    fn set_drift(&mut self, ppm: i64, true_ns: u64) {
+        self.base_local_ns = self.local_ns(true_ns);
+        self.anchor_true_ns = true_ns;
+        self.drift_ppm = ppm.clamp(-DRIFT_MAX_PPM, DRIFT_MAX_PPM);
+        self.generation += 1;
+        for waker in self.sleepers.values() {
+            waker.wake_by_ref();
+        }
+    }
+}
+
+fn true_ns(world: &crate::world::World) -> u64 {
+    duration_ns(world.now())
+}
+
+/// The current node's monotonic clock (true time on the supervisor).
+pub fn now() -> Instant {
+    crate::world::with(|world| {
+        let t = true_ns(world);
+        match world.current_node() {
+            Some(node) => Instant::from_nanos(world.node(node).clock.local_ns(t)),
+            None => Instant::from_nanos(t),
+        }
+    })
+}
+
+/// The current node's wall clock (true wall time on the supervisor). It may jump.
+pub fn wall() -> SystemTime {
+    crate::world::with(|world| {
+        let t = true_ns(world);
+        let ns = match world.current_node() {
+            Some(node) => world.node(node).clock.wall_ns(t),
+            None => i128::from(WALL_EPOCH_UNIX_S) * 1_000_000_000 + i128::from(t),
+        };
+        system_time_from_ns(ns)
+    })
+}
+
+fn system_time_from_ns(ns: i128) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(u64::try_from(-ns).unwrap_or(u64::MAX))
+    }
+}
+
+/// Control of one node's clock, from the supervisor or a fault plan.
+#[derive(Clone, Copy, Debug)]
+pub struct ClockControl {
+    pub(crate) node: NodeId,
+}
+
+impl ClockControl {
+    /// Sets the oscillator's drift in parts per million (clamped to ±[`DRIFT_MAX_PPM`]).
+    pub fn set_drift_ppm(&self, ppm: i64) {
+        let node = self.node;
+        crate::world::with(|world| {
+            let t = true_ns(world);
+            world.node_mut(node).clock.set_drift(ppm, t);
+            world.record(Some(node), Event::Clock(ClockEvent::Drift { ppm }));
+        });
+    }
+
+    /// Sets the wall clock's offset from the oscillator's reading, in nanoseconds.
+    pub fn set_offset_ns(&self, ns: i64) {
+        let node = self.node;
+        crate::world::with(|world| {
+            world.node_mut(node).clock.wall_offset_ns = ns;
+            world.record(Some(node), Event::Clock(ClockEvent::Offset { ns }));
+        });
+    }
+
+    /// Steps the wall clock by `delta_ns` (negative: backwards). The monotonic clock is not
+    /// affected.
+    pub fn jump_ns(&self, delta_ns: i64) {
+        let node = self.node;
+        crate::world::with(|world| {
+            let clock = &mut world.node_mut(node).clock;
+            clock.wall_offset_ns = clock.wall_offset_ns.saturating_add(delta_ns);
+            world.record(Some(node), Event::Clock(ClockEvent::Jump { delta_ns }));
+        });
+    }
+
+    /// The node's current monotonic reading.
+    pub fn now(&self) -> Instant {
+        crate::world::with(|world| {
+            let t = true_ns(world);
+            Instant::from_nanos(world.node(self.node).clock.local_ns(t))
+        })
+    }
+
+    /// The node's current wall clock reading.
+    pub fn wall(&self) -> SystemTime {
+        crate::world::with(|world| {
+            let t = true_ns(world);
+            system_time_from_ns(world.node(self.node).clock.wall_ns(t))
+        })
+    }
+
+    /// The node's current drift in parts per million.
+    pub fn drift_ppm(&self) -> i64 {
+        crate::world::with(|world| world.node(self.node).clock.drift_ppm)
+    }
+}
+
+/// Sleeps for `duration` on the current node's monotonic clock (at least 1 ms of true time).
+pub fn sleep(duration: Duration) -> Sleep {
+    let (node, deadline) = crate::world::with(|world| {
+        let t = true_ns(world);
+        let node = world.current_node();
+        let local = match node {
+            Some(id) => world.node(id).clock.local_ns(t),
+            None => t,
+        };
+        (node, local.saturating_add(duration_ns(duration)))
+    });
+    Sleep::new(node, deadline)
+}
+
+/// Sleeps until the current node's monotonic clock reads `deadline`.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    let node = crate::world::with(|world| world.current_node());
+    Sleep::new(node, deadline.as_nanos())
+}
+
+/// Future returned by [`sleep`] and [`sleep_until`].
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Sleep {
+    node: Option<NodeId>,
+    deadline_local_ns: u64,
+    id: u64,
+    generation: u64,
+    inner: Option<Pin<Box<madsim::time::Sleep>>>,
+    registered: bool,
+}
+
+impl Sleep {
+    fn new(node: Option<NodeId>, deadline_local_ns: u64) -> Self {
+        let id = crate::world::with(|world| {
+            world.next_sleep_id += 1;
+            world.next_sleep_id
+        });
+        Sleep {
+            node,
+            deadline_local_ns,
+            id,
+            generation: 0,
+            inner: None,
+            registered: false,
+        }
+    }
+
+    /// The deadline on the node's monotonic clock.
+    pub fn deadline(&self) -> Instant {
+        Instant::from_nanos(self.deadline_local_ns)
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let this = &mut *self;
+            // Where is the node's clock, and does the inner true-time sleep still aim right?
+            let aim = crate::world::with(|world| {
+                let t = true_ns(world);
+                match this.node {
+                    None => {
+                        if t >= this.deadline_local_ns {
+                            return None;
+                        }
+                        Some((this.deadline_local_ns - t, 0))
+                    }
+                    Some(node) => {
+                        let clock = &mut world.node_mut(node).clock;
+                        let local = clock.local_ns(t);
+                        if local >= this.deadline_local_ns {
+                            clock.sleepers.remove(&this.id);
+                            return None;
+                        }
+                        clock.sleepers.insert(this.id, cx.waker().clone());
+                        let span = clock.true_span_ns(this.deadline_local_ns - local);
+                        Some((span, clock.generation))
+                    }
+                }
+            });
+            let Some((span_true_ns, generation)) = aim else {
+                this.registered = false;
+                let deadline_local_ns = this.deadline_local_ns;
+                let node = this.node;
+                crate::world::with(|world| world.record(node, Event::Timer { deadline_local_ns }));
+                return Poll::Ready(());
+            };
+            this.registered = this.node.is_some();
+            if this.inner.is_none() || generation != this.generation {
+                this.generation = generation;
+                let handle = crate::world::with(|world| world.time_handle().clone());
+                let start = handle.now_instant();
+                // One extra nanosecond absorbs the rounding of the local clock.
+                let deadline = start + Duration::from_nanos(span_true_ns.saturating_add(1));
+                this.inner = Some(Box::pin(handle.sleep_until(deadline)));
+            }
+            let inner = this.inner.as_mut().expect("set above");
+            match inner.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                // The true-time sleep ended: loop to check the node's clock again.
+                Poll::Ready(()) => this.inner = None,
+            }
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if self.registered {
+            if let Some(node) = self.node {
+                let id = self.id;
+                crate::world::try_with(|world| {
+                    if let Some(entry) = world.nodes.get_mut(node.0 as usize) {
+                        entry.clock.sleepers.remove(&id);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The error of [`timeout`]: the deadline passed first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("deadline has elapsed")]
+pub struct Elapsed;
+
+/// Runs `future` until it completes or `duration` passes on the current node's clock.
+pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
+    Timeout {
+        future: Box::pin(future),
+        sleep: sleep(duration),
+    }
+}
+
+/// Future returned by [`timeout`].
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Timeout<F> {
+    future: Pin<Box<F>>,
+    sleep: Sleep,
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(output) = self.future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        match Pin::new(&mut self.sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_scales_local_time_and_true_span_inverts_it() {
+        let mut clock = ClockState::new(ClockConfig::default(), 0);
+        clock.set_drift(100_000, 0);
+        assert_eq!(clock.local_ns(1_000_000_000), 1_100_000_000);
+        let span = clock.true_span_ns(1_100_000_000);
+        assert!(clock.local_ns(span) >= 1_100_000_000);
+        assert!(span <= 1_000_000_001);
+    }
+
+    #[test]
+    fn drift_change_keeps_the_clock_continuous() {
+        let mut clock = ClockState::new(ClockConfig::default(), 0);
+        clock.set_drift(200_000, 0);
+        let before = clock.local_ns(500);
+        clock.set_drift(-200_000, 500);
+        assert_eq!(clock.local_ns(500), before);
+        assert!(clock.local_ns(600) > before);
+    }
+}
