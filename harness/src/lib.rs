@@ -1,1 +1,34 @@
-//! placeholder
+//! # harness: find bugs, shrink them, replay them exactly
+//!
+//! Generic and reusable: a project describes its system as a [`Scenario`] (nodes, workload,
+//! invariants, mutants, fault budget) on top of `sim-core`, and gets generated fault plans with
+//! swarm testing, shrinking, a seed corpus, `cargo test` integration and the `dst` command line.
+//!
+//! - [`plan`]: fault plans, plain serde data ([`FaultPlan`], [`Episode`], [`Fault`]).
+//! - [`generate`]: `proptest` strategies for swarm profiles and plans within a [`FaultBudget`].
+//! - [`scenario`]: the [`Scenario`] trait, [`ScenarioSpec`], invariant kinds, mutants, [`Env`].
+//! - [`case`]: [`Case`], [`Verdict`], running a case, the [`Registry`].
+//! - [`shrink`]: from a failing case to a small one.
+//! - [`corpus`]: versioned case files under `corpus/<scenario>/`.
+//! - [`batch`]: many seeds in parallel, with shrinking and saving.
+//! - [`testing`]: one call to check a scenario in `cargo test`.
+//! - [`cli`]: the `dst` command line as a library.
+//! - [`mermaid`]: sequence diagrams of a run.
+
+pub mod batch;
+pub mod case;
+pub mod cli;
+pub mod corpus;
+pub mod generate;
+pub mod mermaid;
+pub mod plan;
+pub mod scenario;
+pub mod shrink;
+pub mod testing;
+
+mod apply_io;
+
+pub use case::{Case, DynScenario, Registry, RunOptions, RunResult, Verdict, VerdictKind};
+pub use generate::{FaultBudget, SwarmProfile};
+pub use plan::{Episode, Fault, FaultKind, FaultPlan};
+pub use scenario::{Env, InvariantKind, InvariantSpec, MutantSpec, Observer, Scenario, ScenarioSpec};

@@ -42,6 +42,9 @@ impl NetState {
     }
     pub fn add_node(&mut self, _node: NodeId) {}
     pub fn restart_node(&mut self, _node: NodeId) {}
+    pub fn messages_sent(&self) -> u64 {
+        0
+    }
 }
 
 /// Crash effects on the network: the node's sockets close and what was queued for it is lost.

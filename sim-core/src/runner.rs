@@ -252,6 +252,8 @@ pub struct Report {
     pub steps: u64,
     /// Hashed trace events.
     pub events: u64,
+    /// Messages sent through the simulated network.
+    pub messages: u64,
     /// The kept events, when [`TraceConfig::keep`] was on.
     pub timeline: Option<Timeline>,
     /// Wall-clock milliseconds the run took (not deterministic; informative only).
@@ -359,6 +361,7 @@ where
                 sim_time_ns: 0,
                 steps: 0,
                 events: 0,
+                messages: 0,
                 timeline: None,
                 wall_ms,
             }
@@ -377,6 +380,7 @@ fn hung_report(seed: u64, wall_ms: u64) -> Report {
         sim_time_ns: 0,
         steps: 0,
         events: 0,
+        messages: 0,
         timeline: None,
         wall_ms,
     }
@@ -626,6 +630,7 @@ fn outcome_of(result: std::thread::Result<End>) -> Outcome {
 }
 
 fn finish_report(seed: u64, world: World, outcome: Outcome, sim_time: Duration) -> Report {
+    let messages = world.net.messages_sent();
     let World {
         trace,
         nodes,
@@ -649,6 +654,7 @@ fn finish_report(seed: u64, world: World, outcome: Outcome, sim_time: Duration) 
         sim_time_ns: sim_time.as_nanos() as u64,
         steps,
         events,
+        messages,
         timeline,
         wall_ms: 0,
     }

@@ -169,6 +169,14 @@ pub fn now() -> Instant {
     })
 }
 
+/// True simulated time since the start of the run, whatever node asks.
+///
+/// For checkers and oracles, which judge what nodes did against the truth. Node code must use
+/// [`now`] and [`wall`]: a node has no access to true time in the real world.
+pub fn true_now() -> Duration {
+    crate::world::with(|world| world.now())
+}
+
 /// The current node's wall clock (true wall time on the supervisor). It may jump.
 pub fn wall() -> SystemTime {
     crate::world::with(|world| {

@@ -1,0 +1,234 @@
+//! The seed corpus: stored cases, replayed forever after.
+//!
+//! A case file is `corpus/<scenario>/<name>.json`, a JSON object in format version
+//! [`FORMAT_VERSION`]:
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `version` | format version (1) |
+//! | `description` | one line on what the case shows |
+//! | `scenario`, `seed`, `mutant`, `faults`, `swarm`, `plan`, `workload` | the [`Case`] |
+//! | `verdict`, `invariant` | the expected verdict (`pass`, `safety`, `liveness`, ...) |
+//! | `trace_hash` | the expected trace hash, 16 lowercase hex digits |
+//!
+//! Replaying a file must give the recorded verdict and trace hash. When behaviour changes on
+//! purpose, `dst corpus bless` rewrites the hashes; verdicts never change silently (bless
+//! refuses a file whose verdict changed). A malformed file or an unknown version is a clear
+//! error naming the file.
+
+use crate::case::{Case, VerdictKind};
+use crate::generate::SwarmProfile;
+use crate::plan::{FaultKind, FaultPlan};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The format version this harness reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A stored case with its expected verdict and trace hash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseFile {
+    /// Format version.
+    pub version: u32,
+    /// One line on what the case shows.
+    pub description: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed.
+    pub seed: u64,
+    /// Mutant switched on, if any.
+    pub mutant: Option<String>,
+    /// Fault kinds the case was allowed to draw.
+    pub faults: BTreeSet<FaultKind>,
+    /// The drawn swarm profile.
+    pub swarm: SwarmProfile,
+    /// The fault plan.
+    pub plan: FaultPlan,
+    /// The scenario's workload.
+    pub workload: serde_json::Value,
+    /// Expected verdict.
+    pub verdict: VerdictKind,
+    /// Expected broken invariant (for `safety` and `liveness`).
+    pub invariant: Option<String>,
+    /// Expected trace hash, 16 lowercase hex digits.
+    pub trace_hash: String,
+}
+
+impl CaseFile {
+    /// A case file for `case` with its verdict and hash.
+    pub fn new(
+        case: &Case,
+        verdict: VerdictKind,
+        invariant: Option<String>,
+        trace_hash: u64,
+        description: String,
+    ) -> Self {
+        CaseFile {
+            version: FORMAT_VERSION,
+            description,
+            scenario: case.scenario.clone(),
+            seed: case.seed,
+            mutant: case.mutant.clone(),
+            faults: case.faults.clone(),
+            swarm: case.swarm.clone(),
+            plan: case.plan.clone(),
+            workload: case.workload.clone(),
+            verdict,
+            invariant,
+            trace_hash: hex(trace_hash),
+        }
+    }
+
+    /// The case to run.
+    pub fn case(&self) -> Case {
+        Case {
+            scenario: self.scenario.clone(),
+            seed: self.seed,
+            mutant: self.mutant.clone(),
+            faults: self.faults.clone(),
+            swarm: self.swarm.clone(),
+            plan: self.plan.clone(),
+            workload: self.workload.clone(),
+        }
+    }
+
+    /// The expected trace hash as a number.
+    pub fn trace_hash_value(&self) -> Result<u64, String> {
+        parse_hex(&self.trace_hash)
+    }
+}
+
+/// A trace hash as 16 lowercase hex digits.
+pub fn hex(hash: u64) -> String {
+    format!("{hash:016x}")
+}
+
+fn parse_hex(text: &str) -> Result<u64, String> {
+    if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("trace_hash must be 16 hex digits, got {text:?}"));
+    }
+    u64::from_str_radix(text, 16).map_err(|error| error.to_string())
+}
+
+/// What can be wrong with a corpus file.
+#[derive(Debug, thiserror::Error)]
+pub enum CorpusError {
+    /// The file cannot be read or written.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The file is not a valid case file.
+    #[error("{path}: not a valid case file: {error}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        error: String,
+    },
+    /// The file is of a version this harness does not read.
+    #[error("{path}: case file version {found} is not supported (this dst reads version {FORMAT_VERSION})")]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: String,
+    },
+}
+
+/// Reads and checks a case file.
+pub fn load(path: &Path) -> Result<CaseFile, CorpusError> {
+    let text = std::fs::read_to_string(path).map_err(|error| CorpusError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses the text of a case file; `path` only names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<CaseFile, CorpusError> {
+    let parse_error = |error: String| CorpusError::Parse {
+        path: path.to_path_buf(),
+        error,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|error| parse_error(error.to_string()))?;
+    let version = value
+        .get("version")
+        .ok_or_else(|| parse_error("missing field `version`".into()))?;
+    if version.as_u64() != Some(u64::from(FORMAT_VERSION)) {
+        return Err(CorpusError::Version {
+            path: path.to_path_buf(),
+            found: version.to_string(),
+        });
+    }
+    let file: CaseFile =
+        serde_json::from_value(value).map_err(|error| parse_error(error.to_string()))?;
+    file.trace_hash_value().map_err(parse_error)?;
+    Ok(file)
+}
+
+/// Writes a case file (pretty JSON, trailing newline), creating folders as needed.
+pub fn save(path: &Path, file: &CaseFile) -> Result<(), CorpusError> {
+    let io_error = |error| CorpusError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_error)?;
+    }
+    let mut text = serde_json::to_string_pretty(file).expect("case files serialize");
+    text.push('\n');
+    std::fs::write(path, text).map_err(io_error)
+}
+
+/// Every `*.json` file in `dir/<scenario>/`, sorted.
+pub fn list(dir: &Path) -> Result<Vec<PathBuf>, CorpusError> {
+    let io_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| CorpusError::Io { path, error }
+    };
+    let mut files = Vec::new();
+    if !dir.exists() {
+        return Ok(files);
+    }
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let folder = entry.path();
+        if !folder.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&folder).map_err(io_error(&folder))? {
+            let path = file.map_err(io_error(&folder))?.path();
+            if path.extension().is_some_and(|ext| ext == "json") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The path a failing case is saved under: `<dir>/<scenario>/<mutant-or-seed>-<verdict>.json`.
+pub fn path_for(dir: &Path, case: &Case, verdict: VerdictKind, invariant: Option<&str>) -> PathBuf {
+    let mut name = String::new();
+    if let Some(mutant) = &case.mutant {
+        name.push_str(mutant);
+        name.push('-');
+    }
+    name.push_str(&format!("seed{}-{}", case.seed, verdict.name()));
+    if let Some(invariant) = invariant {
+        name.push('-');
+        name.push_str(invariant);
+    }
+    let name: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    dir.join(&case.scenario).join(format!("{name}.json"))
+}

@@ -1,0 +1,294 @@
+//! Generation of cases: swarm profiles and fault plans as `proptest` strategies.
+//!
+//! Each case first draws a [`SwarmProfile`]: which fault kinds are on and how intense they are
+//! (swarm testing: a seed that turns most kinds off explores deeper into the ones left on). The
+//! plan is then drawn within that profile and the scenario's [`FaultBudget`] (for example at
+//! most one node down at a time). The profile is part of the case and is stored with failures.
+//!
+//! Everything is drawn from proptest's ChaCha generator seeded from the case's seed, so the seed
+//! alone determines the case.
+
+use crate::plan::{Episode, Fault, FaultKind, FaultPlan};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// The fault model a scenario is expected to survive.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultBudget {
+    /// Kinds of fault the scenario survives.
+    pub kinds: BTreeSet<FaultKind>,
+    /// Nodes that faults may name (clients are often spared crashes); empty: all nodes.
+    pub targets: Vec<String>,
+    /// At most this many nodes crashed or paused at the same time.
+    pub down_max: usize,
+    /// At most this many episodes in a plan.
+    pub episodes_max: usize,
+    /// Faults start within this many milliseconds from the start of the run.
+    pub plan_duration_ms: u64,
+    /// No episode lasts longer than this.
+    pub episode_duration_max_ms: u64,
+}
+
+impl Default for FaultBudget {
+    fn default() -> Self {
+        FaultBudget {
+            kinds: FaultKind::ALL.into_iter().collect(),
+            targets: Vec::new(),
+            down_max: 1,
+            episodes_max: 8,
+            plan_duration_ms: 5_000,
+            episode_duration_max_ms: 2_000,
+        }
+    }
+}
+
+/// The swarm knobs drawn for one case: which kinds are on, and how hard they hit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwarmProfile {
+    /// Kinds of fault on in this case.
+    pub kinds: BTreeSet<FaultKind>,
+    /// Most episodes in this case's plan.
+    pub episodes_max: usize,
+    /// Highest link loss and duplication probability.
+    pub link_probability_max: f64,
+    /// Highest disk error probability.
+    pub disk_error_max: f64,
+    /// Highest link latency in milliseconds.
+    pub latency_max_ms: u64,
+}
+
+impl SwarmProfile {
+    /// A profile with nothing on (`--faults none`).
+    pub fn quiet() -> Self {
+        SwarmProfile {
+            kinds: BTreeSet::new(),
+            episodes_max: 0,
+            link_probability_max: 0.0,
+            disk_error_max: 0.0,
+            latency_max_ms: 1,
+        }
+    }
+}
+
+/// Strategy for swarm profiles over the `allowed` kinds.
+pub fn swarm_strategy(
+    budget: &FaultBudget,
+    allowed: BTreeSet<FaultKind>,
+) -> BoxedStrategy<SwarmProfile> {
+    let kinds: Vec<FaultKind> = allowed.intersection(&budget.kinds).copied().collect();
+    if kinds.is_empty() || budget.episodes_max == 0 {
+        return Just(SwarmProfile::quiet()).boxed();
+    }
+    let count = kinds.len();
+    let episodes_max = budget.episodes_max;
+    (
+        proptest::sample::subsequence(kinds, 1..=count),
+        1..=episodes_max,
+        0.05f64..0.5,
+        0.05f64..0.3,
+        5u64..200,
+    )
+        .prop_map(
+            |(kinds, episodes_max, link_probability_max, disk_error_max, latency_max_ms)| {
+                SwarmProfile {
+                    kinds: kinds.into_iter().collect(),
+                    episodes_max,
+                    link_probability_max,
+                    disk_error_max,
+                    latency_max_ms,
+                }
+            },
+        )
+        .boxed()
+}
+
+/// Strategy for plans within `swarm` and `budget`, over the given node names.
+pub fn plan_strategy(
+    nodes: &[String],
+    budget: &FaultBudget,
+    swarm: &SwarmProfile,
+) -> BoxedStrategy<FaultPlan> {
+    let targets: Vec<String> = if budget.targets.is_empty() {
+        nodes.to_vec()
+    } else {
+        budget.targets.clone()
+    };
+    let kinds: Vec<FaultKind> = swarm.kinds.iter().copied().collect();
+    if kinds.is_empty() || swarm.episodes_max == 0 || targets.is_empty() {
+        return Just(FaultPlan::none()).boxed();
+    }
+    let episode = episode_strategy(nodes.to_vec(), targets, kinds, budget, swarm);
+    let down_max = budget.down_max;
+    proptest::collection::vec(episode, 0..=swarm.episodes_max)
+        .prop_map(move |episodes| within_budget(FaultPlan { episodes }, down_max))
+        .boxed()
+}
+
+/// Drops episodes, in order, that would take more than `down_max` nodes down at once.
+pub fn within_budget(plan: FaultPlan, down_max: usize) -> FaultPlan {
+    let mut kept = FaultPlan::none();
+    for episode in plan.episodes {
+        kept.episodes.push(episode);
+        if kept.max_down() > down_max {
+            kept.episodes.pop();
+        }
+    }
+    kept
+}
+
+fn episode_strategy(
+    nodes: Vec<String>,
+    targets: Vec<String>,
+    kinds: Vec<FaultKind>,
+    budget: &FaultBudget,
+    swarm: &SwarmProfile,
+) -> BoxedStrategy<Episode> {
+    let plan_duration = budget.plan_duration_ms.max(1);
+    let duration_max = budget.episode_duration_max_ms.max(1);
+    let swarm = swarm.clone();
+    (
+        proptest::sample::select(kinds),
+        0..plan_duration,
+        1..=duration_max,
+        proptest::sample::select(targets.clone()),
+        proptest::sample::select(nodes),
+        any::<u64>(),
+    )
+        .prop_map(move |(kind, at_ms, duration_ms, target, other, draw)| {
+            let fault = fault_of(kind, &target, &other, &targets, draw, &swarm);
+            Episode {
+                at_ms,
+                duration_ms: Some(duration_ms),
+                fault,
+            }
+        })
+        .boxed()
+}
+
+/// Builds one fault of `kind` from a target, another node and a number to draw values from.
+fn fault_of(
+    kind: FaultKind,
+    target: &str,
+    other: &str,
+    targets: &[String],
+    draw: u64,
+    swarm: &SwarmProfile,
+) -> Fault {
+    let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
+    let node = target.to_string();
+    let peer = if other == target {
+        targets
+            .iter()
+            .find(|name| name.as_str() != target)
+            .cloned()
+            .unwrap_or_else(|| other.to_string())
+    } else {
+        other.to_string()
+    };
+    match kind {
+        FaultKind::Partition => Fault::Partition {
+            groups: vec![
+                vec![node.clone()],
+                targets.iter().filter(|n| **n != node).cloned().collect(),
+            ],
+        },
+        FaultKind::OneWay => Fault::PartitionOneWay {
+            from: vec![node],
+            to: vec![peer],
+        },
+        FaultKind::Crash => Fault::Crash { node },
+        FaultKind::Pause => Fault::Pause { node },
+        FaultKind::Clock => match draw % 3 {
+            0 => Fault::ClockOffset {
+                node,
+                offset_ms: (unit * 20_000.0) as i64 - 10_000,
+            },
+            1 => Fault::ClockDrift {
+                node,
+                ppm: (unit * 400_000.0) as i64 - 200_000,
+            },
+            _ => Fault::ClockJump {
+                node,
+                delta_ms: (unit * 120_000.0) as i64 - 60_000,
+            },
+        },
+        FaultKind::Loss => Fault::LinkLoss {
+            from: node,
+            to: peer,
+            probability: round2(unit * swarm.link_probability_max),
+        },
+        FaultKind::Duplicate => Fault::LinkDuplicate {
+            from: node,
+            to: peer,
+            probability: round2(unit * swarm.link_probability_max),
+        },
+        FaultKind::Latency => {
+            let max_ms = 1 + (unit * swarm.latency_max_ms as f64) as u64;
+            Fault::LinkLatency {
+                from: node,
+                to: peer,
+                min_ms: 1 + max_ms / 4,
+                max_ms: max_ms.max(1 + max_ms / 4),
+            }
+        }
+        FaultKind::Hold => Fault::Hold {
+            from: node,
+            to: peer,
+        },
+        FaultKind::Disk => match draw % 3 {
+            0 => Fault::DiskErrors {
+                node,
+                read_error: round2(unit * swarm.disk_error_max),
+                write_error: round2(unit * swarm.disk_error_max),
+                fsync_error: round2(unit * swarm.disk_error_max / 2.0),
+            },
+            1 => Fault::DiskLatency {
+                node,
+                min_ms: 1,
+                max_ms: 1 + (unit * 50.0) as u64,
+            },
+            _ => Fault::DiskFull {
+                node,
+                free_bytes: (unit * 65_536.0) as u64,
+            },
+        },
+        FaultKind::Corrupt => Fault::DiskCorrupt { node },
+        FaultKind::Buggify => Fault::Buggify,
+    }
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+/// A proptest runner whose generator is seeded from `seed` alone, with proptest's own
+/// failure persistence off (the corpus replaces it).
+pub fn runner_for_seed(seed: u64) -> TestRunner {
+    let mut bytes = [0u8; 32];
+    let mut state = seed;
+    for chunk in bytes.chunks_mut(8) {
+        state = sim_core::rng::splitmix64(state);
+        chunk.copy_from_slice(&state.to_le_bytes());
+    }
+    let config = Config {
+        failure_persistence: None,
+        ..Config::default()
+    };
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
+}
+
+/// Draws the value tree of `strategy` for `seed`.
+pub fn tree_for_seed<T: std::fmt::Debug>(
+    strategy: &BoxedStrategy<T>,
+    seed: u64,
+) -> Box<dyn ValueTree<Value = T>> {
+    let mut runner = runner_for_seed(seed);
+    strategy
+        .new_tree(&mut runner)
+        .expect("harness strategies never reject")
+}

@@ -1,0 +1,104 @@
+//! Shrinking: from a failing case to a small one that fails the same way.
+//!
+//! Two passes, both deterministic and bounded:
+//! 1. proptest's own value-tree shrinking over the whole generated case (swarm profile, plan,
+//!    workload), when the case is the one its seed generates;
+//! 2. a structural pass over the plan that works on any plan, hand-written ones included:
+//!    drop each episode in turn, then halve each duration while the failure persists.
+//!
+//! "The same way" means the same verdict and the same invariant ([`Verdict::same_failure`]).
+//! The simulation seed never changes.
+
+use crate::case::{Case, DynScenario, RunOptions, Verdict};
+
+/// Most value-tree steps in pass 1.
+pub const TREE_STEPS_MAX: usize = 300;
+/// Most runs in pass 2.
+pub const STRUCTURAL_RUNS_MAX: usize = 300;
+
+/// The result of shrinking.
+#[derive(Clone, Debug)]
+pub struct Shrunk {
+    /// The smallest case found that fails the same way.
+    pub case: Case,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Its trace hash.
+    pub trace_hash: u64,
+    /// Runs spent shrinking.
+    pub runs: usize,
+}
+
+/// Shrinks `case`, which failed with `verdict`.
+pub fn shrink(scenario: &dyn DynScenario, case: &Case, verdict: &Verdict) -> Shrunk {
+    let options = RunOptions::default();
+    let mut runs = 0;
+    let mut last: Option<(Case, Verdict, u64)> = None;
+    let mut still_fails = |candidate: &Case| -> bool {
+        runs += 1;
+        match scenario.run_case(candidate, &options) {
+            Ok(result) if result.verdict.same_failure(verdict) => {
+                last = Some((candidate.clone(), result.verdict, result.trace_hash));
+                true
+            }
+            _ => false,
+        }
+    };
+    let from_tree = scenario.shrink_tree(case, &mut still_fails);
+    let best = structural(&from_tree, &mut still_fails);
+    drop(still_fails);
+    // Re-run the winner so that verdict and hash belong to exactly this case.
+    let result = match &last {
+        Some((last_case, verdict, hash)) if *last_case == best => (verdict.clone(), *hash),
+        _ => {
+            runs += 1;
+            let result = scenario
+                .run_case(&best, &options)
+                .expect("a case derived from a valid case is valid");
+            (result.verdict, result.trace_hash)
+        }
+    };
+    Shrunk {
+        case: best,
+        verdict: result.0,
+        trace_hash: result.1,
+        runs,
+    }
+}
+
+/// Pass 2: drop episodes, then halve durations, while the failure persists.
+pub fn structural(case: &Case, still_fails: &mut dyn FnMut(&Case) -> bool) -> Case {
+    let mut best = case.clone();
+    let mut budget = STRUCTURAL_RUNS_MAX;
+    // Drop episodes, last first (later faults are less often the cause).
+    let mut index = best.plan.episodes.len();
+    while index > 0 && budget > 0 {
+        index -= 1;
+        let mut candidate = best.clone();
+        candidate.plan.episodes.remove(index);
+        budget -= 1;
+        if still_fails(&candidate) {
+            best = candidate;
+        }
+    }
+    // Shorten what is left.
+    for index in 0..best.plan.episodes.len() {
+        while budget > 0 {
+            let Some(duration) = best.plan.episodes[index].duration_ms else {
+                break;
+            };
+            if duration <= 1 {
+                break;
+            }
+            let mut candidate = best.clone();
+            candidate.plan.episodes[index].duration_ms = Some(duration / 2);
+            budget -= 1;
+            if still_fails(&candidate) {
+                best = candidate;
+            } else {
+                break;
+            }
+        }
+    }
+    best
+}
