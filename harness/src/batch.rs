@@ -62,7 +62,10 @@ impl BatchOptions {
             None => self.start..end,
             Some((k, n)) => {
                 let size = self.seeds.div_ceil(n);
-                let first = self.start.saturating_add(size.saturating_mul(k - 1)).min(end);
+                let first = self
+                    .start
+                    .saturating_add(size.saturating_mul(k - 1))
+                    .min(end);
                 first..first.saturating_add(size).min(end)
             }
         }
@@ -343,7 +346,10 @@ fn record_failure(
 
 /// The one-line description stored with a failing case.
 pub fn describe(case: &Case, verdict: &Verdict, episodes_before: usize) -> String {
-    let mut text = format!("{}: {} found by seed {}", case.scenario, verdict.kind, case.seed);
+    let mut text = format!(
+        "{}: {} found by seed {}",
+        case.scenario, verdict.kind, case.seed
+    );
     if let Some(invariant) = &verdict.invariant {
         text.push_str(&format!(" ({invariant})"));
     }

@@ -291,7 +291,13 @@ impl<S: Scenario> DynScenario for S {
     fn generate(&self, seed: u64, mutant: Option<String>, faults: BTreeSet<FaultKind>) -> Case {
         let strategy = case_strategy(self, &faults);
         let tree = tree_for_seed(&strategy, seed);
-        to_case(&Scenario::spec(self).name, seed, mutant, &faults, tree.current())
+        to_case(
+            &Scenario::spec(self).name,
+            seed,
+            mutant,
+            &faults,
+            tree.current(),
+        )
     }
 
     fn run_case(&self, case: &Case, options: &RunOptions) -> Result<RunResult, CaseError> {
@@ -403,7 +409,7 @@ impl Registry {
     }
 
     /// Adds a scenario.
-    pub fn add<S: Scenario>(mut self, scenario: S) -> Self {
+    pub fn with<S: Scenario>(mut self, scenario: S) -> Self {
         self.scenarios.push(Arc::new(scenario));
         self
     }

@@ -2,7 +2,7 @@
 //!
 //! ```ignore
 //! fn main() -> std::process::ExitCode {
-//!     harness::cli::main(harness::Registry::new().add(MyScenario))
+//!     harness::cli::main(harness::Registry::new().with(MyScenario))
 //! }
 //! ```
 //!
@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "dst", about = "Deterministic simulation testing: hunt, shrink and replay failures")]
+#[command(
+    name = "dst",
+    about = "Deterministic simulation testing: hunt, shrink and replay failures"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -182,7 +185,10 @@ pub fn main(registry: Registry) -> ExitCode {
     }
 }
 
-fn scenario(registry: &Registry, name: &str) -> Result<std::sync::Arc<dyn DynScenario>, InputError> {
+fn scenario(
+    registry: &Registry,
+    name: &str,
+) -> Result<std::sync::Arc<dyn DynScenario>, InputError> {
     registry.get(name).ok_or_else(|| {
         InputError(format!(
             "unknown scenario {name:?}; known: {}",
@@ -255,7 +261,9 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
     let options = BatchOptions {
         start: args.start,
         seeds: args.seeds,
-        jobs: args.jobs.map_or(BatchOptions::default().jobs, |j| j as usize),
+        jobs: args
+            .jobs
+            .map_or(BatchOptions::default().jobs, |j| j as usize),
         mutant: args.mutant.clone(),
         faults: args.faults.clone(),
         corpus_dir: Some(args.corpus.clone()),
@@ -362,13 +370,19 @@ fn print_summary(reports: &[BatchReport]) {
             eprintln!("  trace hash {}", f.trace_hash);
             match &f.file {
                 Some(file) => eprintln!("  replay: dst replay {file}"),
-                None => eprintln!("  rerun:  dst run {} --start {} --seeds 1", r.scenario, f.seed),
+                None => eprintln!(
+                    "  rerun:  dst run {} --start {} --seeds 1",
+                    r.scenario, f.seed
+                ),
             }
         }
     }
 }
 
-fn load_case(registry: &Registry, file: &Path) -> Result<(CaseFile, std::sync::Arc<dyn DynScenario>), InputError> {
+fn load_case(
+    registry: &Registry,
+    file: &Path,
+) -> Result<(CaseFile, std::sync::Arc<dyn DynScenario>), InputError> {
     let case_file = corpus::load(file)?;
     let scenario = scenario(registry, &case_file.scenario)?;
     crate::case::check_case(&scenario.spec(), &case_file.case())
@@ -411,10 +425,29 @@ fn replay(
         }
     }
     eprintln!("{}: {}", file.display(), case_file.description);
-    eprintln!("  verdict:    {} (recorded: {}{})", result.verdict, case_file.verdict,
-        case_file.invariant.as_deref().map(|i| format!(" ({i})")).unwrap_or_default());
-    eprintln!("  trace hash: {} (recorded: {})", corpus::hex(result.trace_hash), case_file.trace_hash);
-    eprintln!("  {}", if reproduced { "reproduced" } else { "NOT reproduced" });
+    eprintln!(
+        "  verdict:    {} (recorded: {}{})",
+        result.verdict,
+        case_file.verdict,
+        case_file
+            .invariant
+            .as_deref()
+            .map(|i| format!(" ({i})"))
+            .unwrap_or_default()
+    );
+    eprintln!(
+        "  trace hash: {} (recorded: {})",
+        corpus::hex(result.trace_hash),
+        case_file.trace_hash
+    );
+    eprintln!(
+        "  {}",
+        if reproduced {
+            "reproduced"
+        } else {
+            "NOT reproduced"
+        }
+    );
     if json {
         println!(
             "{}",
@@ -467,7 +500,9 @@ fn corpus_bless(registry: &Registry, dir: &Path) -> Result<bool, InputError> {
     for path in corpus::list(dir)? {
         let (mut case_file, scenario) = load_case(registry, &path)?;
         let result = scenario.run_case(&case_file.case(), &RunOptions::default())?;
-        if result.verdict.kind != case_file.verdict || result.verdict.invariant != case_file.invariant {
+        if result.verdict.kind != case_file.verdict
+            || result.verdict.invariant != case_file.invariant
+        {
             eprintln!(
                 "{}: verdict changed to {} (recorded {}): not blessed; fix the code or replace the case",
                 path.display(),
@@ -479,7 +514,12 @@ fn corpus_bless(registry: &Registry, dir: &Path) -> Result<bool, InputError> {
         }
         let hash = corpus::hex(result.trace_hash);
         if hash != case_file.trace_hash {
-            eprintln!("{}: trace hash {} -> {}", path.display(), case_file.trace_hash, hash);
+            eprintln!(
+                "{}: trace hash {} -> {}",
+                path.display(),
+                case_file.trace_hash,
+                hash
+            );
             case_file.trace_hash = hash;
             corpus::save(&path, &case_file)?;
         }

@@ -228,7 +228,13 @@ pub fn path_for(dir: &Path, case: &Case, verdict: VerdictKind, invariant: Option
     }
     let name: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     dir.join(&case.scenario).join(format!("{name}.json"))
 }

@@ -31,4 +31,6 @@ mod apply_io;
 pub use case::{Case, DynScenario, Registry, RunOptions, RunResult, Verdict, VerdictKind};
 pub use generate::{FaultBudget, SwarmProfile};
 pub use plan::{Episode, Fault, FaultKind, FaultPlan};
-pub use scenario::{Env, InvariantKind, InvariantSpec, MutantSpec, Observer, Scenario, ScenarioSpec};
+pub use scenario::{
+    Env, InvariantKind, InvariantSpec, MutantSpec, Observer, Scenario, ScenarioSpec,
+};

@@ -60,7 +60,13 @@ pub fn diagram(timeline: &Timeline) -> String {
 /// A Mermaid participant name.
 pub(crate) fn ident(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -315,7 +315,10 @@ impl Fault {
     pub fn validate(&self, nodes: &[String]) -> Result<(), String> {
         for name in self.nodes() {
             if !nodes.iter().any(|node| node == name) {
-                return Err(format!("unknown node {name:?} (nodes: {})", nodes.join(", ")));
+                return Err(format!(
+                    "unknown node {name:?} (nodes: {})",
+                    nodes.join(", ")
+                ));
             }
         }
         let probability = |p: f64, what: &str| {
@@ -327,9 +330,7 @@ impl Fault {
         };
         match self {
             Fault::LinkLoss { probability: p, .. } => probability(*p, "loss probability"),
-            Fault::LinkDuplicate { probability: p, .. } => {
-                probability(*p, "duplicate probability")
-            }
+            Fault::LinkDuplicate { probability: p, .. } => probability(*p, "duplicate probability"),
             Fault::DiskErrors {
                 read_error,
                 write_error,
@@ -340,9 +341,12 @@ impl Fault {
                 probability(*write_error, "write_error")?;
                 probability(*fsync_error, "fsync_error")
             }
-            Fault::LinkLatency { min_ms, max_ms, .. } | Fault::DiskLatency { min_ms, max_ms, .. } => {
+            Fault::LinkLatency { min_ms, max_ms, .. }
+            | Fault::DiskLatency { min_ms, max_ms, .. } => {
                 if *min_ms == 0 || min_ms > max_ms {
-                    Err(format!("latency needs 1 <= min_ms <= max_ms, got {min_ms}..{max_ms}"))
+                    Err(format!(
+                        "latency needs 1 <= min_ms <= max_ms, got {min_ms}..{max_ms}"
+                    ))
                 } else {
                     Ok(())
                 }
@@ -350,9 +354,12 @@ impl Fault {
             Fault::Partition { groups } if groups.len() < 2 => {
                 Err("a partition needs at least two groups".into())
             }
-            Fault::ClockDrift { ppm, .. } if ppm.abs() > sim_core::time::DRIFT_MAX_PPM => Err(
-                format!("drift must be within ±{} ppm", sim_core::time::DRIFT_MAX_PPM),
-            ),
+            Fault::ClockDrift { ppm, .. } if ppm.abs() > sim_core::time::DRIFT_MAX_PPM => {
+                Err(format!(
+                    "drift must be within ±{} ppm",
+                    sim_core::time::DRIFT_MAX_PPM
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -432,7 +439,11 @@ impl fmt::Display for FaultPlan {
                     "  at {:>6} ms for {:>6} ms: {}",
                     episode.at_ms, duration, episode.fault
                 )?,
-                None => write!(f, "  at {:>6} ms until healed: {}", episode.at_ms, episode.fault)?,
+                None => write!(
+                    f,
+                    "  at {:>6} ms until healed: {}",
+                    episode.at_ms, episode.fault
+                )?,
             }
         }
         Ok(())

@@ -287,6 +287,7 @@ pub(crate) fn node(sim: &Sim, name: &str) -> Option<sim_core::NodeId> {
     sim.node_id(name)
 }
 
+#[allow(dead_code)] // Used by the network faults.
 pub(crate) fn nodes(sim: &Sim, names: &[String]) -> Vec<sim_core::NodeId> {
     names.iter().filter_map(|name| sim.node_id(name)).collect()
 }
@@ -309,7 +310,8 @@ fn start_fault(sim: &Sim, fault: &Fault) {
             offset_ms,
         } => {
             if let Some(id) = node(sim, name) {
-                sim.clock(id).set_offset_ns(offset_ms.saturating_mul(1_000_000));
+                sim.clock(id)
+                    .set_offset_ns(offset_ms.saturating_mul(1_000_000));
             }
         }
         Fault::ClockDrift { node: name, ppm } => {

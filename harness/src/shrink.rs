@@ -34,19 +34,20 @@ pub fn shrink(scenario: &dyn DynScenario, case: &Case, verdict: &Verdict) -> Shr
     let options = RunOptions::default();
     let mut runs = 0;
     let mut last: Option<(Case, Verdict, u64)> = None;
-    let mut still_fails = |candidate: &Case| -> bool {
-        runs += 1;
-        match scenario.run_case(candidate, &options) {
-            Ok(result) if result.verdict.same_failure(verdict) => {
-                last = Some((candidate.clone(), result.verdict, result.trace_hash));
-                true
+    let best = {
+        let mut still_fails = |candidate: &Case| -> bool {
+            runs += 1;
+            match scenario.run_case(candidate, &options) {
+                Ok(result) if result.verdict.same_failure(verdict) => {
+                    last = Some((candidate.clone(), result.verdict, result.trace_hash));
+                    true
+                }
+                _ => false,
             }
-            _ => false,
-        }
+        };
+        let from_tree = scenario.shrink_tree(case, &mut still_fails);
+        structural(&from_tree, &mut still_fails)
     };
-    let from_tree = scenario.shrink_tree(case, &mut still_fails);
-    let best = structural(&from_tree, &mut still_fails);
-    drop(still_fails);
     // Re-run the winner so that verdict and hash belong to exactly this case.
     let result = match &last {
         Some((last_case, verdict, hash)) if *last_case == best => (verdict.clone(), *hash),

@@ -119,7 +119,11 @@ pub fn failure_text(report: &BatchReport) -> String {
             "\n\nseed {}: {}{}\n{}\nshrunk plan ({} -> {} episodes):\n{}\ntrace hash {}",
             failure.seed,
             failure.verdict,
-            failure.invariant.as_deref().map(|i| format!(" of {i}")).unwrap_or_default(),
+            failure
+                .invariant
+                .as_deref()
+                .map(|i| format!(" of {i}"))
+                .unwrap_or_default(),
             failure.message.as_deref().unwrap_or(""),
             failure.episodes.0,
             failure.episodes.1,
@@ -151,11 +155,17 @@ fn run_seed_verbose(scenario: &dyn DynScenario, seed: u64, mutant: Option<&str>)
         FaultKind::ALL.into_iter().collect(),
     );
     eprintln!("seed {seed}; plan:\n{}", case.plan);
-    let result = scenario.run_case(&case, &verbose_options()).expect("generated cases are valid");
+    let result = scenario
+        .run_case(&case, &verbose_options())
+        .expect("generated cases are valid");
     if let Some(timeline) = &result.timeline {
         eprint!("{timeline}");
     }
-    eprintln!("verdict: {} (trace hash {})", result.verdict, corpus::hex(result.trace_hash));
+    eprintln!(
+        "verdict: {} (trace hash {})",
+        result.verdict,
+        corpus::hex(result.trace_hash)
+    );
     assert!(result.verdict.is_pass(), "seed {seed}: {}", result.verdict);
 }
 
@@ -167,7 +177,11 @@ fn replay_verbose(scenario: &dyn DynScenario, file: &Path) {
     if let Some(timeline) = &result.timeline {
         eprint!("{timeline}");
     }
-    eprintln!("verdict: {} (trace hash {})", result.verdict, corpus::hex(result.trace_hash));
+    eprintln!(
+        "verdict: {} (trace hash {})",
+        result.verdict,
+        corpus::hex(result.trace_hash)
+    );
 }
 
 /// Replays a stored case and compares verdict, invariant and trace hash with the record.
@@ -175,13 +189,16 @@ pub fn replay_matches(scenario: &dyn DynScenario, case_file: &CaseFile) -> Resul
     let result = scenario
         .run_case(&case_file.case(), &RunOptions::default())
         .map_err(|error| error.to_string())?;
-    if result.verdict.kind != case_file.verdict || result.verdict.invariant != case_file.invariant
-    {
+    if result.verdict.kind != case_file.verdict || result.verdict.invariant != case_file.invariant {
         return Err(format!(
             "verdict {} but recorded {}{}",
             result.verdict,
             case_file.verdict,
-            case_file.invariant.as_deref().map(|i| format!(" ({i})")).unwrap_or_default()
+            case_file
+                .invariant
+                .as_deref()
+                .map(|i| format!(" ({i})"))
+                .unwrap_or_default()
         ));
     }
     let expected = case_file.trace_hash_value()?;
@@ -201,16 +218,22 @@ pub fn replay_corpus(registry: &Registry, dir: &Path) -> usize {
     let files = corpus::list(dir).unwrap_or_else(|error| panic!("{error}"));
     let mut problems = Vec::new();
     for path in &files {
-        let outcome = corpus::load(path).map_err(|e| e.to_string()).and_then(|case_file| {
-            let scenario = registry
-                .get(&case_file.scenario)
-                .ok_or_else(|| format!("unknown scenario {:?}", case_file.scenario))?;
-            replay_matches(scenario.as_ref(), &case_file)
-        });
+        let outcome = corpus::load(path)
+            .map_err(|e| e.to_string())
+            .and_then(|case_file| {
+                let scenario = registry
+                    .get(&case_file.scenario)
+                    .ok_or_else(|| format!("unknown scenario {:?}", case_file.scenario))?;
+                replay_matches(scenario.as_ref(), &case_file)
+            });
         if let Err(problem) = outcome {
             problems.push(format!("{}: {problem}", path.display()));
         }
     }
-    assert!(problems.is_empty(), "corpus replay failed:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "corpus replay failed:\n{}",
+        problems.join("\n")
+    );
     files.len()
 }
