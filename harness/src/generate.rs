@@ -21,8 +21,11 @@ use std::collections::BTreeSet;
 pub struct FaultBudget {
     /// Kinds of fault the scenario survives.
     pub kinds: BTreeSet<FaultKind>,
-    /// Nodes that faults may name (clients are often spared crashes); empty: all nodes.
+    /// Nodes that faults may name; empty: all nodes.
     pub targets: Vec<String>,
+    /// Nodes that may crash or pause, among `targets`; empty: all targets. A design that
+    /// recovers a node's state from a peer survives one crash, not two in a row.
+    pub crash_targets: Vec<String>,
     /// At most this many nodes crashed or paused at the same time.
     pub down_max: usize,
     /// At most this many episodes in a plan.
@@ -38,6 +41,7 @@ impl Default for FaultBudget {
         FaultBudget {
             kinds: FaultKind::ALL.into_iter().collect(),
             targets: Vec::new(),
+            crash_targets: Vec::new(),
             down_max: 1,
             episodes_max: 8,
             plan_duration_ms: 5_000,
@@ -122,7 +126,12 @@ pub fn plan_strategy(
     if kinds.is_empty() || swarm.episodes_max == 0 || targets.is_empty() {
         return Just(FaultPlan::none()).boxed();
     }
-    let episode = episode_strategy(nodes.to_vec(), targets, kinds, budget, swarm);
+    let crash_targets: Vec<String> = if budget.crash_targets.is_empty() {
+        targets.clone()
+    } else {
+        budget.crash_targets.clone()
+    };
+    let episode = episode_strategy(nodes.to_vec(), targets, crash_targets, kinds, budget, swarm);
     let down_max = budget.down_max;
     proptest::collection::vec(episode, 0..=swarm.episodes_max)
         .prop_map(move |episodes| within_budget(FaultPlan { episodes }, down_max))
@@ -144,6 +153,7 @@ pub fn within_budget(plan: FaultPlan, down_max: usize) -> FaultPlan {
 fn episode_strategy(
     nodes: Vec<String>,
     targets: Vec<String>,
+    crash_targets: Vec<String>,
     kinds: Vec<FaultKind>,
     budget: &FaultBudget,
     swarm: &SwarmProfile,
@@ -160,6 +170,13 @@ fn episode_strategy(
         any::<u64>(),
     )
         .prop_map(move |(kind, at_ms, duration_ms, target, other, draw)| {
+            let target = if matches!(kind, FaultKind::Crash | FaultKind::Pause)
+                && !crash_targets.contains(&target)
+            {
+                crash_targets[(draw % crash_targets.len() as u64) as usize].clone()
+            } else {
+                target
+            };
             let fault = fault_of(kind, &target, &other, &targets, draw, &swarm);
             Episode {
                 at_ms,
