@@ -62,6 +62,8 @@ pub struct Lockstep {
     published_open: BTreeSet<PermitId>,
     deadline_shown: Option<Duration>,
     pub trace: String,
+    /// What the run reached: a label per kind of event and per kind of transition.
+    pub coverage: BTreeSet<String>,
 }
 
 impl Lockstep {
@@ -76,6 +78,7 @@ impl Lockstep {
             published_open: BTreeSet::new(),
             deadline_shown: None,
             trace: String::new(),
+            coverage: BTreeSet::new(),
         }
     }
 
@@ -273,6 +276,7 @@ impl Lockstep {
         let mut transitions = Vec::new();
         while let Some(event) = self.breaker.poll_event() {
             self.out(format!("- {}", show_event(&event)));
+            self.coverage.insert(coverage_label(&event.kind));
             self.track_permit_events(&event)?;
             if let EventKind::Transition { from, to, reason } = event.kind {
                 if !oracle::is_legal_transition(from, to, reason) {
@@ -400,7 +404,9 @@ pub fn parse(script: &str) -> Vec<Step> {
                 let count = words
                     .get(1)
                     .map_or(1, |n| n.parse().expect("acquire count"));
-                steps.extend(std::iter::repeat(Step::Acquire).take(count));
+                for _ in 0..count {
+                    steps.push(Step::Acquire);
+                }
                 continue;
             }
             "ok" => Step::Complete(permit_number(arg()), Outcome::Success),
@@ -554,6 +560,30 @@ pub fn show_event(event: &Event) -> String {
         }
     };
     format!("e{} {what}", event.epoch)
+}
+
+/// The kind of an event without its data; transitions keep their states and reason.
+pub fn coverage_label(kind: &EventKind) -> String {
+    match kind {
+        EventKind::Transition { from, to, reason } => {
+            let reason = match reason {
+                TransitionReason::RatesExceeded { .. } => "rates exceeded".to_owned(),
+                other => show_reason(*other),
+            };
+            format!("transition {from} -> {to} ({reason})")
+        }
+        EventKind::Rejected { reason } => format!("rejected {reason:?}"),
+        EventKind::Admitted { kind, .. } => format!("admitted {kind:?}"),
+        EventKind::Slow { failed, .. } => format!("slow (failed: {failed})"),
+        other => {
+            let debug = format!("{other:?}");
+            debug
+                .split([' ', '{'])
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    }
 }
 
 fn show_reason(reason: TransitionReason) -> String {
