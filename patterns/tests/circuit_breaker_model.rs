@@ -15,7 +15,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use circuit_breaker_support::{run_script, Lockstep, Step};
-use patterns::circuit_breaker::{Backoff, Config, Mutant, OpenWait, Outcome, State, Window};
+use patterns::circuit_breaker::oracle::{is_legal_transition, Oracle, OracleError};
+use patterns::circuit_breaker::{
+    Backoff, Completion, Config, Mutant, OpenWait, Outcome, PermitId, State, TransitionReason,
+    Window,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{
     Config as RunnerConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
@@ -377,4 +381,84 @@ fn script_catches_half_open_stuck_on_release() {
     let script = "trip\nwait 5s\nacquire\nrelease p0\nacquire";
     let trace = targeted(Mutant::HalfOpenStuck, one_probe(), script);
     insta::assert_snapshot!(trace);
+}
+
+#[test]
+fn legal_transition_relation_rejects_illegal_edges() {
+    // Goal: the relation the trace checkers rely on refuses the transitions resilience4j
+    // reported as bugs (#562 closed -> half-open, #646 open -> open) and unjustified trips.
+    use State::{Closed, Disabled, ForcedOpen, HalfOpen, MetricsOnly, Open};
+    let rates = TransitionReason::RatesExceeded {
+        failure_rate: true,
+        slow_call_rate: false,
+    };
+    let no_rates = TransitionReason::RatesExceeded {
+        failure_rate: false,
+        slow_call_rate: false,
+    };
+    assert!(is_legal_transition(Closed, Open, rates));
+    assert!(is_legal_transition(HalfOpen, Open, rates));
+    assert!(!is_legal_transition(Closed, Open, no_rates));
+    assert!(!is_legal_transition(MetricsOnly, Open, rates));
+    assert!(!is_legal_transition(
+        Closed,
+        HalfOpen,
+        TransitionReason::OpenWaitElapsed
+    ));
+    assert!(is_legal_transition(
+        Open,
+        HalfOpen,
+        TransitionReason::OpenWaitElapsed
+    ));
+    assert!(!is_legal_transition(Open, Open, TransitionReason::Manual));
+    assert!(!is_legal_transition(
+        Open,
+        Closed,
+        TransitionReason::ProbesPassed
+    ));
+    assert!(!is_legal_transition(
+        Open,
+        Open,
+        TransitionReason::HalfOpenWaitMaxElapsed
+    ));
+    assert!(is_legal_transition(Closed, Closed, TransitionReason::Reset));
+    assert!(!is_legal_transition(
+        Closed,
+        Disabled,
+        TransitionReason::Reset
+    ));
+    assert!(is_legal_transition(
+        Disabled,
+        ForcedOpen,
+        TransitionReason::Manual
+    ));
+}
+
+#[test]
+fn oracle_detects_double_completion_and_unknown_permits() {
+    // Goal: "every permit released exactly once" can fail in a trace checker: the oracle
+    // refuses a permit completed twice and one never issued.
+    let config = Config::builder().build().expect("valid");
+    let mut oracle = Oracle::new(&config, Duration::ZERO).expect("valid");
+    let admission = oracle.acquire(Duration::ZERO).expect("closed admits");
+    let permit = admission.permit;
+    let first = oracle.complete(permit, Outcome::Success, Duration::ZERO);
+    assert_eq!(
+        first,
+        Ok(Completion::Recorded(
+            patterns::circuit_breaker::CallClass::Success
+        ))
+    );
+    let again = oracle.complete(permit, Outcome::Failure, Duration::ZERO);
+    assert_eq!(again, Err(OracleError::AlreadyCompleted(permit)));
+    assert_eq!(
+        oracle.release(permit, Duration::ZERO),
+        Err(OracleError::AlreadyCompleted(permit))
+    );
+    let unknown = PermitId(99);
+    assert_eq!(
+        oracle.release(unknown, Duration::ZERO),
+        Err(OracleError::UnknownPermit(unknown))
+    );
+    assert_eq!(oracle.outstanding().count(), 0);
 }

@@ -19,6 +19,11 @@
 //!
 //! [`is_legal_transition`] is the transition relation on its own, for trace checkers.
 //!
+//! Feed it *every* input, including the calls made while the breaker is disabled or forced
+//! open: those states publish no events, but their permits still take ids, so a checker that
+//! rebuilds the inputs from the breaker's events alone must also record the driver's own
+//! acquire attempts.
+//!
 //! Policy pinned down here (CB-S7 leaves it open): an outcome from an older epoch is never
 //! recorded, in any state.
 
