@@ -44,15 +44,26 @@ fn defaults_follow_resilience4j() {
 
 /// Each invalid configuration, built from the defaults by one change, with its error.
 fn invalid_cases() -> Vec<(Config, ConfigError)> {
-    let with = |change: fn(&mut Config)| {
-        let mut config = Config::default();
-        change(&mut config);
-        config
-    };
-    let backoff_with = |b: Backoff| Config {
-        open_wait: OpenWait::Backoff(b),
+    let mut cases = invalid_window_and_rates();
+    cases.extend(invalid_waits_probes_and_queue());
+    cases
+}
+
+/// The defaults with one change.
+fn with(change: fn(&mut Config)) -> Config {
+    let mut config = Config::default();
+    change(&mut config);
+    config
+}
+
+fn backoff_with(backoff: Backoff) -> Config {
+    Config {
+        open_wait: OpenWait::Backoff(backoff),
         ..Config::default()
-    };
+    }
+}
+
+fn invalid_window_and_rates() -> Vec<(Config, ConfigError)> {
     vec![
         (
             with(|c| c.window = Window::Count { size: 0 }),
@@ -94,6 +105,11 @@ fn invalid_cases() -> Vec<(Config, ConfigError)> {
             with(|c| c.slow_call_duration_threshold = Duration::ZERO),
             ConfigError::SlowCallDurationThresholdZero,
         ),
+    ]
+}
+
+fn invalid_waits_probes_and_queue() -> Vec<(Config, ConfigError)> {
+    vec![
         (
             with(|c| c.open_wait = OpenWait::Fixed(Duration::ZERO)),
             ConfigError::OpenWaitZero,
