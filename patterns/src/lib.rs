@@ -1,1 +1,26 @@
-//! placeholder
+//! Cloud patterns as sans-IO state machines, simulation-tested.
+//!
+//! Each pattern is a core that never reads a clock or does I/O: it takes the time and its
+//! inputs as arguments, hands out effects and events as data, and says when it next needs to
+//! be woken (`poll_timeout`). The same core is unit-tested with scripts of inputs, checked
+//! against a small reference model (an *oracle*) with property tests, and driven by the
+//! simulator under faults. Deliberately broken variants (*mutants*), each mirroring a real
+//! bug, show that the tests catch what they claim to catch.
+//!
+//! # Modules
+//!
+//! * [`circuit_breaker`]: closed / open / half-open breaker with count and time windows,
+//!   failure and slow-call thresholds, backoff, probes, epochs and permits.
+//!
+//! ```
+//! use std::time::Duration;
+//! use patterns::circuit_breaker::{CircuitBreaker, Config, Now};
+//!
+//! let now = Now::from_monotonic(Duration::ZERO);
+//! let mut breaker = CircuitBreaker::new(Config::default(), now)?;
+//! let permit = breaker.try_acquire(now)?;
+//! breaker.release(permit, now);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod circuit_breaker;

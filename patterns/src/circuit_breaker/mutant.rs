@@ -1,0 +1,111 @@
+//! Deliberately broken variants of the breaker, each mirroring a real bug.
+//!
+//! A mutant is switched on at run time through [`Config::mutants`](super::Config::mutants); all
+//! are off by default. The simulation scenario and the model-based test must catch every one
+//! of them: a mutant that survives means a missing invariant or a workload that cannot reach
+//! the bug.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A named, deliberately broken variant of the breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mutant {
+    /// Half-open admits every call instead of at most the permitted number of probes.
+    HalfOpenUnbounded,
+    /// A late success from an older epoch closes a half-open breaker.
+    StaleEpochCloses,
+    /// A window bucket's failure counters are not zeroed when the bucket is evicted.
+    BucketNotReset,
+    /// The open wait is measured on the wall clock instead of the monotonic clock.
+    OpenWaitWallClock,
+    /// Half-open ignores its maximum wait and never gets back the slot of a released or ignored
+    /// probe, so a probe that never returns keeps it half-open for ever.
+    HalfOpenStuck,
+}
+
+/// Every mutant, in a fixed order.
+const ALL: [Mutant; 5] = [
+    Mutant::HalfOpenUnbounded,
+    Mutant::StaleEpochCloses,
+    Mutant::BucketNotReset,
+    Mutant::OpenWaitWallClock,
+    Mutant::HalfOpenStuck,
+];
+
+impl Mutant {
+    /// Every mutant, in a fixed order.
+    pub fn all() -> &'static [Mutant] {
+        &ALL
+    }
+
+    /// The mutant's name, as accepted by [`FromStr`] and the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mutant::HalfOpenUnbounded => "half_open_unbounded",
+            Mutant::StaleEpochCloses => "stale_epoch_closes",
+            Mutant::BucketNotReset => "bucket_not_reset",
+            Mutant::OpenWaitWallClock => "open_wait_wall_clock",
+            Mutant::HalfOpenStuck => "half_open_stuck",
+        }
+    }
+
+    /// What the mutant breaks and the real bug it mirrors.
+    pub fn description(self) -> &'static str {
+        match self {
+            Mutant::HalfOpenUnbounded => {
+                "half-open admits unbounded probes instead of the permitted number \
+                 (resilience4j#1432, Polly#216; failsafe-rs admits every call in half-open)"
+            }
+            Mutant::StaleEpochCloses => {
+                "a late success from a call admitted in an older epoch closes a half-open \
+                 breaker (Polly#217, fixed in Polly PR #223; Hystrix#1350)"
+            }
+            Mutant::BucketNotReset => {
+                "an evicted window bucket keeps its failure counters, so the window's totals \
+                 drift and the breaker opens or fails to open at the wrong time \
+                 (resilience4j#1262 / PR #1263, #1335)"
+            }
+            Mutant::OpenWaitWallClock => {
+                "the open wait is measured on the wall clock, so a wall-clock jump shortens or \
+                 stretches it (etcd#12291-style clock confusion; CB-S6)"
+            }
+            Mutant::HalfOpenStuck => {
+                "half-open stays for ever when a probe never returns: the maximum wait in \
+                 half-open and the slot of a released or ignored probe are ignored \
+                 (resilience4j#903, #935)"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Mutant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A mutant name that names no mutant.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("unknown circuit-breaker mutant `{name}` (known: half_open_unbounded, stale_epoch_closes, bucket_not_reset, open_wait_wall_clock, half_open_stuck)")]
+pub struct UnknownMutant {
+    /// The name that was given.
+    pub name: String,
+}
+
+impl FromStr for Mutant {
+    type Err = UnknownMutant;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        ALL.iter()
+            .copied()
+            .find(|mutant| mutant.as_str() == name)
+            .ok_or_else(|| UnknownMutant {
+                name: name.to_owned(),
+            })
+    }
+}
