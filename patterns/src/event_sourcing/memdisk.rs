@@ -7,7 +7,8 @@
 
 use crate::event_sourcing::event::{AppendError, AppendRequest, Appended};
 use crate::event_sourcing::store::{
-    Effect, IoError, OpenError, RequestId, Store, StoreConfig, StoreFile,
+    Effect, IoError, OpenError, RequestId, Store, StoreConfig, StoreFile, SubscribeError,
+    SubscriberId,
 };
 use std::collections::VecDeque;
 
@@ -154,7 +155,8 @@ impl MemStore {
         &self.store
     }
 
-    /// The store, for inputs the driver does not wrap (subscriptions, deliveries).
+    /// The store, for inputs the driver does not wrap; call [`MemStore::settle`] or
+    /// [`MemStore::step`] after them to collect their effects.
     pub fn store_mut(&mut self) -> &mut Store {
         &mut self.store
     }
@@ -199,6 +201,26 @@ impl MemStore {
         request
     }
 
+    /// Subscribes `subscriber` from `from_position` (see [`Store::subscribe`]).
+    pub fn subscribe(
+        &mut self,
+        subscriber: SubscriberId,
+        from_position: u64,
+    ) -> Result<(), SubscribeError> {
+        self.trace
+            .push(format!("> subscribe s{subscriber} from p{from_position}"));
+        let result = self.store.subscribe(subscriber, from_position);
+        self.pump();
+        result
+    }
+
+    /// Reports a delivery to `subscriber` as handed over (see [`Store::on_delivered`]).
+    pub fn delivered(&mut self, subscriber: SubscriberId) {
+        self.trace.push(format!("> delivered s{subscriber}"));
+        self.store.on_delivered(subscriber);
+        self.pump();
+    }
+
     /// Makes the next file operation fail with `error`.
     pub fn fail_next_io(&mut self, error: IoError) {
         self.fail_next = Some(error);
@@ -206,6 +228,7 @@ impl MemStore {
 
     /// Performs the outstanding file effect and reports it; false if there was none.
     pub fn step(&mut self) -> bool {
+        self.pump();
         let Some(effect) = self.outstanding.take() else {
             return false;
         };
@@ -246,6 +269,7 @@ impl MemStore {
 
     /// Performs file effects until none is outstanding.
     pub fn settle(&mut self) {
+        self.pump();
         while self.step() {}
     }
 

@@ -368,6 +368,8 @@ pub struct Store {
     /// The log's synced length, as the last durable checkpoint says.
     synced_len: u64,
     checkpoint_sequence: u64,
+    /// The kept unsynced records the recovery commit writes again: offset and bytes.
+    rewrite: Option<(u64, Vec<u8>)>,
     waiters: Vec<Waiter>,
     subscribers: BTreeMap<SubscriberId, Subscriber>,
     effects: VecDeque<Effect>,
@@ -384,9 +386,9 @@ impl Store {
     /// Rebuilds a store from the contents of its log and checkpoint files.
     ///
     /// If the log holds more than its synced part, the store first truncates the torn tail
-    /// (if any), syncs the log and writes a new checkpoint, through the usual effects; records
-    /// kept from the unsynced part become readable only once that is durable. Appends may be
-    /// submitted meanwhile.
+    /// (if any), writes the kept unsynced records again, syncs the log and writes a new
+    /// checkpoint, through the usual effects; records kept from the unsynced part become
+    /// readable only once that is durable. Appends may be submitted meanwhile.
     pub fn recover(config: StoreConfig, log: &[u8], checkpoint: &[u8]) -> Result<Store, OpenError> {
         config.validate().map_err(OpenError::Config)?;
         let checkpoint_read = log::read_checkpoint(checkpoint)?;
@@ -409,7 +411,7 @@ impl Store {
             events: recovery.end_position(),
         };
         if log.len() as u64 != durable_len {
-            store.start_recovery_commit(log.len() as u64 > recovery.valid_len);
+            store.start_recovery_commit(log, log.len() as u64 > recovery.valid_len);
         }
         Ok(store)
     }
@@ -428,6 +430,7 @@ impl Store {
             log_end: 0,
             synced_len: 0,
             checkpoint_sequence: 0,
+            rewrite: None,
             waiters: Vec::new(),
             subscribers: BTreeMap::new(),
             effects: VecDeque::new(),
@@ -462,26 +465,46 @@ impl Store {
         }
     }
 
-    fn start_recovery_commit(&mut self, truncate: bool) {
-        let stage = if truncate {
-            Stage::TruncatingLog
-        } else {
-            Stage::SyncingLog
-        };
+    /// Starts the recovery commit: truncate the torn tail (if any), write the kept unsynced
+    /// records again, sync, checkpoint.
+    ///
+    /// The rewrite is for fsyncgate: after a failed fsync, Linux may have marked the unwritten
+    /// pages clean, so the bytes a restarted process reads back are not on disk and a sync
+    /// alone would not put them there. Writing them again dirties them, and the sync that
+    /// follows covers them.
+    fn start_recovery_commit(&mut self, log: &[u8], truncate: bool) {
+        let kept = &log[self.synced_len as usize..self.log_end as usize];
+        if !kept.is_empty() {
+            self.rewrite = Some((self.synced_len, kept.to_vec()));
+        }
         self.inflight = Some(Group {
-            stage,
+            stage: Stage::TruncatingLog,
             log_end: self.log_end,
             events_end: self.write_end(),
             appends: 0,
         });
+        if truncate {
+            let (file, len) = (StoreFile::Log, self.log_end);
+            self.effects.push_back(Effect::Truncate { file, len });
+        } else {
+            self.after_truncate();
+        }
+    }
+
+    /// Continues the recovery commit with the rewrite, or the sync if nothing is to rewrite.
+    fn after_truncate(&mut self) {
         let file = StoreFile::Log;
-        self.effects.push_back(match stage {
-            Stage::TruncatingLog => Effect::Truncate {
-                file,
-                len: self.log_end,
-            },
-            _ => Effect::Sync { file },
-        });
+        match self.rewrite.take() {
+            Some((offset, bytes)) => {
+                let effect = Effect::Write {
+                    file,
+                    offset,
+                    bytes,
+                };
+                self.set_stage(Stage::WritingLog, effect);
+            }
+            None => self.set_stage(Stage::SyncingLog, Effect::Sync { file }),
+        }
     }
 
     /// The next effect for the driver, if any.
@@ -767,8 +790,7 @@ impl Store {
             Stage::TruncatingLog,
             "driver reported a truncate out of turn"
         );
-        let file = StoreFile::Log;
-        self.set_stage(Stage::SyncingLog, Effect::Sync { file });
+        self.after_truncate();
     }
 
     /// The group is durable: publish its events, answer, deliver, start the next group.
