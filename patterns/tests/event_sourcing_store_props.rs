@@ -366,7 +366,7 @@ fn check_under_faults(ops: &[Op], mutants: &Mutants) -> Result<(), String> {
 }
 
 proptest! {
-    #![proptest_config(config(128))]
+    #![proptest_config(config(512))]
 
     #[test]
     fn store_answers_like_the_model(ops in ops(false)) {
@@ -388,7 +388,7 @@ fn first_failure(
     check: fn(&[Op], &Mutants) -> Result<(), String>,
 ) -> String {
     let mutants = Mutants::only(mutant);
-    let mut runner = TestRunner::new(config(128));
+    let mut runner = TestRunner::new(config(512));
     let result = runner.run(&ops(faults), |ops| {
         let outcome = check(&ops, &mutants);
         prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
