@@ -6,7 +6,7 @@ use patterns::event_sourcing::event::{
     AppendError, AppendRequest, EventData, EventId, ExpectedVersion, InvalidAppend,
 };
 use patterns::event_sourcing::log::RecoveryError;
-use patterns::event_sourcing::memdisk::MemStore;
+use patterns::event_sourcing::memdisk::{CrashPoint, MemStore};
 use patterns::event_sourcing::mutant::{Mutant, Mutants};
 use patterns::event_sourcing::store::{
     Effect, IoError, OpenError, ReadError, StoreConfig, SubscribeError,
@@ -198,7 +198,10 @@ fn recovery_truncates_a_torn_tail_and_keeps_acknowledged_appends() {
     mem.settle();
     mem.append(request("s", ExpectedVersion::Exactly(0), &[2, 3]));
     mem.step();
-    mem.crash(0, 30, 0);
+    mem.crash(CrashPoint {
+        log_torn_bytes: 30,
+        ..CrashPoint::default()
+    });
     mem.recover().unwrap();
     mem.settle();
     insta::assert_snapshot!(trace(&mut mem));
@@ -215,7 +218,10 @@ fn recovery_keeps_a_complete_unsynced_record_and_makes_it_durable() {
     let mut mem = open();
     mem.append(request("s", ExpectedVersion::NoStream, &[1, 2]));
     mem.step();
-    mem.crash(1, 0, 0);
+    mem.crash(CrashPoint {
+        log_ops_kept: 1,
+        ..CrashPoint::default()
+    });
     mem.recover().unwrap();
     assert!(
         ids_of(&mem, "s").is_empty(),
@@ -239,7 +245,7 @@ fn recovery_refuses_a_corrupt_synced_record() {
         ends.push(mem.log().contents().len() as u64);
     }
     mem.log_mut().flip_bit(ends[0] + 7, 3);
-    mem.crash(0, 0, 0);
+    mem.crash(CrashPoint::default());
     let error = mem.recover().unwrap_err();
     let expected = ends[0];
     assert!(

@@ -6,10 +6,11 @@
 use patterns::event_sourcing::event::{
     AppendError, AppendRequest, Appended, EventData, EventId, ExpectedVersion, RecordedEvent,
 };
-use patterns::event_sourcing::memdisk::MemStore;
+use patterns::event_sourcing::log::RecoveryError;
+use patterns::event_sourcing::memdisk::{CrashPoint, MemStore};
 use patterns::event_sourcing::model::{self, Model};
 use patterns::event_sourcing::mutant::{Mutant, Mutants};
-use patterns::event_sourcing::store::{Effect, IoError, RequestId, StoreConfig};
+use patterns::event_sourcing::store::{Effect, IoError, OpenError, RequestId, StoreConfig};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 use std::collections::BTreeMap;
@@ -48,11 +49,10 @@ enum Op {
     /// Makes the next I/O fail (the driver then restarts the store from its files).
     FailIo,
     /// Crashes: each file keeps some unsynced changes, the next one torn.
-    Crash {
-        log_ops_kept: usize,
-        torn_bytes: usize,
-        checkpoint_ops_kept: usize,
-    },
+    Crash(CrashPoint),
+    /// Flips a bit of the acknowledged part of the log, then crashes: recovery must refuse;
+    /// the bit is then repaired (as from a replica) and the run goes on.
+    BitRot { at: usize, bit: u8 },
 }
 
 fn expect() -> impl Strategy<Value = Expect> {
@@ -74,14 +74,25 @@ fn op(faults: bool) -> BoxedStrategy<Op> {
             events,
         });
     let retry = any::<usize>().prop_map(|index| Op::Retry { index });
-    let crash = (0..3usize, 0..120usize, 0..2usize).prop_map(|(l, t, c)| Op::Crash {
-        log_ops_kept: l,
-        torn_bytes: t,
-        checkpoint_ops_kept: c,
+    let crash = (0..3usize, 0..120usize, 0..2usize, 0..30usize).prop_map(|(l, t, c, ct)| {
+        Op::Crash(CrashPoint {
+            log_ops_kept: l,
+            log_torn_bytes: t,
+            checkpoint_ops_kept: c,
+            checkpoint_torn_bytes: ct,
+        })
     });
+    let rot = (any::<usize>(), 0..8u8).prop_map(|(at, bit)| Op::BitRot { at, bit });
     if faults {
-        prop_oneof![4 => append, 2 => retry, 10 => Just(Op::Step), 1 => Just(Op::FailIo), 1 => crash]
-            .boxed()
+        prop_oneof![
+            4 => append,
+            2 => retry,
+            10 => Just(Op::Step),
+            1 => Just(Op::FailIo),
+            1 => crash,
+            1 => rot,
+        ]
+        .boxed()
     } else {
         prop_oneof![4 => append, 2 => retry, 6 => Just(Op::Step)].boxed()
     }
@@ -323,9 +334,47 @@ fn check_retries_after_restart(run: &mut Run) -> Result<(), String> {
     Ok(())
 }
 
-/// Faults: crashes with torn writes, failed I/O and restarts, checked after every recovery:
-/// acknowledged appends survive, batches are whole, nothing served is taken back, retries of
-/// acknowledged appends get their original answer; at the end the subscriber has everything.
+/// Crashes at `point`, restarts, and checks the recovered state.
+fn crash_and_check(run: &mut Run, point: CrashPoint) -> Result<(), String> {
+    let served = run.read_all();
+    run.mem.crash(point);
+    run.drain()?;
+    run.restart()?;
+    run.drain()?;
+    check_after_recovery(run, &served)
+}
+
+/// Flips a bit of the acknowledged log and crashes: recovery must refuse with a corrupt
+/// record at or before the flip. Then the bit is repaired and the store recovers.
+fn rot_and_check(run: &mut Run, at: usize, bit: u8) -> Result<(), String> {
+    let synced_len = run.mem.store().synced_len();
+    if synced_len == 0 {
+        return Ok(());
+    }
+    let offset = at as u64 % synced_len;
+    let served = run.read_all();
+    run.mem.log_mut().flip_bit(offset, bit);
+    run.mem.crash(CrashPoint::default());
+    run.drain()?;
+    match run.mem.recover() {
+        Err(OpenError::Recovery(RecoveryError::CorruptRecord { offset: found, .. }))
+            if found <= offset => {}
+        other => {
+            return Err(format!(
+                "bit rot at {offset} of {synced_len} synced bytes: recovery gave {other:?}"
+            ))
+        }
+    }
+    run.mem.log_mut().flip_bit(offset, bit);
+    run.restart()?;
+    run.drain()?;
+    check_after_recovery(run, &served)
+}
+
+/// Faults: crashes with torn writes, failed I/O, restarts and bit rot, checked after every
+/// recovery: acknowledged appends survive, batches are whole, nothing served is taken back,
+/// retries of acknowledged appends get their original answer, corruption of acknowledged
+/// data is refused; at the end the reconnected subscriber has everything.
 fn check_under_faults(ops: &[Op], mutants: &Mutants) -> Result<(), String> {
     let mut run = Run::new(mutants.clone());
     for op in ops {
@@ -337,28 +386,13 @@ fn check_under_faults(ops: &[Op], mutants: &Mutants) -> Result<(), String> {
                 run.mem.step();
             }
             Op::FailIo => run.mem.fail_next_io(IoError::new("injected EIO")),
-            Op::Crash {
-                log_ops_kept,
-                torn_bytes,
-                checkpoint_ops_kept,
-            } => {
-                let served = run.read_all();
-                run.mem
-                    .crash(*log_ops_kept, *torn_bytes, *checkpoint_ops_kept);
-                run.drain()?;
-                run.restart()?;
-                run.drain()?;
-                check_after_recovery(&mut run, &served)?;
-            }
-            _ => {}
+            Op::Crash(point) => crash_and_check(&mut run, *point)?,
+            Op::BitRot { at, bit } => rot_and_check(&mut run, *at, *bit)?,
+            Op::Append { .. } | Op::Retry { .. } => {}
         }
         run.drain()?;
     }
-    let served = run.read_all();
-    run.mem.crash(0, 0, 0);
-    run.restart()?;
-    run.drain()?;
-    check_after_recovery(&mut run, &served)?;
+    crash_and_check(&mut run, CrashPoint::default())?;
     // Liveness: the reconnected subscriber catches up with everything.
     run.mem.settle();
     run.drain()?;
@@ -413,6 +447,12 @@ fn mutant_non_atomic_expected_version_is_caught_by_the_model() {
 fn mutant_ack_before_fsync_is_caught_under_faults() {
     let failure = first_failure(Mutant::AckBeforeFsync, true, check_under_faults);
     assert!(failure.contains("is not in the log"), "{failure}");
+}
+
+#[test]
+fn mutant_drop_after_bad_is_caught_under_faults() {
+    let failure = first_failure(Mutant::DropAfterBad, true, check_under_faults);
+    assert!(failure.contains("bit rot at"), "{failure}");
 }
 
 #[test]

@@ -113,6 +113,33 @@ impl MemFile {
     }
 }
 
+/// What survives a crash of a [`MemStore`]: per file, how many unsynced changes are kept and
+/// how many bytes of the next one (a torn write). The default loses every unsynced change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CrashPoint {
+    /// Unsynced log changes kept whole.
+    pub log_ops_kept: usize,
+    /// Bytes kept of the next unsynced log write.
+    pub log_torn_bytes: usize,
+    /// Unsynced checkpoint changes kept whole.
+    pub checkpoint_ops_kept: usize,
+    /// Bytes kept of the next unsynced checkpoint write.
+    pub checkpoint_torn_bytes: usize,
+}
+
+impl std::fmt::Display for CrashPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "log keeps {} ops + {}B, checkpoint keeps {} ops + {}B",
+            self.log_ops_kept,
+            self.log_torn_bytes,
+            self.checkpoint_ops_kept,
+            self.checkpoint_torn_bytes
+        )
+    }
+}
+
 /// A synchronous driver of a [`Store`] over two [`MemFile`]s.
 ///
 /// File effects wait until [`MemStore::step`] performs them, so a test controls how I/O
@@ -309,13 +336,11 @@ impl MemStore {
 
     /// Crashes both files (see [`MemFile::crash`]) and drops the store's memory; call
     /// [`MemStore::recover`] next. Outputs already produced stay (they were sent).
-    pub fn crash(&mut self, log_ops_kept: usize, torn_bytes: usize, checkpoint_ops_kept: usize) {
-        self.trace.push(format!(
-            "> crash (log ops kept {log_ops_kept}, torn {torn_bytes}B, checkpoint ops kept \
-             {checkpoint_ops_kept})"
-        ));
-        self.log.crash(log_ops_kept, torn_bytes);
-        self.checkpoint.crash(checkpoint_ops_kept, 0);
+    pub fn crash(&mut self, point: CrashPoint) {
+        self.trace.push(format!("> crash ({point})"));
+        self.log.crash(point.log_ops_kept, point.log_torn_bytes);
+        self.checkpoint
+            .crash(point.checkpoint_ops_kept, point.checkpoint_torn_bytes);
         self.outstanding = None;
         self.fail_next = None;
     }
@@ -344,7 +369,7 @@ impl MemStore {
 
     /// Crashes losing every unsynced change, recovers and settles.
     pub fn crash_and_recover(&mut self) -> Result<(), OpenError> {
-        self.crash(0, 0, 0);
+        self.crash(CrashPoint::default());
         self.recover()?;
         self.settle();
         Ok(())

@@ -385,23 +385,24 @@ impl Store {
 
     /// Rebuilds a store from the contents of its log and checkpoint files.
     ///
-    /// If the log holds more than its synced part, the store first truncates the torn tail
-    /// (if any), writes the kept unsynced records again, syncs the log and writes a new
-    /// checkpoint, through the usual effects; records kept from the unsynced part become
-    /// readable only once that is durable. Appends may be submitted meanwhile.
+    /// Unless both files are empty, the store first runs a *recovery commit* through the usual
+    /// effects: truncate the torn tail (if any), write the records kept from the unsynced part
+    /// again, sync the log, write and sync a new checkpoint. Until it completes nothing is
+    /// readable, delivered or answered, because after a process restart the files as read may
+    /// still hold unsynced data (the checkpoint slot itself, or log records): serving them
+    /// before they are durable could serve what a later crash takes back. Appends may be
+    /// submitted meanwhile; they commit after it.
     pub fn recover(config: StoreConfig, log: &[u8], checkpoint: &[u8]) -> Result<Store, OpenError> {
         config.validate().map_err(OpenError::Config)?;
         let checkpoint_read = log::read_checkpoint(checkpoint)?;
         let recovery = log::scan_with(log, checkpoint_read.synced_len(), &config.mutants)?;
         let mut store = Store::empty(config);
         store.checkpoint_sequence = checkpoint_read.checkpoint.map_or(0, |c| c.sequence);
-        // Under `drop_after_bad` the valid part may end before the synced length.
-        let durable_len = recovery.synced_len.min(recovery.valid_len);
         for scanned in &recovery.batches {
-            let durable = scanned.offset + scanned.len <= durable_len;
-            store.load_batch(&scanned.batch, durable);
+            store.load_batch(&scanned.batch);
         }
-        store.synced_len = durable_len;
+        // Under `drop_after_bad` the valid part may end before the synced length.
+        store.synced_len = recovery.synced_len.min(recovery.valid_len);
         store.log_end = recovery.valid_len;
         store.recovery = RecoveryReport {
             synced_len: recovery.synced_len,
@@ -410,7 +411,8 @@ impl Store {
             damaged_checkpoint_slot: checkpoint_read.damaged_slot,
             events: recovery.end_position(),
         };
-        if log.len() as u64 != durable_len {
+        let fresh = log.is_empty() && checkpoint.iter().all(|&byte| byte == 0);
+        if !fresh {
             store.start_recovery_commit(log, log.len() as u64 > recovery.valid_len);
         }
         Ok(store)
@@ -439,8 +441,8 @@ impl Store {
         }
     }
 
-    /// Adds a recovered batch to the durable or the pending events.
-    fn load_batch(&mut self, batch: &Batch, durable: bool) {
+    /// Adds a recovered batch to the pending events (the recovery commit commits them).
+    fn load_batch(&mut self, batch: &Batch) {
         let rebuild_ids = !self
             .config
             .mutants
@@ -457,11 +459,7 @@ impl Store {
                 );
             }
             self.heads.insert(event.stream.clone(), event.version + 1);
-            if durable {
-                self.commit_event(event);
-            } else {
-                self.pending.push_back(event);
-            }
+            self.pending.push_back(event);
         }
     }
 
