@@ -225,6 +225,11 @@ fn mutant_keep_torn_record_is_caught_by_the_unsynced_flip_property() {
 }
 
 #[test]
+fn mutant_keep_torn_record_is_caught_by_the_truncation_property() {
+    assert_caught(Mutant::KeepTornRecord, check_truncations);
+}
+
+#[test]
 fn the_other_mutants_do_not_touch_the_log_format() {
     // Goal: the log properties judge only the log mutants; the rest must pass them.
     let batches = build(&[

@@ -450,6 +450,15 @@ fn mutant_ack_before_fsync_is_caught_under_faults() {
 }
 
 #[test]
+fn mutant_keep_torn_record_is_caught_under_faults() {
+    let failure = first_failure(Mutant::KeepTornRecord, true, check_under_faults);
+    assert!(
+        failure.contains("phantom") || failure.contains("recovery failed"),
+        "{failure}"
+    );
+}
+
+#[test]
 fn mutant_drop_after_bad_is_caught_under_faults() {
     let failure = first_failure(Mutant::DropAfterBad, true, check_under_faults);
     assert!(failure.contains("bit rot at"), "{failure}");

@@ -342,6 +342,7 @@ pub struct Recovery {
     /// The valid records, in log order.
     pub batches: Vec<ScannedBatch>,
     /// The end of the last valid record: the log's length after truncating the torn tail.
+    /// (Only under [`Mutant::KeepTornRecord`] can it exceed the file's length.)
     pub valid_len: u64,
     /// The synced length the scan was given.
     pub synced_len: u64,
@@ -428,12 +429,18 @@ fn judge_bad(
         });
     }
     let keep = mutants.contains(Mutant::KeepTornRecord)
-        && matches!(reason, CorruptReason::ChecksumMismatch { .. });
+        && matches!(
+            reason,
+            CorruptReason::ChecksumMismatch { .. } | CorruptReason::BodyIncomplete { .. }
+        );
     if keep {
-        let start = usize::try_from(offset).expect("offset within a slice");
-        let body_len = u32::from_le_bytes(field4(bytes, start + 4)) as usize;
-        let body = &bytes[start + RECORD_HEADER_LEN..start + RECORD_HEADER_LEN + body_len];
-        if let Ok(batch) = decode_body(body) {
+        // The bug trusts the length field: it reads the body without checking it, and a
+        // body cut short by the crash reads as zeros (an allocated, unwritten extent).
+        let start = usize::try_from(offset).expect("offset within a slice") + RECORD_HEADER_LEN;
+        let body_len = u32::from_le_bytes(field4(bytes, start - 8)) as usize;
+        let mut body = bytes[start..bytes.len().min(start + body_len)].to_vec();
+        body.resize(body_len, 0);
+        if let Ok(batch) = decode_body(&body) {
             return Ok(Ok((batch, (RECORD_HEADER_LEN + body_len) as u64)));
         }
     }

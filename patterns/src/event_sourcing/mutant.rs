@@ -15,7 +15,8 @@ use std::str::FromStr;
 pub enum Mutant {
     /// The append is acknowledged when its log write completes, before the sync (ES-M5).
     AckBeforeFsync,
-    /// Recovery keeps a complete tail record whose checksum fails (ES-M5, LiteDB#2935).
+    /// Recovery keeps a torn tail record, trusting its length field instead of its checksum
+    /// (ES-M5, LiteDB#2935).
     KeepTornRecord,
     /// Recovery truncates at the first bad record even inside the synced part (ES-M5,
     /// harper#2016).
@@ -63,8 +64,9 @@ impl Mutant {
                  acid-state#175)."
             }
             Mutant::KeepTornRecord => {
-                "Recovery does not verify the checksum of a complete record in the unsynced tail, \
-                 so a torn or garbled record is served (LiteDB#2935: no log checksum)."
+                "Recovery trusts the length field of a record in the unsynced tail and skips its \
+                 checksum: a torn record (bytes missing, read as zeros, or garbled) is kept and \
+                 served (LiteDB#2935: no log checksum, a partial transaction is applied)."
             }
             Mutant::DropAfterBad => {
                 "Recovery treats a corrupt record inside the synced part as a torn tail and \

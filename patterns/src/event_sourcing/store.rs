@@ -9,6 +9,28 @@
 //! [`Effect::Ack`] to the client named by the request id and [`Effect::Deliver`] to the
 //! subscriber, then reports the latter with [`Store::on_delivered`].
 //!
+//! A driver over a file API (`read_at`, `write_at`, `len`, `truncate`, `sync`, `sync_dir`)
+//! looks like this:
+//!
+//! ```text
+//! open:   create `events.log` and `events.chk` if missing, then sync_dir (so the files
+//!         themselves survive a crash); read both whole; Store::recover(config, log, chk)
+//! pump:   while let Some(effect) = store.poll_effect():
+//!           Write { file, offset, bytes } -> start write_at(file, offset, bytes)
+//!                                            (may extend the file; a gap reads as zeros)
+//!           Sync { file }                 -> start sync(file)
+//!           Truncate { file, len }        -> start truncate(file, len)
+//!           Ack { request, result }       -> reply to the client of `request`
+//!           Deliver { subscriber, events }-> send, then store.on_delivered(subscriber)
+//!           Halted { .. }                 -> drop the store, go to `open` (restart)
+//! inputs: a request        -> store.append(id, request); pump
+//!         an I/O completes -> store.on_write_done / on_sync_done / on_truncate_done; pump
+//! ```
+//!
+//! The driver must keep taking requests while a file effect is in flight (for example with a
+//! `select` over the request channel and the I/O); if it awaited each I/O before reading the
+//! next request, no two appends would ever share a commit.
+//!
 //! # Durability
 //!
 //! An append is written to the log with the other appends that arrived meanwhile (group
@@ -471,9 +493,13 @@ impl Store {
     /// alone would not put them there. Writing them again dirties them, and the sync that
     /// follows covers them.
     fn start_recovery_commit(&mut self, log: &[u8], truncate: bool) {
-        let kept = &log[self.synced_len as usize..self.log_end as usize];
-        if !kept.is_empty() {
-            self.rewrite = Some((self.synced_len, kept.to_vec()));
+        let (synced_len, log_end) = (self.synced_len as usize, self.log_end as usize);
+        if log_end > synced_len {
+            // Only under `keep_torn_record` can a kept record end past the file: its missing
+            // bytes were read as zeros, and are written so.
+            let mut kept = log[synced_len..log_end.min(log.len())].to_vec();
+            kept.resize(log_end - synced_len, 0);
+            self.rewrite = Some((self.synced_len, kept));
         }
         self.inflight = Some(Group {
             stage: Stage::TruncatingLog,
