@@ -11,6 +11,9 @@
 //!
 //! * [`circuit_breaker`]: closed / open / half-open breaker with count and time windows,
 //!   failure and slow-call thresholds, backoff, probes, epochs and permits.
+//! * [`event_sourcing`]: an event store with a checksummed log, crash recovery, optimistic
+//!   concurrency, idempotent appends, group commit, subscriptions, and aggregates with
+//!   snapshots and upcasting.
 //!
 //! ```
 //! use std::time::Duration;
@@ -24,3 +27,4 @@
 //! ```
 
 pub mod circuit_breaker;
+pub mod event_sourcing;

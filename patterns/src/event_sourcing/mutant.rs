@@ -1,0 +1,156 @@
+//! Deliberately re-introduced bugs ("mutants"), switchable at run time and off by default.
+//!
+//! Each mutant mirrors a real bug class from `shared/research/patterns.md` section 4(c). A
+//! simulation scenario or a test turns one on through [`Mutants`] in the store's config and
+//! must then fail some check; a mutant that no check catches points at a missing invariant.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+/// One deliberately re-introduced bug of the event store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mutant {
+    /// The append is acknowledged when its log write completes, before the sync (ES-M5).
+    AckBeforeFsync,
+    /// Recovery keeps a torn tail record, trusting its length field instead of its checksum
+    /// (ES-M5, LiteDB#2935).
+    KeepTornRecord,
+    /// Recovery truncates at the first bad record even inside the synced part (ES-M5,
+    /// harper#2016).
+    DropAfterBad,
+    /// The expected-version check reads the committed view, not the view that includes
+    /// pending appends (ES-M1, Eventuous#553).
+    NonAtomicExpectedVersion,
+    /// Rehydration from a snapshot applies the snapshot's last event again (ES-M4).
+    SnapshotDoubleApply,
+    /// Recovery does not rebuild the event-id idempotency map (ES-M3, KurrentDB#1970).
+    IdempotencyLostOnRestart,
+}
+
+impl Mutant {
+    /// Every mutant, in a stable order.
+    pub fn all() -> &'static [Mutant] {
+        &[
+            Mutant::AckBeforeFsync,
+            Mutant::KeepTornRecord,
+            Mutant::DropAfterBad,
+            Mutant::NonAtomicExpectedVersion,
+            Mutant::SnapshotDoubleApply,
+            Mutant::IdempotencyLostOnRestart,
+        ]
+    }
+
+    /// The mutant's name as used on command lines and in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mutant::AckBeforeFsync => "ack_before_fsync",
+            Mutant::KeepTornRecord => "keep_torn_record",
+            Mutant::DropAfterBad => "drop_after_bad",
+            Mutant::NonAtomicExpectedVersion => "non_atomic_expected_version",
+            Mutant::SnapshotDoubleApply => "snapshot_double_apply",
+            Mutant::IdempotencyLostOnRestart => "idempotency_lost_on_restart",
+        }
+    }
+
+    /// The bug the mutant mirrors, in one or two sentences.
+    pub fn description(self) -> &'static str {
+        match self {
+            Mutant::AckBeforeFsync => {
+                "Acknowledges an append as soon as its log write completes, before the sync that \
+                 makes it durable; a crash then loses acknowledged events (cadis#3032, \
+                 acid-state#175)."
+            }
+            Mutant::KeepTornRecord => {
+                "Recovery trusts the length field of a record in the unsynced tail and skips its \
+                 checksum: a torn record (bytes missing, read as zeros, or garbled) is kept and \
+                 served (LiteDB#2935: no log checksum, a partial transaction is applied)."
+            }
+            Mutant::DropAfterBad => {
+                "Recovery treats a corrupt record inside the synced part as a torn tail and \
+                 silently truncates there, losing acknowledged records (harper#2016)."
+            }
+            Mutant::NonAtomicExpectedVersion => {
+                "The expected-version check reads a stale view (committed events only) while \
+                 another append to the stream is pending, so two appends with the same expected \
+                 version both succeed (Eventuous#553, marten PR #5300)."
+            }
+            Mutant::SnapshotDoubleApply => {
+                "Rehydration folds the tail from the snapshot's own version instead of the next \
+                 one, applying the snapshot's last event twice (protoactor-dotnet PR #221)."
+            }
+            Mutant::IdempotencyLostOnRestart => {
+                "The event-id idempotency map lives only in memory and is not rebuilt from the \
+                 log on recovery, so a retry after a restart appends duplicates \
+                 (KurrentDB#1970, documentation#465)."
+            }
+        }
+    }
+}
+
+impl fmt::Display for Mutant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A mutant name that is not one of [`Mutant::all`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event-sourcing mutant `{name}`")]
+pub struct UnknownMutant {
+    /// The name that was given.
+    pub name: String,
+}
+
+impl FromStr for Mutant {
+    type Err = UnknownMutant;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Mutant::all()
+            .iter()
+            .copied()
+            .find(|mutant| mutant.as_str() == name)
+            .ok_or_else(|| UnknownMutant {
+                name: name.to_owned(),
+            })
+    }
+}
+
+/// The set of mutants switched on; empty (the correct store) by default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Mutants(BTreeSet<Mutant>);
+
+impl Mutants {
+    /// No mutant: the correct behaviour.
+    pub fn none() -> Self {
+        Mutants::default()
+    }
+
+    /// Exactly one mutant switched on.
+    pub fn only(mutant: Mutant) -> Self {
+        Mutants(BTreeSet::from([mutant]))
+    }
+
+    /// Whether `mutant` is switched on.
+    pub fn contains(&self, mutant: Mutant) -> bool {
+        self.0.contains(&mutant)
+    }
+
+    /// Switches `mutant` on.
+    pub fn insert(&mut self, mutant: Mutant) {
+        self.0.insert(mutant);
+    }
+
+    /// The mutants switched on, in a stable order.
+    pub fn iter(&self) -> impl Iterator<Item = Mutant> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// Whether no mutant is switched on.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
