@@ -5,7 +5,9 @@
 //! [`PORT`] and send the values of a script at given times) and switch faults from the
 //! supervisor at fixed simulated times, with fixed latencies where timing matters.
 
-use sim_core::net::{Addr, DropReason, LinkConfig, NetError, NetEvent, RpcError, Socket};
+use sim_core::net::{
+    Addr, DropReason, LinkConfig, LinkOverride, NetError, NetEvent, RpcError, Socket,
+};
 use sim_core::trace::Event;
 use sim_core::{run, time, NodeId, Report, Sim, SimConfig};
 use std::rc::Rc;
@@ -390,6 +392,13 @@ fn ordered_socket_or_link_never_reorders_despite_jitter() {
     }
     let logs = burst(jitter, Ordering::Datagram);
     assert_ne!(logs.values_at(1), (0..100).collect::<Vec<u32>>());
+
+    // TCP-like: ordered messages are neither lost nor duplicated by the link's settings.
+    let lossy = jitter.with_loss(0.5).with_duplicate(0.5);
+    let logs = burst(lossy, Ordering::Socket);
+    assert_eq!(logs.values_at(1), (0..100).collect::<Vec<u32>>());
+    let logs = burst(lossy, Ordering::Datagram);
+    assert!(logs.values_at(1).len() < 90, "datagrams are lost");
 }
 
 /// An ordered a sends 1 at 10 ms (in flight at the cut), 2 at 20 ms and 3 at 40 ms over a
@@ -517,6 +526,53 @@ fn latency_change_applies_to_messages_in_flight() {
         (101_000_000..102_000_000).contains(&unchanged),
         "{unchanged}"
     );
+}
+
+/// a and b send each other one value at 1 ms over 5 ms links, except a to b takes 50 ms
+/// when `override_link`; returns the arrival times at b and at a, and the latencies that
+/// `NetControl::link` reports for both directions.
+fn override_run(override_link: bool) -> (u64, u64, u64, u64) {
+    let logs = Logs::default();
+    let l = logs.clone();
+    let mut config = config(fixed_latency(5));
+    if override_link {
+        config.net.links.push(LinkOverride {
+            from: NodeId(0),
+            to: NodeId(1),
+            link: fixed_latency(50),
+        });
+    }
+    let latencies = Arc::new(Mutex::new((0, 0)));
+    let seen = latencies.clone();
+    let report = run(16, config, move |sim| async move {
+        let a = peer(&sim, "a", &l, vec![step(1, 1, 1)], false);
+        let b = peer(&sim, "b", &l, vec![step(1, 0, 2)], false);
+        let net = sim.net();
+        *seen.lock().unwrap() = (
+            net.link(a, b).unwrap().latency_min_us,
+            net.link(b, a).unwrap().latency_min_us,
+        );
+        sim.sleep(ms(100)).await;
+        Ok(())
+    });
+    assert_pass(&report);
+    let (a_to_b, b_to_a) = *latencies.lock().unwrap();
+    let at_b = logs.received_at(1)[0].time_ns;
+    let at_a = logs.received_at(0)[0].time_ns;
+    (at_b, at_a, a_to_b, b_to_a)
+}
+
+#[test]
+fn per_link_override_from_the_config_sets_that_link_only() {
+    let (at_b, at_a, a_to_b, b_to_a) = override_run(true);
+    assert_eq!((a_to_b, b_to_a), (50_000, 5_000));
+    assert!((51_000_000..52_000_000).contains(&at_b), "{at_b}");
+    assert!((6_000_000..7_000_000).contains(&at_a), "{at_a}");
+
+    let (at_b, at_a, a_to_b, b_to_a) = override_run(false);
+    assert_eq!((a_to_b, b_to_a), (5_000, 5_000));
+    assert!((6_000_000..7_000_000).contains(&at_b), "{at_b}");
+    assert!((6_000_000..7_000_000).contains(&at_a), "{at_a}");
 }
 
 /// A server answers `u32` requests with the double after `delay_ms`; a client calls it

@@ -5,8 +5,8 @@
 //! trace records real sizes. Every send, delivery, drop (with its [`DropReason`]), duplicate,
 //! partition, heal, hold and release is a [`NetEvent`] in the trace hash.
 //!
-//! ```no_run
-//! use sim_core::net::{Addr, Socket};
+//! ```
+//! use sim_core::net::{Addr, RpcError, Socket};
 //! use sim_core::{run, SimConfig};
 //! use std::time::Duration;
 //!
@@ -22,21 +22,22 @@
 //!     sim.node("client")
 //!         .init(move || async move {
 //!             let socket = Socket::bind(0).expect("an ephemeral port");
-//!             socket.send(Addr::new(server, 80), &"hello").unwrap(); // fire and forget
-//!             let doubled: Result<u64, _> = socket
-//!                 .call(Addr::new(server, 80), &21u64, Duration::from_millis(100))
-//!                 .await;
-//!             assert_eq!(doubled.ok(), Some(42));
+//!             let to = Addr::new(server, 80);
+//!             socket.send(to, "a datagram").unwrap(); // fire and forget
+//!             let doubled: Result<u64, RpcError> =
+//!                 socket.call(to, &21u64, Duration::from_millis(100)).await;
+//!             assert_eq!(doubled, Ok(42));
 //!         })
 //!         .build();
-//!     // Faults, switchable at run time from the supervisor:
+//!     sim.sleep(Duration::from_millis(200)).await;
+//!     // Faults are switched at run time, from the supervisor:
 //!     let net = sim.net();
 //!     net.partition(&[server], &sim.nodes()[1..]).unwrap();
 //!     sim.sleep(Duration::from_millis(50)).await;
 //!     net.heal_all();
-//!     sim.sleep(Duration::from_millis(500)).await;
 //!     Ok(())
 //! });
+//! assert!(report.outcome.is_pass(), "{}", report.outcome);
 //! ```
 //!
 //! ## The wire

@@ -36,9 +36,11 @@ pub(super) fn arm(world: &World, deliver_at_ns: u64) {
         return;
     };
     let handle = world.time_handle();
-    let now_ns = state::now_ns(world);
-    let deadline =
-        handle.now_instant() + Duration::from_nanos(deliver_at_ns.saturating_sub(now_ns));
+    let base = *world
+        .net
+        .time_base
+        .get_or_init(|| handle.now_instant() - handle.elapsed());
+    let deadline = base + Duration::from_nanos(deliver_at_ns);
     // A madsim sleep registers its timer when polled; the timer wakes the engine.
     let mut sleep = handle.sleep_until(deadline);
     let mut context = Context::from_waker(waker);

@@ -125,6 +125,9 @@ pub(crate) struct NetState {
     pub(super) supervisor: Option<madsim::task::NodeId>,
     pub(super) pump_started: bool,
     pub(super) pump_waker: Option<Waker>,
+    /// madsim's instant at the start of the run (it never changes within a run), so that a
+    /// delivery time converts to a timer deadline without reading the clock again.
+    pub(super) time_base: std::cell::OnceCell<std::time::Instant>,
     pub(super) counters: Counters,
 }
 
@@ -145,6 +148,7 @@ impl NetState {
             supervisor: None,
             pump_started: false,
             pump_waker: None,
+            time_base: std::cell::OnceCell::new(),
             counters: Counters::default(),
         }
     }
@@ -324,6 +328,7 @@ pub(super) fn send(
         kind,
     };
     world.record(Some(from.node), Event::Net(event));
+    let now = now_ns(world);
     let link_key = (from.node, to.node);
     let (config, blocked, held) = match world.net.links.get(&link_key) {
         None => (world.net.default_link, false, false),
@@ -351,7 +356,7 @@ pub(super) fn send(
         payload,
         ordered,
         copy: false,
-        sent_at_ns: now_ns(world),
+        sent_at_ns: now,
     };
     if held {
         hold_push(world, packet);
@@ -361,7 +366,7 @@ pub(super) fn send(
         drop_packet(world, from.node, &packet, DropReason::InFlightFull);
         return Ok(());
     }
-    let deliver_at = now_ns(world) + draw_latency(world, &config);
+    let deliver_at = now + draw_latency(world, &config);
     schedule_on_link(world, packet, deliver_at);
     Ok(())
 }
