@@ -2,10 +2,10 @@
 //!
 //! 1. ping-pong between 2 nodes (latency 1-10 ms): messages per wall second;
 //! 2. the same with 8 clients sending to one server;
-//! 3. small runs per second (2 nodes, 100 round trips, a fresh world each): `sim_core::run`
+//! 3. simulated seconds per wall second (from the runs of 1 and 2);
+//! 4. small runs per second (2 nodes, 100 round trips, a fresh world each): `sim_core::run`
 //!    against a raw madsim runtime, both in the calling thread and on a fresh thread per run
 //!    (sim-core always uses a fresh thread);
-//! 4. simulated seconds per wall second (from the ping-pong runs);
 //! 5. resident memory before and after 100,000 small sim-core runs (from `/proc/self/statm`).
 //!
 //! Run with `cargo bench -p sim-core --bench net` (add `-- small` or `-- memory` to run one
@@ -274,7 +274,7 @@ fn throughput() {
         fan_in_madsim,
     );
     println!();
-    println!("4. simulated seconds per wall second");
+    println!("3. simulated seconds per wall second");
     println!(
         "  ping-pong:  sim-core {:>8.0}x   madsim {:>8.0}x",
         ping_pong_ours.simulated_per_wall(),
@@ -289,7 +289,7 @@ fn throughput() {
 }
 
 fn small_runs() {
-    println!("3. small runs per second (2 nodes, 100 round trips, a fresh world each;");
+    println!("4. small runs per second (2 nodes, 100 round trips, a fresh world each;");
     println!("   2,000 runs per contender, interleaved run by run)");
     let sim_core_run = |seed| sim_core_ping_pong(seed, 1, 100);
     let madsim_fresh = |seed| on_fresh_thread(move || madsim_ping_pong(seed, 1, 100));
