@@ -1,0 +1,363 @@
+//! The simulated network: typed messages, RPC, and faults on every link.
+//!
+//! Nodes talk through [`Socket`]s bound to a port on the current node. A message is any
+//! `serde` type; it crosses the wire encoded with `postcard`, so encoding bugs show and the
+//! trace records real sizes. Every send, delivery, drop (with its [`DropReason`]), duplicate,
+//! partition, heal, hold and release is a [`NetEvent`] in the trace hash.
+//!
+//! ```
+//! use sim_core::net::{Addr, RpcError, Socket};
+//! use sim_core::{run, SimConfig};
+//! use std::time::Duration;
+//!
+//! let report = run(7, SimConfig::default(), |sim| async move {
+//!     let server = sim
+//!         .node("server")
+//!         .init(|| async {
+//!             let socket = Socket::bind(80).expect("port 80 is free");
+//!             // Answer `u64` requests with their double until the socket closes.
+//!             socket.serve(|_from, n: u64| async move { n * 2 }).await;
+//!         })
+//!         .build();
+//!     sim.node("client")
+//!         .init(move || async move {
+//!             let socket = Socket::bind(0).expect("an ephemeral port");
+//!             let to = Addr::new(server, 80);
+//!             socket.send(to, "a datagram").unwrap(); // fire and forget
+//!             let doubled: Result<u64, RpcError> =
+//!                 socket.call(to, &21u64, Duration::from_millis(100)).await;
+//!             assert_eq!(doubled, Ok(42));
+//!         })
+//!         .build();
+//!     sim.sleep(Duration::from_millis(200)).await;
+//!     // Faults are switched at run time, from the supervisor:
+//!     let net = sim.net();
+//!     net.partition(&[server], &sim.nodes()[1..]).unwrap();
+//!     sim.sleep(Duration::from_millis(50)).await;
+//!     net.heal_all();
+//!     Ok(())
+//! });
+//! assert!(report.outcome.is_pass(), "{}", report.outcome);
+//! ```
+//!
+//! ## The wire
+//! Every message gets a latency drawn uniformly from its link's range (at least 1 ms, madsim's
+//! time floor), so independent messages reorder (jitter). All randomness comes from the
+//! [`crate::rng::NETWORK`] stream. Links are directed (`from` node to `to` node); each has the
+//! default [`LinkConfig`] of [`NetConfig::link`] unless [`NetControl::set_link`] (or
+//! [`NetConfig::links`]) gives it its own.
+//!
+//! A receiver is not rate-limited: one delivery engine (a task on the supervisor that sleeps
+//! until the earliest delivery) hands every due message to its socket at once, so a receive loop
+//! takes as many messages per simulated millisecond as arrive. (madsim's own `Endpoint` sleeps
+//! 1 ms in every `send` and `recv`.)
+//!
+//! ## Faults ([`NetControl`], from [`crate::Sim::net`])
+//! Every fault can be switched on and off at run time, and each also applies to messages
+//! already in flight:
+//! - **Partition** ([`NetControl::partition`], [`NetControl::partition_one_way`],
+//!   [`NetControl::isolate`]): messages on a cut link are dropped, those in flight included,
+//!   and those sent while it is cut. [`NetControl::heal`], [`NetControl::heal_one_way`] and
+//!   [`NetControl::heal_all`] restore links.
+//! - **Latency** ([`LinkConfig::latency_min_us`]/[`LinkConfig::latency_max_us`]): a change
+//!   redraws the delivery time of messages in flight on the link (from their send time, never
+//!   earlier than 1 ms from now).
+//! - **Loss** and **duplication** ([`LinkConfig::loss_probability`],
+//!   [`LinkConfig::duplicate_probability`]) are decided when a message arrives, so they hit
+//!   messages in flight too. A duplicate travels with its own latency and is never duplicated
+//!   again.
+//! - **Hold** ([`NetControl::hold`]): the link's messages, in flight and new, queue up to
+//!   [`NetConfig::hold_capacity`] (beyond that they are dropped as [`DropReason::HoldFull`]);
+//!   [`NetControl::release`] lets them flow again, in the order they were sent.
+//!
+//! ## Ordered links (TCP-like)
+//! By default messages are datagrams: they may reorder, be lost or duplicated. A message is
+//! *ordered* when its socket is ([`Socket::set_ordered`]) or its link is
+//! ([`LinkConfig::ordered`]). Ordered messages on a link are delivered in the order they were
+//! sent, never lost to [`LinkConfig::loss_probability`] and never duplicated (TCP retransmits
+//! and deduplicates). The link carries a *connection* that breaks when the link is
+//! partitioned, when either node crashes, or when an ordered message finds no socket or a full
+//! inbox at the receiver; the messages in flight are lost then. The sender learns it: its next
+//! ordered send to that node fails once with [`NetError::ConnectionBroken`] (and every ordered
+//! send fails so while the link is cut); the send after that opens a fresh connection.
+//!
+//! ## RPC
+//! [`Socket::call`] sends a request with a correlation id and waits for the response until a
+//! timeout on the calling node's clock ([`crate::time::timeout`]); the server reads requests
+//! with [`Socket::recv_request`] and answers with [`Socket::reply`] (or runs
+//! [`Socket::serve`]). A response that arrives after its caller gave up is dropped
+//! ([`DropReason::LateReply`]) and freed.
+//!
+//! ## Crashes and pauses
+//! A crash closes the node's sockets and drops what was queued for it
+//! ([`DropReason::Crash`]); messages still on their way to the crashed incarnation are dropped
+//! when they arrive ([`DropReason::NodeDown`], [`DropReason::StaleIncarnation`]). Messages
+//! to a paused node queue in its sockets' inboxes, bounded by [`NetConfig::inbox_capacity`]
+//! ([`DropReason::InboxFull`] beyond).
+//!
+//! Sockets live on nodes; the supervisor has no address ([`NetError::NotOnNode`]).
+
+mod control;
+mod event;
+mod pump;
+mod socket;
+mod state;
+
+pub use control::{NetControl, NetStats};
+pub use event::{DropReason, MessageKind, NetEvent};
+pub use socket::{Request, Socket};
+
+pub(crate) use state::{on_crash, NetState};
+
+use crate::node::NodeId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// The address of a socket: a node and a port on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Addr {
+    /// The node.
+    pub node: NodeId,
+    /// The port.
+    pub port: u16,
+}
+
+impl Addr {
+    /// The address of `port` on `node`.
+    pub const fn new(node: NodeId, port: u16) -> Self {
+        Addr { node, port }
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.node, self.port)
+    }
+}
+
+/// The settings of a directed link.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinkConfig {
+    /// Shortest latency, in microseconds (at least 1000: madsim's time floor is 1 ms).
+    pub latency_min_us: u64,
+    /// Longest latency, in microseconds (at least `latency_min_us`).
+    pub latency_max_us: u64,
+    /// Probability that a datagram is lost, within `0..=1`.
+    pub loss_probability: f64,
+    /// Probability that a datagram arrives twice, within `0..=1`.
+    pub duplicate_probability: f64,
+    /// Every message on the link is ordered (TCP-like; see the module docs).
+    pub ordered: bool,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            latency_min_us: 1_000,
+            latency_max_us: 10_000,
+            loss_probability: 0.0,
+            duplicate_probability: 0.0,
+            ordered: false,
+        }
+    }
+}
+
+impl LinkConfig {
+    /// The same settings with latencies drawn from `min..=max` (rounded down to microseconds).
+    pub fn with_latency(mut self, min: Duration, max: Duration) -> Self {
+        self.latency_min_us = u64::try_from(min.as_micros()).unwrap_or(u64::MAX);
+        self.latency_max_us = u64::try_from(max.as_micros()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// The same settings with this loss probability.
+    pub fn with_loss(mut self, probability: f64) -> Self {
+        self.loss_probability = probability;
+        self
+    }
+
+    /// The same settings with this duplication probability.
+    pub fn with_duplicate(mut self, probability: f64) -> Self {
+        self.duplicate_probability = probability;
+        self
+    }
+
+    /// The same settings, ordered or not.
+    pub fn with_ordered(mut self, ordered: bool) -> Self {
+        self.ordered = ordered;
+        self
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.latency_min_us < 1_000 {
+            return Err(format!(
+                "latency_min_us must be at least 1000 (madsim's 1 ms floor), got {}",
+                self.latency_min_us
+            ));
+        }
+        if self.latency_max_us < self.latency_min_us {
+            return Err(format!(
+                "latency_max_us ({}) must be at least latency_min_us ({})",
+                self.latency_max_us, self.latency_min_us
+            ));
+        }
+        if self.latency_max_us > 86_400_000_000 {
+            return Err(format!(
+                "latency_max_us must be at most one day, got {}",
+                self.latency_max_us
+            ));
+        }
+        for (name, p) in [
+            ("loss_probability", self.loss_probability),
+            ("duplicate_probability", self.duplicate_probability),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{name} must be within 0..=1, got {p}"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn latency_range_ns(&self) -> (u64, u64) {
+        (self.latency_min_us * 1_000, self.latency_max_us * 1_000)
+    }
+}
+
+impl fmt::Display for LinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "latency {:?}..{:?} loss {} duplicate {}{}",
+            Duration::from_micros(self.latency_min_us),
+            Duration::from_micros(self.latency_max_us),
+            self.loss_probability,
+            self.duplicate_probability,
+            if self.ordered { " ordered" } else { "" }
+        )
+    }
+}
+
+/// Settings of one directed link, given in [`NetConfig::links`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkOverride {
+    /// Sending node.
+    pub from: NodeId,
+    /// Receiving node.
+    pub to: NodeId,
+    /// Its settings.
+    pub link: LinkConfig,
+}
+
+/// Network settings of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetConfig {
+    /// The settings of every link that has none of its own.
+    pub link: LinkConfig,
+    /// Links with their own settings (applied when both nodes exist).
+    pub links: Vec<LinkOverride>,
+    /// Messages queued per socket, not yet received; beyond, arrivals are dropped.
+    pub inbox_capacity: usize,
+    /// Messages queued per held link; beyond, they are dropped.
+    pub hold_capacity: usize,
+    /// Messages in flight in the whole network; beyond, sends are dropped.
+    pub in_flight_max: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            link: LinkConfig::default(),
+            links: Vec::new(),
+            inbox_capacity: 1_024,
+            hold_capacity: 1_024,
+            in_flight_max: 1_000_000,
+        }
+    }
+}
+
+impl NetConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), String> {
+        self.link
+            .validate()
+            .map_err(|error| format!("net.link: {error}"))?;
+        for (index, link) in self.links.iter().enumerate() {
+            link.link
+                .validate()
+                .map_err(|error| format!("net.links[{index}]: {error}"))?;
+        }
+        for (name, value) in [
+            ("inbox_capacity", self.inbox_capacity),
+            ("hold_capacity", self.hold_capacity),
+            ("in_flight_max", self.in_flight_max),
+        ] {
+            if value == 0 {
+                return Err(format!("net.{name} must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What can go wrong with a socket.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// Sockets live on nodes; this code runs on the supervisor (or in a task not spawned
+    /// through sim-core).
+    #[error("not on a node: sockets are bound on simulated nodes, not on the supervisor")]
+    NotOnNode,
+    /// Another socket is bound to that address.
+    #[error("address {0} is in use")]
+    AddrInUse(Addr),
+    /// Every ephemeral port of the node is taken.
+    #[error("no free ephemeral port on {0}")]
+    NoFreePort(NodeId),
+    /// The socket was closed (its node crashed).
+    #[error("socket closed")]
+    Closed,
+    /// The ordered connection to `peer` broke; earlier messages may be lost. The next send
+    /// opens a new connection (if the link is not cut).
+    #[error("connection to {peer} broken")]
+    ConnectionBroken {
+        /// The node at the other end.
+        peer: NodeId,
+    },
+    /// No such node in this run.
+    #[error("unknown node {0}")]
+    UnknownNode(NodeId),
+    /// The message could not be encoded.
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+    /// A message arrived that does not decode as the expected type; it is consumed.
+    #[error("cannot decode message from {from}: {message}")]
+    Decode {
+        /// Its sender.
+        from: Addr,
+        /// The decoder's complaint.
+        message: String,
+    },
+    /// Invalid link settings.
+    #[error("invalid network setting: {0}")]
+    InvalidConfig(String),
+}
+
+/// What can go wrong with [`Socket::call`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RpcError {
+    /// No response within the timeout (lost, late, or the server never answered).
+    #[error("call to {to} timed out after {after:?}")]
+    Timeout {
+        /// The server.
+        to: Addr,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The request could not be sent or the response could not be read.
+    #[error(transparent)]
+    Net(#[from] NetError),
+}

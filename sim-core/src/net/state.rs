@@ -1,0 +1,594 @@
+//! The network's state in the world, and the paths every message takes: send, schedule,
+//! deliver or drop.
+//!
+//! In-flight messages wait in one priority queue keyed by `(deliver_at_ns, seq)`; `seq` grows
+//! with every scheduling, so messages due at the same nanosecond keep their scheduling order
+//! (which is what keeps ordered links and released hold queues in order). Everything here runs
+//! inside `world::with`: it never awaits and never calls user code.
+
+use super::event::{DropReason, MessageKind, NetEvent};
+use super::{Addr, LinkConfig, NetConfig, NetError};
+use crate::node::{NodeId, NodeState};
+use crate::trace::Event;
+use crate::world::World;
+use rand::Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::task::Waker;
+
+const NS_PER_MS: u64 = 1_000_000;
+/// Ephemeral ports handed out by `Socket::bind(0)`.
+pub(super) const EPHEMERAL_FIRST: u16 = 49_152;
+
+/// A message on the wire.
+pub(super) struct Packet {
+    pub id: u64,
+    pub from: Addr,
+    pub to: Addr,
+    /// The destination's incarnation when the message was sent.
+    pub to_incarnation: u64,
+    pub kind: MessageKind,
+    pub payload: Vec<u8>,
+    pub ordered: bool,
+    /// A duplicate made by the network (never duplicated again).
+    pub copy: bool,
+    pub sent_at_ns: u64,
+}
+
+/// A message waiting in a socket's inbox.
+pub(super) struct Inbound {
+    pub id: u64,
+    pub from: Addr,
+    /// Correlation id of a request (0 for data).
+    pub call: u64,
+    pub payload: Vec<u8>,
+}
+
+/// The caller's side of an RPC in progress.
+pub(super) enum CallSlot {
+    Waiting(Option<Waker>),
+    Done(Vec<u8>),
+}
+
+pub(super) struct SocketEntry {
+    pub id: u64,
+    pub ordered: bool,
+    pub data: VecDeque<Inbound>,
+    pub requests: VecDeque<Inbound>,
+    pub data_waiters: Vec<Waker>,
+    pub request_waiters: Vec<Waker>,
+    pub calls: BTreeMap<u64, CallSlot>,
+    pub next_call: u64,
+    /// Connection epoch of each peer's link as this socket last saw it (ordered sends only).
+    pub connections: BTreeMap<NodeId, u64>,
+}
+
+impl SocketEntry {
+    fn new(id: u64) -> Self {
+        SocketEntry {
+            id,
+            ordered: false,
+            data: VecDeque::new(),
+            requests: VecDeque::new(),
+            data_waiters: Vec::new(),
+            request_waiters: Vec::new(),
+            calls: BTreeMap::new(),
+            next_call: 1,
+            connections: BTreeMap::new(),
+        }
+    }
+
+    pub fn queued(&self) -> usize {
+        self.data.len() + self.requests.len()
+    }
+}
+
+#[derive(Default)]
+pub(super) struct NodeNet {
+    pub sockets: BTreeMap<u16, SocketEntry>,
+    pub next_ephemeral: u16,
+}
+
+/// The state of one directed link; links that were never touched have no entry.
+#[derive(Default)]
+pub(super) struct Link {
+    pub config: Option<LinkConfig>,
+    pub blocked: bool,
+    pub hold: Option<VecDeque<Packet>>,
+    /// Bumped every time the link's ordered connection breaks.
+    pub epoch: u64,
+    /// Delivery time of the last ordered message scheduled on the link.
+    pub ordered_last_ns: u64,
+}
+
+/// Running totals, see [`super::NetStats`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Counters {
+    pub sent: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+}
+
+pub(crate) struct NetState {
+    pub(super) inbox_capacity: usize,
+    pub(super) hold_capacity: usize,
+    pub(super) in_flight_max: usize,
+    pub(super) default_link: LinkConfig,
+    config_links: Vec<super::LinkOverride>,
+    pub(super) nodes: Vec<NodeNet>,
+    pub(super) links: BTreeMap<(NodeId, NodeId), Link>,
+    pub(super) in_flight: BTreeMap<(u64, u64), Packet>,
+    next_seq: u64,
+    next_message_id: u64,
+    pub(super) next_socket_id: u64,
+    /// The madsim node of the supervisor, where the delivery engine runs.
+    pub(super) supervisor: Option<madsim::task::NodeId>,
+    pub(super) pump_started: bool,
+    pub(super) pump_waker: Option<Waker>,
+    /// madsim's instant at the start of the run (it never changes within a run), so that a
+    /// delivery time converts to a timer deadline without reading the clock again.
+    pub(super) time_base: std::cell::OnceCell<std::time::Instant>,
+    pub(super) counters: Counters,
+}
+
+impl NetState {
+    /// Messages sent so far in the run (for the run's report).
+    pub fn messages_sent(&self) -> u64 {
+        self.counters.sent
+    }
+
+    pub fn new(config: &NetConfig) -> Self {
+        NetState {
+            inbox_capacity: config.inbox_capacity,
+            hold_capacity: config.hold_capacity,
+            in_flight_max: config.in_flight_max,
+            default_link: config.link,
+            config_links: config.links.clone(),
+            nodes: Vec::new(),
+            links: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            next_seq: 0,
+            next_message_id: 0,
+            next_socket_id: 0,
+            supervisor: None,
+            pump_started: false,
+            pump_waker: None,
+            time_base: std::cell::OnceCell::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// A node was added (on the supervisor, which is where the delivery engine will run).
+    pub fn add_node(&mut self, node: NodeId) {
+        assert_eq!(
+            node.0 as usize,
+            self.nodes.len(),
+            "nodes are added in order"
+        );
+        if self.supervisor.is_none() {
+            self.supervisor = Some(madsim::plugin::node());
+        }
+        self.nodes.push(NodeNet {
+            sockets: BTreeMap::new(),
+            next_ephemeral: EPHEMERAL_FIRST,
+        });
+        // Links of the configuration whose last node now exists.
+        for index in 0..self.config_links.len() {
+            let link = self.config_links[index];
+            if link.from.max(link.to) == node {
+                self.links.entry((link.from, link.to)).or_default().config = Some(link.link);
+            }
+        }
+    }
+
+    /// Nothing to do: a restarted node binds new sockets, and the incarnation that messages
+    /// are checked against lives in the node's entry.
+    pub fn restart_node(&mut self, _node: NodeId) {}
+
+    pub(super) fn node_exists(&self, node: NodeId) -> bool {
+        (node.0 as usize) < self.nodes.len()
+    }
+
+    /// The settings that apply to the link `from` to `to`.
+    pub(super) fn link_config(&self, from: NodeId, to: NodeId) -> LinkConfig {
+        self.links
+            .get(&(from, to))
+            .and_then(|link| link.config)
+            .unwrap_or(self.default_link)
+    }
+
+    pub(super) fn socket(&self, addr: Addr, id: u64) -> Option<&SocketEntry> {
+        let socket = self
+            .nodes
+            .get(addr.node.0 as usize)?
+            .sockets
+            .get(&addr.port)?;
+        (socket.id == id).then_some(socket)
+    }
+
+    pub(super) fn socket_mut(&mut self, addr: Addr, id: u64) -> Option<&mut SocketEntry> {
+        let socket = self
+            .nodes
+            .get_mut(addr.node.0 as usize)?
+            .sockets
+            .get_mut(&addr.port)?;
+        (socket.id == id).then_some(socket)
+    }
+
+    /// Binds a new socket; `port` 0 picks a free ephemeral port.
+    pub(super) fn bind(&mut self, node: NodeId, port: u16) -> Result<(Addr, u64), NetError> {
+        let net = &mut self.nodes[node.0 as usize];
+        let port = if port == 0 {
+            ephemeral_port(net).ok_or(NetError::NoFreePort(node))?
+        } else {
+            port
+        };
+        let addr = Addr::new(node, port);
+        if net.sockets.contains_key(&port) {
+            return Err(NetError::AddrInUse(addr));
+        }
+        let id = self.next_socket_id;
+        self.next_socket_id += 1;
+        net.sockets.insert(port, SocketEntry::new(id));
+        Ok((addr, id))
+    }
+
+    pub(super) fn next_message_id(&mut self) -> u64 {
+        let id = self.next_message_id;
+        self.next_message_id += 1;
+        id
+    }
+
+    /// Breaks the ordered connection of the link `from` to `to`.
+    pub(super) fn break_connection(&mut self, from: NodeId, to: NodeId) {
+        self.links.entry((from, to)).or_default().epoch += 1;
+    }
+}
+
+fn ephemeral_port(net: &mut NodeNet) -> Option<u16> {
+    let span = u16::MAX - EPHEMERAL_FIRST + 1;
+    for _ in 0..span {
+        let port = net.next_ephemeral;
+        net.next_ephemeral = if port == u16::MAX {
+            EPHEMERAL_FIRST
+        } else {
+            port + 1
+        };
+        if !net.sockets.contains_key(&port) {
+            return Some(port);
+        }
+    }
+    None
+}
+
+pub(super) fn now_ns(world: &World) -> u64 {
+    u64::try_from(world.now().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Records a dropped message on `node`.
+pub(super) fn record_drop(
+    world: &mut World,
+    node: NodeId,
+    id: u64,
+    from: Addr,
+    to: Addr,
+    reason: DropReason,
+) {
+    world.net.counters.dropped += 1;
+    let event = NetEvent::Drop {
+        id,
+        from,
+        to,
+        reason,
+    };
+    world.record(Some(node), Event::Net(event));
+}
+
+fn drop_packet(world: &mut World, node: NodeId, packet: &Packet, reason: DropReason) {
+    record_drop(world, node, packet.id, packet.from, packet.to, reason);
+}
+
+/// A latency drawn from `link`'s range, in nanoseconds.
+pub(super) fn draw_latency(world: &mut World, link: &LinkConfig) -> u64 {
+    let (min, max) = link.latency_range_ns();
+    if min == max {
+        return min;
+    }
+    world.stream(crate::rng::NETWORK).gen_range(min..=max)
+}
+
+fn draw(world: &mut World, probability: f64) -> bool {
+    probability > 0.0 && world.stream(crate::rng::NETWORK).gen_bool(probability)
+}
+
+/// Puts a message on the wire from socket `socket_id` at `from`; see the module docs for what
+/// can happen to it. Errors only for what the sender must learn.
+pub(super) fn send(
+    world: &mut World,
+    from: Addr,
+    socket_id: u64,
+    to: Addr,
+    kind: MessageKind,
+    payload: Vec<u8>,
+) -> Result<(), NetError> {
+    let socket_ordered = match world.net.socket(from, socket_id) {
+        Some(socket) => socket.ordered,
+        None => return Err(NetError::Closed),
+    };
+    if !world.net.node_exists(to.node) {
+        return Err(NetError::UnknownNode(to.node));
+    }
+    if !world.running() {
+        // The run stopped: nothing moves any more.
+        return Ok(());
+    }
+    let id = world.net.next_message_id();
+    let bytes = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    world.net.counters.sent += 1;
+    let event = NetEvent::Send {
+        id,
+        from,
+        to,
+        bytes,
+        kind,
+    };
+    world.record(Some(from.node), Event::Net(event));
+    let now = now_ns(world);
+    let link_key = (from.node, to.node);
+    let (config, blocked, held) = match world.net.links.get(&link_key) {
+        None => (world.net.default_link, false, false),
+        Some(link) => (
+            link.config.unwrap_or(world.net.default_link),
+            link.blocked,
+            link.hold.is_some(),
+        ),
+    };
+    let ordered = socket_ordered || config.ordered;
+    if ordered && !connection_usable(world, from, socket_id, to.node, blocked) {
+        record_drop(world, from.node, id, from, to, DropReason::ConnectionBroken);
+        return Err(NetError::ConnectionBroken { peer: to.node });
+    }
+    if blocked {
+        record_drop(world, from.node, id, from, to, DropReason::Partition);
+        return Ok(());
+    }
+    let packet = Packet {
+        id,
+        from,
+        to,
+        to_incarnation: world.node(to.node).incarnation,
+        kind,
+        payload,
+        ordered,
+        copy: false,
+        sent_at_ns: now,
+    };
+    if held {
+        hold_push(world, packet);
+        return Ok(());
+    }
+    if world.net.in_flight.len() >= world.net.in_flight_max {
+        drop_packet(world, from.node, &packet, DropReason::InFlightFull);
+        return Ok(());
+    }
+    let deliver_at = now + draw_latency(world, &config);
+    schedule_on_link(world, packet, deliver_at);
+    Ok(())
+}
+
+/// Whether an ordered send from this socket to `peer` may go ahead; a broken connection is
+/// reported once (then the next send reconnects), and always while the link is cut.
+fn connection_usable(
+    world: &mut World,
+    from: Addr,
+    socket_id: u64,
+    peer: NodeId,
+    blocked: bool,
+) -> bool {
+    let epoch = world.net.links.entry((from.node, peer)).or_default().epoch;
+    let socket = world
+        .net
+        .socket_mut(from, socket_id)
+        .expect("checked by the caller");
+    let seen = socket.connections.entry(peer).or_insert(epoch);
+    let broken = *seen != epoch || blocked;
+    *seen = epoch;
+    !broken
+}
+
+/// Schedules `packet` at `deliver_at_ns`, later if an ordered message of its link is due
+/// later (ordered messages never overtake each other).
+pub(super) fn schedule_on_link(world: &mut World, packet: Packet, mut deliver_at_ns: u64) {
+    if packet.ordered {
+        let link = world
+            .net
+            .links
+            .entry((packet.from.node, packet.to.node))
+            .or_default();
+        deliver_at_ns = deliver_at_ns.max(link.ordered_last_ns);
+        link.ordered_last_ns = deliver_at_ns;
+    }
+    schedule(world, packet, deliver_at_ns);
+}
+
+/// Puts `packet` in the in-flight queue and makes sure the delivery engine wakes for it.
+pub(super) fn schedule(world: &mut World, packet: Packet, deliver_at_ns: u64) {
+    let seq = world.net.next_seq;
+    world.net.next_seq += 1;
+    world.net.in_flight.insert((deliver_at_ns, seq), packet);
+    super::pump::arm(world, deliver_at_ns);
+}
+
+/// Queues `packet` on its held link, or drops it if the queue is full.
+pub(super) fn hold_push(world: &mut World, packet: Packet) {
+    let capacity = world.net.hold_capacity;
+    let link = world
+        .net
+        .links
+        .entry((packet.from.node, packet.to.node))
+        .or_default();
+    let queue = link.hold.as_mut().expect("the link is held");
+    if queue.len() >= capacity {
+        let node = packet.from.node;
+        drop_packet(world, node, &packet, DropReason::HoldFull);
+        return;
+    }
+    queue.push_back(packet);
+}
+
+/// Delivers every message that is due; called by the delivery engine.
+pub(super) fn deliver_due(world: &mut World) {
+    let now = now_ns(world);
+    while world.running() {
+        let Some(entry) = world.net.in_flight.first_entry() else {
+            break;
+        };
+        if entry.key().0 > now {
+            break;
+        }
+        let packet = entry.remove();
+        deliver(world, packet, now);
+    }
+}
+
+fn deliver(world: &mut World, packet: Packet, now: u64) {
+    let to = packet.to;
+    let node = world.node(to.node);
+    if node.state == NodeState::Down {
+        return drop_packet(world, to.node, &packet, DropReason::NodeDown);
+    }
+    if node.incarnation != packet.to_incarnation {
+        return drop_packet(world, to.node, &packet, DropReason::StaleIncarnation);
+    }
+    if !packet.ordered {
+        let link = world.net.link_config(packet.from.node, to.node);
+        if draw(world, link.loss_probability) {
+            return drop_packet(world, to.node, &packet, DropReason::Loss);
+        }
+        if !packet.copy && draw(world, link.duplicate_probability) {
+            duplicate(world, &packet, &link, now);
+        }
+    }
+    let (id, from, ordered) = (packet.id, packet.from, packet.ordered);
+    let bytes = u32::try_from(packet.payload.len()).unwrap_or(u32::MAX);
+    match into_socket(&mut world.net, packet) {
+        Ok(()) => {
+            world.net.counters.delivered += 1;
+            let event = NetEvent::Deliver {
+                id,
+                from,
+                to,
+                bytes,
+            };
+            world.record(Some(to.node), Event::Net(event));
+        }
+        Err(reason) => {
+            if ordered && reason != DropReason::LateReply {
+                world.net.break_connection(from.node, to.node);
+            }
+            record_drop(world, to.node, id, from, to, reason);
+        }
+    }
+}
+
+fn duplicate(world: &mut World, packet: &Packet, link: &LinkConfig, now: u64) {
+    let copy = world.net.next_message_id();
+    world.net.counters.duplicated += 1;
+    let event = NetEvent::Duplicate {
+        id: packet.id,
+        copy,
+    };
+    world.record(Some(packet.to.node), Event::Net(event));
+    let twin = Packet {
+        id: copy,
+        from: packet.from,
+        to: packet.to,
+        to_incarnation: packet.to_incarnation,
+        kind: packet.kind,
+        payload: packet.payload.clone(),
+        ordered: false,
+        copy: true,
+        sent_at_ns: now,
+    };
+    let deliver_at = now + draw_latency(world, link).max(NS_PER_MS);
+    schedule(world, twin, deliver_at);
+}
+
+/// Hands `packet` to its socket, waking whoever waits for it.
+fn into_socket(net: &mut NetState, packet: Packet) -> Result<(), DropReason> {
+    let capacity = net.inbox_capacity;
+    let socket = net
+        .nodes
+        .get_mut(packet.to.node.0 as usize)
+        .and_then(|node| node.sockets.get_mut(&packet.to.port))
+        .ok_or(DropReason::NoSocket)?;
+    let call = match packet.kind {
+        MessageKind::Response { call } => {
+            let slot = socket.calls.get_mut(&call).ok_or(DropReason::LateReply)?;
+            let CallSlot::Waiting(waker) = slot else {
+                // A second response to the same call (the network duplicated it).
+                return Err(DropReason::LateReply);
+            };
+            if let Some(waker) = waker.take() {
+                waker.wake();
+            }
+            *slot = CallSlot::Done(packet.payload);
+            return Ok(());
+        }
+        MessageKind::Data => 0,
+        MessageKind::Request { call } => call,
+    };
+    if socket.queued() >= capacity {
+        return Err(DropReason::InboxFull);
+    }
+    let inbound = Inbound {
+        id: packet.id,
+        from: packet.from,
+        call,
+        payload: packet.payload,
+    };
+    let waiters = if matches!(packet.kind, MessageKind::Data) {
+        socket.data.push_back(inbound);
+        &mut socket.data_waiters
+    } else {
+        socket.requests.push_back(inbound);
+        &mut socket.request_waiters
+    };
+    for waker in waiters.drain(..) {
+        waker.wake();
+    }
+    Ok(())
+}
+
+/// Crash effects: the node's sockets close and what was queued for them is dropped; ordered
+/// connections to and from the node break. Messages still in flight to it are dropped when
+/// they arrive (the node is down, or restarted as a new incarnation).
+pub(crate) fn on_crash(world: &mut World, node: NodeId) {
+    let sockets = std::mem::take(&mut world.net.nodes[node.0 as usize].sockets);
+    for (port, socket) in sockets {
+        drop_queued(world, Addr::new(node, port), socket, DropReason::Crash);
+    }
+    for ((from, to), link) in world.net.links.iter_mut() {
+        if *from == node || *to == node {
+            link.epoch += 1;
+        }
+    }
+}
+
+/// Closes the socket `id` at `addr` (if it is still bound), dropping what it had queued.
+pub(super) fn unbind(world: &mut World, addr: Addr, id: u64) {
+    let Some(net) = world.net.nodes.get_mut(addr.node.0 as usize) else {
+        return;
+    };
+    if net.sockets.get(&addr.port).map(|socket| socket.id) != Some(id) {
+        return;
+    }
+    let socket = net.sockets.remove(&addr.port).expect("checked above");
+    drop_queued(world, addr, socket, DropReason::SocketClosed);
+}
+
+fn drop_queued(world: &mut World, addr: Addr, socket: SocketEntry, reason: DropReason) {
+    for inbound in socket.data.into_iter().chain(socket.requests) {
+        record_drop(world, addr.node, inbound.id, inbound.from, addr, reason);
+    }
+}
