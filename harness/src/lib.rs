@@ -26,6 +26,7 @@ pub mod scenario;
 pub mod shrink;
 pub mod testing;
 
+mod apply_disk;
 mod apply_io;
 
 pub use case::{Case, DynScenario, Registry, RunOptions, RunResult, Verdict, VerdictKind};

@@ -287,7 +287,6 @@ pub(crate) fn node(sim: &Sim, name: &str) -> Option<sim_core::NodeId> {
     sim.node_id(name)
 }
 
-#[allow(dead_code)] // Used by the network faults.
 pub(crate) fn nodes(sim: &Sim, names: &[String]) -> Vec<sim_core::NodeId> {
     names.iter().filter_map(|name| sim.node_id(name)).collect()
 }

@@ -172,6 +172,21 @@ impl Sim {
         ClockControl { node }
     }
 
+    /// Spawns a task on `node` from the supervisor (for example a client's workload). The task
+    /// dies with the node like any of its tasks; the step limit counts its polls.
+    pub fn spawn_on<F>(&self, node: NodeId, future: F) -> crate::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let madsim_id = crate::world::with(|world| world.node(node).madsim_id)
+            .expect("sim-core: every built node has a madsim id");
+        let handle = madsim::runtime::Handle::current()
+            .get_node(madsim_id)
+            .expect("sim-core: madsim knows every built node");
+        handle.spawn(crate::task::Counted::new(Some(node), future))
+    }
+
     /// Control of the network: partitions, link faults, hold and release.
     pub fn net(&self) -> crate::net::NetControl {
         crate::net::NetControl::new()

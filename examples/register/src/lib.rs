@@ -1,0 +1,458 @@
+//! # A primary-backup replicated register, simulation-tested
+//!
+//! The example of how a project puts its own system under the harness, using only the public
+//! APIs of `sim-core` and `harness`.
+//!
+//! ## The system
+//! - `primary` serves clients. A write gets the next version, is replicated to `backup` (an
+//!   RPC with a timeout), and only then committed and acknowledged. Reads return the committed
+//!   value. Requests are handled one at a time.
+//! - `backup` applies replicated writes whose version is newer than its own, and answers
+//!   `Fetch` with its state.
+//! - The primary keeps its state in memory only: when it restarts, it fetches the backup's
+//!   state before serving anything. The backup holds every acknowledged write, so nothing
+//!   acknowledged is lost. (It may also hold a write whose client got an error: such a write
+//!   was indeterminate, and keeping it is allowed.)
+//! - Fault model (the budget): any network fault on any link, pauses and clock faults
+//!   anywhere, and crashes of the primary only. A crash of the backup would lose the only
+//!   other copy: this design survives one crash, not the loss of both copies.
+//!
+//! ## The checks
+//! - `linearizable` (always): the history of client operations (with indeterminate ones: a
+//!   timed-out write may or may not have happened) is linearizable against a register model,
+//!   checked by the harness's linearizability checker, an oracle independent of the system.
+//! - `available-after-heal` (eventually): once every fault is healed, a client write and a
+//!   following read succeed within 2 s, and the read sees the write.
+//! - `primary-recovered`, `write-indeterminate` (sometimes): a batch reaches a primary restart
+//!   with recovered state, and a write whose outcome the client could not know.
+//!
+//! ## Mutants
+//! - `ack-before-replicate`: the primary acknowledges a write before the backup has it
+//!   (asynchronous replication); a crash of the primary then loses acknowledged writes.
+//! - `read-from-backup`: clients read from the backup, which may hold a write the primary has
+//!   not committed yet; a later read from the primary returns the older value.
+//! - `no-recovery`: the restarted primary serves from empty state instead of fetching the
+//!   backup's.
+
+use futures::future::LocalBoxFuture;
+use harness::history::History;
+use harness::linearizability::models::{Register as RegisterModel, RegisterInput, RegisterOutput};
+use harness::linearizability::{check, CheckLimits, CheckResult};
+use harness::{
+    Env, FaultBudget, FaultKind, InvariantSpec, MutantSpec, Observer, Scenario, ScenarioSpec,
+};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use sim_core::net::{Addr, Socket};
+use sim_core::{time, NodeId, SimConfig, Violation};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The port every register node listens on.
+const PORT: u16 = 7;
+/// How long the primary waits for the backup.
+const REPLICATE_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long a client waits for an answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Client requests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum ClientRequest {
+    Write(u64),
+    Read,
+}
+
+/// Answers to clients.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum ClientResponse {
+    WriteOk,
+    ReadOk(u64),
+    /// The write may or may not have happened (replication failed or the node is recovering).
+    Unavailable,
+}
+
+/// Requests between the two replicas.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum PeerRequest {
+    Replicate { version: u64, value: u64 },
+    Fetch,
+}
+
+/// Answers between the two replicas.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum PeerResponse {
+    Ack,
+    State { version: u64, value: u64 },
+}
+
+/// Every request a replica receives.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Request {
+    Client(ClientRequest),
+    Peer(PeerRequest),
+}
+
+/// One client operation of the workload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Write this value.
+    Write(u64),
+    /// Read.
+    Read,
+}
+
+/// The workload: for each client, its operations with the pause before each, in ms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Per client: (think time in ms, operation).
+    pub clients: Vec<Vec<(u64, Op)>>,
+}
+
+/// The register scenario.
+#[derive(Clone, Debug, Default)]
+pub struct Register;
+
+/// Node names.
+const PRIMARY: &str = "primary";
+const BACKUP: &str = "backup";
+const CLIENTS: [&str; 3] = ["client-1", "client-2", "client-3"];
+
+impl Scenario for Register {
+    type Workload = Workload;
+
+    fn spec(&self) -> ScenarioSpec {
+        let mut nodes = vec![PRIMARY.to_string(), BACKUP.to_string()];
+        nodes.extend(CLIENTS.iter().map(|c| c.to_string()));
+        let kinds = [
+            FaultKind::Partition,
+            FaultKind::OneWay,
+            FaultKind::Crash,
+            FaultKind::Pause,
+            FaultKind::Clock,
+            FaultKind::Loss,
+            FaultKind::Duplicate,
+            FaultKind::Latency,
+            FaultKind::Hold,
+        ];
+        ScenarioSpec {
+            name: "register".into(),
+            description: "primary-backup replicated register: linearizable under faults".into(),
+            nodes,
+            budget: FaultBudget {
+                kinds: kinds.into_iter().collect(),
+                targets: vec![PRIMARY.into(), BACKUP.into(), CLIENTS[0].into()],
+                crash_targets: vec![PRIMARY.into()],
+                down_max: 1,
+                episodes_max: 6,
+                plan_duration_ms: 3_000,
+                episode_duration_max_ms: 1_000,
+            },
+            invariants: vec![
+                InvariantSpec::always(
+                    "linearizable",
+                    "client reads and writes are linearizable (register model, indeterminate writes allowed)",
+                ),
+                InvariantSpec::eventually(
+                    "available-after-heal",
+                    "after healing, a write then a read succeed within 2 s and the read sees the write",
+                ),
+                InvariantSpec::sometimes("primary-recovered", "the primary restarted and recovered a written state"),
+                InvariantSpec::sometimes("write-indeterminate", "a client could not learn whether its write happened"),
+            ],
+            mutants: vec![
+                MutantSpec::new(
+                    "ack-before-replicate",
+                    "acknowledges a write before the backup has it: asynchronous replication loses acknowledged writes on failover (the classic primary-backup bug)",
+                ),
+                MutantSpec::new(
+                    "read-from-backup",
+                    "serves reads from the backup, which can be ahead of or behind what the primary committed: stale reads",
+                ),
+                MutantSpec::new(
+                    "no-recovery",
+                    "a restarted primary serves from empty state instead of recovering the backup's",
+                ),
+            ],
+            sometimes_batch_min: 50,
+            sim_config: SimConfig {
+                time_limit_ms: 120_000,
+                ..SimConfig::default()
+            },
+        }
+    }
+
+    fn workload(&self) -> BoxedStrategy<Workload> {
+        let op = prop_oneof![(1u64..1000).prop_map(Op::Write), Just(Op::Read)];
+        let client = proptest::collection::vec((0u64..200, op), 5..25);
+        proptest::collection::vec(client, CLIENTS.len())
+            .prop_map(|clients| Workload { clients })
+            .boxed()
+    }
+
+    fn run(&self, env: Env<Workload>) -> LocalBoxFuture<'static, Result<(), Violation>> {
+        Box::pin(run(env))
+    }
+}
+
+/// The shared record of client operations (a `Mutex` only because client tasks must be
+/// `Send`; the simulation runs on one thread).
+type SharedHistory = Arc<Mutex<History<RegisterInput<u64>, RegisterOutput<u64>>>>;
+
+async fn run(env: Env<Workload>) -> Result<(), Violation> {
+    let mutants = Mutants::of(&env);
+    let observer = env.observer();
+    let backup = env.sim.node(BACKUP).init(backup_main).build();
+    let primary = {
+        let observer = observer.clone();
+        env.sim
+            .node(PRIMARY)
+            .init(move || primary_main(backup, mutants, observer.clone()))
+            .build()
+    };
+    let clients: Vec<NodeId> = CLIENTS.iter().map(|name| env.sim.node(*name).build()).collect();
+    let history: SharedHistory = Arc::new(Mutex::new(History::new()));
+    env.start_faults();
+    let mut running = Vec::new();
+    for (index, ops) in env.workload.clients.iter().enumerate() {
+        let ctx = ClientCtx {
+            client: index as u64,
+            primary,
+            backup,
+            mutants,
+            history: history.clone(),
+            observer: observer.clone(),
+        };
+        running.push(env.sim.spawn_on(clients[index], client_main(ctx, ops.clone())));
+    }
+    for client in running {
+        // A client task ends when its operations are done (clients never crash).
+        let _ = client.await;
+    }
+    check_linearizable(&history.lock().expect("history lock"))?;
+    env.heal().await;
+    liveness(&env, clients[0], primary).await
+}
+
+fn check_linearizable(
+    history: &History<RegisterInput<u64>, RegisterOutput<u64>>,
+) -> Result<(), Violation> {
+    match check(&RegisterModel::new(0u64), history, &CheckLimits::default()) {
+        CheckResult::Ok => Ok(()),
+        // The search limit is generous for these history sizes; "unknown" is not a pass.
+        CheckResult::Unknown { reason } => Err(Violation::new(
+            "linearizable",
+            format!("checker gave up: {reason}"),
+        )),
+        illegal => Err(Violation::new("linearizable", illegal.to_string())),
+    }
+}
+
+/// After healing: one write and one read from a client must succeed within the bound.
+async fn liveness(
+    env: &Env<Workload>,
+    client: NodeId,
+    primary: NodeId,
+) -> Result<(), Violation> {
+    let value = 1_000_000;
+    let attempt = env.sim.spawn_on(client, async move {
+        let socket = Socket::bind(0).expect("a client binds an ephemeral port");
+        let deadline = time::now() + Duration::from_secs(2);
+        let to = Addr::new(primary, PORT);
+        let mut wrote = false;
+        let mut seen = None;
+        while time::now() < deadline && seen != Some(value) {
+            if !wrote {
+                let request = Request::Client(ClientRequest::Write(value));
+                wrote = matches!(
+                    socket.call(to, &request, CLIENT_TIMEOUT).await,
+                    Ok(ClientResponse::WriteOk)
+                );
+            } else if let Ok(ClientResponse::ReadOk(read)) = socket
+                .call(to, &Request::Client(ClientRequest::Read), CLIENT_TIMEOUT)
+                .await
+            {
+                seen = Some(read);
+            }
+            time::sleep(Duration::from_millis(20)).await;
+        }
+        (wrote, seen)
+    });
+    let (wrote, seen) = attempt.await.unwrap_or((false, None));
+    if wrote && seen == Some(value) {
+        Ok(())
+    } else {
+        Err(Violation::new(
+            "available-after-heal",
+            format!("2 s after healing: write acknowledged {wrote}, read {seen:?}"),
+        ))
+    }
+}
+
+/// The mutants that change the nodes' code.
+#[derive(Clone, Copy, Debug, Default)]
+struct Mutants {
+    ack_before_replicate: bool,
+    read_from_backup: bool,
+    no_recovery: bool,
+}
+
+impl Mutants {
+    fn of(env: &Env<Workload>) -> Self {
+        Mutants {
+            ack_before_replicate: env.is_mutant("ack-before-replicate"),
+            read_from_backup: env.is_mutant("read-from-backup"),
+            no_recovery: env.is_mutant("no-recovery"),
+        }
+    }
+}
+
+/// The primary's program.
+async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
+    let socket = Socket::bind(PORT).expect("the primary binds its port");
+    let backup = Addr::new(backup, PORT);
+    let (mut version, mut value) = (0u64, 0u64);
+    if !mutants.no_recovery {
+        // Recover: the backup holds every acknowledged write.
+        loop {
+            let fetched = socket
+                .call(backup, &Request::Peer(PeerRequest::Fetch), REPLICATE_TIMEOUT)
+                .await;
+            if let Ok(PeerResponse::State {
+                version: v,
+                value: x,
+            }) = fetched
+            {
+                (version, value) = (v, x);
+                break;
+            }
+            time::sleep(Duration::from_millis(10)).await;
+        }
+        if version > 0 {
+            observer.sometimes("primary-recovered");
+        }
+    }
+    // The last version sent to the backup: never reused, even when replication failed.
+    let mut attempted = version;
+    loop {
+        let Ok((request, body)) = socket.recv_request::<Request>().await else {
+            return;
+        };
+        let response = match body {
+            Request::Client(ClientRequest::Read) => ClientResponse::ReadOk(value),
+            Request::Client(ClientRequest::Write(new)) => {
+                attempted += 1;
+                let replicate = Request::Peer(PeerRequest::Replicate {
+                    version: attempted,
+                    value: new,
+                });
+                if mutants.ack_before_replicate {
+                    let _ = socket.send(backup, &replicate);
+                    value = new;
+                    ClientResponse::WriteOk
+                } else {
+                    let ack = socket.call::<_, PeerResponse>(backup, &replicate, REPLICATE_TIMEOUT);
+                    match ack.await {
+                        Ok(PeerResponse::Ack) => {
+                            value = new;
+                            ClientResponse::WriteOk
+                        }
+                        _ => ClientResponse::Unavailable,
+                    }
+                }
+            }
+            Request::Peer(_) => continue,
+        };
+        let _ = socket.reply(request, &response);
+    }
+}
+
+/// The backup's program.
+async fn backup_main() {
+    let socket = Socket::bind(PORT).expect("the backup binds its port");
+    let (mut version, mut value) = (0u64, 0u64);
+    loop {
+        let Ok((request, body)) = socket.recv_request::<Request>().await else {
+            return;
+        };
+        match body {
+            Request::Peer(PeerRequest::Replicate {
+                version: v,
+                value: x,
+            }) => {
+                if v > version {
+                    (version, value) = (v, x);
+                }
+                let _ = socket.reply(request, &PeerResponse::Ack);
+            }
+            Request::Peer(PeerRequest::Fetch) => {
+                let _ = socket.reply(request, &PeerResponse::State { version, value });
+            }
+            // Only the read-from-backup mutant sends client reads here.
+            Request::Client(ClientRequest::Read) => {
+                let _ = socket.reply(request, &ClientResponse::ReadOk(value));
+            }
+            Request::Client(ClientRequest::Write(_)) => {
+                let _ = socket.reply(request, &ClientResponse::Unavailable);
+            }
+        }
+    }
+}
+
+struct ClientCtx {
+    client: u64,
+    primary: NodeId,
+    backup: NodeId,
+    mutants: Mutants,
+    history: SharedHistory,
+    observer: Observer,
+}
+
+/// A client: runs its operations one after another and records them in the history, with
+/// true times (the history is the checker's, not the system's).
+async fn client_main(ctx: ClientCtx, ops: Vec<(u64, Op)>) {
+    let socket = Socket::bind(0).expect("a client binds an ephemeral port");
+    for (think_ms, op) in ops {
+        time::sleep(Duration::from_millis(think_ms.max(1))).await;
+        let (input, request, target) = match op {
+            Op::Write(value) => (
+                RegisterInput::Write(value),
+                ClientRequest::Write(value),
+                ctx.primary,
+            ),
+            Op::Read => {
+                let target = if ctx.mutants.read_from_backup {
+                    ctx.backup
+                } else {
+                    ctx.primary
+                };
+                (RegisterInput::Read, ClientRequest::Read, target)
+            }
+        };
+        let now = || time::true_now().as_nanos() as u64;
+        let invoked = ctx.history.lock().expect("history lock").invoke(ctx.client, input, now());
+        let Ok(id) = invoked else {
+            return;
+        };
+        let answer = socket
+            .call::<_, ClientResponse>(Addr::new(target, PORT), &Request::Client(request), CLIENT_TIMEOUT)
+            .await;
+        let output = match answer {
+            Ok(ClientResponse::WriteOk) => Some(RegisterOutput::WriteOk),
+            Ok(ClientResponse::ReadOk(value)) => Some(RegisterOutput::ReadOk(value)),
+            Ok(ClientResponse::Unavailable) | Err(_) => None,
+        };
+        let mut history = ctx.history.lock().expect("history lock");
+        match output {
+            Some(output) => {
+                let _ = history.complete(id, output, now());
+            }
+            None => {
+                if matches!(op, Op::Write(_)) {
+                    ctx.observer.sometimes("write-indeterminate");
+                }
+                // No answer: the operation may or may not have happened.
+                let _ = history.mark_indeterminate(id);
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Our patterns' scenarios, registered for the `dst` binary and the workspace tests.
+//!
+//! - `register` (from the example crate `register-example`): primary-backup register.
+
+/// Every scenario `dst` knows, in the order `dst list` shows them.
+pub fn registry() -> harness::Registry {
+    harness::Registry::new().with(register_example::Register)
+}
