@@ -14,12 +14,19 @@
 //! - [`testing`]: one call to check a scenario in `cargo test`.
 //! - [`cli`]: the `dst` command line as a library.
 //! - [`mermaid`]: sequence diagrams of a run.
+//! - [`history`]: a bounded, serializable history of client operations with simulated call
+//!   and return times, indeterminate operations (Jepsen's `:info`) included.
+//! - [`linearizability`]: a Porcupine-style linearizability checker (Wing & Gong search,
+//!   Lowe's memoization, P-compositionality) with a search limit that answers "unknown", and
+//!   ready-made models (register, key-value map, event log with expected versions).
 
 pub mod batch;
 pub mod case;
 pub mod cli;
 pub mod corpus;
 pub mod generate;
+pub mod history;
+pub mod linearizability;
 pub mod mermaid;
 pub mod plan;
 pub mod scenario;
