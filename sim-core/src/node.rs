@@ -173,18 +173,20 @@ impl Sim {
     }
 
     /// Spawns a task on `node` from the supervisor (for example a client's workload). The task
-    /// dies with the node like any of its tasks; the step limit counts its polls.
-    pub fn spawn_on<F>(&self, node: NodeId, future: F) -> crate::task::JoinHandle<F::Output>
+    /// dies with the node like any of its tasks; the step limit counts its polls. The future
+    /// need not be `Send`.
+    pub fn spawn_on<F>(&self, node: NodeId, future: F) -> crate::task::NodeTask<F::Output>
     where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
+        F: Future + 'static,
+        F::Output: 'static,
     {
         let madsim_id = crate::world::with(|world| world.node(node).madsim_id)
             .expect("sim-core: every built node has a madsim id");
         let handle = madsim::runtime::Handle::current()
             .get_node(madsim_id)
             .expect("sim-core: madsim knows every built node");
-        handle.spawn(crate::task::Counted::new(Some(node), future))
+        let future = crate::task::OneThread::new(crate::task::Counted::new(Some(node), future));
+        crate::task::NodeTask::new(handle.spawn(future))
     }
 
     /// Control of the network: partitions, link faults, hold and release.

@@ -86,3 +86,59 @@ where
     }
     handle
 }
+
+/// A value that claims to be `Send` so that madsim's cross-node `spawn` accepts it.
+///
+/// SAFETY: a simulation runs on exactly one OS thread (madsim's executor polls every task on
+/// the thread that called `block_on`, and it forbids spawning threads), so a value inside a
+/// run is never touched from two threads. `OneThread` values never leave the run: sim-core
+/// creates and unwraps them inside it.
+pub(crate) struct OneThread<T>(T);
+
+impl<T> OneThread<T> {
+    pub(crate) fn new(value: T) -> Self {
+        OneThread(value)
+    }
+}
+
+// SAFETY: see the type's docs: one thread per run.
+unsafe impl<T> Send for OneThread<T> {}
+
+impl<F: Future + Unpin> Future for OneThread<F> {
+    type Output = OneThread<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(OneThread)
+    }
+}
+
+/// A task spawned on another node with [`crate::Sim::spawn_on`]: await it for its output.
+pub struct NodeTask<T> {
+    inner: JoinHandle<OneThread<T>>,
+}
+
+impl<T> NodeTask<T> {
+    pub(crate) fn new(inner: JoinHandle<OneThread<T>>) -> Self {
+        NodeTask { inner }
+    }
+
+    /// Cancels the task.
+    pub fn abort(&self) {
+        self.inner.abort();
+    }
+
+    /// Whether the task finished.
+    pub fn is_finished(&self) -> bool {
+        self.inner.is_finished()
+    }
+}
+
+impl<T> Future for NodeTask<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.inner)
+            .poll(cx)
+            .map(|result| result.map(|value| value.0))
+    }
+}
