@@ -5,8 +5,9 @@
 //!
 //! ## The system
 //! - `primary` serves clients. A write gets the next version, is replicated to `backup` (an
-//!   RPC with a timeout), and only then committed and acknowledged. Reads return the committed
-//!   value. Requests are handled one at a time.
+//!   RPC with a timeout), and only then committed and acknowledged; writes are replicated one
+//!   at a time. Reads are answered at once with the committed value, also while a write is
+//!   being replicated.
 //! - `backup` applies replicated writes whose version is newer than its own, and answers
 //!   `Fetch` with its state.
 //! - The primary keeps its state in memory only: when it restarts, it fetches the backup's
@@ -29,8 +30,9 @@
 //! ## Mutants
 //! - `ack-before-replicate`: the primary acknowledges a write before the backup has it
 //!   (asynchronous replication); a crash of the primary then loses acknowledged writes.
-//! - `read-from-backup`: clients read from the backup, which may hold a write the primary has
-//!   not committed yet; a later read from the primary returns the older value.
+//! - `read-from-backup`: reads are balanced over both replicas; the backup may hold a write
+//!   the primary has not committed yet, and a later read from the primary returns the older
+//!   value.
 //! - `no-recovery`: the restarted primary serves from empty state instead of fetching the
 //!   backup's.
 
@@ -45,6 +47,8 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use sim_core::net::{Addr, Socket};
 use sim_core::{time, NodeId, SimConfig, Violation};
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -166,7 +170,7 @@ impl Scenario for Register {
                 ),
                 MutantSpec::new(
                     "read-from-backup",
-                    "serves reads from the backup, which can be ahead of or behind what the primary committed: stale reads",
+                    "balances reads over both replicas; the backup applies a write before the primary commits it, so a read can see a value that a later read from the primary does not (reading from followers without a read barrier)",
                 ),
                 MutantSpec::new(
                     "no-recovery",
@@ -306,23 +310,24 @@ impl Mutants {
     }
 }
 
-/// The primary's program.
+/// Writes waiting for the primary's writer, at most.
+const WRITES_QUEUED_MAX: usize = 64;
+
+/// The primary's program: a receiver that answers reads at once from the committed value, and
+/// a writer that replicates writes one at a time.
 async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
-    let socket = Socket::bind(PORT).expect("the primary binds its port");
+    let socket = Rc::new(Socket::bind(PORT).expect("the primary binds its port"));
     let backup = Addr::new(backup, PORT);
-    let (mut version, mut value) = (0u64, 0u64);
+    let mut version = 0;
+    let committed = Rc::new(Cell::new(0u64));
     if !mutants.no_recovery {
         // Recover: the backup holds every acknowledged write.
         loop {
-            let fetched = socket
-                .call(backup, &Request::Peer(PeerRequest::Fetch), REPLICATE_TIMEOUT)
-                .await;
-            if let Ok(PeerResponse::State {
-                version: v,
-                value: x,
-            }) = fetched
-            {
-                (version, value) = (v, x);
+            let fetch = Request::Peer(PeerRequest::Fetch);
+            let fetched = socket.call(backup, &fetch, REPLICATE_TIMEOUT).await;
+            if let Ok(PeerResponse::State { version: v, value }) = fetched {
+                version = v;
+                committed.set(value);
                 break;
             }
             time::sleep(Duration::from_millis(10)).await;
@@ -331,36 +336,59 @@ async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
             observer.sometimes("primary-recovered");
         }
     }
-    // The last version sent to the backup: never reused, even when replication failed.
-    let mut attempted = version;
+    let (queue, writes) = futures::channel::mpsc::channel(WRITES_QUEUED_MAX);
+    sim_core::task::spawn(writer(socket.clone(), backup, version, committed.clone(), writes, mutants));
+    let mut queue = queue;
     loop {
         let Ok((request, body)) = socket.recv_request::<Request>().await else {
             return;
         };
-        let response = match body {
-            Request::Client(ClientRequest::Read) => ClientResponse::ReadOk(value),
-            Request::Client(ClientRequest::Write(new)) => {
-                attempted += 1;
-                let replicate = Request::Peer(PeerRequest::Replicate {
-                    version: attempted,
-                    value: new,
-                });
-                if mutants.ack_before_replicate {
-                    let _ = socket.send(backup, &replicate);
-                    value = new;
-                    ClientResponse::WriteOk
-                } else {
-                    let ack = socket.call::<_, PeerResponse>(backup, &replicate, REPLICATE_TIMEOUT);
-                    match ack.await {
-                        Ok(PeerResponse::Ack) => {
-                            value = new;
-                            ClientResponse::WriteOk
-                        }
-                        _ => ClientResponse::Unavailable,
-                    }
+        match body {
+            Request::Client(ClientRequest::Read) => {
+                let _ = socket.reply(request, &ClientResponse::ReadOk(committed.get()));
+            }
+            Request::Client(ClientRequest::Write(value)) => {
+                if let Err(full) = queue.try_send((request, value)) {
+                    let (request, _) = full.into_inner();
+                    let _ = socket.reply(request, &ClientResponse::Unavailable);
                 }
             }
-            Request::Peer(_) => continue,
+            Request::Peer(_) => {}
+        }
+    }
+}
+
+/// The primary's writer: replicate, then commit and acknowledge, one write at a time.
+async fn writer(
+    socket: Rc<Socket>,
+    backup: Addr,
+    version: u64,
+    committed: Rc<Cell<u64>>,
+    mut writes: futures::channel::mpsc::Receiver<(sim_core::net::Request, u64)>,
+    mutants: Mutants,
+) {
+    use futures::StreamExt;
+    // The last version sent to the backup: never reused, even when replication failed.
+    let mut attempted = version;
+    while let Some((request, value)) = writes.next().await {
+        attempted += 1;
+        let replicate = Request::Peer(PeerRequest::Replicate {
+            version: attempted,
+            value,
+        });
+        let response = if mutants.ack_before_replicate {
+            let _ = socket.send(backup, &replicate);
+            committed.set(value);
+            ClientResponse::WriteOk
+        } else {
+            let ack = socket.call::<_, PeerResponse>(backup, &replicate, REPLICATE_TIMEOUT);
+            match ack.await {
+                Ok(PeerResponse::Ack) => {
+                    committed.set(value);
+                    ClientResponse::WriteOk
+                }
+                _ => ClientResponse::Unavailable,
+            }
         };
         let _ = socket.reply(request, &response);
     }
@@ -411,6 +439,7 @@ struct ClientCtx {
 /// true times (the history is the checker's, not the system's).
 async fn client_main(ctx: ClientCtx, ops: Vec<(u64, Op)>) {
     let socket = Socket::bind(0).expect("a client binds an ephemeral port");
+    let mut reads = 0u64;
     for (think_ms, op) in ops {
         time::sleep(Duration::from_millis(think_ms.max(1))).await;
         let (input, request, target) = match op {
@@ -420,7 +449,9 @@ async fn client_main(ctx: ClientCtx, ops: Vec<(u64, Op)>) {
                 ctx.primary,
             ),
             Op::Read => {
-                let target = if ctx.mutants.read_from_backup {
+                // The mutant balances reads over both replicas.
+                reads += 1;
+                let target = if ctx.mutants.read_from_backup && reads % 2 == 0 {
                     ctx.backup
                 } else {
                     ctx.primary
