@@ -76,12 +76,24 @@ impl PendingOp {
         }
     }
 
-    /// The directories whose entries this name operation changes (none for data operations).
-    pub fn dirs(&self) -> Vec<&str> {
+    /// The directories whose entries this name operation changes (twice the same one unless
+    /// it is a rename across directories); `None` for data operations.
+    pub fn dirs(&self) -> Option<[&str; 2]> {
         match self {
-            PendingOp::Link { path, .. } | PendingOp::Unlink { path, .. } => vec![parent(path)],
-            PendingOp::Rename { from, to, .. } => vec![parent(from), parent(to)],
-            PendingOp::Write { .. } | PendingOp::Truncate { .. } => Vec::new(),
+            PendingOp::Link { path, .. } | PendingOp::Unlink { path, .. } => {
+                Some([parent(path), parent(path)])
+            }
+            PendingOp::Rename { from, to, .. } => Some([parent(from), parent(to)]),
+            PendingOp::Write { .. } | PendingOp::Truncate { .. } => None,
+        }
+    }
+
+    /// The path this operation gives a name to (whose former file it replaces).
+    pub fn target_path(&self) -> Option<&str> {
+        match self {
+            PendingOp::Link { path, .. } => Some(path),
+            PendingOp::Rename { to, .. } => Some(to),
+            _ => None,
         }
     }
 

@@ -110,6 +110,7 @@ mod control;
 mod error;
 mod event;
 mod image;
+mod page_cache;
 mod state;
 
 pub use api::{create, list, open, remove, rename, sync_dir, File};

@@ -4,10 +4,11 @@
 use super::error::{DiskError, DiskOp};
 use super::event::DiskEvent;
 use super::image::{path_problem, Image, InodeId, PendingOp};
+use super::page_cache::PageCache;
 use super::{CrashModel, DiskConfig, DiskFaults};
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 /// The bounds and geometry that hold for every node's disk during a run.
 #[derive(Clone, Debug)]
@@ -49,8 +50,10 @@ pub(crate) struct NodeDisk {
     pub volatile: Image,
     /// Unsynced operations, oldest first. Bounded by [`Settings::pending_ops_max`] and
     /// [`Settings::pending_bytes_max`]: past them the oldest is written back.
-    pub pending: VecDeque<PendingOp>,
-    pending_bytes: u64,
+    pub pending: PageCache,
+    /// [`NodeDisk::usage_bytes`], kept up to date on every change (recounting on every write
+    /// would cost a pass over all files).
+    usage: u64,
     pub faults: DiskFaults,
     pub crash_model: CrashModel,
     next_inode: InodeId,
@@ -61,8 +64,8 @@ impl NodeDisk {
         NodeDisk {
             durable: Image::default(),
             volatile: Image::default(),
-            pending: VecDeque::new(),
-            pending_bytes: 0,
+            pending: PageCache::default(),
+            usage: 0,
             faults,
             crash_model,
             next_inode: 1,
@@ -184,21 +187,57 @@ impl NodeDisk {
     /// Bytes the disk holds: per file, the larger of its size in the two images (the blocks of
     /// an old version stay allocated until the new one is durable).
     pub fn usage_bytes(&self) -> u64 {
-        let volatile_len = |inode: &InodeId| self.volatile.files.get(inode).map_or(0, Vec::len);
-        let durable: u64 = self
-            .durable
-            .files
-            .iter()
-            .map(|(inode, data)| data.len().max(volatile_len(inode)) as u64)
-            .sum();
-        let volatile_only: u64 = self
+        self.usage
+    }
+
+    /// Bytes `inode` holds.
+    fn held(&self, inode: InodeId) -> u64 {
+        let volatile_len = self.volatile.files.get(&inode).map_or(0, Vec::len);
+        let durable_len = self.durable.files.get(&inode).map_or(0, Vec::len);
+        volatile_len.max(durable_len) as u64
+    }
+
+    /// [`NodeDisk::usage_bytes`] counted from scratch.
+    fn count_usage(&self) -> u64 {
+        let inodes: BTreeSet<&InodeId> = self
             .volatile
             .files
-            .iter()
-            .filter(|(inode, _)| !self.durable.files.contains_key(inode))
-            .map(|(_, data)| data.len() as u64)
-            .sum();
-        durable + volatile_only
+            .keys()
+            .chain(self.durable.files.keys())
+            .collect();
+        inodes.into_iter().map(|inode| self.held(*inode)).sum()
+    }
+
+    /// Runs `change`, which may change the sizes of `inodes` only, and keeps the usage count.
+    fn tracking(&mut self, inodes: [Option<InodeId>; 2], change: impl FnOnce(&mut Self)) {
+        let inodes = match inodes {
+            [Some(a), Some(b)] if a == b => [Some(a), None],
+            other => other,
+        };
+        let count = |disk: &Self| -> u64 { inodes.iter().flatten().map(|i| disk.held(*i)).sum() };
+        let before = count(self);
+        change(self);
+        self.usage = self.usage - before + count(self);
+    }
+
+    /// Applies `op` to the durable image (`durable`) or to the running view.
+    fn apply_to(&mut self, durable: bool, op: &PendingOp) {
+        let image = if durable {
+            &self.durable
+        } else {
+            &self.volatile
+        };
+        let replaced = op
+            .target_path()
+            .and_then(|path| image.dir.get(path).copied());
+        self.tracking([Some(op.inode()), replaced], |disk| {
+            let image = if durable {
+                &mut disk.durable
+            } else {
+                &mut disk.volatile
+            };
+            image.apply(op);
+        });
     }
 
     /// Checks that `inode` may grow to `new_len` bytes within the capacity.
@@ -210,7 +249,7 @@ impl NodeDisk {
         if new_len <= held {
             return Ok(());
         }
-        let usage = self.usage_bytes();
+        let usage = self.usage;
         if new_len > capacity || usage.saturating_add(new_len - held) > capacity {
             return Err(DiskError::NoSpace {
                 path: path.into(),
@@ -258,15 +297,22 @@ impl NodeDisk {
     }
 
     fn push(&mut self, op: PendingOp) {
-        self.volatile.apply(&op);
-        self.pending_bytes += op.payload_bytes();
-        self.pending.push_back(op);
+        self.apply_to(false, &op);
+        self.pending.push(op);
     }
 
-    fn take_pending(&mut self, index: usize) -> PendingOp {
-        let op = self.pending.remove(index).expect("index in range");
-        self.pending_bytes -= op.payload_bytes();
-        op
+    /// Drops what of `inode` nothing can reach any more: its cached contents once it has no
+    /// name, its stored contents once it has no name on either side and nothing pending.
+    fn collect_inode(&mut self, inode: InodeId) {
+        self.tracking([Some(inode), None], |disk| {
+            if disk.volatile.names.contains_key(&inode) {
+                return;
+            }
+            disk.volatile.files.remove(&inode);
+            if !disk.durable.names.contains_key(&inode) && !disk.pending.references(inode) {
+                disk.durable.files.remove(&inode);
+            }
+        });
     }
 
     /// Writes back the oldest unsynced operations while the page cache is over its bounds, as
@@ -274,14 +320,12 @@ impl NodeDisk {
     pub fn enforce_bounds(&mut self, settings: &Settings) -> Vec<DiskEvent> {
         let mut events = Vec::new();
         while self.pending.len() > settings.pending_ops_max
-            || self.pending_bytes > settings.pending_bytes_max
+            || self.pending.bytes() > settings.pending_bytes_max
         {
-            let op = self.take_pending(0);
+            let op = self.pending.pop_oldest().expect("over bounds: not empty");
             events.push(self.writeback_event(&op));
-            self.durable.apply(&op);
-        }
-        if !events.is_empty() {
-            self.collect_garbage();
+            self.apply_to(true, &op);
+            self.collect_inode(op.inode());
         }
         events
     }
@@ -315,51 +359,45 @@ impl NodeDisk {
         failure: Option<&mut Xoshiro256PlusPlus>,
         path: &str,
     ) -> (u64, Option<DiskEvent>) {
-        let mut ops = Vec::new();
-        let mut index = 0;
-        while index < self.pending.len() {
-            let op = &self.pending[index];
-            if op.is_data() && op.inode() == inode {
-                ops.push(self.take_pending(index));
-            } else {
-                index += 1;
-            }
-        }
+        let ops = self.pending.take_data_of(inode);
         let count = ops.len() as u64;
-        let Some(rng) = failure else {
-            ops.iter().for_each(|op| self.durable.apply(op));
-            return (count, None);
-        };
-        let mut landed = 0;
-        for op in &ops {
-            if rng.gen_bool(0.5) {
-                self.durable.apply(op);
-                landed += 1;
+        let event = match failure {
+            None => {
+                ops.iter().for_each(|op| self.apply_to(true, op));
+                None
             }
-        }
-        let event = DiskEvent::FsyncLost {
-            path: path.into(),
-            landed,
-            dropped: count - landed,
+            Some(rng) => {
+                let mut landed = 0;
+                for op in &ops {
+                    if rng.gen_bool(0.5) {
+                        self.apply_to(true, op);
+                        landed += 1;
+                    }
+                }
+                Some(DiskEvent::FsyncLost {
+                    path: path.into(),
+                    landed,
+                    dropped: count - landed,
+                })
+            }
         };
-        (count, Some(event))
+        self.collect_inode(inode);
+        (count, event)
     }
 
-    /// Indices of the pending name operations a sync of `dir` makes durable: every one that
-    /// changes an entry of `dir`, and, so that the durable names stay a state the node went
-    /// through, every earlier one that changes a directory those touch (a rename across
-    /// directories pulls in the other directory's earlier operations).
-    fn dir_sync_selection(&self, dir: &str) -> Vec<usize> {
-        let Some(last) = self.pending.iter().rposition(|op| op.dirs().contains(&dir)) else {
-            return Vec::new();
-        };
-        let mut needed: BTreeSet<String> = BTreeSet::from([dir.to_string()]);
+    /// Sequence numbers of the pending name operations a sync of `dir` makes durable, oldest
+    /// first: every one that changes an entry of `dir`, and, so that the durable names stay a
+    /// state the node went through, every earlier one that changes a directory those touch (a
+    /// rename across directories pulls in the other directory's earlier operations).
+    fn dir_sync_selection(&self, dir: &str) -> Vec<u64> {
+        let mut needed: BTreeSet<&str> = BTreeSet::new();
         let mut selected = Vec::new();
-        for index in (0..=last).rev() {
-            let dirs = self.pending[index].dirs();
-            if dirs.iter().any(|d| needed.contains(*d)) {
-                needed.extend(dirs.iter().map(|d| d.to_string()));
-                selected.push(index);
+        for (seq, op) in self.pending.names_newest_first() {
+            let dirs = op.dirs().expect("a name operation");
+            if dirs.contains(&dir) || dirs.iter().any(|d| needed.contains(d)) {
+                needed.insert(dir);
+                needed.extend(dirs);
+                selected.push(seq);
             }
         }
         selected.reverse();
@@ -388,15 +426,13 @@ impl NodeDisk {
             Some(rng) if !selected.is_empty() => rng.gen_range(0..selected.len()),
             _ => selected.len(),
         };
-        // Remove from the back so that earlier indices stay valid.
-        let mut ops: Vec<PendingOp> = selected[..landing]
-            .iter()
-            .rev()
-            .map(|&index| self.take_pending(index))
-            .collect();
-        ops.reverse();
-        ops.iter().for_each(|op| self.durable.apply(op));
-        self.collect_garbage();
+        let ops = self.pending.take_seqs(&selected[..landing]);
+        for op in &ops {
+            self.apply_to(true, op);
+        }
+        for op in &ops {
+            self.collect_inode(op.inode());
+        }
         let event = (landing < selected.len()).then(|| DiskEvent::SyncDirFailed {
             dir: dir.into(),
             pending: selected.len() as u64,
@@ -409,8 +445,7 @@ impl NodeDisk {
     /// cache is gone and the running view restarts from the durable image. Returns the event to
     /// record (`None` when nothing was unsynced: nothing to decide).
     pub fn crash(&mut self, rng: &mut Xoshiro256PlusPlus, sector_bytes: u64) -> Option<DiskEvent> {
-        let ops: Vec<PendingOp> = self.pending.drain(..).collect();
-        self.pending_bytes = 0;
+        let ops = self.pending.drain();
         let verdict = if ops.is_empty() {
             None
         } else {
@@ -421,8 +456,12 @@ impl NodeDisk {
                 torn,
             })
         };
+        // With the page cache gone, whatever has no durable name is garbage.
+        let named = self.durable.names.clone();
+        self.durable
+            .retain_inodes(|inode| named.contains_key(&inode));
         self.volatile = self.durable.clone();
-        self.collect_garbage();
+        self.usage = self.count_usage();
         verdict
     }
 
@@ -478,17 +517,6 @@ impl NodeDisk {
         (landed, torn)
     }
 
-    /// Drops contents no name and no pending operation can reach any more.
-    fn collect_garbage(&mut self) {
-        let volatile_live: BTreeSet<InodeId> = self.volatile.dir.values().copied().collect();
-        let mut live = volatile_live.clone();
-        live.extend(self.durable.dir.values().copied());
-        live.extend(self.pending.iter().map(PendingOp::inode));
-        self.volatile
-            .retain_inodes(|inode| volatile_live.contains(&inode));
-        self.durable.retain_inodes(|inode| live.contains(&inode));
-    }
-
     /// Flips bits in sector `sector` of the durable image of the file at `path`. The running
     /// node reads the flipped bits too when its cached copy of the sector is clean (no unsynced
     /// write covers it, and it matches the disk); a dirty cached copy hides them until a crash.
@@ -533,17 +561,12 @@ impl NodeDisk {
             return false;
         };
         let stored = &self.durable.files[&inode];
-        let dirty = self.pending.iter().any(|op| match op {
-            PendingOp::Write {
-                inode: target,
-                offset,
-                data,
-            } => {
+        let dirty = self.pending.data_of(inode).any(|op| match op {
+            PendingOp::Write { offset, data, .. } => {
                 let offset = *offset as usize;
-                *target == inode && offset < end && offset + data.len() > start
+                offset < end && offset + data.len() > start
             }
-            PendingOp::Truncate { inode: target, .. } => *target == inode,
-            _ => false,
+            _ => true,
         });
         !dirty && cached.len() >= end && cached[start..end] == stored[start..end]
     }
@@ -602,8 +625,8 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             sector_size_bytes: 4,
-            pending_ops_max: 100,
-            pending_bytes_max: 1 << 20,
+            pending_ops_max: 12,
+            pending_bytes_max: 64,
             files_max: 10,
         }
     }
@@ -652,6 +675,82 @@ mod tests {
             disk.volatile.file("f").map(Vec::as_slice),
             Some(&b"hello"[..])
         );
+    }
+
+    /// Checks the bookkeeping, and (`exact`: no fsync failure dropped data) that the durable
+    /// image with the page cache replayed on top is exactly what the node sees.
+    fn check_invariants(disk: &NodeDisk, exact: bool, step: usize) {
+        assert_eq!(disk.usage, disk.count_usage(), "usage, step {step}");
+        disk.pending.check();
+        let named: BTreeSet<&InodeId> = disk.volatile.dir.values().collect();
+        let cached: BTreeSet<&InodeId> = disk.volatile.files.keys().collect();
+        assert_eq!(
+            named, cached,
+            "cached contents are those of named files, step {step}"
+        );
+        for inode in disk.durable.files.keys() {
+            let reachable = disk.durable.names.contains_key(inode)
+                || disk.volatile.names.contains_key(inode)
+                || disk.pending.references(*inode);
+            assert!(reachable, "stored garbage {inode}, step {step}");
+        }
+        if exact {
+            let mut replayed = disk.durable.clone();
+            disk.pending.iter().for_each(|op| replayed.apply(op));
+            assert_eq!(replayed.dir, disk.volatile.dir, "names, step {step}");
+            for inode in disk.volatile.dir.values() {
+                let contents = (replayed.files.get(inode), disk.volatile.files.get(inode));
+                assert_eq!(contents.0, contents.1, "contents of {inode}, step {step}");
+            }
+        }
+    }
+
+    /// One random operation on `disk`.
+    fn random_op(disk: &mut NodeDisk, rng: &mut Xoshiro256PlusPlus, fail: bool, step: usize) {
+        const PATHS: [&str; 6] = ["a/x", "a/y", "b/x", "b/z", "top", "a"];
+        let s = settings();
+        let path = PATHS[rng.gen_range(0..PATHS.len())];
+        let inode = disk.lookup(path).ok();
+        let failure = fail && rng.gen_bool(0.3);
+        match (rng.gen_range(0..9), inode) {
+            (0, _) => drop(disk.create(path, &s)),
+            (1 | 2, Some(inode)) => {
+                let data = vec![step as u8; rng.gen_range(0..10)];
+                let offset = rng.gen_range(0..20);
+                disk.write(inode, offset, &data, path).unwrap();
+            }
+            (3, Some(inode)) => disk.truncate(inode, rng.gen_range(0..16), path).unwrap(),
+            (4, _) => drop(disk.rename(path, PATHS[rng.gen_range(0..PATHS.len())])),
+            (5, _) => drop(disk.remove(path)),
+            (6, Some(inode)) => {
+                let mut verdict_rng = rng.clone();
+                let _ = disk.sync_file(inode, failure.then_some(&mut verdict_rng), path);
+                *rng = verdict_rng;
+            }
+            (7, _) => {
+                let dir = ["", "a", "b"][rng.gen_range(0..3)];
+                let mut verdict_rng = rng.clone();
+                let _ = disk.sync_dir(dir, failure.then_some(&mut verdict_rng));
+                *rng = verdict_rng;
+            }
+            (8, _) if rng.gen_bool(0.2) => drop(disk.crash(rng, 4)),
+            _ => {}
+        }
+        let _ = disk.enforce_bounds(&s);
+    }
+
+    #[test]
+    fn model_invariants_hold_under_random_operations() {
+        for seed in 0..40 {
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+            let mut disk = disk();
+            disk.crash_model.reorder_unsynced = seed % 2 == 0;
+            let fail = seed % 4 == 3;
+            for step in 0..400 {
+                random_op(&mut disk, &mut rng, fail, step);
+                check_invariants(&disk, !fail, step);
+            }
+        }
     }
 
     #[test]
