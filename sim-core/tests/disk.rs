@@ -474,69 +474,73 @@ fn no_space_when_the_capacity_is_reached_and_none_when_it_is_raised() {
     assert_eq!(results.take()[..6], expected[..]);
 }
 
+/// Node `db` syncs "base", appends four records at 10 ms and syncs (the fsync fault is on
+/// from 5 to 15 ms when `fail`), syncs again at 20 ms and reads the file; the supervisor
+/// crashes it at 30 ms. Returns the node's results, what survived and the fsync verdicts.
+fn fsync_failure_run(seed: u64, fail: bool) -> (Vec<String>, String, usize) {
+    let results: Shared<String> = Shared::default();
+    let seen = results.clone();
+    let mut config = SimConfig::default();
+    config.trace.keep = true;
+    let report = run(seed, config, move |sim| async move {
+        let node = sim
+            .node("db")
+            .init(move || {
+                let seen = seen.clone();
+                async move {
+                    let file = create_synced("log", b"base").await;
+                    sim_core::time::sleep(ms(10)).await;
+                    for record in ["+1", "+2", "+3", "+4"] {
+                        file.append(record.as_bytes()).await.unwrap();
+                    }
+                    let first = file.sync_all().await.map_err(|e| e.kind());
+                    seen.push(format!("{first:?}"));
+                    sim_core::time::sleep(ms(10)).await;
+                    let second = file.sync_all().await.map_err(|e| e.kind());
+                    seen.push(format!("{second:?}"));
+                    let cached = file.read_to_end().await.unwrap();
+                    seen.push(String::from_utf8(cached).unwrap());
+                    stay_up().await;
+                }
+            })
+            .build();
+        sim.sleep(ms(5)).await;
+        if fail {
+            sim.disk(node).set_fsync_error_probability(1.0).unwrap();
+        }
+        sim.sleep(ms(10)).await;
+        sim.disk(node).set_fsync_error_probability(0.0).unwrap();
+        sim.sleep(ms(15)).await;
+        sim.crash(node);
+        let survived = sim.disk(node).read_file("log").unwrap();
+        sim_core::trace::note(String::from_utf8(survived).unwrap());
+        Ok(())
+    });
+    assert!(report.outcome.is_pass(), "{}", report.outcome);
+    let timeline = report.timeline.as_ref().unwrap();
+    let survived = timeline
+        .events
+        .iter()
+        .rev()
+        .find_map(|event| match &event.event {
+            Event::Note { text } => Some(text.clone()),
+            _ => None,
+        });
+    let verdicts = disk_events(&report)
+        .into_iter()
+        .filter(|event| matches!(event, DiskEvent::FsyncLost { .. }))
+        .count();
+    (results.take(), survived.unwrap(), verdicts)
+}
+
 #[test]
 fn fsync_failure_may_drop_data_that_a_later_successful_fsync_does_not_persist() {
     // Goal: Linux fsyncgate semantics. After a failed fsync the node still reads its writes and
     // the next fsync succeeds, yet after a crash some of those writes are gone; with the
     // fault off, synced appends always survive.
-    let run_with = |seed: u64, fail: bool| {
-        let results: Shared<String> = Shared::default();
-        let seen = results.clone();
-        let mut config = SimConfig::default();
-        config.trace.keep = true;
-        let report = run(seed, config, move |sim| async move {
-            let node = sim
-                .node("db")
-                .init(move || {
-                    let seen = seen.clone();
-                    async move {
-                        let file = create_synced("log", b"base").await;
-                        sim_core::time::sleep(ms(10)).await;
-                        for record in ["+1", "+2", "+3", "+4"] {
-                            file.append(record.as_bytes()).await.unwrap();
-                        }
-                        let first = file.sync_all().await.map_err(|e| e.kind());
-                        seen.push(format!("{first:?}"));
-                        sim_core::time::sleep(ms(10)).await;
-                        let second = file.sync_all().await.map_err(|e| e.kind());
-                        seen.push(format!("{second:?}"));
-                        let cached = file.read_to_end().await.unwrap();
-                        seen.push(String::from_utf8(cached).unwrap());
-                        stay_up().await;
-                    }
-                })
-                .build();
-            sim.sleep(ms(5)).await;
-            if fail {
-                sim.disk(node).set_fsync_error_probability(1.0).unwrap();
-            }
-            sim.sleep(ms(10)).await;
-            sim.disk(node).set_fsync_error_probability(0.0).unwrap();
-            sim.sleep(ms(15)).await;
-            sim.crash(node);
-            let survived = sim.disk(node).read_file("log").unwrap();
-            sim_core::trace::note(String::from_utf8(survived).unwrap());
-            Ok(())
-        });
-        assert!(report.outcome.is_pass(), "{}", report.outcome);
-        let timeline = report.timeline.as_ref().unwrap();
-        let survived = timeline
-            .events
-            .iter()
-            .rev()
-            .find_map(|event| match &event.event {
-                Event::Note { text } => Some(text.clone()),
-                _ => None,
-            });
-        let verdicts = disk_events(&report)
-            .into_iter()
-            .filter(|event| matches!(event, DiskEvent::FsyncLost { .. }))
-            .count();
-        (results.take(), survived.unwrap(), verdicts)
-    };
     let mut lost = 0;
     for seed in 0..10 {
-        let (results, survived, verdicts) = run_with(seed, true);
+        let (results, survived, verdicts) = fsync_failure_run(seed, true);
         assert_eq!(
             results,
             ["Err(Io)", "Ok(())", "base+1+2+3+4"],
@@ -547,7 +551,7 @@ fn fsync_failure_may_drop_data_that_a_later_successful_fsync_does_not_persist() 
     }
     assert!(lost > 0, "a failed fsync never lost data");
     for seed in 0..10 {
-        let (results, survived, verdicts) = run_with(seed, false);
+        let (results, survived, verdicts) = fsync_failure_run(seed, false);
         assert_eq!(results, ["Ok(())", "Ok(())", "base+1+2+3+4"], "seed {seed}");
         assert_eq!((survived.as_str(), verdicts), ("base+1+2+3+4", 0));
     }
@@ -785,6 +789,22 @@ fn determinism_disk_workload_with_crashes_gives_the_same_trace_for_a_seed() {
         hashes.insert(first.trace_hash);
     }
     assert_eq!(hashes.len(), 8);
+}
+
+#[test]
+fn determinism_disk_trace_hashes_match_the_snapshot_in_debug_and_release() {
+    // Goal: the disk's trace hash does not depend on the build (CI tests in debug, the
+    // command line runs in release): the snapshot pins the hashes of fixed seeds.
+    let lines: Vec<String> = (0..4)
+        .map(|seed| {
+            let report = crash_workload(seed);
+            format!(
+                "seed {seed}: {:016x} events {} steps {} sim_ns {}",
+                report.trace_hash, report.events, report.steps, report.sim_time_ns
+            )
+        })
+        .collect();
+    insta::assert_snapshot!("disk_trace_hashes", lines.join("\n"));
 }
 
 #[test]

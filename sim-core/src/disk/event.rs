@@ -113,6 +113,13 @@ fn hash_faults(h: &mut StableHasher, faults: &DiskFaults) {
     }
 }
 
+/// A tag, a path and numbers.
+fn hash_fields(h: &mut StableHasher, tag: u8, path: &str, numbers: &[u64]) {
+    h.u8(tag);
+    h.str(path);
+    numbers.iter().for_each(|number| h.u64(*number));
+}
+
 impl StableHash for DiskEvent {
     fn stable_hash(&self, h: &mut StableHasher) {
         match self {
@@ -140,22 +147,12 @@ impl StableHash for DiskEvent {
                 path,
                 landed,
                 dropped,
-            } => {
-                h.u8(2);
-                h.str(path);
-                h.u64(*landed);
-                h.u64(*dropped);
-            }
+            } => hash_fields(h, 2, path, &[*landed, *dropped]),
             DiskEvent::SyncDirFailed {
                 dir,
                 pending,
                 landed,
-            } => {
-                h.u8(3);
-                h.str(dir);
-                h.u64(*pending);
-                h.u64(*landed);
-            }
+            } => hash_fields(h, 3, dir, &[*pending, *landed]),
             DiskEvent::Writeback { op, path, len } => {
                 h.u8(4);
                 h.u8(op.tag());
@@ -184,9 +181,13 @@ impl StableHash for DiskEvent {
             }
             DiskEvent::CrashModel(model) => {
                 h.u8(8);
-                h.u8(u8::from(model.lose_unsynced));
-                h.u8(u8::from(model.torn_writes));
-                h.u8(u8::from(model.reorder_unsynced));
+                for flag in [
+                    model.lose_unsynced,
+                    model.torn_writes,
+                    model.reorder_unsynced,
+                ] {
+                    h.u8(u8::from(flag));
+                }
             }
         }
     }

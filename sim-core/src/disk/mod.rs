@@ -59,7 +59,9 @@
 //!
 //! On every crash of a node, [`crate::Sim::crash`] and [`crate::Sim::restart`] apply the crash
 //! model before madsim stops the node's tasks, so no crash path skips it; a restarted node's
-//! `init` sees the surviving disk.
+//! `init` sees the surviving disk. Note that sim-core does not crash a node whose `init` has
+//! returned (its state is `Exited`), so such a node keeps its page cache: keep `init` running
+//! for as long as the node's process should live.
 //!
 //! # Faults
 //! Each disk starts with [`DiskConfig::faults`] and each fault can be switched at run time
