@@ -7,7 +7,7 @@
 
 use crate::plan::Fault;
 use crate::scenario::{node, nodes};
-use sim_core::net::{NetEvent, NetControl};
+use sim_core::net::{NetControl, NetEvent};
 use sim_core::trace::Timeline;
 use sim_core::{NodeId, Sim};
 use std::time::Duration;
@@ -67,7 +67,10 @@ pub(crate) fn start(sim: &Sim, fault: &Fault) {
             max_ms,
         } => {
             if let Some(link) = link_ids(sim, from, to) {
-                let (min, max) = (Duration::from_millis(*min_ms), Duration::from_millis(*max_ms));
+                let (min, max) = (
+                    Duration::from_millis(*min_ms),
+                    Duration::from_millis(*max_ms),
+                );
                 change_link(&net, link, |l| l.with_latency(min, max));
             }
         }
@@ -131,7 +134,11 @@ pub(crate) fn mermaid_line(timeline: &Timeline, event: &NetEvent, at: &str) -> O
     let name = |node: NodeId| ident(timeline.node_name(Some(node)));
     match event {
         NetEvent::Deliver {
-            id, from, to, bytes, ..
+            id,
+            from,
+            to,
+            bytes,
+            ..
         } => Some(format!(
             "{}->>{}: {at} #{id} ({bytes} B)",
             name(from.node),
@@ -149,9 +156,8 @@ pub(crate) fn mermaid_line(timeline: &Timeline, event: &NetEvent, at: &str) -> O
             clean(reason.name())
         )),
         NetEvent::Partition { from, to, one_way } => {
-            let side = |group: &[NodeId]| {
-                group.iter().map(|n| name(*n)).collect::<Vec<_>>().join(",")
-            };
+            let side =
+                |group: &[NodeId]| group.iter().map(|n| name(*n)).collect::<Vec<_>>().join(",");
             Some(format!(
                 "Note over supervisor: {at} partition {} {} {}",
                 side(from),

@@ -116,8 +116,8 @@ impl Sim {
         crate::world::with(|world| world.node(node).incarnation)
     }
 
-    /// Crashes a node (see the module docs for the order of effects). Does nothing if it is
-    /// already down.
+    /// Crashes a node (see the module docs for the order of effects): also an exited one, whose
+    /// disk loses what it had not synced. Does nothing if it is already down.
     pub fn crash(&self, node: NodeId) {
         crash(node);
     }
@@ -233,6 +233,10 @@ pub struct NodeBuilder {
 
 impl NodeBuilder {
     /// The node's program: called when the node is added and again on every restart.
+    ///
+    /// When the future returns, the node exits (as a process whose `main` returns): its other
+    /// tasks stop too. Keep `init` pending for as long as the node should run. The closure
+    /// should only build the future: madsim calls it while holding its node table lock.
     pub fn init<F, Fut>(mut self, init: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -301,8 +305,9 @@ impl NodeBuilder {
 /// Crashes `node`; see [`Sim::crash`].
 pub(crate) fn crash(node: NodeId) {
     let madsim_id = crate::world::with(|world| {
+        // An exited node is still a machine: a crash is a power loss for its disk too.
         let state = world.node(node).state;
-        if !matches!(state, NodeState::Up | NodeState::Paused) {
+        if !matches!(state, NodeState::Up | NodeState::Paused | NodeState::Exited) {
             return None;
         }
         world.record(Some(node), Event::Node(NodeEvent::Crash));

@@ -213,7 +213,10 @@ async fn run(env: Env<Workload>) -> Result<(), Violation> {
             .init(move || primary_main(backup, mutants, observer.clone()))
             .build()
     };
-    let clients: Vec<NodeId> = CLIENTS.iter().map(|name| env.sim.node(*name).build()).collect();
+    let clients: Vec<NodeId> = CLIENTS
+        .iter()
+        .map(|name| env.sim.node(*name).build())
+        .collect();
     let history: SharedHistory = Arc::new(Mutex::new(History::new()));
     env.start_faults();
     let mut running = Vec::new();
@@ -226,7 +229,10 @@ async fn run(env: Env<Workload>) -> Result<(), Violation> {
             history: history.clone(),
             observer: observer.clone(),
         };
-        running.push(env.sim.spawn_on(clients[index], client_main(ctx, ops.clone())));
+        running.push(
+            env.sim
+                .spawn_on(clients[index], client_main(ctx, ops.clone())),
+        );
     }
     for client in running {
         // A client task ends when its operations are done (clients never crash).
@@ -252,11 +258,7 @@ fn check_linearizable(
 }
 
 /// After healing: one write and one read from a client must succeed within the bound.
-async fn liveness(
-    env: &Env<Workload>,
-    client: NodeId,
-    primary: NodeId,
-) -> Result<(), Violation> {
+async fn liveness(env: &Env<Workload>, client: NodeId, primary: NodeId) -> Result<(), Violation> {
     let value = 1_000_000;
     let attempt = env.sim.spawn_on(client, async move {
         let socket = Socket::bind(0).expect("a client binds an ephemeral port");
@@ -337,7 +339,14 @@ async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
         }
     }
     let (queue, writes) = futures::channel::mpsc::channel(WRITES_QUEUED_MAX);
-    sim_core::task::spawn(writer(socket.clone(), backup, version, committed.clone(), writes, mutants));
+    sim_core::task::spawn(writer(
+        socket.clone(),
+        backup,
+        version,
+        committed.clone(),
+        writes,
+        mutants,
+    ));
     let mut queue = queue;
     loop {
         let Ok((request, body)) = socket.recv_request::<Request>().await else {
@@ -451,7 +460,7 @@ async fn client_main(ctx: ClientCtx, ops: Vec<(u64, Op)>) {
             Op::Read => {
                 // The mutant balances reads over both replicas.
                 reads += 1;
-                let target = if ctx.mutants.read_from_backup && reads % 2 == 0 {
+                let target = if ctx.mutants.read_from_backup && reads.is_multiple_of(2) {
                     ctx.backup
                 } else {
                     ctx.primary
@@ -460,12 +469,20 @@ async fn client_main(ctx: ClientCtx, ops: Vec<(u64, Op)>) {
             }
         };
         let now = || time::true_now().as_nanos() as u64;
-        let invoked = ctx.history.lock().expect("history lock").invoke(ctx.client, input, now());
+        let invoked = ctx
+            .history
+            .lock()
+            .expect("history lock")
+            .invoke(ctx.client, input, now());
         let Ok(id) = invoked else {
             return;
         };
         let answer = socket
-            .call::<_, ClientResponse>(Addr::new(target, PORT), &Request::Client(request), CLIENT_TIMEOUT)
+            .call::<_, ClientResponse>(
+                Addr::new(target, PORT),
+                &Request::Client(request),
+                CLIENT_TIMEOUT,
+            )
             .await;
         let output = match answer {
             Ok(ClientResponse::WriteOk) => Some(RegisterOutput::WriteOk),

@@ -49,6 +49,13 @@ impl DiskControl {
         Ok(())
     }
 
+    /// Puts the disk's faults back to the run's configured ones (`SimConfig::disk.faults`).
+    pub fn reset_faults(&self) {
+        let faults = crate::world::with(|world| world.config.disk.faults.clone());
+        self.set_faults(faults)
+            .expect("the configured faults were validated with the config");
+    }
+
     fn update(&self, change: impl FnOnce(&mut DiskFaults)) -> Result<(), ConfigError> {
         let mut faults = self.faults();
         change(&mut faults);
