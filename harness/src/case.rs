@@ -1,7 +1,7 @@
 //! Cases, verdicts, and running a case.
 //!
 //! A [`Case`] is everything one run depends on: scenario, seed, mutant, the fault kinds allowed,
-//! the swarm profile, the plan and the workload. [`generate`] draws it from the seed alone, so
+//! the swarm profile, the plan and the workload. [`DynScenario::generate`] draws it from the seed alone, so
 //! `dst run X --start S --seeds 1` is the case seed S had in any larger run.
 
 use crate::generate::{plan_strategy, swarm_strategy, tree_for_seed, SwarmProfile};

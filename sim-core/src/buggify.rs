@@ -104,7 +104,7 @@ pub fn fire(site: &'static str, probability: f64) -> bool {
     .unwrap_or(false)
 }
 
-/// Whether this call site injects a fault now; see the [module docs](crate::buggify).
+/// Whether this call site injects a fault now; see the [module docs](mod@crate::buggify).
 ///
 /// `buggify!()` fires with FoundationDB's 25 % once the site is activated;
 /// `buggify!(p)` fires with probability `p`.

@@ -36,7 +36,7 @@
 //! - [`rng`]: named, seeded `Xoshiro256++` streams, one per purpose.
 //! - [`trace`]: every simulated event with its simulated time and node, a stable 64-bit hash,
 //!   and a `tracing` layer that stamps application logs with simulated time and node name.
-//! - [`buggify`]: FoundationDB-style code-level fault injection, [`buggify!`].
+//! - [`buggify`](mod@buggify): FoundationDB-style code-level fault injection, [`buggify!`].
 //! - [`task`]: spawning tasks that the step limit counts.
 //! - [`net`]: the simulated network (typed messages, RPC, partitions, loss, duplication...).
 //! - [`disk`]: the simulated disk (fsync semantics, crash models, storage faults).
