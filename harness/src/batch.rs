@@ -307,7 +307,10 @@ fn record_failure(
     result: &RunResult,
     options: &BatchOptions,
 ) -> Failure {
-    let (case_out, verdict, hash) = if options.shrink {
+    // A hung run took the whole wall-clock watchdog: shrinking would repeat that hundreds of
+    // times, so a hung case is saved as found.
+    let shrink = options.shrink && result.verdict.kind != crate::case::VerdictKind::Hung;
+    let (case_out, verdict, hash) = if shrink {
         let shrunk = shrink::shrink(scenario, case, &result.verdict);
         (shrunk.case, shrunk.verdict, shrunk.trace_hash)
     } else {
