@@ -1,16 +1,34 @@
 //! Network and disk faults of a plan, applied through sim-core's controls.
 //!
-//! Link faults (loss, duplication, latency) end by resetting the link to the run's default
-//! settings, and partitions end by healing the links between their groups: two overlapping
-//! episodes on the same link therefore end together, at the end of the first. The liveness
-//! phase heals everything regardless.
+//! Link faults (loss, duplication, latency) end by putting the link back to its settings
+//! before the plan first changed it (the scenario's own, `ordered` included), and partitions
+//! end by healing the links between their groups: two overlapping episodes on the same link
+//! therefore end together, at the end of the first. The liveness phase heals everything
+//! regardless.
 
 use crate::plan::Fault;
 use crate::scenario::{node, nodes};
 use sim_core::net::{NetControl, NetEvent};
 use sim_core::trace::Timeline;
 use sim_core::{NodeId, Sim};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+thread_local! {
+    /// The settings of each link before the plan first changed it. Every run has a fresh
+    /// thread of its own, so this is per run.
+    static LINK_BASELINE: RefCell<BTreeMap<(NodeId, NodeId), sim_core::net::LinkConfig>> =
+        const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Puts a link back to its settings before the plan changed it.
+fn restore_link(net: &NetControl, key: (NodeId, NodeId)) {
+    if let Some(link) = LINK_BASELINE.with(|b| b.borrow_mut().remove(&key)) {
+        net.set_link(key.0, key.1, link)
+            .expect("a link's own earlier settings are valid");
+    }
+}
 
 fn link_ids(sim: &Sim, from: &str, to: &str) -> Option<(NodeId, NodeId)> {
     Some((node(sim, from)?, node(sim, to)?))
@@ -23,6 +41,9 @@ fn change_link(
     change: impl FnOnce(sim_core::net::LinkConfig) -> sim_core::net::LinkConfig,
 ) {
     if let Ok(link) = net.link(from, to) {
+        LINK_BASELINE.with(|b| {
+            b.borrow_mut().entry((from, to)).or_insert(link);
+        });
         // Values come from validated plans; a refusal would be a harness bug.
         net.set_link(from, to, change(link))
             .expect("link settings from a validated plan");
@@ -99,8 +120,8 @@ pub(crate) fn end(sim: &Sim, fault: &Fault) {
         Fault::LinkLoss { from, to, .. }
         | Fault::LinkDuplicate { from, to, .. }
         | Fault::LinkLatency { from, to, .. } => {
-            if let Some((from, to)) = link_ids(sim, from, to) {
-                let _ = net.reset_link(from, to);
+            if let Some(key) = link_ids(sim, from, to) {
+                restore_link(&net, key);
             }
         }
         Fault::Hold { from, to } => {
@@ -117,13 +138,9 @@ pub(crate) fn heal(sim: &Sim) {
     let net = sim.net();
     net.heal_all();
     net.release_all();
-    let all = sim.nodes();
-    for &from in &all {
-        for &to in &all {
-            if from != to {
-                let _ = net.reset_link(from, to);
-            }
-        }
+    let changed: Vec<_> = LINK_BASELINE.with(|b| b.borrow().keys().copied().collect());
+    for key in changed {
+        restore_link(&net, key);
     }
     crate::apply_disk::heal(sim);
 }

@@ -1,7 +1,7 @@
 //! Running many seeds of a scenario in parallel: the engine behind `dst run` and the
 //! `cargo test` integration.
 
-use crate::case::{Case, DynScenario, RunOptions, RunResult, Verdict};
+use crate::case::{Case, DynScenario, RunOptions, RunResult, Verdict, VerdictKind};
 use crate::corpus::{self, CaseFile};
 use crate::plan::FaultKind;
 use crate::scenario::InvariantKind;
@@ -110,8 +110,11 @@ pub struct BatchReport {
     pub failures: Vec<Failure>,
     /// Sometimes-invariants never reached (judged only on large enough batches).
     pub sometimes_unmet: Vec<String>,
-    /// Whether the batch was large enough to judge sometimes-invariants.
+    /// Whether sometimes-invariants were judged: the batch was large enough, unmutated, and
+    /// ran the scenario's whole fault model.
     pub sometimes_judged: bool,
+    /// Sometimes-invariants reached by at least one run (merge these across shards).
+    pub sometimes_reached: Vec<String>,
     /// Simulated seconds, summed over runs.
     pub sim_seconds: f64,
     /// Wall-clock seconds of the batch.
@@ -153,8 +156,14 @@ pub fn run_batch(
         run: 0,
     });
     let worker = || loop {
-        let seed = next.fetch_add(1, Ordering::Relaxed);
-        if seed >= range.end || stop.load(Ordering::Relaxed) {
+        // Claim a seed without ever going past the end (no wrap-around near u64::MAX).
+        let claimed = next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |seed| {
+            (seed < range.end).then_some(seed + 1)
+        });
+        let Ok(seed) = claimed else {
+            break;
+        };
+        if stop.load(Ordering::Relaxed) {
             break;
         }
         let outcome = run_seed(scenario, seed, options);
@@ -188,8 +197,11 @@ pub fn run_batch(
         .filter(|i| i.kind == InvariantKind::Sometimes)
         .map(|i| i.name.clone())
         .collect();
-    // Sometimes-invariants are a property of a batch of unmutated, faulty runs.
-    let judged = c.run >= spec.sometimes_batch_min as u64 && options.mutant.is_none();
+    // Sometimes-invariants are a property of a large enough batch of unmutated runs under the
+    // scenario's whole fault model: with fewer fault kinds a state may be out of reach.
+    let full_faults = spec.budget.kinds.is_subset(&options.faults);
+    let judged =
+        c.run >= spec.sometimes_batch_min as u64 && options.mutant.is_none() && full_faults;
     let unmet = if judged {
         sometimes
             .into_iter()
@@ -206,6 +218,7 @@ pub fn run_batch(
         failures: c.failures,
         sometimes_unmet: unmet,
         sometimes_judged: judged,
+        sometimes_reached: c.reached.iter().cloned().collect(),
         sim_seconds: c.sim_ns as f64 / 1e9,
         wall_seconds: wall_start.elapsed().as_secs_f64(),
     }
@@ -309,14 +322,20 @@ fn record_failure(
 ) -> Failure {
     // A hung run took the whole wall-clock watchdog: shrinking would repeat that hundreds of
     // times, so a hung case is saved as found.
-    let shrink = options.shrink && result.verdict.kind != crate::case::VerdictKind::Hung;
+    let shrink = options.shrink && result.verdict.kind != VerdictKind::Hung;
     let (case_out, verdict, hash) = if shrink {
         let shrunk = shrink::shrink(scenario, case, &result.verdict);
         (shrunk.case, shrunk.verdict, shrunk.trace_hash)
     } else {
         (case.clone(), result.verdict.clone(), result.trace_hash)
     };
-    let file = options.corpus_dir.as_ref().and_then(|dir| {
+    // A hung case's trace depends on when the watchdog fired: it cannot replay, so it is not
+    // saved; its seed is reported for a rerun.
+    let saving = options
+        .corpus_dir
+        .as_ref()
+        .filter(|_| verdict.kind != VerdictKind::Hung);
+    let file = saving.and_then(|dir| {
         let path = corpus::path_for(dir, &case_out, verdict.kind, verdict.invariant.as_deref());
         let description = describe(&case_out, &verdict, case.plan.episodes.len());
         let file = CaseFile::new(

@@ -100,9 +100,11 @@ impl Verdict {
         self.kind == VerdictKind::Pass
     }
 
-    /// Whether `other` is the same failure (same verdict and invariant), for shrinking.
+    /// Whether `other` is the same failure, for shrinking: same verdict and invariant, and for
+    /// a panic the same message and location (another panic is another bug).
     pub fn same_failure(&self, other: &Verdict) -> bool {
-        self.kind == other.kind && self.invariant == other.invariant
+        let same_panic = self.kind != VerdictKind::Panic || self.message == other.message;
+        self.kind == other.kind && self.invariant == other.invariant && same_panic
     }
 
     fn from_outcome(outcome: &Outcome, spec: &ScenarioSpec) -> Verdict {
@@ -230,6 +232,9 @@ pub enum CaseError {
     /// The plan does not fit the topology.
     #[error("fault plan: {0}")]
     BadPlan(String),
+    /// The run's settings are invalid (for example a bad log filter).
+    #[error("{0}")]
+    BadConfig(String),
 }
 
 /// The scenario behind a trait object, with its workload as JSON: what registries hold.
@@ -347,10 +352,19 @@ fn run_typed<S: Scenario>(
             scenario: spec.name.clone(),
             error: error.to_string(),
         })?;
+    scenario
+        .validate_workload(&workload)
+        .map_err(|error| CaseError::BadWorkload {
+            scenario: spec.name.clone(),
+            error,
+        })?;
     let mut config = spec.sim_config.clone();
     config.trace.keep = options.keep_trace;
     config.trace.log = options.log.clone();
     config.trace.print = options.log.is_some();
+    config
+        .validate()
+        .map_err(|error| CaseError::BadConfig(error.to_string()))?;
     let observer = Observer::default();
     let scenario = scenario.clone();
     let (mutant, plan, seen) = (case.mutant.clone(), case.plan.clone(), observer.clone());

@@ -1,6 +1,6 @@
 //! The command line, as a library: a project's `dst` binary is a `main` of a few lines.
 //!
-//! ```ignore
+//! ```text
 //! fn main() -> std::process::ExitCode {
 //!     harness::cli::main(harness::Registry::new().with(MyScenario))
 //! }
@@ -258,6 +258,17 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
             )));
         }
     }
+    if args.start.checked_add(args.seeds).is_none() {
+        return Err(InputError(format!(
+            "--start {} --seeds {} goes past the last seed ({})",
+            args.start,
+            args.seeds,
+            u64::MAX
+        )));
+    }
+    for target in &targets {
+        target.spec().validate().map_err(InputError)?;
+    }
     let options = BatchOptions {
         start: args.start,
         seeds: args.seeds,
@@ -320,6 +331,7 @@ fn report_json(report: &BatchReport) -> serde_json::Value {
         "failures": report.failures,
         "sometimes_unmet": report.sometimes_unmet,
         "sometimes_judged": report.sometimes_judged,
+        "sometimes_reached": report.sometimes_reached,
         "sim_seconds": report.sim_seconds,
         "wall_seconds": report.wall_seconds,
     })

@@ -214,7 +214,8 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>, CorpusError> {
     Ok(files)
 }
 
-/// The path a failing case is saved under: `<dir>/<scenario>/<mutant-or-seed>-<verdict>.json`.
+/// A new path for a failing case: `<dir>/<scenario>/<mutant->seed<S>-<verdict>[-<invariant>].json`,
+/// numbered `-2`, `-3`, ... when that file exists already.
 pub fn path_for(dir: &Path, case: &Case, verdict: VerdictKind, invariant: Option<&str>) -> PathBuf {
     let mut name = String::new();
     if let Some(mutant) = &case.mutant {
@@ -236,5 +237,13 @@ pub fn path_for(dir: &Path, case: &Case, verdict: VerdictKind, invariant: Option
             }
         })
         .collect();
-    dir.join(&case.scenario).join(format!("{name}.json"))
+    let folder = dir.join(&case.scenario);
+    // Never overwrite a case already there (a committed one above all): number the new one.
+    let mut path = folder.join(format!("{name}.json"));
+    let mut copy = 2;
+    while path.exists() {
+        path = folder.join(format!("{name}-{copy}.json"));
+        copy += 1;
+    }
+    path
 }

@@ -313,6 +313,7 @@ impl Fault {
 
     /// Checks values and names against the topology.
     pub fn validate(&self, nodes: &[String]) -> Result<(), String> {
+        self.validate_values()?;
         for name in self.nodes() {
             if !nodes.iter().any(|node| node == name) {
                 return Err(format!(
@@ -359,6 +360,42 @@ impl Fault {
                     "drift must be within ±{} ppm",
                     sim_core::time::DRIFT_MAX_PPM
                 ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Every episode ends within this many milliseconds of the start (30 days).
+pub const EPISODE_END_MAX_MS: u64 = 30 * 24 * 3_600_000;
+/// The longest latency a plan may ask for, in milliseconds (one hour, as sim-core allows).
+pub const LATENCY_MAX_MS: u64 = 3_600_000;
+/// The largest clock offset or jump a plan may ask for, in milliseconds (one year).
+pub const CLOCK_STEP_MAX_MS: i64 = 365 * 24 * 3_600_000;
+/// The most free bytes a disk-full episode may leave (1 GiB).
+pub const DISK_FREE_MAX_BYTES: u64 = 1 << 30;
+
+impl Fault {
+    /// Bounds on numbers, so that no plan from a file can overflow or be refused at run time.
+    fn validate_values(&self) -> Result<(), String> {
+        match self {
+            Fault::LinkLatency { max_ms, .. } | Fault::DiskLatency { max_ms, .. }
+                if *max_ms > LATENCY_MAX_MS =>
+            {
+                Err(format!("latency max_ms must be at most {LATENCY_MAX_MS}"))
+            }
+            Fault::ClockOffset {
+                offset_ms: step, ..
+            }
+            | Fault::ClockJump { delta_ms: step, .. }
+                if step.unsigned_abs() > CLOCK_STEP_MAX_MS as u64 =>
+            {
+                Err(format!(
+                    "clock steps must be within ±{CLOCK_STEP_MAX_MS} ms"
+                ))
+            }
+            Fault::DiskFull { free_bytes, .. } if *free_bytes > DISK_FREE_MAX_BYTES => {
+                Err(format!("free_bytes must be at most {DISK_FREE_MAX_BYTES}"))
             }
             _ => Ok(()),
         }
@@ -460,7 +497,7 @@ impl FaultPlan {
     pub fn end_ms(&self) -> u64 {
         self.episodes
             .iter()
-            .map(|e| e.at_ms + e.duration_ms.unwrap_or(0))
+            .map(|e| e.at_ms.saturating_add(e.duration_ms.unwrap_or(0)))
             .max()
             .unwrap_or(0)
     }
@@ -470,9 +507,16 @@ impl FaultPlan {
         self.episodes.iter().map(|e| e.fault.kind()).collect()
     }
 
-    /// Checks every episode against the topology.
+    /// Checks every episode against the topology and the bounds on times.
     pub fn validate(&self, nodes: &[String]) -> Result<(), String> {
         for (index, episode) in self.episodes.iter().enumerate() {
+            let end = episode.at_ms.checked_add(episode.duration_ms.unwrap_or(0));
+            if end.is_none_or(|end| end > EPISODE_END_MAX_MS) {
+                return Err(format!(
+                    "episode {index} ({}): must end within {EPISODE_END_MAX_MS} ms",
+                    episode.fault
+                ));
+            }
             episode
                 .fault
                 .validate(nodes)

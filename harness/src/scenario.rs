@@ -5,7 +5,7 @@
 //! strategy, and runs: it builds its nodes on the [`Env`]'s `Sim`, starts the fault plan, drives
 //! its workload, then heals and checks its *eventually* invariants.
 //!
-//! ```ignore
+//! ```text
 //! impl Scenario for Register {
 //!     type Workload = Vec<Op>;
 //!     fn spec(&self) -> ScenarioSpec { /* nodes, budget, invariants, mutants */ }
@@ -121,6 +121,31 @@ pub struct ScenarioSpec {
 }
 
 impl ScenarioSpec {
+    /// Checks the spec itself: fault targets name real nodes, names are unique, the
+    /// simulation config is valid.
+    pub fn validate(&self) -> Result<(), String> {
+        let at = |what: &str| format!("scenario {}: {what}", self.name);
+        for name in self.budget.targets.iter().chain(&self.budget.crash_targets) {
+            if !self.nodes.contains(name) {
+                return Err(at(&format!(
+                    "fault target {name:?} is not one of its nodes"
+                )));
+            }
+        }
+        let unique =
+            |names: Vec<&String>| names.len() == names.iter().collect::<BTreeSet<_>>().len();
+        if !unique(self.nodes.iter().collect()) {
+            return Err(at("node names repeat"));
+        }
+        if !unique(self.invariants.iter().map(|i| &i.name).collect()) {
+            return Err(at("invariant names repeat"));
+        }
+        if !unique(self.mutants.iter().map(|m| &m.name).collect()) {
+            return Err(at("mutant names repeat"));
+        }
+        self.sim_config.validate().map_err(|e| at(&e.to_string()))
+    }
+
     /// The kind of the invariant called `name`.
     pub fn invariant_kind(&self, name: &str) -> Option<InvariantKind> {
         self.invariants
@@ -140,6 +165,13 @@ pub trait Scenario: Clone + Send + Sync + 'static {
 
     /// Strategy for workloads.
     fn workload(&self) -> BoxedStrategy<Self::Workload>;
+
+    /// Checks a workload read from a case file (generated ones are valid by construction):
+    /// a hand-edited file gets a clear error rather than a panic inside the run.
+    fn validate_workload(&self, workload: &Self::Workload) -> Result<(), String> {
+        let _ = workload;
+        Ok(())
+    }
 
     /// Runs one case: build nodes, [`Env::start_faults`], drive the workload, [`Env::heal`],
     /// check eventually-invariants. Return `Err` (or call [`Env::violation`]) on a broken
@@ -238,8 +270,8 @@ impl<W> Env<W> {
     }
 
     /// Waits until the plan is over, then heals every fault: partitions, holds and link faults
-    /// end, paused nodes resume, crashed nodes restart, clocks and disks go back to normal,
-    /// buggify goes off. What follows is the liveness phase.
+    /// end, paused nodes resume, crashed nodes restart, clocks, disks, links and buggify go back
+    /// to what the scenario configured. What follows is the liveness phase.
     pub async fn heal(&self) {
         let end = Duration::from_millis(self.plan.end_ms());
         let now = self.sim.now();
@@ -346,14 +378,9 @@ fn end_fault(sim: &Sim, fault: &Fault) {
                 sim.resume(id);
             }
         }
-        Fault::ClockOffset { node: name, .. } => {
+        Fault::ClockOffset { node: name, .. } | Fault::ClockDrift { node: name, .. } => {
             if let Some(id) = node(sim, name) {
-                sim.clock(id).set_offset_ns(0);
-            }
-        }
-        Fault::ClockDrift { node: name, .. } => {
-            if let Some(id) = node(sim, name) {
-                sim.clock(id).set_drift_ppm(0);
+                sim.clock(id).reset();
             }
         }
         Fault::ClockJump {
@@ -364,14 +391,15 @@ fn end_fault(sim: &Sim, fault: &Fault) {
                 sim.clock(id).jump_ns(-delta_ms.saturating_mul(1_000_000));
             }
         }
-        Fault::Buggify => sim.set_buggify(false),
+        Fault::Buggify => sim.reset_buggify(),
         other => crate::apply_io::end(sim, other),
     }
 }
 
 /// Heals everything the plan could have done.
+/// Heals everything the plan could have done, back to what the scenario configured.
 fn heal_all(sim: &Sim) {
-    sim.set_buggify(false);
+    sim.reset_buggify();
     crate::apply_io::heal(sim);
     for id in sim.nodes() {
         match sim.node_state(id) {
@@ -379,10 +407,6 @@ fn heal_all(sim: &Sim) {
             NodeState::Down => sim.restart(id),
             NodeState::Up | NodeState::Exited => {}
         }
-        let clock = sim.clock(id);
-        if clock.drift_ppm() != 0 {
-            clock.set_drift_ppm(0);
-        }
-        clock.set_offset_ns(0);
+        sim.clock(id).reset();
     }
 }

@@ -7,7 +7,7 @@
 //!    drop each episode in turn, then halve each duration while the failure persists.
 //!
 //! "The same way" means the same verdict and the same invariant ([`Verdict::same_failure`]).
-//! The simulation seed never changes.
+//! The simulation seed never changes. A shrink stops improving after [`WALL_MAX`] of wall time.
 
 use crate::case::{Case, DynScenario, RunOptions, Verdict};
 
@@ -15,6 +15,8 @@ use crate::case::{Case, DynScenario, RunOptions, Verdict};
 pub const TREE_STEPS_MAX: usize = 300;
 /// Most runs in pass 2.
 pub const STRUCTURAL_RUNS_MAX: usize = 300;
+/// Wall-clock budget of one shrink: past it, the best case so far is kept.
+pub const WALL_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The result of shrinking.
 #[derive(Clone, Debug)]
@@ -34,8 +36,13 @@ pub fn shrink(scenario: &dyn DynScenario, case: &Case, verdict: &Verdict) -> Shr
     let options = RunOptions::default();
     let mut runs = 0;
     let mut last: Option<(Case, Verdict, u64)> = None;
+    #[allow(clippy::disallowed_methods)] // The shrink's wall-clock budget, outside any run.
+    let started = std::time::Instant::now();
     let best = {
         let mut still_fails = |candidate: &Case| -> bool {
+            if started.elapsed() > WALL_MAX {
+                return false;
+            }
             runs += 1;
             match scenario.run_case(candidate, &options) {
                 Ok(result) if result.verdict.same_failure(verdict) => {

@@ -1,6 +1,6 @@
 //! `cargo test` integration: check a scenario over generated cases in one call.
 //!
-//! ```ignore
+//! ```text
 //! #[test]
 //! fn register_survives_faults() {
 //!     harness::testing::check(Register::default());

@@ -1,6 +1,8 @@
 //! BUGGIFY: code-level fault injection with FoundationDB's two-stage rule.
 //!
-//! A call site of [`buggify!`](crate::buggify!) is first *activated or not* for the whole run,
+//! A call site (named by module path, line and column: not by file path, which depends on
+//! where a crate was checked out) of [`buggify!`](crate::buggify!) is first *activated or not*
+//! for the whole run,
 //! decided by a hash of the seed and the site (so the decision is stable for a seed and does not
 //! depend on the order sites are reached). An activated site then *fires* each time with a
 //! probability drawn from the [`crate::rng::BUGGIFY`] stream. Everything is off unless the run
@@ -112,7 +114,7 @@ pub fn fire(site: &'static str, probability: f64) -> bool {
 macro_rules! buggify {
     () => {
         $crate::buggify::fire(
-            concat!(file!(), ":", line!(), ":", column!()),
+            concat!(module_path!(), ":", line!(), ":", column!()),
             $crate::buggify::FIRE_PROBABILITY_DEFAULT,
         )
     };

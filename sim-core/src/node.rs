@@ -217,6 +217,11 @@ impl Sim {
         crate::world::with(|world| world.buggify.enabled = enabled);
     }
 
+    /// Puts buggify back to the run's configured setting (`SimConfig::buggify.enabled`).
+    pub fn reset_buggify(&self) {
+        crate::world::with(|world| world.buggify.enabled = world.config.buggify.enabled);
+    }
+
     /// Records an invariant violation and stops the run (see [`crate::report_violation`]).
     pub fn report_violation(&self, invariant: &str, message: impl Into<String>) {
         crate::runner::report_violation(invariant, message);

@@ -20,7 +20,7 @@ use std::sync::{mpsc, Arc, Once};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// Settings of a run. Serializable, so that a stored case records exactly what ran.
+/// Settings of a run. Serializable, so that tools can store and compare them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimConfig {
@@ -419,15 +419,15 @@ fn install_panic_hook() {
                 .map(|handle| handle.elapsed())
                 .unwrap_or_default();
             let node = crate::task::current_node();
+            // The last panic wins: the one that unwinds out of the run is the last one seen
+            // (a panic that user code caught earlier must not stand for it).
             PANIC_SEEN.with(|seen| {
                 if let Ok(mut seen) = seen.try_borrow_mut() {
-                    if seen.is_none() {
-                        *seen = Some(PanicSeen {
-                            message,
-                            node,
-                            time,
-                        });
-                    }
+                    *seen = Some(PanicSeen {
+                        message,
+                        node,
+                        time,
+                    });
                 }
             });
         }));

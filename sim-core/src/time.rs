@@ -104,6 +104,8 @@ pub(crate) struct ClockState {
     anchor_true_ns: u64,
     drift_ppm: i64,
     wall_offset_ns: i64,
+    /// What the node was built with, for [`ClockControl::reset`].
+    configured: ClockConfig,
     /// Bumped on every drift change, so sleepers re-aim.
     pub generation: u64,
     /// Sleepers to wake when the drift changes, by sleep id.
@@ -117,6 +119,7 @@ impl ClockState {
             anchor_true_ns: true_now_ns,
             drift_ppm: config.drift_ppm.clamp(-DRIFT_MAX_PPM, DRIFT_MAX_PPM),
             wall_offset_ns: config.offset_ns,
+            configured: config,
             generation: 0,
             sleepers: BTreeMap::new(),
         }
@@ -232,6 +235,22 @@ impl ClockControl {
             clock.wall_offset_ns = clock.wall_offset_ns.saturating_add(delta_ns);
             world.record(Some(node), Event::Clock(ClockEvent::Jump { delta_ns }));
         });
+    }
+
+    /// Puts drift and wall-clock offset back to what the node was built with (jumps are undone
+    /// too). Records nothing when they are there already.
+    pub fn reset(&self) {
+        let node = self.node;
+        let (configured, drift, offset) = crate::world::with(|world| {
+            let clock = &world.node(node).clock;
+            (clock.configured, clock.drift_ppm, clock.wall_offset_ns)
+        });
+        if drift != configured.drift_ppm {
+            self.set_drift_ppm(configured.drift_ppm);
+        }
+        if offset != configured.offset_ns {
+            self.set_offset_ns(configured.offset_ns);
+        }
     }
 
     /// The node's current monotonic reading.

@@ -133,7 +133,7 @@ pub enum Event {
     },
     /// A [`crate::buggify!`] site fired.
     Buggify {
-        /// `file:line:column` of the site.
+        /// `module::path:line:column` of the site.
         site: String,
     },
     /// An invariant was reported broken.

@@ -154,7 +154,7 @@ impl Scenario for Register {
             invariants: vec![
                 InvariantSpec::always(
                     "linearizable",
-                    "client reads and writes are linearizable (register model, indeterminate writes allowed)",
+                    "client reads and writes are linearizable (register model, indeterminate writes allowed); checked over the whole history when the clients finish",
                 ),
                 InvariantSpec::eventually(
                     "available-after-heal",
@@ -191,6 +191,17 @@ impl Scenario for Register {
         proptest::collection::vec(client, CLIENTS.len())
             .prop_map(|clients| Workload { clients })
             .boxed()
+    }
+
+    fn validate_workload(&self, workload: &Workload) -> Result<(), String> {
+        if workload.clients.len() != CLIENTS.len() {
+            return Err(format!(
+                "the workload has {} clients; the scenario has {}",
+                workload.clients.len(),
+                CLIENTS.len()
+            ));
+        }
+        Ok(())
     }
 
     fn run(&self, env: Env<Workload>) -> LocalBoxFuture<'static, Result<(), Violation>> {

@@ -59,9 +59,9 @@
 //!
 //! On every crash of a node, [`crate::Sim::crash`] and [`crate::Sim::restart`] apply the crash
 //! model before madsim stops the node's tasks, so no crash path skips it; a restarted node's
-//! `init` sees the surviving disk. Note that sim-core does not crash a node whose `init` has
-//! returned (its state is `Exited`), so such a node keeps its page cache: keep `init` running
-//! for as long as the node's process should live.
+//! `init` sees the surviving disk. A crash of a node whose `init` has returned (its state is
+//! `Exited`) is a power loss too: its disk loses what it had not synced. Keep `init` running
+//! for as long as the node's process should live: when it returns, the node's tasks stop.
 //!
 //! # Faults
 //! Each disk starts with [`DiskConfig::faults`] and each fault can be switched at run time
