@@ -94,6 +94,19 @@ impl CaseFile {
         }
     }
 
+    /// The recorded verdict as text, such as `safety (linearizable)`.
+    pub fn expected(&self) -> String {
+        match &self.invariant {
+            Some(invariant) => format!("{} ({invariant})", self.verdict),
+            None => self.verdict.to_string(),
+        }
+    }
+
+    /// Whether `verdict` is the recorded one (kind and invariant).
+    pub fn verdict_matches(&self, verdict: &crate::case::Verdict) -> bool {
+        verdict.kind == self.verdict && verdict.invariant == self.invariant
+    }
+
     /// The expected trace hash as a number.
     pub fn trace_hash_value(&self) -> Result<u64, String> {
         parse_hex(&self.trace_hash)

@@ -189,16 +189,11 @@ pub fn replay_matches(scenario: &dyn DynScenario, case_file: &CaseFile) -> Resul
     let result = scenario
         .run_case(&case_file.case(), &RunOptions::default())
         .map_err(|error| error.to_string())?;
-    if result.verdict.kind != case_file.verdict || result.verdict.invariant != case_file.invariant {
+    if !case_file.verdict_matches(&result.verdict) {
         return Err(format!(
-            "verdict {} but recorded {}{}",
+            "verdict {} but recorded {}",
             result.verdict,
-            case_file.verdict,
-            case_file
-                .invariant
-                .as_deref()
-                .map(|i| format!(" ({i})"))
-                .unwrap_or_default()
+            case_file.expected()
         ));
     }
     let expected = case_file.trace_hash_value()?;
