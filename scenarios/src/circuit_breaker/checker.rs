@@ -65,6 +65,10 @@ pub mod reached {
     pub const HALF_OPEN_TIMED_OUT: &str = "half-open-timed-out";
 }
 
+/// How late the driver may handle a deadline: madsim rounds a sleep up to 1 ms of true time,
+/// which a drifting clock stretches a little.
+pub const DEADLINE_SLACK: Duration = Duration::from_millis(3);
+
 /// Checks one client's trace against the oracle; see the [module docs](self).
 #[derive(Debug)]
 pub struct TraceChecker {
@@ -126,6 +130,7 @@ impl TraceChecker {
 
     fn check_step(&mut self, observation: &Observation) -> Result<(), Violation> {
         let now = observation.at.monotonic;
+        let due = self.oracle.deadline();
         let mut completion = None;
         match &observation.observed {
             Observed::Sent { permit } => return self.check_sent(*permit),
@@ -173,6 +178,7 @@ impl TraceChecker {
         if matches!(completion, Some(Completion::Stale { .. })) {
             self.reached.insert(reached::STALE_OUTCOME);
         }
+        self.check_deadline_kept(observation, due)?;
         self.check_metrics(observation)?;
         self.check_deadline(observation)
     }
@@ -426,7 +432,11 @@ impl TraceChecker {
                 RejectReason::ForcedOpen => self.violation(LEGAL_TRANSITIONS, text),
             }),
             (Err(rejected), Err(refusal)) => {
-                if rejected.reason != refusal.reason {
+                let (state, epoch) = (self.oracle.state(), self.oracle.epoch());
+                if rejected.reason != refusal.reason
+                    || rejected.state != state
+                    || rejected.epoch != epoch
+                {
                     return Err(self.violation(LEGAL_TRANSITIONS, text));
                 }
                 if rejected.retry_after != refusal.retry_after {
@@ -462,6 +472,36 @@ impl TraceChecker {
 
     fn forget(&mut self, permit: PermitId) {
         self.issued.remove(&permit);
+    }
+
+    /// A transition due at a deadline must be made at the deadline (by the driver's pump), not
+    /// lazily by whatever input comes next.
+    fn check_deadline_kept(
+        &self,
+        observation: &Observation,
+        due: Option<Duration>,
+    ) -> Result<(), Violation> {
+        let Some(due) = due else {
+            return Ok(());
+        };
+        let late = observation.at.monotonic > due + DEADLINE_SLACK;
+        let timed = self.oracle.last_transitions().iter().find(|t| {
+            matches!(
+                t.reason,
+                TransitionReason::OpenWaitElapsed | TransitionReason::HalfOpenWaitMaxElapsed
+            )
+        });
+        match timed {
+            Some(transition) if late => Err(self.violation(
+                LEGAL_TRANSITIONS,
+                format!(
+                    "{} -> {} was due at {due:?} but made at {:?}, by {:?}: the deadline was \
+                     not pumped",
+                    transition.from, transition.to, observation.at.monotonic, observation.observed
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn check_metrics(&self, observation: &Observation) -> Result<(), Violation> {
