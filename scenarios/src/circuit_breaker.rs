@@ -321,7 +321,13 @@ fn open_wait_strategy() -> impl Strategy<Value = OpenWait> {
 
 /// Small windows, short waits and few probes, so that a few seconds reach every state.
 fn config_strategy() -> impl Strategy<Value = Config> {
-    let rates = (window_strategy(), 2u32..=8, 30u8..=80, 40u8..=100, 60u64..=200);
+    let rates = (
+        window_strategy(),
+        2u32..=8,
+        30u8..=80,
+        40u8..=100,
+        60u64..=200,
+    );
     let waits = (
         open_wait_strategy(),
         1u32..=3,
@@ -330,7 +336,10 @@ fn config_strategy() -> impl Strategy<Value = Config> {
         any::<u64>(),
     );
     (rates, waits).prop_map(
-        |((window, calls_min, failure, slow, slow_ms), (open_wait, probes, wait_max, auto, seed))| {
+        |(
+            (window, calls_min, failure, slow, slow_ms),
+            (open_wait, probes, wait_max, auto, seed),
+        )| {
             Config {
                 window,
                 calls_min,
@@ -359,8 +368,12 @@ fn behaviour_strategy() -> impl Strategy<Value = Behaviour> {
 }
 
 fn client_strategy() -> impl Strategy<Value = ClientPlan> {
-    let call = (5u64..=80, proptest::option::weighted(0.15, 20u64..=300))
-        .prop_map(|(think_ms, give_up_ms)| CallSpec { think_ms, give_up_ms });
+    let call = (5u64..=80, proptest::option::weighted(0.15, 20u64..=300)).prop_map(
+        |(think_ms, give_up_ms)| CallSpec {
+            think_ms,
+            give_up_ms,
+        },
+    );
     let caller = proptest::collection::vec(call, 25..=50);
     let delta = prop_oneof![-30_000i64..=-500, 500i64..=30_000];
     let jump = (0u64..3_000, delta).prop_map(|(at_ms, delta_ms)| WallJump { at_ms, delta_ms });
@@ -469,14 +482,33 @@ async fn run(env: Env<Workload>) -> Result<(), Violation> {
     service_state.lock().expect("service lock").behaviour = Behaviour::Healthy { fail_percent: 0 };
     let healed_at = env.sim.now();
     let bound = liveness_bound(&config, workload.call_timeout_ms);
-    let closed = liveness(&env, &clients, bound).await;
+    let states = liveness(&env, &clients, bound).await;
     finish(&env, &clients, &service_state)?;
-    closed.map_err(|open| {
-        Violation::new(
-            invariant::CLOSES_AFTER_HEAL,
-            format!("not closed {bound:?} after healing at {healed_at:?}: {open}"),
-        )
-    })
+    closes_after_heal(&states, bound, healed_at)
+}
+
+/// The verdict of `closes-after-heal` on each client's state (as the oracle sees it) once every
+/// breaker closed or `bound` passed since the heal at `healed_at`.
+pub fn closes_after_heal(
+    states: &[(String, State)],
+    bound: Duration,
+    healed_at: Duration,
+) -> Result<(), Violation> {
+    let open: Vec<String> = states
+        .iter()
+        .filter(|(_, state)| *state != State::Closed)
+        .map(|(client, state)| format!("{client} {state}"))
+        .collect();
+    if open.is_empty() {
+        return Ok(());
+    }
+    Err(Violation::new(
+        invariant::CLOSES_AFTER_HEAL,
+        format!(
+            "not closed {bound:?} after healing at {healed_at:?}: {}",
+            open.join(", ")
+        ),
+    ))
 }
 
 /// The workload's breaker configuration with this run's mutant, if it is one of the core's.
@@ -573,12 +605,12 @@ pub fn liveness_bound(config: &Config, call_timeout_ms: u64) -> Duration {
 }
 
 /// After healing: every client keeps calling until all breakers are closed or `bound` passes.
-/// Returns the clients still not closed, if any.
+/// Returns each client's state then, as its oracle sees it.
 async fn liveness(
     env: &Env<Workload>,
     clients: &[Client],
     bound: Duration,
-) -> Result<(), String> {
+) -> Vec<(String, State)> {
     let start = env.sim.now();
     let stop = Rc::new(Cell::new(false));
     let mut running = Vec::new();
@@ -588,15 +620,15 @@ async fn liveness(
             running.push(env.sim.spawn_on(client.node, task));
         }
     }
-    let open = loop {
-        let open: Vec<String> = clients
+    let states = loop {
+        let states: Vec<(String, State)> = clients
             .iter()
             .zip(CLIENTS)
-            .filter(|(client, _)| client.checker.borrow().state() != State::Closed)
-            .map(|(client, name)| format!("{name} {}", client.checker.borrow().state()))
+            .map(|(client, name)| (name.to_string(), client.checker.borrow().state()))
             .collect();
-        if open.is_empty() || env.sim.now() >= start + bound {
-            break open;
+        let closed = states.iter().all(|(_, state)| *state == State::Closed);
+        if closed || env.sim.now() >= start + bound {
+            break states;
         }
         env.sim.sleep(LIVENESS_THINK).await;
     };
@@ -604,11 +636,7 @@ async fn liveness(
     for task in running {
         let _ = task.await;
     }
-    if open.is_empty() {
-        Ok(())
-    } else {
-        Err(open.join(", "))
-    }
+    states
 }
 
 async fn keep_calling(driver: Rc<Driver>, client: u32, stop: Rc<Cell<bool>>) {

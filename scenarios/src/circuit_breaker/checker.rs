@@ -225,7 +225,7 @@ impl TraceChecker {
                 ),
             ));
         }
-        if self.issued.get(&permit).is_none() {
+        if !self.issued.contains_key(&permit) {
             return Err(self.violation(
                 PERMITS_RELEASED_ONCE,
                 format!("request sent under permit {permit}, which is not live"),
@@ -246,15 +246,15 @@ impl TraceChecker {
                     self.note_transition(to, reason);
                     self.streak = FailureWindow::new(&self.config, event.epoch);
                 }
-                EventKind::Success { .. } | EventKind::Failure { .. } | EventKind::Slow { .. } => {
-                    if self.reported.0 == State::Closed && self.streak.epoch == event.epoch {
-                        let failed = matches!(
-                            event.kind,
-                            EventKind::Failure { .. } | EventKind::Slow { failed: true, .. }
-                        );
-                        self.streak.record(event.at.monotonic, failed);
-                        recorded = true;
-                    }
+                EventKind::Success { .. } | EventKind::Failure { .. } | EventKind::Slow { .. }
+                    if self.reported.0 == State::Closed && self.streak.epoch == event.epoch =>
+                {
+                    let failed = matches!(
+                        event.kind,
+                        EventKind::Failure { .. } | EventKind::Slow { failed: true, .. }
+                    );
+                    self.streak.record(event.at.monotonic, failed);
+                    recorded = true;
                 }
                 _ => {}
             }
@@ -460,9 +460,8 @@ impl TraceChecker {
         if reported == expected {
             return Ok(());
         }
-        let text = format!(
-            "permit {permit} completed as {reported:?}, the oracle expected {expected:?}"
-        );
+        let text =
+            format!("permit {permit} completed as {reported:?}, the oracle expected {expected:?}");
         let stale = |c: Completion| matches!(c, Completion::Stale { .. });
         if stale(reported) || stale(expected) {
             return Err(self.violation(EPOCH_ISOLATION, text));
