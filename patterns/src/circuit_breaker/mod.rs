@@ -69,12 +69,15 @@
 //!
 //! # Modules
 //!
+//! * [`driver`]: the async driver that calls a remote service over sim-core RPC through a
+//!   breaker, releases abandoned permits, pumps the deadlines and reports every step.
 //! * [`oracle`]: an independent reference model that predicts every decision, for the
 //!   model-based test and the simulation's trace checker.
 //! * [`Mutant`]: deliberately broken variants, each mirroring a real bug.
 
 mod breaker;
 mod config;
+pub mod driver;
 mod event;
 mod mutant;
 pub mod oracle;

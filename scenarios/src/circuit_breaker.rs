@@ -1,0 +1,766 @@
+//! # Scenario `circuit-breaker`: client-side breakers in front of a flaky service
+//!
+//! ## The system
+//! Three client nodes call one `service` node over sim-core RPC, each through its own
+//! [`Driver`] (a breaker, a call timeout, a pump for the breaker's deadlines). Every client runs
+//! a few concurrent callers that share its driver; each caller follows its own schedule of
+//! calls (think time, and sometimes a deadline after which the caller gives up on the call, so
+//! the driver's guard releases the permit).
+//!
+//! The service goes through generated behaviour phases: healthy (a few failures), failing
+//! (mostly failures), slow (answers after a delay) and unresponsive (never answers). On top of
+//! that the fault plan crashes, pauses and partitions it, delays, loses, duplicates and holds
+//! messages, turns buggify on (the service then fails or stalls at random), and moves clocks;
+//! the workload also jumps the clients' wall clocks. After the plan the faults heal and the
+//! service turns healthy.
+//!
+//! ## The checks
+//! Each client's driver hands every step to a [`TraceChecker`], which feeds the same inputs with
+//! the same *monotonic* readings to the reference oracle
+//! ([`patterns::circuit_breaker::oracle`]) and compares every decision, transition, metric and
+//! deadline; every send is judged against the state the oracle expects, and the service logs
+//! what it received, which must all have been sent through the breaker.
+//! - always: `open-sends-nothing`, `half-open-probes`, `legal-transitions`,
+//!   `monotonic-open-wait`, `epoch-isolation`, `metrics-match`, `permits-released-once`, and
+//!   `opens-under-failure`. The last is an always-invariant on purpose: "within one window" is a
+//!   number of recorded calls, not a time, so it can be judged at every record, also under
+//!   faults: a closed window whose calls all failed and that holds at least the minimum number
+//!   of calls must have tripped, whatever the threshold.
+//! - eventually: `closes-after-heal`: once the faults are healed and the service is healthy,
+//!   every breaker is closed within `max(call timeout, half-open max wait) + 1.25 x longest open
+//!   wait + (probes + 2) x (think time + round trip) + margin` (the margin covers the lazy
+//!   transition and a drift that ran the clock slow before the heal).
+//! - sometimes: each state is reached (`reached-open`, `reached-half-open`,
+//!   `reached-closed-again`), a stale outcome is ignored, and an abandoned probe gives its slot
+//!   back.
+//!
+//! ## Mutants
+//! The core's mutants ([`Mutant`]), named with dashes: `half-open-unbounded`,
+//! `stale-epoch-closes`, `bucket-not-reset`, `open-wait-wall-clock`, `half-open-stuck`.
+
+pub mod checker;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
+use harness::{
+    Env, FaultBudget, FaultKind, InvariantSpec, MutantSpec, Observer, Scenario, ScenarioSpec,
+};
+use patterns::circuit_breaker::driver::Driver;
+use patterns::circuit_breaker::{
+    Backoff, CircuitBreaker, Config, Mutant, OpenWait, Outcome, PermitId, State, Window,
+};
+use proptest::prelude::*;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sim_core::net::{Addr, Socket};
+use sim_core::{time, NodeId, Sim, SimConfig, Violation};
+
+pub use checker::TraceChecker;
+use checker::{invariant, reached};
+
+/// The port the service listens on.
+const PORT: u16 = 80;
+/// The service node.
+const SERVICE: &str = "service";
+/// The client nodes.
+const CLIENTS: [&str; 3] = ["client-1", "client-2", "client-3"];
+/// Requests the service handles at once, at most; beyond, it fails them at once.
+const HANDLERS_MAX: usize = 64;
+/// Think time of the callers after healing.
+const LIVENESS_THINK: Duration = Duration::from_millis(20);
+/// Longest round trip after healing: the default links take 1 to 10 ms each way.
+const ROUND_TRIP_MAX: Duration = Duration::from_millis(25);
+/// Slack in the liveness bound.
+const LIVENESS_MARGIN: Duration = Duration::from_millis(200);
+
+/// A request to the service: who sends it, under which permit.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct ServiceRequest {
+    client: u32,
+    permit: u64,
+}
+
+/// The service's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum ServiceResponse {
+    Ok,
+    Failed,
+}
+
+/// What the service does with the requests of a phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Behaviour {
+    /// Answers at once, failing `fail_percent` % of the requests.
+    Healthy {
+        /// Share of failed requests.
+        fail_percent: u8,
+    },
+    /// Answers at once, failing most requests.
+    Failing {
+        /// Share of failed requests.
+        fail_percent: u8,
+    },
+    /// Answers after `delay_ms`, failing `fail_percent` % of the requests.
+    Slow {
+        /// Delay before the answer.
+        delay_ms: u64,
+        /// Share of failed requests.
+        fail_percent: u8,
+    },
+    /// Never answers (a stuck handler).
+    Unresponsive,
+}
+
+/// One phase of the service's behaviour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    /// How long it lasts.
+    pub duration_ms: u64,
+    /// What the service does.
+    pub behaviour: Behaviour,
+}
+
+/// One call of a caller's schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallSpec {
+    /// Pause before the call.
+    pub think_ms: u64,
+    /// The caller gives up on the call after this long (the permit is then released).
+    pub give_up_ms: Option<u64>,
+}
+
+/// A step of a client's wall clock, made by the workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WallJump {
+    /// When, in true milliseconds since the start.
+    pub at_ms: u64,
+    /// By how much (negative: backwards).
+    pub delta_ms: i64,
+}
+
+/// One client's plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientPlan {
+    /// The schedules of its concurrent callers.
+    pub callers: Vec<Vec<CallSpec>>,
+    /// Steps of its wall clock.
+    pub wall_jumps: Vec<WallJump>,
+}
+
+/// The generated workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// The breakers' configuration (each client's jitter seed is this one's plus its index).
+    pub breaker: Config,
+    /// The driver's call timeout.
+    pub call_timeout_ms: u64,
+    /// The service's phases, from the start; healthy after the last.
+    pub phases: Vec<Phase>,
+    /// One plan per client.
+    pub clients: Vec<ClientPlan>,
+}
+
+/// The scenario.
+#[derive(Clone, Debug, Default)]
+pub struct CircuitBreakerScenario;
+
+/// The core's mutants under their scenario names (dashes for underscores).
+fn mutant_name(mutant: Mutant) -> String {
+    mutant.as_str().replace('_', "-")
+}
+
+impl Scenario for CircuitBreakerScenario {
+    type Workload = Workload;
+
+    fn spec(&self) -> ScenarioSpec {
+        let mut nodes = vec![SERVICE.to_string()];
+        nodes.extend(CLIENTS.iter().map(|client| client.to_string()));
+        let kinds = [
+            FaultKind::Partition,
+            FaultKind::OneWay,
+            FaultKind::Crash,
+            FaultKind::Pause,
+            FaultKind::Clock,
+            FaultKind::Loss,
+            FaultKind::Duplicate,
+            FaultKind::Latency,
+            FaultKind::Hold,
+            FaultKind::Buggify,
+        ];
+        ScenarioSpec {
+            name: "circuit-breaker".into(),
+            description: "client-side circuit breakers in front of a flaky service: checked step \
+                          by step against the reference oracle, and on what the network carried"
+                .into(),
+            budget: FaultBudget {
+                kinds: kinds.into_iter().collect(),
+                targets: nodes.clone(),
+                // Only the service crashes or pauses: a client's breaker lives in its memory.
+                crash_targets: vec![SERVICE.into()],
+                down_max: 1,
+                episodes_max: 6,
+                plan_duration_ms: 3_000,
+                episode_duration_max_ms: 1_000,
+            },
+            nodes,
+            invariants: invariants(),
+            mutants: Mutant::all()
+                .iter()
+                .map(|mutant| MutantSpec::new(&mutant_name(*mutant), mutant.description()))
+                .collect(),
+            sometimes_batch_min: 50,
+            sim_config: SimConfig {
+                time_limit_ms: 120_000,
+                ..SimConfig::default()
+            },
+        }
+    }
+
+    fn workload(&self) -> BoxedStrategy<Workload> {
+        workload_strategy()
+    }
+
+    fn run(&self, env: Env<Workload>) -> LocalBoxFuture<'static, Result<(), Violation>> {
+        Box::pin(run(env))
+    }
+}
+
+fn invariants() -> Vec<InvariantSpec> {
+    vec![
+        InvariantSpec::always(
+            invariant::OPEN_SENDS_NOTHING,
+            "no request from a client enters the network while the oracle says its breaker is \
+             open; everything the service received was sent through a breaker",
+        ),
+        InvariantSpec::always(
+            invariant::HALF_OPEN_PROBES,
+            "half-open admits, and has out, at most the permitted number of probes",
+        ),
+        InvariantSpec::always(
+            invariant::LEGAL_TRANSITIONS,
+            "only legal, chained transitions; each is the oracle's: every trip justified by its \
+             window, none missed (deadlines included)",
+        ),
+        InvariantSpec::always(
+            invariant::MONOTONIC_OPEN_WAIT,
+            "the open wait and the time left open follow the monotonic clock: wall-clock jumps \
+             change nothing",
+        ),
+        InvariantSpec::always(
+            invariant::EPOCH_ISOLATION,
+            "an outcome from an older epoch is not recorded and decides nothing",
+        ),
+        InvariantSpec::always(
+            invariant::METRICS_MATCH,
+            "the breaker's metrics and call classes equal the oracle's window",
+        ),
+        InvariantSpec::always(
+            invariant::PERMITS_RELEASED_ONCE,
+            "every permit is completed or released exactly once, and a released probe gives its \
+             slot back",
+        ),
+        InvariantSpec::always(
+            invariant::OPENS_UNDER_FAILURE,
+            "a closed window whose calls all failed, with at least the minimum number of calls, \
+             has tripped: under persistent failure the breaker opens within one window",
+        ),
+        InvariantSpec::eventually(
+            invariant::CLOSES_AFTER_HEAL,
+            "after healing, with a healthy service, every breaker is closed within the bound \
+             computed from its configuration",
+        ),
+        InvariantSpec::sometimes(reached::OPEN, "a breaker opened"),
+        InvariantSpec::sometimes(reached::HALF_OPEN, "a breaker went half-open"),
+        InvariantSpec::sometimes(reached::CLOSED_AGAIN, "a breaker closed again after probes"),
+        InvariantSpec::sometimes(
+            reached::STALE_OUTCOME,
+            "a late outcome from an older epoch was ignored",
+        ),
+        InvariantSpec::sometimes(
+            reached::PROBE_RELEASED,
+            "a probe abandoned by its caller gave its slot back",
+        ),
+        InvariantSpec::sometimes(
+            reached::HALF_OPEN_TIMED_OUT,
+            "half-open lasted its maximum wait (a probe hung) and opened again",
+        ),
+    ]
+}
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+fn window_strategy() -> impl Strategy<Value = Window> {
+    prop_oneof![
+        3 => (3u32..=12).prop_map(|size| Window::Count { size }),
+        1 => (1u32..=2).prop_map(|seconds| Window::Time { seconds }),
+    ]
+}
+
+fn open_wait_strategy() -> impl Strategy<Value = OpenWait> {
+    prop_oneof![
+        (100u64..=400).prop_map(|wait| OpenWait::Fixed(ms(wait))),
+        (50u64..=200, 10u32..=30, 2u64..=4, 0u32..=40).prop_map(
+            |(initial, multiplier_tenths, cap, jitter_percent)| {
+                OpenWait::Backoff(Backoff {
+                    initial: ms(initial),
+                    multiplier: f64::from(multiplier_tenths) / 10.0,
+                    max: ms(initial * cap),
+                    jitter: f64::from(jitter_percent) / 100.0,
+                })
+            }
+        ),
+    ]
+}
+
+/// Small windows, short waits and few probes, so that a few seconds reach every state.
+fn config_strategy() -> impl Strategy<Value = Config> {
+    let rates = (
+        window_strategy(),
+        2u32..=8,
+        30u8..=80,
+        40u8..=100,
+        60u64..=200,
+    );
+    let waits = (
+        open_wait_strategy(),
+        1u32..=3,
+        proptest::option::of(150u64..=400),
+        any::<bool>(),
+        any::<u64>(),
+    );
+    (rates, waits).prop_map(
+        |(
+            (window, calls_min, failure, slow, slow_ms),
+            (open_wait, probes, wait_max, auto, seed),
+        )| {
+            Config {
+                window,
+                calls_min,
+                failure_rate_threshold_percent: failure,
+                slow_call_rate_threshold_percent: slow,
+                slow_call_duration_threshold: ms(slow_ms),
+                open_wait,
+                jitter_seed: seed,
+                half_open_probes_max: probes,
+                half_open_wait_max: wait_max.map(ms),
+                auto_half_open: auto,
+                ..Config::default()
+            }
+        },
+    )
+}
+
+fn behaviour_strategy() -> impl Strategy<Value = Behaviour> {
+    prop_oneof![
+        3 => (0u8..=20).prop_map(|fail_percent| Behaviour::Healthy { fail_percent }),
+        3 => (50u8..=100).prop_map(|fail_percent| Behaviour::Failing { fail_percent }),
+        2 => (80u64..=400, 0u8..=20)
+            .prop_map(|(delay_ms, fail_percent)| Behaviour::Slow { delay_ms, fail_percent }),
+        1 => Just(Behaviour::Unresponsive),
+    ]
+}
+
+fn client_strategy() -> impl Strategy<Value = ClientPlan> {
+    let call = (5u64..=80, proptest::option::weighted(0.15, 20u64..=300)).prop_map(
+        |(think_ms, give_up_ms)| CallSpec {
+            think_ms,
+            give_up_ms,
+        },
+    );
+    let caller = proptest::collection::vec(call, 25..=50);
+    let delta = prop_oneof![-30_000i64..=-500, 500i64..=30_000];
+    let jump = (0u64..3_000, delta).prop_map(|(at_ms, delta_ms)| WallJump { at_ms, delta_ms });
+    (
+        proptest::collection::vec(caller, 2..=3),
+        proptest::collection::vec(jump, 0..=3),
+    )
+        .prop_map(|(callers, wall_jumps)| ClientPlan {
+            callers,
+            wall_jumps,
+        })
+}
+
+fn workload_strategy() -> BoxedStrategy<Workload> {
+    let phase = (200u64..=900, behaviour_strategy()).prop_map(|(duration_ms, behaviour)| Phase {
+        duration_ms,
+        behaviour,
+    });
+    (
+        config_strategy(),
+        300u64..=800,
+        proptest::collection::vec(phase, 3..=6),
+        proptest::collection::vec(client_strategy(), CLIENTS.len()),
+    )
+        .prop_map(|(breaker, call_timeout_ms, phases, clients)| Workload {
+            breaker,
+            call_timeout_ms,
+            phases,
+            clients,
+        })
+        .boxed()
+}
+
+/// The service's shared state: the current behaviour and the log of what it received.
+#[derive(Debug)]
+struct ServiceState {
+    behaviour: Behaviour,
+    /// `(client, permit)` of every request received, duplicates included.
+    received: Vec<(u32, u64)>,
+    handlers: usize,
+}
+
+/// Shared between the supervisor and the service node (the node's `init` must be `Send`).
+type SharedService = Arc<Mutex<ServiceState>>;
+
+/// One client, as the supervisor holds it.
+struct Client {
+    node: NodeId,
+    driver: Rc<Driver>,
+    checker: Rc<RefCell<TraceChecker>>,
+}
+
+async fn run(env: Env<Workload>) -> Result<(), Violation> {
+    let workload = env.workload.clone();
+    let config = breaker_config(&env);
+    config
+        .validate()
+        .map_err(|error| Violation::new("workload", format!("invalid breaker config: {error}")))?;
+    let service_state: SharedService = Arc::new(Mutex::new(ServiceState {
+        behaviour: Behaviour::Healthy { fail_percent: 0 },
+        received: Vec::new(),
+        handlers: 0,
+    }));
+    let service = {
+        let state = service_state.clone();
+        env.sim
+            .node(SERVICE)
+            .init(move || service_main(state.clone()))
+            .build()
+    };
+    let nodes: Vec<NodeId> = CLIENTS
+        .iter()
+        .map(|name| env.sim.node(*name).build())
+        .collect();
+    env.start_faults();
+    let phases = sim_core::task::spawn(drive_phases(
+        env.sim.clone(),
+        service_state.clone(),
+        workload.phases.clone(),
+    ));
+    let mut clients = Vec::new();
+    for (index, node) in nodes.iter().enumerate() {
+        let mut config = config.clone();
+        config.jitter_seed = config.jitter_seed.wrapping_add(index as u64);
+        let setup = setup_client(index, config, service, workload.call_timeout_ms);
+        let (driver, checker) = env
+            .sim
+            .spawn_on(*node, setup)
+            .await
+            .map_err(|error| Violation::new("setup", format!("client setup: {error}")))?;
+        clients.push(Client {
+            node: *node,
+            driver,
+            checker,
+        });
+    }
+    let jumps = sim_core::task::spawn(jump_wall_clocks(
+        env.sim.clone(),
+        nodes.clone(),
+        workload.clients.clone(),
+    ));
+    run_schedules(&env, &clients, &workload).await;
+    env.heal().await;
+    phases.abort();
+    jumps.abort();
+    service_state.lock().expect("service lock").behaviour = Behaviour::Healthy { fail_percent: 0 };
+    let healed_at = env.sim.now();
+    let bound = liveness_bound(&config, workload.call_timeout_ms);
+    let states = liveness(&env, &clients, bound).await;
+    finish(&env, &clients, &service_state)?;
+    closes_after_heal(&states, bound, healed_at)
+}
+
+/// The verdict of `closes-after-heal` on each client's state (as the oracle sees it) once every
+/// breaker closed or `bound` passed since the heal at `healed_at`.
+pub fn closes_after_heal(
+    states: &[(String, State)],
+    bound: Duration,
+    healed_at: Duration,
+) -> Result<(), Violation> {
+    let open: Vec<String> = states
+        .iter()
+        .filter(|(_, state)| *state != State::Closed)
+        .map(|(client, state)| format!("{client} {state}"))
+        .collect();
+    if open.is_empty() {
+        return Ok(());
+    }
+    Err(Violation::new(
+        invariant::CLOSES_AFTER_HEAL,
+        format!(
+            "not closed {bound:?} after healing at {healed_at:?}: {}",
+            open.join(", ")
+        ),
+    ))
+}
+
+/// The workload's breaker configuration with this run's mutant, if it is one of the core's.
+fn breaker_config(env: &Env<Workload>) -> Config {
+    let mut config = env.workload.breaker.clone();
+    config.mutants.clear();
+    for mutant in Mutant::all() {
+        if env.is_mutant(&mutant_name(*mutant)) {
+            config.mutants.insert(*mutant);
+        }
+    }
+    config
+}
+
+/// On the client's node: its breaker, its driver (whose tap feeds the checker), its checker.
+async fn setup_client(
+    index: usize,
+    config: Config,
+    service: NodeId,
+    call_timeout_ms: u64,
+) -> (Rc<Driver>, Rc<RefCell<TraceChecker>>) {
+    let now = Driver::read_now();
+    let name = CLIENTS[index];
+    let breaker = CircuitBreaker::new(config.clone(), now).expect("the config was validated");
+    let checker = TraceChecker::new(name, &config, now.monotonic).expect("validated");
+    let checker = Rc::new(RefCell::new(checker));
+    let socket = Socket::bind(0).expect("a client binds an ephemeral port");
+    let target = Addr::new(service, PORT);
+    let driver = Driver::new(breaker, socket, target, ms(call_timeout_ms));
+    let tap_checker = checker.clone();
+    driver.set_tap(move |observation| {
+        if let Err(violation) = tap_checker.borrow_mut().check(observation) {
+            sim_core::report_violation(&violation.invariant, violation.message);
+        }
+    });
+    (Rc::new(driver), checker)
+}
+
+/// Runs every caller's schedule and waits for all of them.
+async fn run_schedules(env: &Env<Workload>, clients: &[Client], workload: &Workload) {
+    let mut running = Vec::new();
+    for (index, (client, plan)) in clients.iter().zip(&workload.clients).enumerate() {
+        for calls in &plan.callers {
+            let schedule = caller(client.driver.clone(), index as u32, calls.clone());
+            running.push(env.sim.spawn_on(client.node, schedule));
+        }
+    }
+    for task in running {
+        // Clients never crash, so their tasks end when their schedules do.
+        let _ = task.await;
+    }
+}
+
+async fn caller(driver: Rc<Driver>, client: u32, calls: Vec<CallSpec>) {
+    for call in calls {
+        time::sleep(ms(call.think_ms.max(1))).await;
+        call_once(&driver, client, call.give_up_ms).await;
+    }
+}
+
+/// One call through the breaker; a caller with a deadline abandons the call when it passes.
+async fn call_once(driver: &Driver, client: u32, give_up_ms: Option<u64>) {
+    let Ok(guard) = driver.try_acquire() else {
+        return;
+    };
+    let request = ServiceRequest {
+        client,
+        permit: guard.id().0,
+    };
+    let call = guard.call(&request, |response: &ServiceResponse| match response {
+        ServiceResponse::Ok => Outcome::Success,
+        ServiceResponse::Failed => Outcome::Failure,
+    });
+    match give_up_ms {
+        // Dropping the call drops its guard, which releases the permit.
+        Some(give_up) => {
+            let _ = time::timeout(ms(give_up), call).await;
+        }
+        None => {
+            let _ = call.await;
+        }
+    }
+}
+
+/// The bound of `closes-after-heal`; see the module docs.
+pub fn liveness_bound(config: &Config, call_timeout_ms: u64) -> Duration {
+    let open_wait_max = match config.open_wait {
+        OpenWait::Fixed(wait) => wait,
+        OpenWait::Backoff(backoff) => backoff.max,
+    };
+    let in_flight = ms(call_timeout_ms).max(config.half_open_wait_max.unwrap_or_default());
+    let probes = config.half_open_probes_max + 2;
+    in_flight + open_wait_max * 5 / 4 + (LIVENESS_THINK + ROUND_TRIP_MAX) * probes + LIVENESS_MARGIN
+}
+
+/// After healing: every client keeps calling until all breakers are closed or `bound` passes.
+/// Returns each client's state then, as its oracle sees it.
+async fn liveness(
+    env: &Env<Workload>,
+    clients: &[Client],
+    bound: Duration,
+) -> Vec<(String, State)> {
+    let start = env.sim.now();
+    let stop = Rc::new(Cell::new(false));
+    let mut running = Vec::new();
+    for (index, client) in clients.iter().enumerate() {
+        for _ in 0..2 {
+            let task = keep_calling(client.driver.clone(), index as u32, stop.clone());
+            running.push(env.sim.spawn_on(client.node, task));
+        }
+    }
+    let states = loop {
+        let states: Vec<(String, State)> = clients
+            .iter()
+            .zip(CLIENTS)
+            .map(|(client, name)| (name.to_string(), client.checker.borrow().state()))
+            .collect();
+        let closed = states.iter().all(|(_, state)| *state == State::Closed);
+        if closed || env.sim.now() >= start + bound {
+            break states;
+        }
+        env.sim.sleep(LIVENESS_THINK).await;
+    };
+    stop.set(true);
+    for task in running {
+        let _ = task.await;
+    }
+    states
+}
+
+async fn keep_calling(driver: Rc<Driver>, client: u32, stop: Rc<Cell<bool>>) {
+    while !stop.get() {
+        call_once(&driver, client, None).await;
+        time::sleep(LIVENESS_THINK).await;
+    }
+}
+
+/// The end-of-run checks, and the sometimes-invariants the traces reached.
+fn finish(
+    env: &Env<Workload>,
+    clients: &[Client],
+    service: &SharedService,
+) -> Result<(), Violation> {
+    let received = service.lock().expect("service lock").received.clone();
+    let observer: Observer = env.observer();
+    for (index, client) in clients.iter().enumerate() {
+        let checker = client.checker.borrow();
+        let mine = received
+            .iter()
+            .filter(|(from, _)| *from as usize == index)
+            .map(|(_, permit)| PermitId(*permit));
+        checker.finish(mine)?;
+        for name in checker.reached() {
+            observer.sometimes(name);
+        }
+    }
+    Ok(())
+}
+
+/// The service's program: logs and answers each request in its own task.
+async fn service_main(state: SharedService) {
+    let socket = Rc::new(Socket::bind(PORT).expect("the service binds its port"));
+    // A crash killed the handlers of the previous incarnation.
+    state.lock().expect("service lock").handlers = 0;
+    loop {
+        let (request, body) = match socket.recv_request::<ServiceRequest>().await {
+            Ok(received) => received,
+            Err(sim_core::net::NetError::Decode { .. }) => continue,
+            Err(_) => return,
+        };
+        let behaviour = {
+            let mut state = state.lock().expect("service lock");
+            state.received.push((body.client, body.permit));
+            if state.handlers >= HANDLERS_MAX {
+                None
+            } else {
+                state.handlers += 1;
+                Some(state.behaviour)
+            }
+        };
+        let Some(behaviour) = behaviour else {
+            let _ = socket.reply(request, &ServiceResponse::Failed);
+            continue;
+        };
+        sim_core::task::spawn(handle(socket.clone(), request, behaviour, state.clone()));
+    }
+}
+
+async fn handle(
+    socket: Rc<Socket>,
+    request: sim_core::net::Request,
+    behaviour: Behaviour,
+    state: SharedService,
+) {
+    let (delay_ms, fail_percent) = match behaviour {
+        Behaviour::Healthy { fail_percent } | Behaviour::Failing { fail_percent } => {
+            (0, fail_percent)
+        }
+        Behaviour::Slow {
+            delay_ms,
+            fail_percent,
+        } => (delay_ms, fail_percent),
+        Behaviour::Unresponsive => (u64::MAX, 0),
+    };
+    // Buggify: a stall or a failure now and then.
+    let stall_ms = if sim_core::buggify!(0.1) { 150 } else { 0 };
+    let fails = sim_core::rng::with_stream("circuit-breaker/service", |rng| {
+        rng.gen_range(0u8..100) < fail_percent
+    }) || sim_core::buggify!(0.2);
+    if delay_ms != u64::MAX {
+        let delay = delay_ms + stall_ms;
+        if delay > 0 {
+            time::sleep(ms(delay)).await;
+        }
+        let response = if fails {
+            ServiceResponse::Failed
+        } else {
+            ServiceResponse::Ok
+        };
+        let _ = socket.reply(request, &response);
+    }
+    state.lock().expect("service lock").handlers -= 1;
+}
+
+/// The supervisor's side of the service's phases.
+async fn drive_phases(sim: Sim, state: SharedService, phases: Vec<Phase>) {
+    for phase in phases {
+        state.lock().expect("service lock").behaviour = phase.behaviour;
+        sim.sleep(ms(phase.duration_ms.max(1))).await;
+    }
+    state.lock().expect("service lock").behaviour = Behaviour::Healthy { fail_percent: 0 };
+}
+
+/// The workload's steps of the clients' wall clocks, in time order.
+async fn jump_wall_clocks(sim: Sim, nodes: Vec<NodeId>, plans: Vec<ClientPlan>) {
+    let mut jumps: Vec<(u64, usize, i64)> = plans
+        .iter()
+        .enumerate()
+        .flat_map(|(index, plan)| {
+            plan.wall_jumps
+                .iter()
+                .map(move |jump| (jump.at_ms, index, jump.delta_ms))
+        })
+        .collect();
+    jumps.sort();
+    for (at_ms, index, delta_ms) in jumps {
+        let now = sim.now();
+        if ms(at_ms) > now {
+            sim.sleep(ms(at_ms) - now).await;
+        }
+        if let Some(node) = nodes.get(index) {
+            sim.clock(*node).jump_ns(delta_ms.saturating_mul(1_000_000));
+        }
+    }
+}

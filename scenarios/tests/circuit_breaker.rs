@@ -1,0 +1,350 @@
+//! The `circuit-breaker` scenario: generated cases pass, every mutant is caught, and the trace
+//! checker catches hand-made bad traces for the invariants no mutant reaches first.
+//!
+//! The hand-made traces are built by driving a real breaker the way the driver does (one
+//! observation per input, with the events drained, the metrics and the next deadline after
+//! it), then tampering with one step: what a broken driver or breaker would have reported.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use harness::testing::expect_caught;
+use patterns::circuit_breaker::driver::{Admitted, Observation, Observed};
+use patterns::circuit_breaker::{
+    CircuitBreaker, Config, EventKind, Mutant, Now, Outcome, Permit, PermitId, State, Window,
+};
+use scenarios::circuit_breaker::checker::invariant;
+use scenarios::circuit_breaker::TraceChecker;
+use scenarios::circuit_breaker::{closes_after_heal, liveness_bound, CircuitBreakerScenario};
+use sim_core::Violation;
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+#[test]
+fn circuit_breaker_passes_generated_cases_under_every_fault() {
+    // Goal: the unmutated breakers and driver survive the whole fault budget.
+    harness::testing::check(CircuitBreakerScenario);
+}
+
+#[test]
+fn every_core_mutant_is_caught_within_500_seeds() {
+    // Goal: each deliberately broken breaker fails the scenario (each stops at its first
+    // failing seed, so this is quick when they are caught early).
+    let expected = [
+        (Mutant::HalfOpenUnbounded, invariant::HALF_OPEN_PROBES),
+        (Mutant::StaleEpochCloses, invariant::EPOCH_ISOLATION),
+        (Mutant::BucketNotReset, invariant::METRICS_MATCH),
+        (Mutant::OpenWaitWallClock, invariant::MONOTONIC_OPEN_WAIT),
+        (Mutant::HalfOpenStuck, invariant::PERMITS_RELEASED_ONCE),
+    ];
+    assert_eq!(expected.len(), Mutant::all().len());
+    for (mutant, invariant) in expected {
+        let name = mutant.as_str().replace('_', "-");
+        let report = expect_caught(&CircuitBreakerScenario, &name, 500);
+        let failure = &report.failures[0];
+        assert_eq!(failure.verdict, "safety", "{name}: {failure:?}");
+        assert_eq!(
+            failure.invariant.as_deref(),
+            Some(invariant),
+            "{name}: {failure:?}"
+        );
+    }
+}
+
+/// A real breaker driven like the driver drives it, producing the driver's observations.
+struct Script {
+    breaker: CircuitBreaker,
+    now: Now,
+    permits: BTreeMap<u64, Permit>,
+    checker: TraceChecker,
+}
+
+impl Script {
+    fn new(config: Config) -> Self {
+        let now = Now::new(ms(1_000), UNIX_EPOCH + Duration::from_secs(1_000_000));
+        Script {
+            breaker: CircuitBreaker::new(config.clone(), now).expect("valid"),
+            now,
+            permits: BTreeMap::new(),
+            checker: TraceChecker::new("client-1", &config, now.monotonic).expect("valid"),
+        }
+    }
+
+    fn advance(&mut self, step: Duration) {
+        self.now = self.now.advanced(step);
+    }
+
+    fn observe(&mut self, observed: Observed) -> Observation {
+        let mut events = Vec::new();
+        while let Some(event) = self.breaker.poll_event() {
+            events.push(event);
+        }
+        Observation {
+            at: self.now,
+            observed,
+            events,
+            metrics: self.breaker.metrics(),
+            deadline: self.breaker.poll_timeout(),
+        }
+    }
+
+    fn acquire(&mut self) -> Observation {
+        let answer = self.breaker.try_acquire(self.now).map(|permit| {
+            let admitted = Admitted {
+                permit: permit.id(),
+                epoch: permit.epoch(),
+                kind: permit.kind(),
+            };
+            self.permits.insert(permit.id().0, permit);
+            admitted
+        });
+        self.observe(Observed::Acquire(answer))
+    }
+
+    fn complete(&mut self, permit: u64, outcome: Outcome) -> Observation {
+        let held = self.permits.remove(&permit).expect("a held permit");
+        let completion = self.breaker.on_result(held, outcome, self.now);
+        self.observe(Observed::Complete {
+            permit: PermitId(permit),
+            outcome,
+            completion,
+        })
+    }
+
+    fn sent(&mut self, permit: u64) -> Observation {
+        self.observe(Observed::Sent {
+            permit: PermitId(permit),
+        })
+    }
+
+    /// Checks `observation` with the script's checker.
+    fn check(&mut self, observation: &Observation) -> Result<(), Violation> {
+        self.checker.check(observation)
+    }
+
+    /// Runs `observation` through the checker, which must accept it.
+    fn pass(&mut self, observation: Observation) {
+        if let Err(violation) = self.check(&observation) {
+            panic!("a faithful step was refused: {violation}\n{observation:?}");
+        }
+    }
+
+    /// One call that fails: acquire, send, complete.
+    fn failed_call(&mut self) {
+        let acquired = self.acquire();
+        let Observed::Acquire(Ok(admitted)) = acquired.observed else {
+            panic!("expected an admission: {acquired:?}");
+        };
+        self.pass(acquired);
+        let sent = self.sent(admitted.permit.0);
+        self.pass(sent);
+        let done = self.complete(admitted.permit.0, Outcome::Failure);
+        self.pass(done);
+    }
+}
+
+/// Count window of 3, all three needed, 50 % failures, 100 ms open, one probe.
+fn small() -> Config {
+    Config::builder()
+        .window(Window::Count { size: 3 })
+        .calls_min(3)
+        .failure_rate_threshold_percent(50)
+        .slow_call_duration_threshold(ms(500))
+        .open_wait_fixed(ms(100))
+        .half_open_probes_max(1)
+        .build()
+        .expect("valid")
+}
+
+fn expect_violation(result: Result<(), Violation>, invariant: &str) -> Violation {
+    let violation = result.expect_err("the checker must refuse this step");
+    assert_eq!(violation.invariant, invariant, "{violation}");
+    violation
+}
+
+#[test]
+fn checker_accepts_a_faithful_trace_through_every_state() {
+    // Goal: the checker is not trigger-happy: closed, open, half-open and closed again, with
+    // sends, pass; the states reached are reported.
+    let mut script = Script::new(small());
+    for _ in 0..3 {
+        script.failed_call();
+    }
+    assert_eq!(script.checker.state(), State::Open);
+    let rejected = script.acquire();
+    script.pass(rejected);
+    script.advance(ms(100));
+    let probe = script.acquire();
+    script.pass(probe);
+    let sent = script.sent(3);
+    script.pass(sent);
+    let closed = script.complete(3, Outcome::Success);
+    script.pass(closed);
+    assert_eq!(script.checker.state(), State::Closed);
+    script
+        .checker
+        .finish([PermitId(0), PermitId(3)])
+        .expect("every permit completed, every received request sent");
+    let reached: Vec<&str> = script.checker.reached().iter().copied().collect();
+    assert_eq!(
+        reached,
+        vec!["reached-closed-again", "reached-half-open", "reached-open"]
+    );
+}
+
+#[test]
+fn open_sends_nothing_catches_a_send_while_the_oracle_says_open() {
+    // Goal: a driver that sends after a rejection (or without asking) is caught on the send,
+    // judged by the oracle's state, not the breaker's.
+    let mut script = Script::new(small());
+    for _ in 0..3 {
+        script.failed_call();
+    }
+    let rejected = script.acquire();
+    script.pass(rejected);
+    let sent = script.sent(3);
+    let violation = expect_violation(script.check(&sent), invariant::OPEN_SENDS_NOTHING);
+    assert!(
+        violation.message.contains("while the breaker is open"),
+        "{violation}"
+    );
+}
+
+#[test]
+fn open_sends_nothing_catches_a_request_the_client_never_logged() {
+    // Goal: the service's log is matched against the client's sends: a request that bypassed
+    // the breaker is caught at the end.
+    let mut script = Script::new(small());
+    script.failed_call();
+    let violation = expect_violation(
+        script.checker.finish([PermitId(0), PermitId(7)]),
+        invariant::OPEN_SENDS_NOTHING,
+    );
+    assert!(violation.message.contains("permit p7"), "{violation}");
+}
+
+#[test]
+fn opens_under_failure_catches_a_window_of_failures_that_stayed_closed() {
+    // Goal: a breaker that reports its third failure without tripping (the window is all
+    // failures) is caught by the window-of-failures rule before the oracle comparison.
+    let mut script = Script::new(small());
+    script.failed_call();
+    script.failed_call();
+    let acquired = script.acquire();
+    script.pass(acquired);
+    let sent = script.sent(2);
+    script.pass(sent);
+    let mut done = script.complete(2, Outcome::Failure);
+    done.events.retain(|event| {
+        !matches!(
+            event.kind,
+            EventKind::Transition { .. } | EventKind::FailureRateExceeded { .. }
+        )
+    });
+    expect_violation(script.check(&done), invariant::OPENS_UNDER_FAILURE);
+}
+
+#[test]
+fn permits_released_once_catches_a_double_completion_and_a_leak() {
+    // Goal: a permit completed twice, and a permit never completed, are both caught.
+    let mut script = Script::new(small());
+    let acquired = script.acquire();
+    script.pass(acquired);
+    let done = script.complete(0, Outcome::Success);
+    script.pass(done.clone());
+    expect_violation(script.check(&done), invariant::PERMITS_RELEASED_ONCE);
+
+    let mut leaky = Script::new(small());
+    let acquired = leaky.acquire();
+    leaky.pass(acquired);
+    let violation = expect_violation(leaky.checker.finish([]), invariant::PERMITS_RELEASED_ONCE);
+    assert!(violation.message.contains("never completed"), "{violation}");
+}
+
+#[test]
+fn legal_transitions_catches_an_illegal_transition() {
+    // Goal: a transition outside the relation (closed -> half-open) is caught on the breaker's
+    // own event, whatever the oracle says.
+    let mut script = Script::new(small());
+    script.failed_call();
+    script.failed_call();
+    let acquired = script.acquire();
+    script.pass(acquired);
+    let mut done = script.complete(2, Outcome::Failure);
+    for event in &mut done.events {
+        if let EventKind::Transition { to, .. } = &mut event.kind {
+            *to = State::HalfOpen;
+        }
+    }
+    let violation = expect_violation(script.check(&done), invariant::LEGAL_TRANSITIONS);
+    assert!(violation.message.contains("illegal"), "{violation}");
+}
+
+#[test]
+fn legal_transitions_catches_a_deadline_the_driver_did_not_pump() {
+    // Goal: with automatic transitions, open -> half-open must happen at the deadline; made
+    // lazily by a call 50 ms later, it shows a driver whose pump is dead.
+    let config = Config {
+        auto_half_open: true,
+        ..small()
+    };
+    let mut script = Script::new(config);
+    for _ in 0..3 {
+        script.failed_call();
+    }
+    script.advance(ms(150));
+    let late = script.acquire();
+    let violation = expect_violation(script.check(&late), invariant::LEGAL_TRANSITIONS);
+    assert!(violation.message.contains("not pumped"), "{violation}");
+}
+
+#[test]
+fn monotonic_open_wait_catches_a_breaker_timed_on_the_wall_clock() {
+    // Goal: with the wall-clock mutant, a wall jump forward ends the open wait early; the
+    // oracle, on the monotonic readings, does not follow.
+    let config = Config {
+        mutants: [Mutant::OpenWaitWallClock].into_iter().collect(),
+        ..small()
+    };
+    let mut script = Script::new(config);
+    for _ in 0..3 {
+        script.failed_call();
+    }
+    script.now.wall += Duration::from_secs(30);
+    let early = script.acquire();
+    expect_violation(script.check(&early), invariant::MONOTONIC_OPEN_WAIT);
+}
+
+#[test]
+fn closes_after_heal_reports_every_breaker_not_closed() {
+    // Goal: the liveness verdict fails when a breaker is still open or half-open at the bound,
+    // and names each one.
+    let states = vec![
+        ("client-1".to_string(), State::Closed),
+        ("client-2".to_string(), State::HalfOpen),
+        ("client-3".to_string(), State::Open),
+    ];
+    let violation = expect_violation(
+        closes_after_heal(&states, ms(900), ms(4_000)),
+        invariant::CLOSES_AFTER_HEAL,
+    );
+    assert!(violation
+        .message
+        .contains("client-2 half_open, client-3 open"));
+    closes_after_heal(&states[..1], ms(900), ms(4_000)).expect("all closed");
+}
+
+#[test]
+fn liveness_bound_follows_the_configuration() {
+    // Goal: the bound grows with the call timeout, the longest open wait and the probes.
+    // small(): max(300 ms call, no max wait) + 1.25 x 100 ms + 3 x 45 ms + 200 ms margin.
+    assert_eq!(liveness_bound(&small(), 300), ms(300 + 125 + 135 + 200));
+    let longer = Config {
+        half_open_wait_max: Some(ms(400)),
+        half_open_probes_max: 3,
+        ..small()
+    };
+    assert_eq!(liveness_bound(&longer, 300), ms(400 + 125 + 5 * 45 + 200));
+}
