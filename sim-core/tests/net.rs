@@ -141,6 +141,16 @@ fn drops(report: &Report, reason: DropReason) -> usize {
         .count()
 }
 
+/// When the messages dropped for `reason` were dropped, in milliseconds.
+fn drop_times_ms(report: &Report, reason: DropReason) -> Vec<u64> {
+    let timeline = report.timeline.as_ref().expect("trace.keep is on");
+    let dropped = |event: &Event| matches!(event, Event::Net(NetEvent::Drop { reason: r, .. }) if *r == reason);
+    (timeline.events.iter())
+        .filter(|event| dropped(&event.event))
+        .map(|event| event.time_ns / 1_000_000)
+        .collect()
+}
+
 fn assert_pass(report: &Report) {
     assert!(report.outcome.is_pass(), "{}", report.outcome);
 }
@@ -442,6 +452,270 @@ fn ordered_connection_breaks_on_partition_and_the_sender_learns() {
     let logs = ordered_across_a_cut(false, 30);
     assert_eq!(logs.values_at(1), vec![1, 2, 3]);
     assert!(logs.sends().iter().all(|(_, result)| result.is_ok()));
+}
+
+/// Steps that send `values` to node `to` all at once, `start_ms` after the previous step.
+fn burst_from(start_ms: u64, to: u32, values: std::ops::Range<u32>) -> Vec<Step> {
+    let first = values.start;
+    values
+        .map(|value| step(if value == first { start_ms } else { 0 }, to, value))
+        .collect()
+}
+
+/// With `hold_capacity` 2 and a 5 ms link held from 5 ms to 20 ms: an ordered a sends 0, 1
+/// and 2 at 10 ms (2 overflows the hold when `capacity` is 2), 4 at 30 ms and 5 at 31 ms.
+fn ordered_hold_run(capacity: usize) -> (Logs, Report) {
+    let logs = Logs::default();
+    let l = logs.clone();
+    let mut script = burst_from(10, 1, 0..3);
+    script.extend([step(20, 1, 4), step(1, 1, 5)]);
+    let mut config = config(fixed_latency(5));
+    config.net.hold_capacity = capacity;
+    let report = run(17, config, move |sim| async move {
+        let a = peer(&sim, "a", &l, script, true);
+        let b = peer(&sim, "b", &l, vec![], false);
+        sim.sleep(ms(5)).await;
+        sim.net().hold(a, b).unwrap();
+        sim.sleep(ms(15)).await;
+        sim.net().release(a, b).unwrap();
+        sim.sleep(ms(40)).await;
+        Ok(())
+    });
+    assert_pass(&report);
+    (logs, report)
+}
+
+#[test]
+fn ordered_hold_overflow_breaks_the_connection_and_the_receiver_sees_no_gap() {
+    let broken = Err(NetError::ConnectionBroken { peer: NodeId(1) });
+    let (logs, report) = ordered_hold_run(2);
+    // 0 and 1 were sent before the overflow and still arrive; 2 is lost, so the connection
+    // broke: a learns it at its next send (4), and 5 opens a new connection.
+    assert_eq!(logs.values_at(1), vec![0, 1, 5]);
+    assert_eq!(
+        logs.sends(),
+        vec![
+            (0, Ok(())),
+            (1, Ok(())),
+            (2, Ok(())),
+            (4, broken),
+            (5, Ok(()))
+        ]
+    );
+    assert_eq!(drops(&report, DropReason::HoldFull), 1);
+    assert_eq!(
+        drops(&report, DropReason::ConnectionBroken),
+        1,
+        "the refused 4"
+    );
+
+    // Room for all three: nothing is lost, nothing breaks.
+    let (logs, report) = ordered_hold_run(3);
+    assert_eq!(logs.values_at(1), vec![0, 1, 2, 4, 5]);
+    assert!(logs.sends().iter().all(|(_, result)| result.is_ok()));
+    assert_eq!(drops(&report, DropReason::HoldFull), 0);
+    assert_eq!(drops(&report, DropReason::ConnectionBroken), 0);
+}
+
+/// With `in_flight_max` `limit`: an ordered a sends 0, 1 and 2 to b at 10 ms over a 5 ms
+/// link, 3 at 20 ms and 4 at 21 ms.
+fn ordered_in_flight_run(limit: usize) -> (Logs, Report) {
+    let logs = Logs::default();
+    let l = logs.clone();
+    let mut script = burst_from(10, 1, 0..3);
+    script.extend([step(10, 1, 3), step(1, 1, 4)]);
+    let mut config = config(fixed_latency(5));
+    config.net.in_flight_max = limit;
+    let report = run(18, config, move |sim| async move {
+        peer(&sim, "a", &l, script, true);
+        peer(&sim, "b", &l, vec![], false);
+        sim.sleep(ms(40)).await;
+        Ok(())
+    });
+    assert_pass(&report);
+    (logs, report)
+}
+
+#[test]
+fn ordered_in_flight_overflow_breaks_the_connection() {
+    let broken = Err(NetError::ConnectionBroken { peer: NodeId(1) });
+    // 2 does not fit in the network: 0 and 1, sent before it, still arrive; a learns at 3.
+    let (logs, report) = ordered_in_flight_run(2);
+    assert_eq!(logs.values_at(1), vec![0, 1, 4]);
+    assert_eq!(logs.sends()[2], (2, Ok(())));
+    assert_eq!(logs.sends()[3], (3, broken));
+    assert_eq!(drops(&report, DropReason::InFlightFull), 1);
+
+    let (logs, report) = ordered_in_flight_run(1_000);
+    assert_eq!(logs.values_at(1), vec![0, 1, 2, 3, 4]);
+    assert!(logs.sends().iter().all(|(_, result)| result.is_ok()));
+    assert_eq!(drops(&report, DropReason::InFlightFull), 0);
+}
+
+/// With an inbox of 2: b is paused from 5 ms to `resume_ms`; an ordered a sends 0..5 to b,
+/// 2 ms apart from 10 ms over a 5 ms link (arriving at 15, 17, 19, 21 and 23 ms), then 5
+/// at 30 ms and 6 at 32 ms.
+fn ordered_inbox_run(resume_ms: u64) -> (Logs, Report) {
+    let logs = Logs::default();
+    let l = logs.clone();
+    let mut script: Vec<Step> = (0..5)
+        .map(|value| step(if value == 0 { 10 } else { 2 }, 1, value))
+        .collect();
+    script.extend([step(12, 1, 5), step(2, 1, 6)]);
+    let mut config = config(fixed_latency(5));
+    config.net.inbox_capacity = 2;
+    let report = run(19, config, move |sim| async move {
+        peer(&sim, "a", &l, script, true);
+        let b = peer(&sim, "b", &l, vec![], false);
+        sim.sleep(ms(5)).await;
+        sim.pause(b);
+        sim.sleep(ms(resume_ms - 5)).await;
+        sim.resume(b);
+        sim.sleep(ms(40)).await;
+        Ok(())
+    });
+    assert_pass(&report);
+    (logs, report)
+}
+
+#[test]
+fn ordered_inbox_full_drops_the_rest_of_the_connection_in_flight_and_the_sender_learns() {
+    let broken = Err(NetError::ConnectionBroken { peer: NodeId(1) });
+    // 2 finds the inbox full at 19 ms; b reads 0 and 1 at 20 ms, so 3 and 4 would fit, but
+    // they come after a lost message: they are dropped, never delivered after a gap.
+    let (logs, report) = ordered_inbox_run(20);
+    assert_eq!(logs.values_at(1), vec![0, 1, 6]);
+    assert_eq!(logs.sends()[5], (5, broken));
+    assert_eq!(logs.sends()[6], (6, Ok(())));
+    assert_eq!(drops(&report, DropReason::InboxFull), 1);
+    // 3 and 4 in flight, and the refused send of 5.
+    assert_eq!(drops(&report, DropReason::ConnectionBroken), 3);
+
+    // b resumes before 2 arrives: nothing is lost.
+    let (logs, report) = ordered_inbox_run(18);
+    assert_eq!(logs.values_at(1), (0..7).collect::<Vec<u32>>());
+    assert_eq!(drops(&report, DropReason::ConnectionBroken), 0);
+}
+
+/// An ordered a sends 0, 1 and 2 to b's port, 2 ms apart from 10 ms over a 5 ms link
+/// (arriving at 15, 17 and 19 ms), then 3 at 25 ms and 4 at 27 ms; b binds the port at
+/// `bind_ms`.
+fn ordered_no_socket_run(bind_ms: u64) -> (Logs, Report) {
+    let logs = Logs::default();
+    let l = logs.clone();
+    let script = vec![
+        step(10, 1, 0),
+        step(2, 1, 1),
+        step(2, 1, 2),
+        step(11, 1, 3),
+        step(2, 1, 4),
+    ];
+    let report = run(20, config(fixed_latency(5)), move |sim| async move {
+        peer(&sim, "a", &l, script, true);
+        let got = l.got.clone();
+        sim.node("b")
+            .init(move || {
+                let got = got.clone();
+                async move {
+                    time::sleep(ms(bind_ms)).await;
+                    let socket = Socket::bind(PORT).unwrap();
+                    while let Ok((from, value)) = socket.recv::<u32>().await {
+                        got.lock().unwrap().push(Got {
+                            at: NodeId(1),
+                            from: from.node,
+                            value,
+                            time_ns: time::now().as_nanos(),
+                        });
+                    }
+                }
+            })
+            .build();
+        sim.sleep(ms(40)).await;
+        Ok(())
+    });
+    assert_pass(&report);
+    (logs, report)
+}
+
+#[test]
+fn ordered_no_socket_drops_the_rest_of_the_connection_in_flight_and_the_sender_learns() {
+    let broken = Err(NetError::ConnectionBroken { peer: NodeId(1) });
+    // 0 finds no socket at 15 ms; 1 and 2, still in flight, must not arrive after that gap.
+    let (logs, report) = ordered_no_socket_run(16);
+    assert_eq!(logs.values_at(1), vec![4]);
+    assert_eq!(logs.sends()[3], (3, broken));
+    assert_eq!(drops(&report, DropReason::NoSocket), 1);
+    assert_eq!(drops(&report, DropReason::ConnectionBroken), 3);
+
+    let (logs, report) = ordered_no_socket_run(5);
+    assert_eq!(logs.values_at(1), vec![0, 1, 2, 3, 4]);
+    assert_eq!(drops(&report, DropReason::NoSocket), 0);
+}
+
+/// Which node of an ordered connection crashes, and when.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Crashes {
+    /// The sender, at 12 ms, with its messages in flight.
+    SenderInFlight,
+    /// The sender, at 12 ms, with its messages held on the link (from 5 to 13 ms).
+    SenderHeld,
+    /// The receiver, at 11 ms, restarted at 12 ms.
+    Receiver,
+}
+
+/// An ordered a sends 1 and 2 to b at 10 ms over a 5 ms link, then 3 at 13 ms and 4 at
+/// 14 ms (when it is still up), while `crashes` happens.
+fn ordered_crash_run(crashes: Crashes) -> (Logs, Report) {
+    let logs = Logs::default();
+    let l = logs.clone();
+    let script = vec![step(10, 1, 1), step(0, 1, 2), step(3, 1, 3), step(1, 1, 4)];
+    let report = run(21, config(fixed_latency(5)), move |sim| async move {
+        let a = peer(&sim, "a", &l, script, true);
+        let b = peer(&sim, "b", &l, vec![], false);
+        let net = sim.net();
+        sim.sleep(ms(5)).await;
+        if crashes == Crashes::SenderHeld {
+            net.hold(a, b).unwrap();
+        }
+        sim.sleep(ms(6)).await;
+        if crashes == Crashes::Receiver {
+            sim.crash(b);
+        }
+        sim.sleep(ms(1)).await;
+        match crashes {
+            Crashes::Receiver => sim.restart(b),
+            Crashes::SenderInFlight | Crashes::SenderHeld => sim.crash(a),
+        }
+        sim.sleep(ms(1)).await;
+        net.release(a, b).unwrap();
+        sim.sleep(ms(30)).await;
+        Ok(())
+    });
+    assert_pass(&report);
+    (logs, report)
+}
+
+#[test]
+fn ordered_crash_loses_messages_in_flight_and_stale_ones_never_break_the_next_connection() {
+    // The sender crashed: its connection broke and what it had in flight or held is lost,
+    // on arrival (15 ms) or at the release (13 ms), never put back in flight.
+    for (crashes, at_ms) in [(Crashes::SenderInFlight, 15), (Crashes::SenderHeld, 13)] {
+        let (logs, report) = ordered_crash_run(crashes);
+        assert_eq!(logs.values_at(1), Vec::<u32>::new(), "{crashes:?}");
+        let dropped = drop_times_ms(&report, DropReason::ConnectionBroken);
+        assert_eq!(dropped, vec![at_ms, at_ms], "{crashes:?}");
+    }
+
+    // The receiver crashed: a learns it once (3), and its new connection (4) is not broken
+    // by 1 and 2 arriving too late for the old b.
+    let broken = Err(NetError::ConnectionBroken { peer: NodeId(1) });
+    let (logs, report) = ordered_crash_run(Crashes::Receiver);
+    assert_eq!(logs.values_at(1), vec![4]);
+    assert_eq!(
+        logs.sends(),
+        vec![(1, Ok(())), (2, Ok(())), (3, broken), (4, Ok(()))]
+    );
+    assert_eq!(drops(&report, DropReason::ConnectionBroken), 3);
 }
 
 /// With `hold_capacity` 5 and latencies of 10 to 20 ms: a sends 100 at 3 ms (in flight when

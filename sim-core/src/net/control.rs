@@ -79,7 +79,7 @@ fn block(world: &mut World, from: NodeId, to: NodeId) {
         return;
     }
     link.blocked = true;
-    link.epoch += 1;
+    link.break_connection();
     let held: Vec<Packet> = link
         .hold
         .as_mut()
@@ -202,7 +202,9 @@ impl NetControl {
     }
 
     /// Releases a held link: the queued messages flow again, in the order they were sent
-    /// (each with a fresh latency, never overtaking the one before).
+    /// (each with a fresh latency, never overtaking the one before). Ordered messages whose
+    /// connection broke while they were held are dropped
+    /// ([`super::DropReason::ConnectionBroken`]).
     pub fn release(&self, from: NodeId, to: NodeId) -> Result<(), NetError> {
         crate::world::with(|world| {
             check_nodes(world, &[from, to])?;
@@ -219,6 +221,12 @@ impl NetControl {
             let now = state::now_ns(world);
             let mut previous = 0;
             for packet in queue {
+                if world.net.is_lost(&packet) {
+                    // Its connection broke while it was held (a crash of either node).
+                    let (id, from, to) = (packet.id, packet.from, packet.to);
+                    state::record_drop(world, to.node, id, from, to, DropReason::ConnectionBroken);
+                    continue;
+                }
                 let at = (now + state::draw_latency(world, &config)).max(previous);
                 previous = at;
                 state::schedule_on_link(world, packet, at);

@@ -49,7 +49,9 @@ pub enum DropReason {
     SocketClosed,
     /// An RPC response arrived after its caller gave up (timed out or was dropped).
     LateReply,
-    /// An ordered send was refused because the connection broke (see [`super::Socket::send`]).
+    /// An ordered send was refused because the connection broke (see [`super::Socket::send`]),
+    /// or an ordered message in flight or held belongs to a connection that lost a message
+    /// sent before it (so that its receiver never sees a gap).
     ConnectionBroken,
     /// Too many messages were in flight in the whole network
     /// ([`super::NetConfig::in_flight_max`]).

@@ -75,11 +75,17 @@
 //! *ordered* when its socket is ([`Socket::set_ordered`]) or its link is
 //! ([`LinkConfig::ordered`]). Ordered messages on a link are delivered in the order they were
 //! sent, never lost to [`LinkConfig::loss_probability`] and never duplicated (TCP retransmits
-//! and deduplicates). The link carries a *connection* that breaks when the link is
-//! partitioned, when either node crashes, or when an ordered message finds no socket or a full
-//! inbox at the receiver; the messages in flight are lost then. The sender learns it: its next
-//! ordered send to that node fails once with [`NetError::ConnectionBroken`] (and every ordered
-//! send fails so while the link is cut); the send after that opens a fresh connection.
+//! and deduplicates). The link carries a *connection*, and a connection delivers a gapless
+//! prefix of what was sent on it, in order. It breaks whenever one of its messages is
+//! dropped, for any reason: the link is partitioned, the hold queue or the network is full
+//! ([`DropReason::HoldFull`], [`DropReason::InFlightFull`]), the receiver has no socket, a
+//! full inbox, is down or restarted, or either node crashes. Every message sent on it after
+//! the dropped one, still in flight or held, is dropped too ([`DropReason::ConnectionBroken`]);
+//! those sent before it still arrive (a crash or a partition loses them all). The sender
+//! learns it: its next ordered send to that node fails once with
+//! [`NetError::ConnectionBroken`] (and every ordered send fails so while the link is cut); the
+//! send after that opens a fresh connection. An RPC response that comes after its caller gave
+//! up ([`DropReason::LateReply`]) did arrive: it breaks nothing.
 //!
 //! ## RPC
 //! [`Socket::call`] sends a request with a correlation id and waits for the response until a
@@ -320,8 +326,9 @@ pub enum NetError {
     /// The socket was closed (its node crashed).
     #[error("socket closed")]
     Closed,
-    /// The ordered connection to `peer` broke; earlier messages may be lost. The next send
-    /// opens a new connection (if the link is not cut).
+    /// The ordered connection to `peer` broke; messages sent on it may be lost (never one
+    /// without those sent after it). The next send opens a new connection (if the link is not
+    /// cut).
     #[error("connection to {peer} broken")]
     ConnectionBroken {
         /// The node at the other end.

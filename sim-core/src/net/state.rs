@@ -28,10 +28,18 @@ pub(super) struct Packet {
     pub to_incarnation: u64,
     pub kind: MessageKind,
     pub payload: Vec<u8>,
-    pub ordered: bool,
+    /// For an ordered message, the epoch of its link's connection when it was sent (see
+    /// [`Link::epoch`]); `None` for a datagram.
+    pub connection: Option<u64>,
     /// A duplicate made by the network (never duplicated again).
     pub copy: bool,
     pub sent_at_ns: u64,
+}
+
+impl Packet {
+    pub fn ordered(&self) -> bool {
+        self.connection.is_some()
+    }
 }
 
 /// A message waiting in a socket's inbox.
@@ -89,15 +97,56 @@ pub(super) struct NodeNet {
 }
 
 /// The state of one directed link; links that were never touched have no entry.
+///
+/// The link carries one ordered connection at a time, numbered by `epoch`; every ordered
+/// message is stamped with the epoch it was sent in. A break bumps the epoch (senders learn
+/// it at their next ordered send, see `connection_usable`). Messages of a broken connection
+/// that were sent after a lost one must never arrive, or the receiver would see a gap: the
+/// connections below `lost_below` are lost, and what is left of them is dropped as
+/// [`DropReason::ConnectionBroken`] when it arrives or is released.
 #[derive(Default)]
 pub(super) struct Link {
     pub config: Option<LinkConfig>,
     pub blocked: bool,
     pub hold: Option<VecDeque<Packet>>,
-    /// Bumped every time the link's ordered connection breaks.
+    /// The current ordered connection; bumped every time it breaks.
     pub epoch: u64,
+    /// Ordered messages of connections below this epoch are lost (never more than `epoch`).
+    pub lost_below: u64,
     /// Delivery time of the last ordered message scheduled on the link.
     pub ordered_last_ns: u64,
+}
+
+impl Link {
+    /// Whether `packet` belongs to a connection whose remaining messages are lost.
+    pub fn is_lost(&self, packet: &Packet) -> bool {
+        packet
+            .connection
+            .is_some_and(|epoch| epoch < self.lost_below)
+    }
+
+    /// Breaks the current connection and loses every ordered message still in flight or held
+    /// on the link (a partition or a crash).
+    pub fn break_connection(&mut self) {
+        self.epoch += 1;
+        self.lost_below = self.epoch;
+    }
+
+    /// The newest message of connection `epoch` was dropped on its way out (hold or in-flight
+    /// overflow): the connection breaks, and the messages sent before it still arrive.
+    pub fn lost_newest(&mut self, epoch: u64) {
+        if epoch == self.epoch {
+            self.epoch += 1;
+        }
+    }
+
+    /// A message of connection `epoch` was dropped at its receiver: the connection breaks,
+    /// and every message of it that is left is lost. Ordered messages arrive in the order they
+    /// were sent, so all that is left of the connection was sent after the dropped one.
+    pub fn lost_on_arrival(&mut self, epoch: u64) {
+        self.lost_newest(epoch);
+        self.lost_below = self.lost_below.max(epoch + 1);
+    }
 }
 
 /// Running totals, see [`super::NetStats`].
@@ -239,9 +288,18 @@ impl NetState {
         id
     }
 
-    /// Breaks the ordered connection of the link `from` to `to`.
-    pub(super) fn break_connection(&mut self, from: NodeId, to: NodeId) {
-        self.links.entry((from, to)).or_default().epoch += 1;
+    /// The state of the link `from` to `to` (a default one if it was never touched).
+    pub(super) fn link_mut(&mut self, from: NodeId, to: NodeId) -> &mut Link {
+        self.links.entry((from, to)).or_default()
+    }
+
+    /// Whether `packet` belongs to an ordered connection whose remaining messages are lost.
+    pub(super) fn is_lost(&self, packet: &Packet) -> bool {
+        if !packet.ordered() {
+            return false;
+        }
+        let link = self.links.get(&(packet.from.node, packet.to.node));
+        link.is_some_and(|link| link.is_lost(packet))
     }
 }
 
@@ -333,9 +391,7 @@ pub(super) fn send(
         kind,
     };
     world.record(Some(from.node), Event::Net(event));
-    let now = now_ns(world);
-    let link_key = (from.node, to.node);
-    let (config, blocked, held) = match world.net.links.get(&link_key) {
+    let (config, blocked, held) = match world.net.links.get(&(from.node, to.node)) {
         None => (world.net.default_link, false, false),
         Some(link) => (
             link.config.unwrap_or(world.net.default_link),
@@ -343,11 +399,15 @@ pub(super) fn send(
             link.hold.is_some(),
         ),
     };
-    let ordered = socket_ordered || config.ordered;
-    if ordered && !connection_usable(world, from, socket_id, to.node, blocked) {
-        record_drop(world, from.node, id, from, to, DropReason::ConnectionBroken);
-        return Err(NetError::ConnectionBroken { peer: to.node });
-    }
+    let connection = if socket_ordered || config.ordered {
+        let Some(epoch) = connection_usable(world, from, socket_id, to.node, blocked) else {
+            record_drop(world, from.node, id, from, to, DropReason::ConnectionBroken);
+            return Err(NetError::ConnectionBroken { peer: to.node });
+        };
+        Some(epoch)
+    } else {
+        None
+    };
     if blocked {
         record_drop(world, from.node, id, from, to, DropReason::Partition);
         return Ok(());
@@ -359,33 +419,41 @@ pub(super) fn send(
         to_incarnation: world.node(to.node).incarnation,
         kind,
         payload,
-        ordered,
+        connection,
         copy: false,
-        sent_at_ns: now,
+        sent_at_ns: now_ns(world),
     };
-    if held {
-        hold_push(world, packet);
-        return Ok(());
-    }
-    if world.net.in_flight.len() >= world.net.in_flight_max {
-        drop_packet(world, from.node, &packet, DropReason::InFlightFull);
-        return Ok(());
-    }
-    let deliver_at = now + draw_latency(world, &config);
-    schedule_on_link(world, packet, deliver_at);
+    dispatch(world, packet, &config, held);
     Ok(())
 }
 
-/// Whether an ordered send from this socket to `peer` may go ahead; a broken connection is
-/// reported once (then the next send reconnects), and always while the link is cut.
+/// Sends `packet` on its way: into its link's hold queue if the link is held, else in flight.
+fn dispatch(world: &mut World, packet: Packet, config: &LinkConfig, held: bool) {
+    if held {
+        return hold_push(world, packet);
+    }
+    if world.net.in_flight.len() >= world.net.in_flight_max {
+        if let Some(epoch) = packet.connection {
+            let link = world.net.link_mut(packet.from.node, packet.to.node);
+            link.lost_newest(epoch);
+        }
+        return drop_packet(world, packet.from.node, &packet, DropReason::InFlightFull);
+    }
+    let deliver_at = packet.sent_at_ns + draw_latency(world, config);
+    schedule_on_link(world, packet, deliver_at);
+}
+
+/// The connection epoch an ordered send from this socket to `peer` goes out in, or `None`
+/// if it may not go ahead: a broken connection is reported once (then the next send
+/// reconnects), and always while the link is cut.
 fn connection_usable(
     world: &mut World,
     from: Addr,
     socket_id: u64,
     peer: NodeId,
     blocked: bool,
-) -> bool {
-    let epoch = world.net.links.entry((from.node, peer)).or_default().epoch;
+) -> Option<u64> {
+    let epoch = world.net.link_mut(from.node, peer).epoch;
     let socket = world
         .net
         .socket_mut(from, socket_id)
@@ -393,18 +461,14 @@ fn connection_usable(
     let seen = socket.connections.entry(peer).or_insert(epoch);
     let broken = *seen != epoch || blocked;
     *seen = epoch;
-    !broken
+    (!broken).then_some(epoch)
 }
 
 /// Schedules `packet` at `deliver_at_ns`, later if an ordered message of its link is due
 /// later (ordered messages never overtake each other).
 pub(super) fn schedule_on_link(world: &mut World, packet: Packet, mut deliver_at_ns: u64) {
-    if packet.ordered {
-        let link = world
-            .net
-            .links
-            .entry((packet.from.node, packet.to.node))
-            .or_default();
+    if packet.ordered() {
+        let link = world.net.link_mut(packet.from.node, packet.to.node);
         deliver_at_ns = deliver_at_ns.max(link.ordered_last_ns);
         link.ordered_last_ns = deliver_at_ns;
     }
@@ -419,21 +483,27 @@ pub(super) fn schedule(world: &mut World, packet: Packet, deliver_at_ns: u64) {
     super::pump::arm(world, deliver_at_ns);
 }
 
-/// Queues `packet` on its held link, or drops it if the queue is full.
+/// Queues `packet` on its held link, or drops it if the queue is full or its connection is
+/// lost.
 pub(super) fn hold_push(world: &mut World, packet: Packet) {
     let capacity = world.net.hold_capacity;
-    let link = world
-        .net
-        .links
-        .entry((packet.from.node, packet.to.node))
-        .or_default();
-    let queue = link.hold.as_mut().expect("the link is held");
-    if queue.len() >= capacity {
-        let node = packet.from.node;
-        drop_packet(world, node, &packet, DropReason::HoldFull);
+    let link = world.net.link_mut(packet.from.node, packet.to.node);
+    let reason = if link.is_lost(&packet) {
+        // Taken from flight by `NetControl::hold` after its connection broke.
+        DropReason::ConnectionBroken
+    } else if link.hold.as_ref().expect("the link is held").len() >= capacity {
+        // It is the newest of its connection: either it was just sent, or `NetControl::hold`
+        // is queueing what was in flight, in send order, and once full the queue stays full
+        // until the release, so every later message of the connection overflows too.
+        if let Some(epoch) = packet.connection {
+            link.lost_newest(epoch);
+        }
+        DropReason::HoldFull
+    } else {
+        link.hold.as_mut().expect("checked above").push_back(packet);
         return;
-    }
-    queue.push_back(packet);
+    };
+    drop_packet(world, packet.from.node, &packet, reason);
 }
 
 /// Delivers every message that is due; called by the delivery engine.
@@ -453,14 +523,17 @@ pub(super) fn deliver_due(world: &mut World) {
 
 fn deliver(world: &mut World, packet: Packet, now: u64) {
     let to = packet.to;
+    if world.net.is_lost(&packet) {
+        return drop_packet(world, to.node, &packet, DropReason::ConnectionBroken);
+    }
     let node = world.node(to.node);
     if node.state == NodeState::Down {
-        return drop_packet(world, to.node, &packet, DropReason::NodeDown);
+        return drop_on_arrival(world, &packet, DropReason::NodeDown);
     }
     if node.incarnation != packet.to_incarnation {
-        return drop_packet(world, to.node, &packet, DropReason::StaleIncarnation);
+        return drop_on_arrival(world, &packet, DropReason::StaleIncarnation);
     }
-    if !packet.ordered {
+    if !packet.ordered() {
         let link = world.net.link_config(packet.from.node, to.node);
         if draw(world, link.loss_probability) {
             return drop_packet(world, to.node, &packet, DropReason::Loss);
@@ -469,7 +542,7 @@ fn deliver(world: &mut World, packet: Packet, now: u64) {
             duplicate(world, &packet, &link, now);
         }
     }
-    let (id, from, ordered) = (packet.id, packet.from, packet.ordered);
+    let (id, from, connection) = (packet.id, packet.from, packet.connection);
     let bytes = u32::try_from(packet.payload.len()).unwrap_or(u32::MAX);
     match into_socket(&mut world.net, packet) {
         Ok(()) => {
@@ -483,12 +556,28 @@ fn deliver(world: &mut World, packet: Packet, now: u64) {
             world.record(Some(to.node), Event::Net(event));
         }
         Err(reason) => {
-            if ordered && reason != DropReason::LateReply {
-                world.net.break_connection(from.node, to.node);
+            match connection {
+                // A late reply did arrive: its connection carried it, its caller gave up.
+                Some(_) if reason == DropReason::LateReply => {}
+                Some(epoch) => world
+                    .net
+                    .link_mut(from.node, to.node)
+                    .lost_on_arrival(epoch),
+                None => {}
             }
             record_drop(world, to.node, id, from, to, reason);
         }
     }
+}
+
+/// Drops `packet` at its receiver; if it is ordered, its connection breaks and loses the
+/// rest of its messages.
+fn drop_on_arrival(world: &mut World, packet: &Packet, reason: DropReason) {
+    if let Some(epoch) = packet.connection {
+        let link = world.net.link_mut(packet.from.node, packet.to.node);
+        link.lost_on_arrival(epoch);
+    }
+    drop_packet(world, packet.to.node, packet, reason);
 }
 
 fn duplicate(world: &mut World, packet: &Packet, link: &LinkConfig, now: u64) {
@@ -506,7 +595,7 @@ fn duplicate(world: &mut World, packet: &Packet, link: &LinkConfig, now: u64) {
         to_incarnation: packet.to_incarnation,
         kind: packet.kind,
         payload: packet.payload.clone(),
-        ordered: false,
+        connection: None,
         copy: true,
         sent_at_ns: now,
     };
@@ -561,8 +650,9 @@ fn into_socket(net: &mut NetState, packet: Packet) -> Result<(), DropReason> {
 }
 
 /// Crash effects: the node's sockets close and what was queued for them is dropped; ordered
-/// connections to and from the node break. Messages still in flight to it are dropped when
-/// they arrive (the node is down, or restarted as a new incarnation).
+/// connections to and from the node break, and their messages still in flight or held are
+/// dropped when they arrive or are released. Datagrams still in flight to the node are
+/// dropped when they arrive (the node is down, or restarted as a new incarnation).
 pub(crate) fn on_crash(world: &mut World, node: NodeId) {
     let sockets = std::mem::take(&mut world.net.nodes[node.0 as usize].sockets);
     for (port, socket) in sockets {
@@ -570,7 +660,7 @@ pub(crate) fn on_crash(world: &mut World, node: NodeId) {
     }
     for ((from, to), link) in world.net.links.iter_mut() {
         if *from == node || *to == node {
-            link.epoch += 1;
+            link.break_connection();
         }
     }
 }
