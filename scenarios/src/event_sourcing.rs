@@ -26,7 +26,7 @@
 //! Always (see [`oracle`] for the exact rules): `replay-equals-live`, `acked-appends-survive`,
 //! `versions-gapless`, `linearizable` (appends and stream reads against the harness's
 //! `EventLog` model, partitioned by stream; the checker's "unknown" counts as a pass and is
-//! counted, see [`measurements`]), `idempotent`, `corruption-detected`. Eventually:
+//! counted, see [`measurements_of`]), `idempotent`, `corruption-detected`. Eventually:
 //! `available-after-heal` (after healing, an append and a full read succeed and the subscriber
 //! has every event within 3 s; then the store is crashed while a burst of appends is in
 //! flight and restarted, and within 3 s a full read holds everything acknowledged). Sometimes: `recovered-torn-tail`, `group-commit`,
@@ -39,6 +39,7 @@
 mod clients;
 pub mod oracle;
 
+pub use clients::{check_live, LogHistory};
 use clients::{report, true_ns, Ctx, CALL_TIMEOUT, READ_COUNT_MAX};
 use futures::future::LocalBoxFuture;
 use harness::linearizability::models::EventLog;
@@ -61,7 +62,6 @@ use sim_core::net::Addr;
 use sim_core::{time, NodeId, SimConfig, Violation};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -345,8 +345,9 @@ impl Scenario for EventSourcing {
     }
 }
 
-/// Counters over every run of this process, for measuring (they never change a verdict).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A run's counters, for measuring (they never change a verdict). A passing run notes them in
+/// its trace; read them back with [`measurements_of`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Measurements {
     /// Commits that made at least one append durable.
     pub commits_with_appends: u64,
@@ -360,49 +361,65 @@ pub struct Measurements {
     pub linearizability_unknown: u64,
 }
 
-static COMMITS_WITH_APPENDS: AtomicU64 = AtomicU64::new(0);
-static APPENDS_COMMITTED: AtomicU64 = AtomicU64::new(0);
-static APPENDS_PER_COMMIT_MAX: AtomicU64 = AtomicU64::new(0);
-static LINEARIZABILITY_CHECKS: AtomicU64 = AtomicU64::new(0);
-static LINEARIZABILITY_UNKNOWN: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    // Every run has its own thread (sim-core's runner), so these count exactly one run.
+    static MEASUREMENTS: Cell<Measurements> = const { Cell::new(Measurements {
+        commits_with_appends: 0,
+        appends_committed: 0,
+        appends_per_commit_max: 0,
+        linearizability_checks: 0,
+        linearizability_unknown: 0,
+    }) };
+}
 
-/// The counters so far, over every run of this process.
-pub fn measurements() -> Measurements {
-    Measurements {
-        commits_with_appends: COMMITS_WITH_APPENDS.load(Ordering::Relaxed),
-        appends_committed: APPENDS_COMMITTED.load(Ordering::Relaxed),
-        appends_per_commit_max: APPENDS_PER_COMMIT_MAX.load(Ordering::Relaxed),
-        linearizability_checks: LINEARIZABILITY_CHECKS.load(Ordering::Relaxed),
-        linearizability_unknown: LINEARIZABILITY_UNKNOWN.load(Ordering::Relaxed),
-    }
+/// The trace note that carries a run's measurements.
+const MEASUREMENTS_NOTE: &str = "event-sourcing measurements: ";
+
+fn note_measurements() {
+    let measurements = MEASUREMENTS.with(Cell::get);
+    let json = serde_json::to_string(&measurements).expect("plain counters serialize");
+    sim_core::trace::note(format!("{MEASUREMENTS_NOTE}{json}"));
+}
+
+/// The measurements a passing run noted in its trace (run it with the trace kept).
+pub fn measurements_of(timeline: &sim_core::trace::Timeline) -> Option<Measurements> {
+    timeline.events.iter().find_map(|event| match &event.event {
+        sim_core::trace::Event::Note { text } => text
+            .strip_prefix(MEASUREMENTS_NOTE)
+            .and_then(|json| serde_json::from_str(json).ok()),
+        _ => None,
+    })
+}
+
+fn measure(change: impl FnOnce(&mut Measurements)) {
+    MEASUREMENTS.with(|cell| {
+        let mut measurements = cell.get();
+        change(&mut measurements);
+        cell.set(measurements);
+    });
 }
 
 /// The store node's hook: sometimes-invariants and measurements (coverage only: no check
 /// trusts what the store says about itself).
 fn node_hook(observer: Observer) -> NodeHook {
-    Arc::new(move |event: &NodeEvent| {
-        if let NodeEvent::Opened { report } = event {
-            if std::env::var("ESDBG").is_ok() {
-                eprintln!("DBG opened {report:?}");
-            }
+    Arc::new(move |event: &NodeEvent| match event {
+        NodeEvent::Opened { report } if report.torn_tail.is_some() => {
+            observer.sometimes("recovered-torn-tail");
         }
-        match event {
-            NodeEvent::Opened { report } if report.torn_tail.is_some() => {
-                observer.sometimes("recovered-torn-tail");
+        NodeEvent::Halted { .. } => observer.sometimes("io-error-restart"),
+        NodeEvent::RefusedCorrupt { .. } => observer.sometimes("corruption-refused"),
+        NodeEvent::Committed { appends, .. } if *appends > 0 => {
+            if *appends > 1 {
+                observer.sometimes("group-commit");
             }
-            NodeEvent::Halted { .. } => observer.sometimes("io-error-restart"),
-            NodeEvent::RefusedCorrupt { .. } => observer.sometimes("corruption-refused"),
-            NodeEvent::Committed { appends, .. } if *appends > 0 => {
-                if *appends > 1 {
-                    observer.sometimes("group-commit");
-                }
-                COMMITS_WITH_APPENDS.fetch_add(1, Ordering::Relaxed);
-                APPENDS_COMMITTED.fetch_add(*appends, Ordering::Relaxed);
-                APPENDS_PER_COMMIT_MAX.fetch_max(*appends, Ordering::Relaxed);
-            }
-            NodeEvent::RetryRecognized => observer.sometimes("idempotent-retry"),
-            _ => {}
+            measure(|m| {
+                m.commits_with_appends += 1;
+                m.appends_committed += appends;
+                m.appends_per_commit_max = m.appends_per_commit_max.max(*appends);
+            });
         }
+        NodeEvent::RetryRecognized => observer.sometimes("idempotent-retry"),
+        _ => {}
     })
 }
 
@@ -418,6 +435,12 @@ fn mutants_of(env: &Env<Workload>) -> Mutants {
 }
 
 async fn run(env: Env<Workload>) -> Result<(), Violation> {
+    let result = run_phases(env).await;
+    note_measurements();
+    result
+}
+
+async fn run_phases(env: Env<Workload>) -> Result<(), Violation> {
     let mutants = mutants_of(&env);
     let observer = env.observer();
     let config = NodeConfig {
@@ -496,17 +519,19 @@ fn store_corrupted(env: &Env<Workload>) -> bool {
         .any(|episode| matches!(&episode.fault, Fault::DiskCorrupt { node } if node == STORE))
 }
 
-fn check_linearizable(history: &clients::LogHistory) -> Result<(), Violation> {
+/// Checks a history of appends and stream reads against the `EventLog` model, partitioned by
+/// stream; "unknown" (the search limit) passes and is counted.
+pub fn check_linearizable(history: &LogHistory) -> Result<(), Violation> {
     let limits = CheckLimits {
         steps_max: 2_000_000,
         memo_entries_max: 200_000,
     };
-    LINEARIZABILITY_CHECKS.fetch_add(1, Ordering::Relaxed);
+    measure(|m| m.linearizability_checks += 1);
     match check(&EventLog::new(), history, &limits) {
         CheckResult::Ok => Ok(()),
         CheckResult::Unknown { reason } => {
             // The search limit stopped the check: counted, and taken as a pass.
-            LINEARIZABILITY_UNKNOWN.fetch_add(1, Ordering::Relaxed);
+            measure(|m| m.linearizability_unknown += 1);
             sim_core::trace::note(format!("linearizability check gave up: {reason}"));
             Ok(())
         }

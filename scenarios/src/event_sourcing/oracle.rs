@@ -318,13 +318,14 @@ impl Oracle {
         let batch = &self.batches[&first];
         if batch.stream != event.stream || batch.events[index] != event.data {
             let message = format!(
-                "event {} differs from what was submitted: stream `{}` data {:?}, read stream \
-                 `{}` data {:?}",
+                "event {} differs from what was submitted: submitted to `{}` as {}, read from \
+                 `{}` as {}{}",
                 id,
                 batch.stream,
                 short(&batch.events[index]),
                 event.stream,
-                short(&event.data)
+                short(&event.data),
+                first_difference(&batch.events[index].payload, &event.data.payload)
             );
             return violation(CORRUPTION_DETECTED, message);
         }
@@ -502,15 +503,31 @@ fn describe(event: &RecordedEvent) -> String {
     )
 }
 
-/// An event's data with the payload shortened, for messages.
+/// An event's data without its payload, for messages.
 fn short(data: &EventData) -> String {
-    let head: Vec<u8> = data.payload.iter().take(16).copied().collect();
     format!(
-        "{} {} v{} {}B {:02x?}..",
+        "{} {} v{} ({} payload bytes)",
         data.event_id,
         data.event_type,
         data.schema_version,
-        data.payload.len(),
-        head
+        data.payload.len()
+    )
+}
+
+/// Where two payloads first differ, for messages.
+fn first_difference(submitted: &[u8], read: &[u8]) -> String {
+    let Some(at) = submitted
+        .iter()
+        .zip(read)
+        .position(|(a, b)| a != b)
+        .or_else(|| (submitted.len() != read.len()).then(|| submitted.len().min(read.len())))
+    else {
+        return String::new();
+    };
+    let window = |bytes: &[u8]| -> Vec<u8> { bytes.iter().skip(at).take(8).copied().collect() };
+    format!(
+        "; payloads differ from byte {at}: submitted {:02x?}.., read {:02x?}..",
+        window(submitted),
+        window(read)
     )
 }
