@@ -440,9 +440,14 @@ async fn run(env: Env<Workload>) -> Result<(), Violation> {
     result
 }
 
-async fn run_phases(env: Env<Workload>) -> Result<(), Violation> {
-    let mutants = mutants_of(&env);
-    let observer = env.observer();
+/// The nodes of a run.
+struct Nodes {
+    store: NodeId,
+    writers: Vec<NodeId>,
+    reader: NodeId,
+}
+
+fn build_nodes(env: &Env<Workload>, mutants: &Mutants) -> Nodes {
     let config = NodeConfig {
         store: StoreConfig {
             mutants: mutants.clone(),
@@ -450,64 +455,85 @@ async fn run_phases(env: Env<Workload>) -> Result<(), Violation> {
         },
         ..NodeConfig::default()
     };
-    let hook = node_hook(observer.clone());
+    let hook = node_hook(env.observer());
     let store = env
         .sim
         .node(STORE)
         .init(move || run_node(config.clone(), hook.clone()))
         .build();
-    let writers: Vec<NodeId> = WRITERS
+    let writers = WRITERS
         .iter()
         .map(|name| env.sim.node(*name).build())
         .collect();
     let reader = env.sim.node(READER).build();
-    let ctx = Rc::new(Ctx {
-        store: Addr::new(store, STORE_PORT),
-        oracle: RefCell::new(Oracle::new()),
-        history: RefCell::new(Default::default()),
-        lives: RefCell::new(Vec::new()),
-        subscribed: RefCell::new(Vec::new()),
-        stop: Cell::new(false),
-        mutants,
-        observer,
-        upcasters: account_upcasters(),
-    });
-    env.start_faults();
-    let subscription = {
-        let ctx = ctx.clone();
-        env.sim
-            .spawn_on(reader, async move { clients::subscriber(&ctx).await })
-    };
+    Nodes {
+        store,
+        writers,
+        reader,
+    }
+}
+
+/// Runs the writers and the reader to the end of their operations.
+async fn run_clients(env: &Env<Workload>, ctx: &Rc<Ctx>, nodes: &Nodes) {
     let mut running = Vec::new();
-    for ((node, ops), index) in writers.iter().zip(&env.workload.writers).zip(1u64..) {
+    for ((node, ops), index) in nodes.writers.iter().zip(&env.workload.writers).zip(1u64..) {
         let (ctx, ops) = (ctx.clone(), ops.clone());
         running.push(env.sim.spawn_on(*node, async move {
             clients::Writer::new(&ctx, index).run(ops).await;
         }));
     }
-    let reader_ops = env.workload.reader.clone();
-    let reader_ctx = ctx.clone();
+    let (reader_ctx, reader_ops) = (ctx.clone(), env.workload.reader.clone());
     let reader_id = WRITERS.len() as u64 + 1;
-    running.push(env.sim.spawn_on(reader, async move {
+    running.push(env.sim.spawn_on(nodes.reader, async move {
         clients::reader(&reader_ctx, reader_id, reader_ops).await;
     }));
     for client in running {
         // Clients never crash; a client task ends when its operations are done.
         let _ = client.await;
     }
-    check_linearizable(&ctx.history.borrow())?;
-    env.heal().await;
-    let corrupted = store_corrupted(&env);
-    let outcome = liveness(&env, &ctx, writers[0]).await;
-    if let Some(done) = judge(outcome, corrupted, "after healing") {
-        ctx.stop.set(true);
-        subscription.abort();
-        return done;
-    }
-    crash_under_load(&env, &ctx, writers[1], store).await;
-    let outcome = final_read(&env, &ctx, writers[0]).await;
+}
+
+async fn run_phases(env: Env<Workload>) -> Result<(), Violation> {
+    let mutants = mutants_of(&env);
+    let nodes = build_nodes(&env, &mutants);
+    let ctx = Rc::new(Ctx {
+        store: Addr::new(nodes.store, STORE_PORT),
+        oracle: RefCell::new(Oracle::new()),
+        history: RefCell::new(Default::default()),
+        lives: RefCell::new(Vec::new()),
+        subscribed: RefCell::new(Vec::new()),
+        stop: Cell::new(false),
+        mutants,
+        observer: env.observer(),
+        upcasters: account_upcasters(),
+    });
+    env.start_faults();
+    let subscriber_ctx = ctx.clone();
+    let subscription = env.sim.spawn_on(nodes.reader, async move {
+        clients::subscriber(&subscriber_ctx).await;
+    });
+    run_clients(&env, &ctx, &nodes).await;
+    let result = after_workload(&env, &ctx, &nodes).await;
     ctx.stop.set(true);
     subscription.abort();
+    result
+}
+
+/// The linearizability check, then healing and the liveness checks.
+async fn after_workload(
+    env: &Env<Workload>,
+    ctx: &Rc<Ctx>,
+    nodes: &Nodes,
+) -> Result<(), Violation> {
+    check_linearizable(&ctx.history.borrow())?;
+    env.heal().await;
+    let corrupted = store_corrupted(env);
+    let outcome = liveness(env, ctx, nodes.writers[0]).await;
+    if let Some(done) = judge(outcome, corrupted, "after healing") {
+        return done;
+    }
+    crash_under_load(env, ctx, nodes.writers[1], nodes.store).await;
+    let outcome = final_read(env, ctx, nodes.writers[0]).await;
     judge(outcome, corrupted, "after a restart of the healed store").unwrap_or(Ok(()))
 }
 
@@ -540,8 +566,8 @@ pub fn check_linearizable(history: &LogHistory) -> Result<(), Violation> {
 }
 
 /// How a liveness check ended.
-#[derive(Clone, Debug)]
-enum Liveness {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
     /// The store served within the bound.
     Available,
     /// The store refused with a corrupt-log error.
@@ -552,8 +578,10 @@ enum Liveness {
     Broken,
 }
 
-/// The verdict of a liveness outcome: `None` to go on, `Some(result)` to end the run.
-fn judge(outcome: Liveness, corrupted: bool, when: &str) -> Option<Result<(), Violation>> {
+/// The verdict of a liveness outcome (`when` says which check, for the message): `None` to go
+/// on, `Some(result)` to end the run. A refusal with a corrupt log passes only if `corrupted`
+/// (a corruption episode hit the store).
+pub fn judge(outcome: Liveness, corrupted: bool, when: &str) -> Option<Result<(), Violation>> {
     match outcome {
         Liveness::Available => None,
         Liveness::Broken => Some(Ok(())),

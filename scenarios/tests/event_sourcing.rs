@@ -16,8 +16,8 @@ use scenarios::event_sourcing::oracle::{
     LINEARIZABLE, VERSIONS_GAPLESS,
 };
 use scenarios::event_sourcing::{
-    check_linearizable, check_live, measurements_of, EventSourcing, Measurements,
-    REPLAY_EQUALS_LIVE,
+    check_linearizable, check_live, judge, measurements_of, EventSourcing, Liveness, Measurements,
+    AVAILABLE_AFTER_HEAL, REPLAY_EQUALS_LIVE,
 };
 use std::collections::BTreeSet;
 
@@ -361,4 +361,20 @@ fn linearizability_check_catches_two_winners_of_one_expected_version() {
         .unwrap();
     let violation = check_linearizable(&raced).unwrap_err();
     assert_eq!(violation.invariant, LINEARIZABLE);
+}
+
+#[test]
+fn liveness_judge_demands_availability_unless_corruption_was_injected() {
+    // Goal: an unavailable store fails the run; a store refusing with a corrupt log passes
+    // only when a corruption episode hit it.
+    assert_eq!(judge(Liveness::Available, false, "now"), None);
+    let unavailable = Liveness::Unavailable("no full read succeeded".into());
+    let violation = judge(unavailable.clone(), true, "now")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(violation.invariant, AVAILABLE_AFTER_HEAL);
+    let refused = Liveness::RefusedCorrupt("corrupt record at offset 0".into());
+    assert_eq!(judge(refused.clone(), true, "now"), Some(Ok(())));
+    let violation = judge(refused, false, "now").unwrap().unwrap_err();
+    assert_eq!(violation.invariant, AVAILABLE_AFTER_HEAL);
 }

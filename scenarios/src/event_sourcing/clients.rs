@@ -83,8 +83,6 @@ pub enum AppendOutcome {
     Appended(Appended),
     /// Refused for the expected version.
     WrongExpectedVersion,
-    /// Nothing was stored (every attempt was refused definitely).
-    Failed,
     /// The client gave up without knowing.
     Indeterminate,
 }
@@ -110,6 +108,7 @@ impl Ctx {
             .borrow_mut()
             .invoke(client_id, input, true_ns());
         let op = op.expect("the history holds every operation of a run");
+        // Whether an attempt may have been stored without the client hearing of it.
         let mut unknown = false;
         for attempt in 0..APPEND_ATTEMPTS_MAX {
             if attempt > 0 {
@@ -138,19 +137,14 @@ impl Ctx {
                     ));
                 }
                 Ok(Err(AppendError::OutcomeUnknown)) | Err(CallError::Rpc(_)) => unknown = true,
-                // Definite for this attempt: nothing of it was stored. Retry.
+                // Nothing of this attempt was stored. Retry.
                 Ok(Err(_)) | Err(CallError::Refused(_)) | Err(CallError::Unexpected(_)) => {}
             }
         }
-        if unknown {
-            let _ = self.history.borrow_mut().mark_indeterminate(op);
-            return Ok(AppendOutcome::Indeterminate);
-        }
-        let _ = self.history.borrow_mut().fail_definitely(op);
-        self.oracle
-            .borrow_mut()
-            .failed(append, "refused on every attempt", false)?;
-        Ok(AppendOutcome::Failed)
+        // Undecided, even if every attempt was refused: the network may have duplicated a
+        // request and delivered the copy later, to a store that then served it.
+        let _ = self.history.borrow_mut().mark_indeterminate(op);
+        Ok(AppendOutcome::Indeterminate)
     }
 
     fn appended(
@@ -370,7 +364,7 @@ impl<'a> Writer<'a> {
                     return self.applied(stream, loaded, &decided, &appended);
                 }
                 AppendOutcome::WrongExpectedVersion => reload = true,
-                AppendOutcome::Failed | AppendOutcome::Indeterminate => {
+                AppendOutcome::Indeterminate => {
                     self.cache.entry(stream.to_owned()).or_default().live = None;
                     return Ok(());
                 }
