@@ -1,14 +1,43 @@
 //! The event store as a node of sim-core: the sans-IO [`Store`] driven over the node's disk
 //! and served over the simulated network.
 //!
-//! ```ignore
-//! // On the store node (its `init`, run again on every restart):
-//! let hook: NodeHook = Arc::new(|event: &NodeEvent| println!("{event:?}"));
-//! run_node(NodeConfig::default(), hook).await;
+//! ```
+//! use patterns::event_sourcing::driver::{run_node, NodeConfig, NodeEvent, NodeHook};
+//! use patterns::event_sourcing::driver::{StoreClient, STORE_PORT};
+//! use patterns::event_sourcing::event::{AppendRequest, EventData, EventId, ExpectedVersion};
+//! use sim_core::{net::Addr, run, SimConfig};
+//! use std::{sync::Arc, time::Duration};
 //!
-//! // On a client node:
-//! let client = StoreClient::bind(Addr::new(store, STORE_PORT), Duration::from_millis(300))?;
-//! let appended = client.append(&request).await?; // Ok(Ok(..)): durable and acknowledged
+//! let report = run(7, SimConfig::default(), |sim| async move {
+//!     // The store node's program; sim-core runs it again on every restart.
+//!     let hook: NodeHook = Arc::new(|_event: &NodeEvent| {});
+//!     let store = sim
+//!         .node("store")
+//!         .init(move || run_node(NodeConfig::default(), hook.clone()))
+//!         .build();
+//!     let client = sim.node("client").build();
+//!     sim.sleep(Duration::from_millis(50)).await; // The store opens its files meanwhile.
+//!     let event = EventData {
+//!         event_id: EventId(1),
+//!         event_type: "greeted".into(),
+//!         schema_version: 1,
+//!         payload: b"hello".to_vec(),
+//!     };
+//!     let append = AppendRequest {
+//!         stream: "greetings".into(),
+//!         expected: ExpectedVersion::NoStream,
+//!         events: vec![event],
+//!     };
+//!     let answer = sim.spawn_on(client, async move {
+//!         let server = Addr::new(store, STORE_PORT);
+//!         let client = StoreClient::bind(server, Duration::from_millis(300)).unwrap();
+//!         client.append(&append).await
+//!     });
+//!     // Ok(Ok(..)): the append is durable (log and checkpoint synced) and acknowledged.
+//!     assert_eq!(answer.await.unwrap().unwrap().unwrap().first_version, 0);
+//!     Ok(())
+//! });
+//! assert!(report.outcome.is_pass(), "{}", report.outcome);
 //! ```
 //!
 //! # Files
