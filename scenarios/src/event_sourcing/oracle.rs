@@ -21,7 +21,7 @@
 
 use patterns::event_sourcing::event::{AppendRequest, Appended, EventData, EventId, RecordedEvent};
 use sim_core::Violation;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Invariant names.
 pub const VERSIONS_GAPLESS: &str = "versions-gapless";
@@ -132,8 +132,6 @@ pub struct Oracle {
     by_version: BTreeMap<(String, u64), EventId>,
     /// Batches whose append failed definitely: (what, after a retry).
     failed: BTreeMap<EventId, (String, bool)>,
-    /// First ids of acknowledged batches.
-    acked: BTreeSet<EventId>,
     /// Per stream: the stream length known durable, by time.
     stream_ends: BTreeMap<String, MaxTimeline>,
     /// The global length known durable, by time.
@@ -195,7 +193,6 @@ impl Oracle {
             );
         }
         let first = append.events[0].event_id;
-        self.acked.insert(first);
         for (index, event) in (0u64..).zip(&append.events) {
             let slot = Slot {
                 stream: append.stream.clone(),
@@ -225,11 +222,6 @@ impl Oracle {
         let first = append.events[0].event_id;
         self.failed.insert(first, (what.to_owned(), retried));
         self.check_not_failed(first)
-    }
-
-    /// Whether the batch starting with `first` was acknowledged.
-    pub fn is_acked(&self, first: EventId) -> bool {
-        self.acked.contains(&first)
     }
 
     /// Checks one read and records what it placed.
