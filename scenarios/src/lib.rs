@@ -2,12 +2,15 @@
 //!
 //! - `register` (from the example crate `register-example`): primary-backup register.
 //! - `circuit-breaker` ([`circuit_breaker`]): client-side breakers in front of a flaky service.
+//! - `event-sourcing` ([`event_sourcing`]): the event store on a simulated disk.
 
 pub mod circuit_breaker;
+pub mod event_sourcing;
 
 /// Every scenario `dst` knows, in the order `dst list` shows them.
 pub fn registry() -> harness::Registry {
     harness::Registry::new()
         .with(register_example::Register)
         .with(circuit_breaker::CircuitBreakerScenario)
+        .with(event_sourcing::EventSourcing)
 }

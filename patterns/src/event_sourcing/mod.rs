@@ -46,9 +46,11 @@
 //! * [`model`]: a small, obviously correct reference store used as an oracle.
 //! * [`memdisk`]: in-memory files with a crash model and a synchronous driver, for tests.
 //! * [`mutant`]: the deliberately re-introduced bugs, off by default.
+//! * [`driver`]: the store as a sim-core node (disk and network), and its client.
 
 pub mod account;
 pub mod aggregate;
+pub mod driver;
 pub mod event;
 pub mod log;
 pub mod memdisk;

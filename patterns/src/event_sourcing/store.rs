@@ -246,6 +246,11 @@ pub enum ReadError {
     /// The store is halted.
     #[error("the store is unavailable")]
     Unavailable,
+    /// The store's recovery commit has not completed: what it recovered is not confirmed
+    /// durable yet, and reading nothing instead would show a state older than acknowledged
+    /// appends. Retry shortly.
+    #[error("the store is recovering")]
+    Recovering,
 }
 
 /// Why a subscription was refused.
@@ -392,6 +397,8 @@ pub struct Store {
     checkpoint_sequence: u64,
     /// The kept unsynced records the recovery commit writes again: offset and bytes.
     rewrite: Option<(u64, Vec<u8>)>,
+    /// Whether the recovery commit is still running (reads are refused until it completes).
+    recovering: bool,
     waiters: Vec<Waiter>,
     subscribers: BTreeMap<SubscriberId, Subscriber>,
     effects: VecDeque<Effect>,
@@ -410,7 +417,7 @@ impl Store {
     /// Unless both files are empty, the store first runs a *recovery commit* through the usual
     /// effects: truncate the torn tail (if any), write the records kept from the unsynced part
     /// again, sync the log, write and sync a new checkpoint. Until it completes nothing is
-    /// readable, delivered or answered, because after a process restart the files as read may
+    /// readable (reads answer [`ReadError::Recovering`]), delivered or answered, because after a process restart the files as read may
     /// still hold unsynced data (the checkpoint slot itself, or log records): serving them
     /// before they are durable could serve what a later crash takes back. Appends may be
     /// submitted meanwhile; they commit after it.
@@ -455,6 +462,7 @@ impl Store {
             synced_len: 0,
             checkpoint_sequence: 0,
             rewrite: None,
+            recovering: false,
             waiters: Vec::new(),
             subscribers: BTreeMap::new(),
             effects: VecDeque::new(),
@@ -493,6 +501,7 @@ impl Store {
     /// alone would not put them there. Writing them again dirties them, and the sync that
     /// follows covers them.
     fn start_recovery_commit(&mut self, log: &[u8], truncate: bool) {
+        self.recovering = true;
         let (synced_len, log_end) = (self.synced_len as usize, self.log_end as usize);
         if log_end > synced_len {
             // Only under `keep_torn_record` can a kept record end past the file: its missing
@@ -820,6 +829,10 @@ impl Store {
     /// The group is durable: publish its events, answer, deliver, start the next group.
     fn commit(&mut self, group: Group) {
         self.inflight = None;
+        // Only the recovery commit carries no append.
+        if group.appends == 0 {
+            self.recovering = false;
+        }
         self.synced_len = group.log_end;
         self.checkpoint_sequence += 1;
         let before = self.committed_end();
@@ -965,9 +978,7 @@ impl Store {
         from_version: u64,
         count_max: usize,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
-        if self.halted.is_some() {
-            return Err(ReadError::Unavailable);
-        }
+        self.check_readable()?;
         let Some(positions) = self.committed_streams.get(stream) else {
             return Ok(Vec::new());
         };
@@ -984,9 +995,7 @@ impl Store {
         from_position: u64,
         count_max: usize,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
-        if self.halted.is_some() {
-            return Err(ReadError::Unavailable);
-        }
+        self.check_readable()?;
         let skip = usize::try_from(from_position).unwrap_or(usize::MAX);
         Ok(self
             .committed
@@ -995,6 +1004,21 @@ impl Store {
             .take(count_max)
             .cloned()
             .collect())
+    }
+
+    fn check_readable(&self) -> Result<(), ReadError> {
+        if self.halted.is_some() {
+            return Err(ReadError::Unavailable);
+        }
+        if self.recovering {
+            return Err(ReadError::Recovering);
+        }
+        Ok(())
+    }
+
+    /// Whether the recovery commit is still running: reads answer [`ReadError::Recovering`].
+    pub fn is_recovering(&self) -> bool {
+        self.recovering
     }
 
     /// The last durable version of `stream` (`None`: no durable event).

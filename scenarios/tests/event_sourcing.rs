@@ -1,0 +1,380 @@
+//! The `event-sourcing` scenario: it passes under its fault budget, each of its mutants is
+//! caught, group commit forms, and each checker fails on a hand-made bad input.
+
+use harness::history::History;
+use harness::linearizability::models::{ExpectedVersion as ModelExpected, LogInput, LogOutput};
+use harness::testing::{check, expect_caught};
+use harness::{DynScenario, RunOptions, Scenario};
+use patterns::event_sourcing::account::{Account, AccountEvent};
+use patterns::event_sourcing::aggregate::{EventCodec, Loaded};
+use patterns::event_sourcing::event::{
+    AppendRequest, Appended, EventData, EventId, ExpectedVersion, RecordedEvent,
+};
+use patterns::event_sourcing::mutant::Mutant;
+use scenarios::event_sourcing::oracle::{
+    Oracle, ReadKind, ReadObservation, ACKED_SURVIVE, CORRUPTION_DETECTED, IDEMPOTENT,
+    LINEARIZABLE, VERSIONS_GAPLESS,
+};
+use scenarios::event_sourcing::{
+    check_linearizable, check_live, judge, measurements_of, EventSourcing, Liveness, Measurements,
+    AVAILABLE_AFTER_HEAL, REPLAY_EQUALS_LIVE,
+};
+use std::collections::BTreeSet;
+
+#[test]
+fn event_store_survives_its_fault_budget() {
+    // Goal: the unmutated store keeps every invariant over generated cases (DST_CASES).
+    check(EventSourcing);
+}
+
+#[test]
+fn every_core_mutant_is_listed_and_caught() {
+    // Goal: each of the store core's mutants is a scenario mutant, and a seed catches it.
+    let listed: BTreeSet<String> = Scenario::spec(&EventSourcing)
+        .mutants
+        .iter()
+        .map(|mutant| mutant.name.clone())
+        .collect();
+    for mutant in Mutant::all() {
+        assert!(listed.contains(mutant.as_str()), "{mutant} is not listed");
+        let report = expect_caught(&EventSourcing, mutant.as_str(), 500);
+        let failure = &report.failures[0];
+        println!(
+            "{mutant}: caught by seed {} ({}), plan shrunk from {} to {} episodes",
+            failure.seed,
+            failure.invariant.as_deref().unwrap_or("-"),
+            failure.episodes.0,
+            failure.episodes.1
+        );
+    }
+}
+
+#[test]
+fn appends_share_commits() {
+    // Goal: the driver takes requests while a commit is in flight, so commits carry several
+    // appends (group commit); also how often the linearizability check gives up.
+    let options = RunOptions {
+        keep_trace: true,
+        ..RunOptions::default()
+    };
+    let mut total = Measurements::default();
+    // DST_CASES measures more seeds (as `harness::testing::check` reads it).
+    let runs = std::env::var("DST_CASES").map_or(20, |n| n.parse().expect("DST_CASES is a number"));
+    for seed in 0..runs {
+        let case = DynScenario::generate(&EventSourcing, seed, None, all_faults());
+        let result = DynScenario::run_case(&EventSourcing, &case, &options).unwrap();
+        assert!(
+            result.verdict.is_pass(),
+            "seed {seed}: {:?}",
+            result.verdict
+        );
+        let timeline = result.timeline.expect("the trace was kept");
+        let measured = measurements_of(&timeline).expect("a passing run notes its measurements");
+        total.commits_with_appends += measured.commits_with_appends;
+        total.appends_committed += measured.appends_committed;
+        total.appends_per_commit_max = total
+            .appends_per_commit_max
+            .max(measured.appends_per_commit_max);
+        total.linearizability_checks += measured.linearizability_checks;
+        total.linearizability_unknown += measured.linearizability_unknown;
+    }
+    println!(
+        "{runs} runs: {} appends in {} commits ({:.2} per commit, at most {}); \
+         linearizability unknown in {} of {} checks",
+        total.appends_committed,
+        total.commits_with_appends,
+        total.appends_committed as f64 / total.commits_with_appends as f64,
+        total.appends_per_commit_max,
+        total.linearizability_unknown,
+        total.linearizability_checks
+    );
+    assert!(
+        total.appends_committed > total.commits_with_appends,
+        "no commit carried two appends"
+    );
+    assert_eq!(total.linearizability_checks, runs);
+}
+
+fn all_faults() -> BTreeSet<harness::FaultKind> {
+    harness::FaultKind::ALL.into_iter().collect()
+}
+
+// ---- The checkers on hand-made bad inputs ----
+
+fn data(id: u128) -> EventData {
+    EventData {
+        event_id: EventId(id),
+        event_type: "noted".into(),
+        schema_version: 1,
+        payload: vec![id as u8; 4],
+    }
+}
+
+fn append(stream: &str, ids: &[u128]) -> AppendRequest {
+    AppendRequest {
+        stream: stream.into(),
+        expected: ExpectedVersion::Any,
+        events: ids.iter().map(|&id| data(id)).collect(),
+    }
+}
+
+fn recorded(stream: &str, version: u64, position: u64, id: u128) -> RecordedEvent {
+    RecordedEvent {
+        stream: stream.into(),
+        version,
+        position,
+        data: data(id),
+    }
+}
+
+fn appended(first_version: u64, first_position: u64, count: u64) -> Appended {
+    Appended {
+        first_version,
+        last_version: first_version + count - 1,
+        first_position,
+        last_position: first_position + count - 1,
+    }
+}
+
+fn read_all(oracle: &mut Oracle, events: &[RecordedEvent], at_ns: u64) -> Result<(), String> {
+    let read = ReadObservation {
+        kind: ReadKind::All { from_position: 0 },
+        events,
+        count_max: 100,
+        invoked_ns: at_ns,
+        returned_ns: at_ns + 1,
+    };
+    oracle.read(&read).map_err(|violation| violation.invariant)
+}
+
+fn read_stream(oracle: &mut Oracle, stream: &str, events: &[RecordedEvent]) -> Result<(), String> {
+    let read = ReadObservation {
+        kind: ReadKind::Stream {
+            stream: stream.into(),
+            from_version: 0,
+        },
+        events,
+        count_max: 100,
+        invoked_ns: 1_000,
+        returned_ns: 1_001,
+    };
+    oracle.read(&read).map_err(|violation| violation.invariant)
+}
+
+/// An oracle that saw batch [1, 2] to `s` acknowledged at v0..=1 p0..=1 at time 10.
+fn acked_oracle() -> Oracle {
+    let mut oracle = Oracle::new();
+    let batch = append("s", &[1, 2]);
+    oracle.submit(&batch);
+    oracle.acked(&batch, &appended(0, 0, 2), 10).unwrap();
+    oracle
+}
+
+#[test]
+fn oracle_accepts_a_correct_read() {
+    // Goal: the checkers pass what a correct store serves (so the failures below mean it).
+    let mut oracle = acked_oracle();
+    let events = [recorded("s", 0, 0, 1), recorded("s", 1, 1, 2)];
+    assert_eq!(read_all(&mut oracle, &events, 100), Ok(()));
+    assert_eq!(read_stream(&mut oracle, "s", &events), Ok(()));
+}
+
+#[test]
+fn oracle_catches_a_version_gap() {
+    let mut oracle = acked_oracle();
+    let events = [recorded("s", 0, 0, 1), recorded("s", 2, 1, 2)];
+    assert_eq!(
+        read_stream(&mut oracle, "s", &events),
+        Err(VERSIONS_GAPLESS.into())
+    );
+}
+
+#[test]
+fn oracle_catches_a_position_gap_in_a_full_read() {
+    let mut oracle = acked_oracle();
+    let events = [recorded("s", 0, 0, 1), recorded("s", 1, 2, 2)];
+    assert_eq!(
+        read_all(&mut oracle, &events, 100),
+        Err(VERSIONS_GAPLESS.into())
+    );
+}
+
+#[test]
+fn oracle_catches_a_phantom_event() {
+    let mut oracle = Oracle::new();
+    let events = [recorded("s", 0, 0, 99)];
+    assert_eq!(
+        read_all(&mut oracle, &events, 100),
+        Err(VERSIONS_GAPLESS.into())
+    );
+}
+
+#[test]
+fn oracle_catches_a_partial_batch() {
+    // Goal: the first event of an unacknowledged two-event batch, alone at the log's end.
+    let mut oracle = Oracle::new();
+    oracle.submit(&append("s", &[1, 2]));
+    let events = [recorded("s", 0, 0, 1)];
+    assert_eq!(
+        read_all(&mut oracle, &events, 100),
+        Err(VERSIONS_GAPLESS.into())
+    );
+}
+
+#[test]
+fn oracle_catches_changed_data() {
+    let mut oracle = acked_oracle();
+    let mut damaged = recorded("s", 1, 1, 2);
+    damaged.data.payload[3] ^= 0x10;
+    let events = [recorded("s", 0, 0, 1), damaged];
+    assert_eq!(
+        read_all(&mut oracle, &events, 100),
+        Err(CORRUPTION_DETECTED.into())
+    );
+}
+
+#[test]
+fn oracle_catches_a_lost_acknowledged_event() {
+    // Goal: a read invoked after the acknowledgement ends before the acknowledged event.
+    let mut oracle = acked_oracle();
+    let events = [];
+    assert_eq!(
+        read_all(&mut oracle, &events, 100),
+        Err(ACKED_SURVIVE.into())
+    );
+    // A read invoked before the acknowledgement may legitimately miss it.
+    let mut oracle = acked_oracle();
+    assert_eq!(read_all(&mut oracle, &events, 5), Ok(()));
+}
+
+#[test]
+fn oracle_catches_a_replaced_event() {
+    // Goal: another event at an acknowledged position.
+    let mut oracle = acked_oracle();
+    let other = append("s", &[7, 8]);
+    oracle.submit(&other);
+    let events = [recorded("s", 0, 0, 7), recorded("s", 1, 1, 8)];
+    assert_eq!(
+        read_all(&mut oracle, &events, 100),
+        Err(ACKED_SURVIVE.into())
+    );
+}
+
+#[test]
+fn oracle_catches_a_duplicated_retry() {
+    // Goal: the same event ids stored twice.
+    let mut oracle = Oracle::new();
+    oracle.submit(&append("s", &[1]));
+    let events = [recorded("s", 0, 0, 1), recorded("s", 1, 1, 1)];
+    assert_eq!(read_all(&mut oracle, &events, 100), Err(IDEMPOTENT.into()));
+}
+
+#[test]
+fn oracle_catches_stored_events_of_a_refused_append() {
+    // Goal: an append answered with a definite failure has events stored: after a retry it
+    // is idempotency that failed, on a first attempt the answer itself was wrong.
+    for (retried, invariant) in [(true, IDEMPOTENT), (false, LINEARIZABLE)] {
+        let mut oracle = acked_oracle();
+        let refused = append("s", &[3]);
+        oracle.submit(&refused);
+        oracle
+            .failed(&refused, "wrong expected version", retried)
+            .unwrap();
+        let events = [
+            recorded("s", 0, 0, 1),
+            recorded("s", 1, 1, 2),
+            recorded("s", 2, 2, 3),
+        ];
+        let result = read_all(&mut oracle, &events, 100);
+        assert_eq!(result, Err(invariant.into()), "retried: {retried}");
+    }
+}
+
+#[test]
+fn oracle_catches_a_misshapen_acknowledgement() {
+    let mut oracle = Oracle::new();
+    let batch = append("s", &[1, 2]);
+    oracle.submit(&batch);
+    let wrong = appended(0, 0, 3);
+    let result = oracle.acked(&batch, &wrong, 10).map_err(|v| v.invariant);
+    assert_eq!(result, Err(VERSIONS_GAPLESS.into()));
+}
+
+#[test]
+fn live_state_check_catches_a_divergent_replay() {
+    // Goal: a live state that the stream's events do not replay to.
+    let event = AccountEvent::Opened {
+        owner: "ada".into(),
+    };
+    let stored = RecordedEvent {
+        stream: "account-0".into(),
+        version: 0,
+        position: 0,
+        data: event.to_data(EventId(1)),
+    };
+    let upcasters = patterns::event_sourcing::account::account_upcasters();
+    let mut live = Loaded::<Account>::default();
+    live.state.owner = Some("ada".into());
+    live.version = Some(0);
+    assert!(check_live(
+        "account-0",
+        &live,
+        std::slice::from_ref(&stored),
+        &upcasters
+    )
+    .is_ok());
+    live.state.balance = 5;
+    let violation = check_live("account-0", &live, &[stored], &upcasters).unwrap_err();
+    assert_eq!(violation.invariant, REPLAY_EQUALS_LIVE);
+}
+
+#[test]
+fn linearizability_check_catches_two_winners_of_one_expected_version() {
+    // Goal: two appends expecting the same version both succeed (Eventuous#553's symptom).
+    let append = |expected_version| LogInput::Append {
+        stream: "s".to_owned(),
+        expected_version,
+        events: 1,
+    };
+    let mut history = History::new();
+    let first = history
+        .invoke(1, append(ModelExpected::NoStream), 0)
+        .unwrap();
+    history
+        .complete(first, LogOutput::Appended { version: 0 }, 5)
+        .unwrap();
+    let winner = history
+        .invoke(1, append(ModelExpected::Exactly(0)), 10)
+        .unwrap();
+    let racer = history
+        .invoke(2, append(ModelExpected::Exactly(0)), 11)
+        .unwrap();
+    history
+        .complete(winner, LogOutput::Appended { version: 1 }, 20)
+        .unwrap();
+    let mut raced = history.clone();
+    let refused = LogOutput::WrongExpectedVersion { actual: Some(1) };
+    history.complete(racer, refused, 21).unwrap();
+    assert!(check_linearizable(&history).is_ok());
+    raced
+        .complete(racer, LogOutput::Appended { version: 2 }, 21)
+        .unwrap();
+    let violation = check_linearizable(&raced).unwrap_err();
+    assert_eq!(violation.invariant, LINEARIZABLE);
+}
+
+#[test]
+fn liveness_judge_demands_availability_unless_corruption_was_injected() {
+    // Goal: an unavailable store fails the run; a store refusing with a corrupt log passes
+    // only when a corruption episode hit it.
+    assert_eq!(judge(Liveness::Available, false, "now"), None);
+    let unavailable = Liveness::Unavailable("no full read succeeded".into());
+    let violation = judge(unavailable.clone(), true, "now")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(violation.invariant, AVAILABLE_AFTER_HEAL);
+    let refused = Liveness::RefusedCorrupt("corrupt record at offset 0".into());
+    assert_eq!(judge(refused.clone(), true, "now"), Some(Ok(())));
+    let violation = judge(refused, false, "now").unwrap().unwrap_err();
+    assert_eq!(violation.invariant, AVAILABLE_AFTER_HEAL);
+}
