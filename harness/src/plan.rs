@@ -206,6 +206,14 @@ impl FaultKind {
         FaultKind::Buggify,
     ];
 
+    /// Every kind but `excluded`: how a scenario states a fault model that leaves a few out.
+    pub fn all_except(excluded: &[FaultKind]) -> BTreeSet<FaultKind> {
+        FaultKind::ALL
+            .into_iter()
+            .filter(|kind| !excluded.contains(kind))
+            .collect()
+    }
+
     /// The name used on the command line and in files.
     pub fn name(self) -> &'static str {
         match self {

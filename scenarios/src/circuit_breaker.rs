@@ -180,25 +180,15 @@ impl Scenario for CircuitBreakerScenario {
     fn spec(&self) -> ScenarioSpec {
         let mut nodes = vec![SERVICE.to_string()];
         nodes.extend(CLIENTS.iter().map(|client| client.to_string()));
-        let kinds = [
-            FaultKind::Partition,
-            FaultKind::OneWay,
-            FaultKind::Crash,
-            FaultKind::Pause,
-            FaultKind::Clock,
-            FaultKind::Loss,
-            FaultKind::Duplicate,
-            FaultKind::Latency,
-            FaultKind::Hold,
-            FaultKind::Buggify,
-        ];
+        // Every kind but the disk's: the breaker keeps nothing on disk.
+        let kinds = FaultKind::all_except(&[FaultKind::Disk, FaultKind::Corrupt]);
         ScenarioSpec {
             name: "circuit-breaker".into(),
             description: "client-side circuit breakers in front of a flaky service: checked step \
                           by step against the reference oracle, and on what the network carried"
                 .into(),
             budget: FaultBudget {
-                kinds: kinds.into_iter().collect(),
+                kinds,
                 targets: nodes.clone(),
                 // Only the service crashes or pauses: a client's breaker lives in its memory.
                 crash_targets: vec![SERVICE.into()],

@@ -240,21 +240,9 @@ fn mutants() -> Vec<MutantSpec> {
 }
 
 fn budget() -> FaultBudget {
-    let kinds = [
-        FaultKind::Partition,
-        FaultKind::OneWay,
-        FaultKind::Crash,
-        FaultKind::Pause,
-        FaultKind::Clock,
-        FaultKind::Loss,
-        FaultKind::Duplicate,
-        FaultKind::Latency,
-        FaultKind::Hold,
-        FaultKind::Disk,
-        FaultKind::Corrupt,
-    ];
+    let kinds = FaultKind::all_except(&[FaultKind::Buggify]);
     FaultBudget {
-        kinds: kinds.into_iter().collect(),
+        kinds,
         targets: vec![STORE.into(), WRITERS[0].into(), READER.into()],
         crash_targets: vec![STORE.into()],
         down_max: 1,

@@ -127,23 +127,15 @@ impl Scenario for Register {
     fn spec(&self) -> ScenarioSpec {
         let mut nodes = vec![PRIMARY.to_string(), BACKUP.to_string()];
         nodes.extend(CLIENTS.iter().map(|c| c.to_string()));
-        let kinds = [
-            FaultKind::Partition,
-            FaultKind::OneWay,
-            FaultKind::Crash,
-            FaultKind::Pause,
-            FaultKind::Clock,
-            FaultKind::Loss,
-            FaultKind::Duplicate,
-            FaultKind::Latency,
-            FaultKind::Hold,
-        ];
+        // Every kind but the disk's (the register keeps its state in memory) and buggify.
+        let kinds =
+            FaultKind::all_except(&[FaultKind::Disk, FaultKind::Corrupt, FaultKind::Buggify]);
         ScenarioSpec {
             name: "register".into(),
             description: "primary-backup replicated register: linearizable under faults".into(),
             nodes,
             budget: FaultBudget {
-                kinds: kinds.into_iter().collect(),
+                kinds,
                 targets: vec![PRIMARY.into(), BACKUP.into(), CLIENTS[0].into()],
                 crash_targets: vec![PRIMARY.into()],
                 down_max: 1,
