@@ -621,7 +621,11 @@ async fn liveness(env: &Env<Workload>, ctx: &Rc<Ctx>, node: NodeId) -> Liveness 
         let got = ctx.subscribed.borrow().len();
         Liveness::Unavailable(format!("the subscriber has {got} of {end} events"))
     });
-    task.await.unwrap_or(Liveness::Broken)
+    // A task that ended without an answer (cancelled, its node gone) proved nothing: that is
+    // unavailability, never a pass.
+    task.await.unwrap_or_else(|_| {
+        Liveness::Unavailable("the liveness task ended without an answer".into())
+    })
 }
 
 /// Appends a probe event until it is acknowledged.
@@ -738,5 +742,9 @@ async fn final_read(env: &Env<Workload>, ctx: &Rc<Ctx>, node: NodeId) -> Livenes
         }
         Liveness::Available
     });
-    task.await.unwrap_or(Liveness::Broken)
+    // A task that ended without an answer (cancelled, its node gone) proved nothing: that is
+    // unavailability, never a pass.
+    task.await.unwrap_or_else(|_| {
+        Liveness::Unavailable("the liveness task ended without an answer".into())
+    })
 }

@@ -39,6 +39,20 @@ fn every_core_mutant_is_listed_and_caught() {
         assert!(listed.contains(mutant.as_str()), "{mutant} is not listed");
         let report = expect_caught(&EventSourcing, mutant.as_str(), 500);
         let failure = &report.failures[0];
+        // Caught for the right reason: by the invariant that the bug breaks.
+        let expected: &[&str] = match mutant.as_str() {
+            "ack_before_fsync" | "drop_after_bad" => &["acked-appends-survive"],
+            "keep_torn_record" => &["corruption-detected", "acked-appends-survive"],
+            "non_atomic_expected_version" => &["linearizable"],
+            "snapshot_double_apply" => &["replay-equals-live"],
+            "idempotency_lost_on_restart" => &["idempotent", "linearizable"],
+            other => panic!("no expected invariant for mutant {other}"),
+        };
+        let invariant = failure.invariant.as_deref().unwrap_or("-");
+        assert!(
+            expected.contains(&invariant),
+            "{mutant} caught by {invariant}, expected one of {expected:?}"
+        );
         println!(
             "{mutant}: caught by seed {} ({}), plan shrunk from {} to {} episodes",
             failure.seed,
