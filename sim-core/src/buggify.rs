@@ -5,7 +5,9 @@
 //! for the whole run,
 //! decided by a hash of the seed and the site (so the decision is stable for a seed and does not
 //! depend on the order sites are reached). An activated site then *fires* each time with a
-//! probability drawn from the [`crate::rng::BUGGIFY`] stream. Everything is off unless the run
+//! probability drawn from the [`crate::rng::BUGGIFY`] stream. Like FoundationDB's, a site's
+//! name includes its line: an edit that moves a site changes the run of every seed that
+//! reaches it (deterministically), so stored cases that use buggify may need `dst corpus bless`. Everything is off unless the run
 //! enables it ([`BuggifyConfig::enabled`] or [`crate::Sim::set_buggify`]). Outside a run,
 //! `buggify!()` is always false.
 //!
