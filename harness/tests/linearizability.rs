@@ -196,6 +196,43 @@ fn indeterminate_write_may_or_may_not_have_taken_effect() {
 }
 
 #[test]
+fn two_indeterminate_writes_may_take_effect_in_either_order_at_any_time() {
+    // Both writes are pending for ever. The read of 1 puts W1 first; the failed CAS(1 -> 0)
+    // then needs W0 to land after the read. A checker that confuses "W1 used" with "W1
+    // still available" (or drops one of two pending writes) rejects this.
+    let result = register_check(vec![
+        (0, Write(0), 0, None),
+        (1, Write(1), 0, None),
+        (2, Read, 1, Some((ReadOk(1), 11))),
+        (
+            2,
+            Cas {
+                expected: 1,
+                new: 0,
+            },
+            20,
+            Some((CasFailed, 20)),
+        ),
+    ]);
+    assert!(result.is_ok(), "{result}");
+    // Without W0 the CAS must have succeeded.
+    let result = register_check(vec![
+        (1, Write(1), 0, None),
+        (2, Read, 1, Some((ReadOk(1), 11))),
+        (
+            2,
+            Cas {
+                expected: 1,
+                new: 0,
+            },
+            20,
+            Some((CasFailed, 20)),
+        ),
+    ]);
+    assert!(result.is_illegal(), "{result}");
+}
+
+#[test]
 fn indeterminate_cas_may_or_may_not_have_taken_effect() {
     for seen in [0, 7] {
         let result = register_check(vec![
@@ -762,15 +799,18 @@ fn brute_force_linearizable<M: Model>(
 /// A random register history (outputs random, so often not linearizable).
 fn random_register_history(
 ) -> impl Strategy<Value = History<RegisterInput<u32>, RegisterOutput<u32>>> {
-    let op = (
-        0..3u64,
-        0..3u8,
-        0..3u32,
-        0..3u32,
-        0..40u64,
-        prop::option::weighted(0.8, (0..3u32, 0..30u64)),
-    );
-    prop::collection::vec(op, 0..7).prop_map(|ops| {
+    random_register_history_with(7, 0.8)
+}
+
+/// A random register history of fewer than `len_max` operations, each answered with
+/// probability `response_probability`.
+fn random_register_history_with(
+    len_max: usize,
+    response_probability: f64,
+) -> impl Strategy<Value = History<RegisterInput<u32>, RegisterOutput<u32>>> {
+    let response = prop::option::weighted(response_probability, (0..3u32, 0..30u64));
+    let op = (0..3u64, 0..3u8, 0..3u32, 0..3u32, 0..40u64, response);
+    prop::collection::vec(op, 0..len_max).prop_map(|ops| {
         let specs = ops
             .into_iter()
             .map(|(client, kind, a, b, call_ns, response)| {
@@ -868,6 +908,15 @@ proptest! {
         let result = check_default(&Register::new(0), &history);
         prop_assert_eq!(result.is_ok(), expected, "{}\n{}", result, history);
         prop_assert!(!result.is_unknown());
+    }
+
+    #[test]
+    fn checker_agrees_with_brute_force_when_many_operations_are_indeterminate(
+        history in random_register_history_with(9, 0.5)
+    ) {
+        let expected = brute_force_linearizable(&Register::new(0), history.operations());
+        let result = check_default(&Register::new(0), &history);
+        prop_assert_eq!(result.is_ok(), expected, "{}\n{}", result, history);
     }
 
     #[test]
