@@ -90,6 +90,35 @@ fn stale_read_after_a_completed_write_is_illegal_and_explained() {
 }
 
 #[test]
+fn explanation_of_a_long_history_shows_the_end_of_the_prefix() {
+    // 30 sequential writes, then a read of the first value: the report lists the last 20
+    // writes of the prefix, but the explanation keeps all 30 ids.
+    let mut specs: Vec<Spec<_, _>> = (0..30)
+        .map(|i| {
+            (
+                1,
+                Write(i),
+                u64::from(i) * 10,
+                Some((WriteOk, u64::from(i) * 10 + 5)),
+            )
+        })
+        .collect();
+    specs.push((2, Read, 1_000, Some((ReadOk(0), 1_010))));
+    let result = register_check(specs);
+    let CheckResult::Illegal { explanation, .. } = &result else {
+        panic!("expected illegal, got {result}");
+    };
+    assert_eq!(explanation.linearized.len(), 30);
+    assert_eq!(explanation.state_after, "29");
+    assert!(
+        explanation.report.contains("(the last 20 shown)"),
+        "{result}"
+    );
+    assert!(!explanation.report.contains("Write(9) "), "{result}");
+    assert!(explanation.report.contains("Write(10) "), "{result}");
+}
+
+#[test]
 fn read_concurrent_with_a_write_may_see_either_value() {
     for seen in [0, 1] {
         let result = register_check(vec![
