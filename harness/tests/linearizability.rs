@@ -990,3 +990,38 @@ fn random_histories_for_the_oracle_comparison_hold_both_verdicts() {
         );
     }
 }
+
+/// A register whose partition is wrong: it names an operation that does not exist.
+struct BadPartition;
+
+impl Model for BadPartition {
+    type State = u32;
+    type Input = RegisterInput<u32>;
+    type Output = RegisterOutput<u32>;
+
+    fn init(&self) -> u32 {
+        0
+    }
+
+    fn step(&self, state: &u32, input: &Self::Input, output: &Self::Output) -> Option<u32> {
+        Register::new(0).step(state, input, output)
+    }
+
+    fn step_unknown(&self, state: &u32, input: &Self::Input) -> Vec<u32> {
+        Register::new(0).step_unknown(state, input)
+    }
+
+    fn partition(&self, operations: &[Operation<Self::Input, Self::Output>]) -> Vec<Partition> {
+        vec![Partition {
+            label: "bad".into(),
+            operations: vec![operations.len()],
+        }]
+    }
+}
+
+#[test]
+#[should_panic(expected = "Model::partition returned index 1 for 1 operations")]
+fn a_model_partition_out_of_range_is_a_bug_reported_clearly() {
+    let history = history(vec![(1, Write(1), 0, Some((WriteOk, 10)))]);
+    let _ = check_default(&BadPartition, &history);
+}
