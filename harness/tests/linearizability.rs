@@ -90,6 +90,35 @@ fn stale_read_after_a_completed_write_is_illegal_and_explained() {
 }
 
 #[test]
+fn explanation_of_a_long_history_shows_the_end_of_the_prefix() {
+    // 30 sequential writes, then a read of the first value: the report lists the last 20
+    // writes of the prefix, but the explanation keeps all 30 ids.
+    let mut specs: Vec<Spec<_, _>> = (0..30)
+        .map(|i| {
+            (
+                1,
+                Write(i),
+                u64::from(i) * 10,
+                Some((WriteOk, u64::from(i) * 10 + 5)),
+            )
+        })
+        .collect();
+    specs.push((2, Read, 1_000, Some((ReadOk(0), 1_010))));
+    let result = register_check(specs);
+    let CheckResult::Illegal { explanation, .. } = &result else {
+        panic!("expected illegal, got {result}");
+    };
+    assert_eq!(explanation.linearized.len(), 30);
+    assert_eq!(explanation.state_after, "29");
+    assert!(
+        explanation.report.contains("(the last 20 shown)"),
+        "{result}"
+    );
+    assert!(!explanation.report.contains("Write(9) "), "{result}");
+    assert!(explanation.report.contains("Write(10) "), "{result}");
+}
+
+#[test]
 fn read_concurrent_with_a_write_may_see_either_value() {
     for seen in [0, 1] {
         let result = register_check(vec![
@@ -193,6 +222,43 @@ fn indeterminate_write_may_or_may_not_have_taken_effect() {
         (1, Write(1), 20, None),
     ]);
     assert!(early.is_illegal(), "{early}");
+}
+
+#[test]
+fn two_indeterminate_writes_may_take_effect_in_either_order_at_any_time() {
+    // Both writes are pending for ever. The read of 1 puts W1 first; the failed CAS(1 -> 0)
+    // then needs W0 to land after the read. A checker that confuses "W1 used" with "W1
+    // still available" (or drops one of two pending writes) rejects this.
+    let result = register_check(vec![
+        (0, Write(0), 0, None),
+        (1, Write(1), 0, None),
+        (2, Read, 1, Some((ReadOk(1), 11))),
+        (
+            2,
+            Cas {
+                expected: 1,
+                new: 0,
+            },
+            20,
+            Some((CasFailed, 20)),
+        ),
+    ]);
+    assert!(result.is_ok(), "{result}");
+    // Without W0 the CAS must have succeeded.
+    let result = register_check(vec![
+        (1, Write(1), 0, None),
+        (2, Read, 1, Some((ReadOk(1), 11))),
+        (
+            2,
+            Cas {
+                expected: 1,
+                new: 0,
+            },
+            20,
+            Some((CasFailed, 20)),
+        ),
+    ]);
+    assert!(result.is_illegal(), "{result}");
 }
 
 #[test]
@@ -762,15 +828,18 @@ fn brute_force_linearizable<M: Model>(
 /// A random register history (outputs random, so often not linearizable).
 fn random_register_history(
 ) -> impl Strategy<Value = History<RegisterInput<u32>, RegisterOutput<u32>>> {
-    let op = (
-        0..3u64,
-        0..3u8,
-        0..3u32,
-        0..3u32,
-        0..40u64,
-        prop::option::weighted(0.8, (0..3u32, 0..30u64)),
-    );
-    prop::collection::vec(op, 0..7).prop_map(|ops| {
+    random_register_history_with(7, 0.8)
+}
+
+/// A random register history of fewer than `len_max` operations, each answered with
+/// probability `response_probability`.
+fn random_register_history_with(
+    len_max: usize,
+    response_probability: f64,
+) -> impl Strategy<Value = History<RegisterInput<u32>, RegisterOutput<u32>>> {
+    let response = prop::option::weighted(response_probability, (0..3u32, 0..30u64));
+    let op = (0..3u64, 0..3u8, 0..3u32, 0..3u32, 0..40u64, response);
+    prop::collection::vec(op, 0..len_max).prop_map(|ops| {
         let specs = ops
             .into_iter()
             .map(|(client, kind, a, b, call_ns, response)| {
@@ -871,6 +940,15 @@ proptest! {
     }
 
     #[test]
+    fn checker_agrees_with_brute_force_when_many_operations_are_indeterminate(
+        history in random_register_history_with(9, 0.5)
+    ) {
+        let expected = brute_force_linearizable(&Register::new(0), history.operations());
+        let result = check_default(&Register::new(0), &history);
+        prop_assert_eq!(result.is_ok(), expected, "{}\n{}", result, history);
+    }
+
+    #[test]
     fn checker_agrees_with_brute_force_on_small_log_histories(history in random_log_history()) {
         let expected = brute_force_linearizable(&EventLog::new(), history.operations());
         let result = check_default(&EventLog::new(), &history);
@@ -911,4 +989,39 @@ fn random_histories_for_the_oracle_comparison_hold_both_verdicts() {
             "{name}: {ok} of {cases} linearizable"
         );
     }
+}
+
+/// A register whose partition is wrong: it names an operation that does not exist.
+struct BadPartition;
+
+impl Model for BadPartition {
+    type State = u32;
+    type Input = RegisterInput<u32>;
+    type Output = RegisterOutput<u32>;
+
+    fn init(&self) -> u32 {
+        0
+    }
+
+    fn step(&self, state: &u32, input: &Self::Input, output: &Self::Output) -> Option<u32> {
+        Register::new(0).step(state, input, output)
+    }
+
+    fn step_unknown(&self, state: &u32, input: &Self::Input) -> Vec<u32> {
+        Register::new(0).step_unknown(state, input)
+    }
+
+    fn partition(&self, operations: &[Operation<Self::Input, Self::Output>]) -> Vec<Partition> {
+        vec![Partition {
+            label: "bad".into(),
+            operations: vec![operations.len()],
+        }]
+    }
+}
+
+#[test]
+#[should_panic(expected = "Model::partition returned index 1 for 1 operations")]
+fn a_model_partition_out_of_range_is_a_bug_reported_clearly() {
+    let history = history(vec![(1, Write(1), 0, Some((WriteOk, 10)))]);
+    let _ = check_default(&BadPartition, &history);
 }

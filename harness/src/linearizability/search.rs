@@ -1,0 +1,678 @@
+//! The search over one partition: Wing & Gong's depth-first search over call and return
+//! events, with Lowe's memo of explored configurations and a dominance rule for
+//! indeterminate operations.
+//!
+//! A *configuration* is the set of linearized completed operations, the set of linearized
+//! indeterminate operations, and the model state. Completed operations live in the *main*
+//! list of call and return events in time order; indeterminate operations (no return) live
+//! in the *open* list of calls. From a configuration, the candidates to linearize next are
+//! the main list's calls before its first return (the *blocking* return: that operation must
+//! be linearized before anything called after it returned), then the open list's calls up to
+//! the blocking return's time. Completed candidates are tried first, so the search explores
+//! configurations with few indeterminate operations first, which is what lets the dominance
+//! rule prune the others (see [`Search::memo_insert`]).
+//!
+//! Indeterminate operations with equal inputs are interchangeable, and one called earlier is
+//! available wherever one called later is; so among the available ones with equal inputs,
+//! only the latest called is tried ([`Search::is_latest_equal`]). A successful path that
+//! uses an earlier one can always be changed into one that does not: use the latest one
+//! instead, and the earlier one where the path used the latest, if it did.
+
+use super::{CheckLimits, Model};
+use crate::history::Operation;
+use std::collections::BTreeSet;
+
+/// The result of searching one partition.
+pub(super) enum Outcome<'a, I, O> {
+    Linearizable,
+    Illegal(Deepest<'a, I, O>),
+    LimitReached(String),
+}
+
+/// Where the search got furthest, recorded for the explanation.
+pub(super) struct Deepest<'a, I, O> {
+    pub(super) linearized: Vec<&'a Operation<I, O>>,
+    pub(super) state_after: String,
+    pub(super) candidates: Vec<&'a Operation<I, O>>,
+    pub(super) blocking: &'a Operation<I, O>,
+}
+
+/// Searches for a linearization of `ops` (one partition) within `limits`.
+///
+/// Recording the deepest position while searching would copy the stack each time the
+/// search reaches a new depth, quadratic on long histories; so the search only notes the
+/// depth, and when it fails it runs again (it is deterministic) to record the position at
+/// the first dead end at that depth.
+pub(super) fn search<'a, M: Model>(
+    model: &'a M,
+    ops: Vec<&'a Operation<M::Input, M::Output>>,
+    limits: &'a CheckLimits,
+) -> Outcome<'a, M::Input, M::Output> {
+    match Search::new(model, ops.clone(), limits, None).run() {
+        RunOutcome::Linearizable => Outcome::Linearizable,
+        RunOutcome::LimitReached(limit) => Outcome::LimitReached(limit),
+        RunOutcome::Illegal { depth_max, .. } => {
+            match Search::new(model, ops, limits, Some(depth_max)).run() {
+                RunOutcome::Illegal {
+                    deepest: Some(deepest),
+                    ..
+                } => Outcome::Illegal(deepest),
+                _ => unreachable!("a deterministic search changed its verdict"),
+            }
+        }
+    }
+}
+
+/// The result of one run of the search.
+enum RunOutcome<'a, I, O> {
+    Linearizable,
+    Illegal {
+        depth_max: usize,
+        deepest: Option<Deepest<'a, I, O>>,
+    },
+    LimitReached(String),
+}
+
+/// Two doubly linked lists over fixed nodes, with O(1) removal and re-insertion in LIFO
+/// order ("dancing links"). Node layout: the main head, the main events, the main tail, the
+/// open head, the open calls, the open tail.
+struct EventLists {
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    main_tail: usize,
+    open_head: usize,
+    open_tail: usize,
+}
+
+/// The main list's head node.
+const MAIN_HEAD: usize = 0;
+
+impl EventLists {
+    fn new(main_len: usize, open_len: usize) -> Self {
+        let main_tail = main_len + 1;
+        let open_head = main_tail + 1;
+        let open_tail = open_head + open_len + 1;
+        let mut next: Vec<usize> = (1..=open_tail + 1).collect();
+        let mut prev: Vec<usize> = (0..=open_tail).map(|n| n.saturating_sub(1)).collect();
+        // Cut the chain between the two lists; the tails' `next` and heads' `prev` are unused.
+        next[main_tail] = main_tail;
+        next[open_tail] = open_tail;
+        prev[open_head] = open_head;
+        Self {
+            next,
+            prev,
+            main_tail,
+            open_head,
+            open_tail,
+        }
+    }
+
+    fn unlink(&mut self, node: usize) {
+        let (prev, next) = (self.prev[node], self.next[node]);
+        self.next[prev] = next;
+        self.prev[next] = prev;
+    }
+
+    /// Whether `node` is in its list (not unlinked).
+    fn is_linked(&self, node: usize) -> bool {
+        self.next[self.prev[node]] == node
+    }
+
+    /// Undoes the matching `unlink`; valid only in reverse order of the unlinks.
+    fn relink(&mut self, node: usize) {
+        let (prev, next) = (self.prev[node], self.next[node]);
+        self.next[prev] = node;
+        self.prev[next] = node;
+    }
+}
+
+/// A fixed-size set of operation indices that keeps its compact key cheap: operations are
+/// numbered in call order and the search linearizes roughly in that order, so the set is
+/// mostly a run of full words, a few mixed words, then zero words.
+struct BitSet {
+    words: Vec<u64>,
+    /// How many leading words are full.
+    full_words: usize,
+    /// How many leading words hold every set bit (the rest are zero).
+    used_words: usize,
+}
+
+impl BitSet {
+    fn new(len: usize) -> Self {
+        Self {
+            words: vec![0; len.div_ceil(64)],
+            full_words: 0,
+            used_words: 0,
+        }
+    }
+
+    fn set(&mut self, index: usize, member: bool) {
+        let (word, bit) = (index / 64, 1 << (index % 64));
+        if member {
+            self.words[word] |= bit;
+            self.used_words = self.used_words.max(word + 1);
+            while self.full_words < self.words.len() && self.words[self.full_words] == u64::MAX {
+                self.full_words += 1;
+            }
+        } else {
+            self.words[word] &= !bit;
+            self.full_words = self.full_words.min(word);
+            while self.used_words > 0 && self.words[self.used_words - 1] == 0 {
+                self.used_words -= 1;
+            }
+        }
+    }
+
+    /// The count of leading full words, then the used words after them: O(mixed words).
+    fn key(&self) -> BitKey {
+        let rest = self.words[self.full_words..self.used_words.max(self.full_words)].into();
+        BitKey {
+            full_words: self.full_words,
+            rest,
+        }
+    }
+
+    /// The used words: a key for sets with no long full prefix.
+    fn trimmed(&self) -> Box<[u64]> {
+        self.words[..self.used_words].into()
+    }
+}
+
+/// Whether the trimmed set `small` is a subset of the trimmed set `large`.
+fn is_subset(small: &[u64], large: &[u64]) -> bool {
+    small.len() <= large.len() && small.iter().zip(large).all(|(s, l)| s & !l == 0)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct BitKey {
+    full_words: usize,
+    rest: Box<[u64]>,
+}
+
+/// An explored configuration. Entries with the same completed set and state are adjacent
+/// in the memo's order, so the dominance check scans one short range.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct MemoKey<S> {
+    completed: BitKey,
+    state: S,
+    /// The linearized indeterminate operations, trimmed.
+    open: Box<[u64]>,
+}
+
+/// The states an operation may lead to, tried one after the other.
+enum Successors<S> {
+    /// A completed operation: at most one state.
+    Known(Option<S>),
+    /// An indeterminate operation: any number of states, tried from the back.
+    Unknown(Vec<S>),
+}
+
+impl<S> Successors<S> {
+    fn pop(&mut self) -> Option<S> {
+        match self {
+            Successors::Known(state) => state.take(),
+            Successors::Unknown(states) => states.pop(),
+        }
+    }
+}
+
+/// Where the scan for the next operation to linearize is.
+#[derive(Clone, Copy)]
+enum Cursor {
+    /// At a node of the main list.
+    Main(usize),
+    /// At a node of the open list, after the main scan stopped at the `blocking` return.
+    Open { node: usize, blocking: usize },
+}
+
+/// One linearized operation on the search stack.
+struct Frame<S> {
+    node: usize,
+    op: usize,
+    state_before: S,
+    untried: Successors<S>,
+    /// The blocking return when the operation was taken from the open list.
+    blocking: Option<usize>,
+}
+
+/// The search over one partition.
+struct Search<'a, M: Model> {
+    model: &'a M,
+    limits: &'a CheckLimits,
+    /// The partition's operations in call order.
+    ops: Vec<&'a Operation<M::Input, M::Output>>,
+    /// Each operation's index in `completed_set` or `open_set` (by whether it completed).
+    op_bit: Vec<usize>,
+    lists: EventLists,
+    /// For each node: the operation, and whether the node is its call (else its return).
+    node_op: Vec<usize>,
+    node_is_call: Vec<bool>,
+    call_node: Vec<usize>,
+    return_node: Vec<Option<usize>>,
+    /// For an indeterminate operation: the next one in call order with an equal input.
+    next_equal: Vec<Option<usize>>,
+    state: M::State,
+    /// The linearized completed operations.
+    completed_set: BitSet,
+    /// The linearized indeterminate operations.
+    open_set: BitSet,
+    completed_unlinearized: usize,
+    stack: Vec<Frame<M::State>>,
+    memo: BTreeSet<MemoKey<M::State>>,
+    steps: u64,
+    depth_max: usize,
+    /// Where to record the position: at the first dead end at this depth.
+    record_depth: Option<usize>,
+    deepest: Option<Deepest<'a, M::Input, M::Output>>,
+}
+
+impl<'a, M: Model> Search<'a, M> {
+    fn new(
+        model: &'a M,
+        mut ops: Vec<&'a Operation<M::Input, M::Output>>,
+        limits: &'a CheckLimits,
+        record_depth: Option<usize>,
+    ) -> Self {
+        ops.sort_by_key(|op| (op.call_ns, op.id));
+        let completed_count = ops.iter().filter(|op| op.is_complete()).count();
+        let open_count = ops.len() - completed_count;
+        let lists = EventLists::new(2 * completed_count, open_count);
+        let nodes = lists.open_tail + 1;
+        let mut search = Self {
+            model,
+            limits,
+            op_bit: vec![0; ops.len()],
+            node_op: vec![usize::MAX; nodes],
+            node_is_call: vec![false; nodes],
+            call_node: vec![0; ops.len()],
+            return_node: vec![None; ops.len()],
+            next_equal: vec![None; ops.len()],
+            state: model.init(),
+            completed_set: BitSet::new(completed_count),
+            open_set: BitSet::new(open_count),
+            completed_unlinearized: completed_count,
+            stack: Vec::new(),
+            memo: BTreeSet::new(),
+            steps: 0,
+            depth_max: 0,
+            record_depth,
+            deepest: None,
+            lists,
+            ops,
+        };
+        search.place_events();
+        search.link_equal_inputs();
+        search
+    }
+
+    /// Fills `next_equal`. Quadratic in the number of indeterminate operations, which the
+    /// search is exponential in anyway.
+    fn link_equal_inputs(&mut self) {
+        let open: Vec<usize> = (0..self.ops.len())
+            .filter(|&op| !self.ops[op].is_complete())
+            .collect();
+        for (position, &op) in open.iter().enumerate() {
+            self.next_equal[op] = open[position + 1..]
+                .iter()
+                .copied()
+                .find(|&later| self.ops[later].input == self.ops[op].input);
+        }
+    }
+
+    /// Whether no indeterminate operation with the same input as the one at the open list's
+    /// `node`, called later, is also available before the `blocking` return.
+    fn is_latest_equal(&self, node: usize, blocking: usize) -> bool {
+        let blocking_return_ns = self.ops[self.node_op[blocking]].return_ns;
+        let mut later = self.next_equal[self.node_op[node]];
+        while let Some(op) = later {
+            if Some(self.ops[op].call_ns) > blocking_return_ns {
+                return true;
+            }
+            if self.lists.is_linked(self.call_node[op]) {
+                return false;
+            }
+            later = self.next_equal[op];
+        }
+        true
+    }
+
+    /// Numbers the operations and fills the lists' nodes.
+    fn place_events(&mut self) {
+        // Main events in time order; at equal times calls come first, so that an operation
+        // returning at t and one called at t are concurrent.
+        let mut events: Vec<(u64, bool, usize)> = Vec::new();
+        let mut open_node = self.lists.open_head;
+        let (mut completed_bits, mut open_bits) = (0, 0);
+        for (op, operation) in self.ops.iter().enumerate() {
+            match operation.return_ns {
+                Some(return_ns) => {
+                    events.push((operation.call_ns, false, op));
+                    events.push((return_ns, true, op));
+                    self.op_bit[op] = completed_bits;
+                    completed_bits += 1;
+                }
+                None => {
+                    open_node += 1;
+                    self.node_op[open_node] = op;
+                    self.node_is_call[open_node] = true;
+                    self.call_node[op] = open_node;
+                    self.op_bit[op] = open_bits;
+                    open_bits += 1;
+                }
+            }
+        }
+        events.sort_unstable();
+        for (position, &(_, is_return, op)) in events.iter().enumerate() {
+            let node = MAIN_HEAD + 1 + position;
+            self.node_op[node] = op;
+            self.node_is_call[node] = !is_return;
+            if is_return {
+                self.return_node[op] = Some(node);
+            } else {
+                self.call_node[op] = node;
+            }
+        }
+    }
+
+    fn run(mut self) -> RunOutcome<'a, M::Input, M::Output> {
+        let mut cursor = Cursor::Main(self.lists.next[MAIN_HEAD]);
+        loop {
+            if self.completed_unlinearized == 0 {
+                return RunOutcome::Linearizable;
+            }
+            if let Some(limit) = self.limit_reached() {
+                return RunOutcome::LimitReached(limit);
+            }
+            self.steps += 1;
+            cursor = match cursor {
+                Cursor::Main(node) if self.node_is_call[node] => self.try_at(node, None),
+                Cursor::Main(node) => {
+                    // A completed operation is unlinearized, so its return comes first.
+                    assert!(node != self.lists.main_tail, "walked past every return");
+                    let node_open = self.lists.next[self.lists.open_head];
+                    Cursor::Open {
+                        node: node_open,
+                        blocking: node,
+                    }
+                }
+                Cursor::Open { node, blocking } if self.is_open_candidate(node, blocking) => {
+                    if self.is_latest_equal(node, blocking) {
+                        self.try_at(node, Some(blocking))
+                    } else {
+                        self.after(node, Some(blocking))
+                    }
+                }
+                Cursor::Open { blocking, .. } => {
+                    self.note_deepest(blocking);
+                    match self.backtrack() {
+                        Some(cursor) => cursor,
+                        None => {
+                            let (depth_max, deepest) = (self.depth_max, self.deepest);
+                            return RunOutcome::Illegal { depth_max, deepest };
+                        }
+                    }
+                }
+            };
+        }
+    }
+
+    fn limit_reached(&self) -> Option<String> {
+        let ops = self.ops.len();
+        if self.steps >= self.limits.steps_max {
+            let steps = self.steps;
+            return Some(format!(
+                "search limit reached: {steps} steps (steps_max), {ops} operations"
+            ));
+        }
+        if self.memo.len() >= self.limits.memo_entries_max {
+            let entries = self.memo.len();
+            return Some(format!(
+                "search limit reached: {entries} memo entries (memo_entries_max), {ops} operations"
+            ));
+        }
+        None
+    }
+
+    /// Whether the open list's `node` is an indeterminate operation called before the
+    /// blocking return (calls first at equal times).
+    fn is_open_candidate(&self, node: usize, blocking: usize) -> bool {
+        if node == self.lists.open_tail {
+            return false;
+        }
+        let blocking_return_ns = self.ops[self.node_op[blocking]].return_ns;
+        Some(self.ops[self.node_op[node]].call_ns) <= blocking_return_ns
+    }
+
+    /// Tries to linearize the operation called at `node` next; returns where to scan next.
+    fn try_at(&mut self, node: usize, blocking: Option<usize>) -> Cursor {
+        let op = self.node_op[node];
+        let successors = self.successors(op);
+        if self.push_first_new(node, op, successors, blocking) {
+            Cursor::Main(self.lists.next[MAIN_HEAD])
+        } else {
+            self.after(node, blocking)
+        }
+    }
+
+    /// The scan position after `node`, in the same list.
+    fn after(&self, node: usize, blocking: Option<usize>) -> Cursor {
+        let node = self.lists.next[node];
+        match blocking {
+            None => Cursor::Main(node),
+            Some(blocking) => Cursor::Open { node, blocking },
+        }
+    }
+
+    fn successors(&self, op: usize) -> Successors<M::State> {
+        let operation = self.ops[op];
+        match &operation.output {
+            Some(output) => {
+                Successors::Known(self.model.step(&self.state, &operation.input, output))
+            }
+            None => {
+                let mut states = self.model.step_unknown(&self.state, &operation.input);
+                states.reverse(); // tried from the back, so in the model's order
+                Successors::Unknown(states)
+            }
+        }
+    }
+
+    /// Linearizes `op` next with the first untried successor state whose configuration is
+    /// not covered by an explored one. Returns whether one was found.
+    fn push_first_new(
+        &mut self,
+        node: usize,
+        op: usize,
+        mut untried: Successors<M::State>,
+        blocking: Option<usize>,
+    ) -> bool {
+        self.mark(op, true);
+        while let Some(candidate) = untried.pop() {
+            if self.memo_insert(&candidate) {
+                let state_before = std::mem::replace(&mut self.state, candidate);
+                let frame = Frame {
+                    node,
+                    op,
+                    state_before,
+                    untried,
+                    blocking,
+                };
+                self.stack.push(frame);
+                self.lift(op);
+                self.depth_max = self.depth_max.max(self.stack.len());
+                return true;
+            }
+        }
+        self.mark(op, false);
+        false
+    }
+
+    /// Undoes the last linearization, then tries that operation's other successors.
+    /// Returns where to scan next, or `None` when nothing is left to undo.
+    fn backtrack(&mut self) -> Option<Cursor> {
+        let frame = self.stack.pop()?;
+        self.state = frame.state_before;
+        self.mark(frame.op, false);
+        self.unlift(frame.op);
+        if self.push_first_new(frame.node, frame.op, frame.untried, frame.blocking) {
+            Some(Cursor::Main(self.lists.next[MAIN_HEAD]))
+        } else {
+            Some(self.after(frame.node, frame.blocking))
+        }
+    }
+
+    fn mark(&mut self, op: usize, linearized: bool) {
+        let set = if self.ops[op].is_complete() {
+            &mut self.completed_set
+        } else {
+            &mut self.open_set
+        };
+        set.set(self.op_bit[op], linearized);
+    }
+
+    /// Records the configuration (linearized sets, `state`) as explored, unless an explored
+    /// one covers it: the same completed set and state, and a subset of its indeterminate
+    /// operations. Returns whether it was new.
+    ///
+    /// Skipping covered configurations loses no linearization. Suppose the search failed
+    /// although a path P0 (the root), .., Pm (all completed operations linearized) exists,
+    /// and let Pi be the last configuration on it covered by an explored V. Pm is not
+    /// covered (the search would have stopped there with success), so Pi+1 exists and adds
+    /// an operation y. Whether y may come next depends only on the completed set (an
+    /// indeterminate operation precedes nothing), which V shares with Pi, and its successor
+    /// states depend only on the state, also shared; so the search tried y from V, and V+y
+    /// was recorded or found covered. Either way Pi+1 is covered: a contradiction.
+    fn memo_insert(&mut self, state: &M::State) -> bool {
+        let mut key = MemoKey {
+            completed: self.completed_set.key(),
+            state: state.clone(),
+            open: Box::new([]),
+        };
+        let open = self.open_set.trimmed();
+        let mut compared = 0;
+        let covered = self
+            .memo
+            .range(&key..)
+            .take_while(|seen| seen.completed == key.completed && seen.state == key.state)
+            .any(|seen| {
+                compared += 1;
+                is_subset(&seen.open, &open)
+            });
+        // Each comparison counts as a step, so that `steps_max` bounds the work.
+        self.steps += compared;
+        if covered {
+            return false;
+        }
+        key.open = open;
+        self.memo.insert(key)
+    }
+
+    fn lift(&mut self, op: usize) {
+        self.lists.unlink(self.call_node[op]);
+        if let Some(return_node) = self.return_node[op] {
+            self.lists.unlink(return_node);
+            self.completed_unlinearized -= 1;
+        }
+    }
+
+    fn unlift(&mut self, op: usize) {
+        if let Some(return_node) = self.return_node[op] {
+            self.lists.relink(return_node);
+            self.completed_unlinearized += 1;
+        }
+        self.lists.relink(self.call_node[op]);
+    }
+
+    /// Records the search position at the first dead end (stuck at the `blocking` return)
+    /// at depth `record_depth`.
+    fn note_deepest(&mut self, blocking: usize) {
+        if self.deepest.is_some() || self.record_depth != Some(self.stack.len()) {
+            return;
+        }
+        let mut candidates = Vec::new();
+        let mut node = self.lists.next[MAIN_HEAD];
+        while node != blocking {
+            candidates.push(self.ops[self.node_op[node]]);
+            node = self.lists.next[node];
+        }
+        node = self.lists.next[self.lists.open_head];
+        while self.is_open_candidate(node, blocking) {
+            candidates.push(self.ops[self.node_op[node]]);
+            node = self.lists.next[node];
+        }
+        self.deepest = Some(Deepest {
+            linearized: self.stack.iter().map(|frame| self.ops[frame.op]).collect(),
+            state_after: format!("{:?}", self.state),
+            candidates,
+            blocking: self.ops[self.node_op[blocking]],
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitset_key_compresses_full_prefix_and_trailing_zeros() {
+        let mut bits = BitSet::new(64 * 4);
+        for i in 0..64 {
+            bits.set(i, true);
+        }
+        bits.set(64 + 3, true);
+        let key = bits.key();
+        assert_eq!(key.full_words, 1);
+        assert_eq!(&*key.rest, &[1 << 3]);
+        bits.set(64 + 3, false);
+        assert_eq!(bits.key().rest.len(), 0);
+        bits.set(0, false);
+        assert_eq!(bits.key().full_words, 0);
+        assert_eq!(&*bits.key().rest, &[u64::MAX - 1]);
+        assert_eq!(bits.trimmed().len(), 1);
+        bits.set(0, true);
+        assert_eq!(bits.key().full_words, 1);
+        for i in 0..64 {
+            bits.set(i, false);
+        }
+        assert_eq!((bits.key().full_words, bits.trimmed().len()), (0, 0));
+        bits.set(64 * 3 + 1, true);
+        assert_eq!(&*bits.trimmed(), &[0, 0, 0, 2]);
+    }
+
+    #[test]
+    fn subset_of_trimmed_sets() {
+        assert!(is_subset(&[], &[]));
+        assert!(is_subset(&[], &[5]));
+        assert!(is_subset(&[0b01], &[0b11]));
+        assert!(!is_subset(&[0b10], &[0b01]));
+        assert!(!is_subset(&[0, 1], &[u64::MAX]));
+    }
+
+    #[test]
+    fn event_lists_are_two_chains_that_unlink_and_relink_in_lifo_order() {
+        // Main: head 0, events 1..=3, tail 4. Open: head 5, calls 6..=7, tail 8.
+        let mut lists = EventLists::new(3, 2);
+        assert_eq!(
+            (lists.main_tail, lists.open_head, lists.open_tail),
+            (4, 5, 8)
+        );
+        assert_eq!(lists.next[3], 4);
+        assert_eq!(lists.next[lists.open_head], 6);
+        assert_eq!(lists.prev[6], 5);
+        lists.unlink(2);
+        lists.unlink(1);
+        lists.unlink(7);
+        assert_eq!(lists.next[MAIN_HEAD], 3);
+        assert_eq!(lists.prev[3], MAIN_HEAD);
+        assert_eq!(lists.next[6], 8);
+        let before = (lists.next.clone(), lists.prev.clone());
+        lists.unlink(6);
+        lists.relink(6);
+        assert_eq!((lists.next.clone(), lists.prev.clone()), before);
+        lists.relink(7);
+        lists.relink(1);
+        lists.relink(2);
+        assert_eq!(&lists.next[..4], &[1, 2, 3, 4]);
+        assert_eq!(&lists.next[5..8], &[6, 7, 8]);
+    }
+}
