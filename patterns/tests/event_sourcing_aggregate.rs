@@ -72,7 +72,7 @@ fn history(commands: &[(AccountCommand, bool)]) -> (Loaded<Account>, Vec<Recorde
             first_position: first_version,
             last_position: last,
         };
-        live.apply_appended(&events, &appended);
+        live.apply_appended(&events, &appended).unwrap();
     }
     (live, stream)
 }
@@ -371,7 +371,7 @@ fn account_through_the_store_replays_to_its_live_state_after_a_crash() {
         let events = live.state.handle(command).unwrap();
         let append = live.to_append("acct-eve", &events, |i| EventId(index * 16 + u128::from(i)));
         let appended = mem.append_and_settle(append).unwrap();
-        live.apply_appended(&events, &appended);
+        live.apply_appended(&events, &appended).unwrap();
     }
     let old = patterns::event_sourcing::event::AppendRequest {
         stream: "acct-eve".to_owned(),
@@ -385,11 +385,40 @@ fn account_through_the_store_replays_to_its_live_state_after_a_crash() {
             memo: String::new(),
         }],
         &appended,
-    );
+    )
+    .unwrap();
     mem.crash_and_recover().unwrap();
     let stream = mem.store().read_stream("acct-eve", 0, 100).unwrap();
     let replayed: Loaded<Account> = replay(&stream, &upcasters).unwrap();
     assert_eq!(replayed, live);
     assert_eq!(replayed.state.balance, 90);
     assert_eq!(replayed.expected(), ExpectedVersion::Exactly(3));
+}
+
+#[test]
+fn an_acknowledged_append_that_does_not_follow_the_state_is_an_error_not_a_panic() {
+    // Goal: an answer from the store is input from the network: a wrong version folds nothing.
+    let mut live = Loaded {
+        state: Account::default(),
+        version: Some(2),
+    };
+    let before = live.clone();
+    let gap = Appended {
+        first_version: 5,
+        last_version: 5,
+        first_position: 9,
+        last_position: 9,
+    };
+    let error = live
+        .apply_appended(
+            &[AccountEvent::Deposited {
+                amount: 1,
+                memo: String::new(),
+            }],
+            &gap,
+        )
+        .unwrap_err();
+    assert_eq!(error.expected_first, 3);
+    assert_eq!(error.appended_first, 5);
+    assert_eq!(live, before);
 }

@@ -226,19 +226,36 @@ impl<A: Aggregate> Loaded<A> {
 
     /// Folds `events` that the store appended as `appended` (the live state after a command).
     ///
-    /// # Panics
-    /// If `appended` does not directly follow this state: the caller mixed up streams.
-    pub fn apply_appended(&mut self, events: &[A::Event], appended: &Appended) {
+    /// `appended` comes from the store, over a network: when it does not directly follow this
+    /// state (a store bug, or mixed-up streams) nothing is folded and the gap is returned.
+    pub fn apply_appended(
+        &mut self,
+        events: &[A::Event],
+        appended: &Appended,
+    ) -> Result<(), AppendGap> {
         let next = self.version.map_or(0, |version| version + 1);
-        assert_eq!(
-            appended.first_version, next,
-            "the append follows the loaded state"
-        );
+        if appended.first_version != next {
+            return Err(AppendGap {
+                expected_first: next,
+                appended_first: appended.first_version,
+            });
+        }
         for event in events {
             self.state.apply(event);
         }
         self.version = Some(appended.last_version);
+        Ok(())
     }
+}
+
+/// An acknowledged append that does not directly follow the state it was applied to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the append starts at version {appended_first}, but the state expects {expected_first}")]
+pub struct AppendGap {
+    /// The version that would follow the state.
+    pub expected_first: u64,
+    /// The first version of the append.
+    pub appended_first: u64,
 }
 
 /// A saved fold of an aggregate's stream up to a version.

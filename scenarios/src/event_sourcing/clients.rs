@@ -392,7 +392,9 @@ impl<'a> Writer<'a> {
             ));
         }
         let events: Vec<AccountEvent> = decided.iter().map(|(_, event)| event.clone()).collect();
-        loaded.apply_appended(&events, appended);
+        loaded
+            .apply_appended(&events, appended)
+            .expect("the version was checked above");
         self.ctx
             .lives
             .borrow_mut()
