@@ -27,6 +27,9 @@ use std::path::{Path, PathBuf};
 pub const FORMAT_VERSION: u32 = 1;
 
 /// A stored case with its expected verdict and trace hash.
+///
+/// The [`Case`] fields are spelled out rather than `#[serde(flatten)]`ed: serde cannot flatten
+/// and reject unknown fields at once, and a typo in a hand-edited case file must be an error.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaseFile {
