@@ -301,7 +301,6 @@ impl NodeBuilder {
         let madsim_id = builder.build().id();
         crate::world::with(|world| {
             world.node_mut(id).madsim_id = Some(madsim_id);
-            world.madsim_nodes.insert(madsim_id, id);
         });
         id
     }

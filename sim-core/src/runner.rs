@@ -341,6 +341,13 @@ where
         Ok(mut report) => {
             let _ = thread.join();
             report.wall_ms = wall_ms;
+            // The run only knows its simulated time; the watchdog knows how long it took.
+            if let Outcome::Hung {
+                wall_ms: hung_ms, ..
+            } = &mut report.outcome
+            {
+                *hung_ms = wall_ms;
+            }
             report
         }
         // The thread is stuck outside any poll (a busy loop in user code): leave it behind.

@@ -217,6 +217,10 @@ fn hung_when_the_watchdog_fires_on_a_run_that_never_ends() {
     });
     assert_eq!(report.outcome.name(), "hung", "{:?}", report.outcome);
     assert!(report.wall_ms >= 300);
+    match report.outcome {
+        Outcome::Hung { wall_ms, .. } => assert_eq!(wall_ms, report.wall_ms),
+        other => panic!("expected hung, got {other:?}"),
+    }
 }
 
 #[test]
