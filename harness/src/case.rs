@@ -55,6 +55,16 @@ pub enum VerdictKind {
     Deadlock,
     /// The wall-clock watchdog fired.
     Hung,
+    /// The scenario or the harness broke its contract (an episode naming a node that does not
+    /// exist, a violation of an undeclared invariant, an eventually-invariant never judged):
+    /// counted as failed, never saved as a case.
+    Error,
+    /// The run could not be judged (a checker answered "unknown", a history was full, another
+    /// harness limit): neither a pass nor a failure; counted, never saved.
+    Inconclusive,
+    /// The same case failed once and did something else when run again: the code under test
+    /// reads a source the simulation does not control.
+    Nondeterministic,
 }
 
 impl VerdictKind {
@@ -69,7 +79,15 @@ impl VerdictKind {
             VerdictKind::StepLimit => "step_limit",
             VerdictKind::Deadlock => "deadlock",
             VerdictKind::Hung => "hung",
+            VerdictKind::Error => "error",
+            VerdictKind::Inconclusive => "inconclusive",
+            VerdictKind::Nondeterministic => "nondeterministic",
         }
+    }
+
+    /// Whether this verdict is a failure (everything but `pass` and `inconclusive`).
+    pub fn is_failure(self) -> bool {
+        !matches!(self, VerdictKind::Pass | VerdictKind::Inconclusive)
     }
 }
 
@@ -98,6 +116,11 @@ impl Verdict {
     /// Whether the run passed.
     pub fn is_pass(&self) -> bool {
         self.kind == VerdictKind::Pass
+    }
+
+    /// Whether the run failed (neither passed nor was inconclusive).
+    pub fn is_failure(&self) -> bool {
+        self.kind.is_failure()
     }
 
     /// Whether `other` is the same failure, for shrinking: same verdict and invariant, and for
@@ -185,6 +208,9 @@ pub struct RunResult {
     pub messages: u64,
     /// Sometimes-invariants reached.
     pub sometimes: BTreeSet<String>,
+    /// Violations of muted invariants ([`RunOptions::skip_invariants`]) seen and let pass:
+    /// (invariant, message).
+    pub skipped: Vec<(String, String)>,
     /// The kept timeline, when asked for.
     pub timeline: Option<Timeline>,
     /// Wall-clock milliseconds.
@@ -198,6 +224,10 @@ pub struct RunOptions {
     pub keep_trace: bool,
     /// Application log filter, printed live.
     pub log: Option<String>,
+    /// Invariants muted for this run (`--skip-invariant`): a violation of one is noted in the
+    /// trace and in [`RunResult::skipped`], and the run goes on checking the others. Muting
+    /// changes the run (it does not stop there), so its trace hash differs from an unmuted run.
+    pub skip_invariants: BTreeSet<String>,
 }
 
 /// Errors of the harness that come from input: a case that does not fit its scenario.
@@ -380,6 +410,7 @@ fn run_typed<S: Scenario>(
         events: report.events,
         messages,
         sometimes: observer.reached(),
+        skipped: Vec::new(),
         timeline: report.timeline,
         wall_ms: report.wall_ms,
     })
