@@ -235,6 +235,7 @@ fn run_seed(scenario: &dyn DynScenario, seed: u64, options: &BatchOptions) -> Se
     let run_options = RunOptions {
         keep_trace: options.check_determinism,
         log: None,
+        ..RunOptions::default()
     };
     let result = match scenario.run_case(&case, &run_options) {
         Ok(result) => result,

@@ -414,6 +414,7 @@ fn replay(
     let options = RunOptions {
         keep_trace: trace || mermaid.is_some(),
         log,
+        ..RunOptions::default()
     };
     let result = scenario.run_case(&case_file.case(), &options)?;
     let expected_hash = case_file.trace_hash_value().map_err(InputError)?;

@@ -145,6 +145,7 @@ fn verbose_options() -> RunOptions {
     RunOptions {
         keep_trace: true,
         log: std::env::var("DST_LOG").ok(),
+        ..RunOptions::default()
     }
 }
 
