@@ -169,6 +169,13 @@ impl Verdict {
             Outcome::TimeLimit { time_ns } => simple(VerdictKind::TimeLimit, Some(*time_ns)),
             Outcome::StepLimit { time_ns, .. } => simple(VerdictKind::StepLimit, Some(*time_ns)),
             Outcome::Deadlock { time_ns } => simple(VerdictKind::Deadlock, Some(*time_ns)),
+            Outcome::Error { message, time_ns } => Verdict {
+                kind: VerdictKind::Error,
+                invariant: None,
+                message: Some(message.clone()),
+                node: None,
+                time_ns: Some(*time_ns),
+            },
             Outcome::Hung { time_ns, .. } => simple(VerdictKind::Hung, *time_ns),
         }
     }

@@ -38,7 +38,7 @@ pub fn diagram(timeline: &Timeline) -> String {
                     clean(message)
                 );
             }
-            Event::Note { text } if text.starts_with("fault") || text.starts_with("liveness") => {
+            Event::Note { text, .. } if text.starts_with("fault") || text.starts_with("liveness") => {
                 let _ = writeln!(out, "    Note over supervisor: {at} {}", clean(text));
             }
             Event::Net(net) => {

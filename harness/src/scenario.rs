@@ -282,7 +282,7 @@ impl<W> Env<W> {
             handle.abort();
         }
         heal_all(&self.sim);
-        sim_core::trace::note("liveness phase: every fault healed");
+        sim_core::trace::note("healed", "liveness phase: every fault healed");
     }
 }
 
@@ -324,7 +324,7 @@ pub(crate) fn nodes(sim: &Sim, names: &[String]) -> Vec<sim_core::NodeId> {
 }
 
 fn start_fault(sim: &Sim, fault: &Fault) {
-    sim_core::trace::note(format!("fault start: {fault}"));
+    sim_core::trace::note("fault-start", format!("fault start: {fault}"));
     match fault {
         Fault::Crash { node: name } => {
             if let Some(id) = node(sim, name) {
@@ -364,7 +364,7 @@ fn start_fault(sim: &Sim, fault: &Fault) {
 }
 
 fn end_fault(sim: &Sim, fault: &Fault) {
-    sim_core::trace::note(format!("fault end: {fault}"));
+    sim_core::trace::note("fault-end", format!("fault end: {fault}"));
     match fault {
         Fault::Crash { node: name } => {
             if let Some(id) = node(sim, name) {

@@ -376,13 +376,13 @@ const MEASUREMENTS_NOTE: &str = "event-sourcing measurements: ";
 fn note_measurements() {
     let measurements = MEASUREMENTS.with(Cell::get);
     let json = serde_json::to_string(&measurements).expect("plain counters serialize");
-    sim_core::trace::note(format!("{MEASUREMENTS_NOTE}{json}"));
+    sim_core::trace::note("measurements", format!("{MEASUREMENTS_NOTE}{json}"));
 }
 
 /// The measurements a passing run noted in its trace (run it with the trace kept).
 pub fn measurements_of(timeline: &sim_core::trace::Timeline) -> Option<Measurements> {
     timeline.events.iter().find_map(|event| match &event.event {
-        sim_core::trace::Event::Note { text } => text
+        sim_core::trace::Event::Note { text, .. } => text
             .strip_prefix(MEASUREMENTS_NOTE)
             .and_then(|json| serde_json::from_str(json).ok()),
         _ => None,
@@ -556,7 +556,7 @@ pub fn check_linearizable(history: &LogHistory) -> Result<(), Violation> {
         CheckResult::Unknown { reason } => {
             // The search limit stopped the check: counted, and taken as a pass.
             measure(|m| m.linearizability_unknown += 1);
-            sim_core::trace::note(format!("linearizability check gave up: {reason}"));
+            sim_core::trace::note("linearizability-unknown", format!("linearizability check gave up: {reason}"));
             Ok(())
         }
         illegal => Err(Violation::new(oracle::LINEARIZABLE, illegal.to_string())),

@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A node of the simulation: an index in the order nodes were added, stable for a seed.
@@ -46,7 +45,10 @@ pub enum NodeState {
     Exited,
 }
 
-type InitFn = Arc<dyn Fn() -> LocalBoxFuture<'static, ()> + Send + Sync>;
+/// A node's program. It lives in the world (a thread-local of the run's thread), so neither it
+/// nor the state it captures need be `Send` or `Sync`: madsim's own init closure, which must
+/// be, only carries the node's id and looks the program up when it runs.
+type InitFn = Rc<dyn Fn() -> LocalBoxFuture<'static, ()>>;
 
 pub(crate) struct NodeEntry {
     pub name: String,
@@ -54,6 +56,7 @@ pub(crate) struct NodeEntry {
     pub state: NodeState,
     pub incarnation: u64,
     pub clock: ClockState,
+    pub init: Option<InitFn>,
 }
 
 /// The supervisor's handle: adds nodes, injects node and clock faults, reads true time.
@@ -242,12 +245,15 @@ impl NodeBuilder {
     /// When the future returns, the node exits (as a process whose `main` returns): its other
     /// tasks stop too. Keep `init` pending for as long as the node should run. The closure
     /// should only build the future: madsim calls it while holding its node table lock.
+    ///
+    /// Neither the closure nor its future need be `Send`: a run is single-threaded, so state
+    /// shared between nodes and the scenario can be `Rc<RefCell<..>>`.
     pub fn init<F, Fut>(mut self, init: F) -> Self
     where
-        F: Fn() -> Fut + Send + Sync + 'static,
+        F: Fn() -> Fut + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        self.init = Some(Arc::new(move || Box::pin(init())));
+        self.init = Some(Rc::new(move || Box::pin(init())));
         self
     }
 
@@ -276,6 +282,7 @@ impl NodeBuilder {
                 state: NodeState::Up,
                 incarnation: 0,
                 clock: ClockState::new(clock, now_ns),
+                init: init.clone(),
             });
             world.net.add_node(id);
             world.disk.add_node(id);
@@ -284,8 +291,10 @@ impl NodeBuilder {
         });
         let handle = madsim::runtime::Handle::current();
         let mut builder = handle.create_node().name(name);
-        if let Some(init) = init {
+        if init.is_some() {
             builder = builder.init(move || {
+                let init = crate::world::with(|world| world.node(id).init.clone())
+                    .expect("sim-core: a node built with init keeps it");
                 let program = init();
                 crate::task::Counted::new(Some(id), async move {
                     program.await;

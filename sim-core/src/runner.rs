@@ -176,6 +176,13 @@ pub enum Outcome {
         /// Simulated time, in nanoseconds.
         time_ns: u64,
     },
+    /// The test broke its own contract (see [`report_error`]): not the system's fault.
+    Error {
+        /// What broke.
+        message: String,
+        /// Simulated time, in nanoseconds.
+        time_ns: u64,
+    },
     /// The wall-clock watchdog fired.
     Hung {
         /// Simulated time when the run was stopped, if it could be stopped.
@@ -195,6 +202,7 @@ impl Outcome {
             Outcome::TimeLimit { .. } => "time_limit",
             Outcome::StepLimit { .. } => "step_limit",
             Outcome::Deadlock { .. } => "deadlock",
+            Outcome::Error { .. } => "error",
             Outcome::Hung { .. } => "hung",
         }
     }
@@ -232,6 +240,9 @@ impl std::fmt::Display for Outcome {
                 write!(f, "step_limit ({steps} steps) at {}", at(*time_ns))
             }
             Outcome::Deadlock { time_ns } => write!(f, "deadlock at {}", at(*time_ns)),
+            Outcome::Error { message, time_ns } => {
+                write!(f, "error at {}: {message}", at(*time_ns))
+            }
             Outcome::Hung { wall_ms, .. } => write!(f, "hung after {wall_ms} ms of wall time"),
         }
     }
@@ -284,6 +295,26 @@ pub fn report_violation(invariant: &str, message: impl Into<String>) {
             node,
             time,
         });
+    });
+}
+
+/// Ends the run because the test itself broke its contract (for example a fault plan naming a
+/// node that was never built): the outcome is [`Outcome::Error`], never blamed on the system.
+/// The first stop wins. Does nothing outside a run.
+pub fn report_error(message: impl Into<String>) {
+    let message = message.into();
+    world::try_with(|world| {
+        if !world.running() {
+            return;
+        }
+        world.record(
+            None,
+            Event::Error {
+                message: message.clone(),
+            },
+        );
+        let time = world.now();
+        world.stop_with(StopReason::Error { message, time });
     });
 }
 
@@ -582,6 +613,10 @@ fn outcome_of(result: std::thread::Result<End>) -> Outcome {
                 invariant,
                 message,
                 node: name_of(node),
+                time_ns: ns(time),
+            },
+            StopReason::Error { message, time } => Outcome::Error {
+                message,
                 time_ns: ns(time),
             },
             StopReason::StepLimit { time, steps } => Outcome::StepLimit {

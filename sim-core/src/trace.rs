@@ -78,6 +78,40 @@ pub trait StableHash {
     fn stable_hash(&self, hasher: &mut StableHasher);
 }
 
+/// One parameter of a fault, for [`Event::Fault`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultField {
+    /// A node, by name.
+    Node(String),
+    /// A whole number (milliseconds, ppm, bytes...).
+    Int(i64),
+    /// A probability or other fraction, hashed by its bits.
+    Float(f64),
+    /// The end of a group of nodes (partitions).
+    GroupEnd,
+}
+
+impl StableHash for FaultField {
+    fn stable_hash(&self, h: &mut StableHasher) {
+        match self {
+            FaultField::Node(name) => {
+                h.u8(0);
+                h.str(name);
+            }
+            FaultField::Int(value) => {
+                h.u8(1);
+                h.i64(*value);
+            }
+            FaultField::Float(value) => {
+                h.u8(2);
+                h.u64(value.to_bits());
+            }
+            FaultField::GroupEnd => h.u8(3),
+        }
+    }
+}
+
 /// One event of a node's life.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -136,17 +170,40 @@ pub enum Event {
         /// `module::path:line:column` of the site.
         site: String,
     },
-    /// An invariant was reported broken.
+    /// An invariant was reported broken. Only the name is hashed: rewording a message must not
+    /// change recorded traces.
     Violation {
         /// Name of the invariant.
         invariant: String,
-        /// What was seen.
+        /// What was seen (display only).
         message: String,
     },
-    /// A user-defined event, part of the hash (see [`note`]).
+    /// A user-defined event (see [`note`]): its key is hashed, its text is display only.
     Note {
-        /// Free text.
+        /// A stable key, chosen by the caller (such as `write-acked`).
+        key: String,
+        /// Free text (display only).
         text: String,
+    },
+    /// A fault of a test's plan started or ended (recorded by the harness). Hashed by its
+    /// typed fields; the text is display only.
+    Fault {
+        /// Whether the fault started (else it ended).
+        start: bool,
+        /// The episode's index in its plan.
+        episode: u32,
+        /// The kind of fault, such as `partition`.
+        kind: String,
+        /// The fault's parameters.
+        fields: Vec<FaultField>,
+        /// A readable description (display only).
+        text: String,
+    },
+    /// The test itself broke its contract (for example a fault plan naming a node that does not
+    /// exist); the run ends with [`crate::Outcome::Error`]. The message is display only.
+    Error {
+        /// What broke.
+        message: String,
     },
     /// A network event.
     Net(crate::net::NetEvent),
@@ -209,14 +266,32 @@ impl StableHash for Event {
                 h.u8(4);
                 h.str(site);
             }
-            Event::Violation { invariant, message } => {
+            Event::Violation { invariant, .. } => {
                 h.u8(5);
                 h.str(invariant);
-                h.str(message);
             }
-            Event::Note { text } => {
+            Event::Note { key, .. } => {
                 h.u8(6);
-                h.str(text);
+                h.str(key);
+            }
+            Event::Fault {
+                start,
+                episode,
+                kind,
+                fields,
+                ..
+            } => {
+                h.u8(9);
+                h.u8(u8::from(*start));
+                h.u32(*episode);
+                h.str(kind);
+                h.u32(fields.len() as u32);
+                for field in fields {
+                    field.stable_hash(h);
+                }
+            }
+            Event::Error { .. } => {
+                h.u8(10);
             }
             Event::Net(event) => {
                 h.u8(7);
@@ -245,7 +320,18 @@ impl fmt::Display for Event {
             Event::Violation { invariant, message } => {
                 write!(f, "VIOLATION {invariant}: {message}")
             }
-            Event::Note { text } => write!(f, "note {text}"),
+            Event::Note { key, text } => write!(f, "note [{key}] {text}"),
+            Event::Fault {
+                start,
+                episode,
+                text,
+                ..
+            } => write!(
+                f,
+                "FAULT {} #{episode}: {text}",
+                if *start { "start" } else { "end" }
+            ),
+            Event::Error { message } => write!(f, "ERROR {message}"),
             Event::Net(event) => write!(f, "net {event}"),
             Event::Disk(event) => write!(f, "disk {event}"),
             Event::Log {
@@ -420,13 +506,31 @@ pub fn format_time(time_ns: u64) -> String {
 
 /// Records a user event that is part of the trace hash, on the current node.
 ///
-/// Use it to mark points of interest in a workload (for example "write acknowledged"), so that
-/// the hash and the printed timeline show them. Does nothing outside a run.
-pub fn note(text: impl Into<String>) {
+/// Use it to mark points of interest in a workload, so that the hash and the printed timeline
+/// show them: `note("write-acked", format!("client 2 wrote {value}"))`. The hash covers the
+/// key (and when and where the note was made), never the text, so rewording a text keeps every
+/// recorded trace hash. Does nothing outside a run.
+pub fn note(key: &str, text: impl Into<String>) {
     let text = text.into();
     crate::world::try_with(|world| {
         let node = world.current_node();
-        world.record(node, Event::Note { text });
+        let key = key.to_string();
+        world.record(node, Event::Note { key, text });
+    });
+}
+
+/// Records that a fault of the test's plan started or ended (see [`Event::Fault`]); for
+/// harnesses. Does nothing outside a run.
+pub fn fault_edge(start: bool, episode: u32, kind: &str, fields: Vec<FaultField>, text: String) {
+    crate::world::try_with(|world| {
+        let event = Event::Fault {
+            start,
+            episode,
+            kind: kind.to_string(),
+            fields,
+            text,
+        };
+        world.record(None, event);
     });
 }
 

@@ -29,6 +29,10 @@ pub(crate) enum StopReason {
         node: Option<NodeId>,
         time: Duration,
     },
+    Error {
+        message: String,
+        time: Duration,
+    },
     StepLimit {
         time: Duration,
         steps: u64,

@@ -34,10 +34,10 @@ fn workload(seed: u64, config: SimConfig) -> Report {
                             // The iteration order of the map decides what is recorded.
                             let first: Vec<String> = peers.keys().take(3).cloned().collect();
                             let delay = rng::stream(stream.clone()).gen_range(1..20);
-                            trace::note(format!("round {round} {first:?} delay {delay}"));
+                            trace::note(&format!("round {round} {first:?} delay {delay}"), "");
                             time::sleep(Duration::from_millis(delay)).await;
                             if sim_core::buggify!() {
-                                trace::note("buggified");
+                                trace::note("buggified", "");
                             }
                         }
                     }

@@ -513,7 +513,7 @@ fn fsync_failure_run(seed: u64, fail: bool) -> (Vec<String>, String, usize) {
         sim.sleep(ms(15)).await;
         sim.crash(node);
         let survived = sim.disk(node).read_file("log").unwrap();
-        sim_core::trace::note(String::from_utf8(survived).unwrap());
+        sim_core::trace::note("survived", String::from_utf8(survived).unwrap());
         Ok(())
     });
     assert!(report.outcome.is_pass(), "{}", report.outcome);
@@ -523,7 +523,7 @@ fn fsync_failure_run(seed: u64, fail: bool) -> (Vec<String>, String, usize) {
         .iter()
         .rev()
         .find_map(|event| match &event.event {
-            Event::Note { text } => Some(text.clone()),
+            Event::Note { text, .. } => Some(text.clone()),
             _ => None,
         });
     let verdicts = disk_events(&report)

@@ -270,7 +270,7 @@ fn check_linearizable(
         // (rare: about 1 seed in 5,000). "Unknown" is no evidence of a bug: the run is not
         // failed, and the trace says the history was not judged.
         CheckResult::Unknown { reason } => {
-            sim_core::trace::note(format!("linearizability not judged: {reason}"));
+            sim_core::trace::note("linearizability-unknown", format!("linearizability not judged: {reason}"));
             Ok(())
         }
         illegal => Err(Violation::new("linearizable", illegal.to_string())),
