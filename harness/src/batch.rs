@@ -3,8 +3,8 @@
 
 use crate::case::{Case, DynScenario, RunOptions, RunResult, Verdict, VerdictKind};
 use crate::corpus::{self, CaseFile};
+use crate::invariant::InvariantKind;
 use crate::plan::FaultKind;
-use crate::scenario::InvariantKind;
 use crate::shrink;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -194,8 +194,8 @@ pub fn run_batch(
     let sometimes: Vec<String> = spec
         .invariants
         .iter()
-        .filter(|i| i.kind == InvariantKind::Sometimes)
-        .map(|i| i.name.clone())
+        .filter(|i| i.kind() == InvariantKind::Sometimes)
+        .map(|i| i.name().to_string())
         .collect();
     // Sometimes-invariants are a property of a large enough batch of unmutated runs under the
     // scenario's whole fault model: with fewer fault kinds a state may be out of reach.

@@ -5,8 +5,9 @@
 //! `dst run X --start S --seeds 1` is the case seed S had in any larger run.
 
 use crate::generate::{plan_strategy, swarm_strategy, tree_for_seed, SwarmProfile};
+use crate::invariant::InvariantKind;
 use crate::plan::{FaultKind, FaultPlan};
-use crate::scenario::{Env, InvariantKind, Observer, Scenario, ScenarioSpec};
+use crate::scenario::{run_phases, Env, Observer, Scenario, ScenarioSpec};
 use proptest::strategy::{BoxedStrategy, Strategy, ValueTree};
 use serde::{Deserialize, Serialize};
 use sim_core::trace::Timeline;
@@ -130,7 +131,15 @@ impl Verdict {
         self.kind == other.kind && self.invariant == other.invariant && same_panic
     }
 
-    fn from_outcome(outcome: &Outcome, spec: &ScenarioSpec) -> Verdict {
+    /// The verdict of a run from its outcome, judged against the spec: a violation of an
+    /// always-invariant is `safety`, of an eventually-invariant `liveness`, of anything the
+    /// spec does not declare as one of those `error`; a pass with an inconclusive check is
+    /// `inconclusive`.
+    pub(crate) fn from_outcome(
+        outcome: &Outcome,
+        spec: &ScenarioSpec,
+        inconclusive: Option<&str>,
+    ) -> Verdict {
         let simple = |kind, time_ns: Option<u64>| Verdict {
             kind,
             invariant: None,
@@ -139,22 +148,37 @@ impl Verdict {
             time_ns,
         };
         match outcome {
-            Outcome::Pass => simple(VerdictKind::Pass, None),
+            Outcome::Pass => match inconclusive {
+                None => simple(VerdictKind::Pass, None),
+                Some(reason) => Verdict {
+                    message: Some(reason.to_string()),
+                    ..simple(VerdictKind::Inconclusive, None)
+                },
+            },
             Outcome::Violation {
                 invariant,
                 message,
                 node,
                 time_ns,
-            } => Verdict {
-                kind: match spec.invariant_kind(invariant) {
-                    Some(InvariantKind::Eventually) => VerdictKind::Liveness,
-                    _ => VerdictKind::Safety,
-                },
-                invariant: Some(invariant.clone()),
-                message: Some(message.clone()),
-                node: node.clone(),
-                time_ns: Some(*time_ns),
-            },
+            } => {
+                let (kind, message) = match spec.invariant_kind(invariant) {
+                    Some(InvariantKind::Always) => (VerdictKind::Safety, message.clone()),
+                    Some(InvariantKind::Eventually) => (VerdictKind::Liveness, message.clone()),
+                    Some(InvariantKind::Sometimes) | None => (
+                        VerdictKind::Error,
+                        format!(
+                            "violation of {invariant:?}, which the spec does not declare as an always- or eventually-invariant: {message}"
+                        ),
+                    ),
+                };
+                Verdict {
+                    kind,
+                    invariant: (kind != VerdictKind::Error).then(|| invariant.clone()),
+                    message: Some(message),
+                    node: node.clone(),
+                    time_ns: Some(*time_ns),
+                }
+            }
             Outcome::Panic {
                 message,
                 node,
@@ -402,22 +426,24 @@ fn run_typed<S: Scenario>(
     config
         .validate()
         .map_err(|error| CaseError::BadConfig(error.to_string()))?;
-    let observer = Observer::default();
+    let observer = Observer::new(&spec.invariants, options.skip_invariants.clone());
     let scenario = scenario.clone();
     let (mutant, plan, seen) = (case.mutant.clone(), case.plan.clone(), observer.clone());
-    let report = sim_core::run(case.seed, config, move |sim| {
-        let env = Env::new(sim, workload, mutant, plan, seen);
-        scenario.run(env)
+    let declared = spec.invariants.clone();
+    let report = sim_core::run(case.seed, config, move |sim| async move {
+        let env = Env::new(sim, mutant, plan, seen);
+        run_phases(scenario, env, workload, declared).await;
+        Ok(())
     });
-    let messages = report.messages;
+    let record = observer.record();
     Ok(RunResult {
-        verdict: Verdict::from_outcome(&report.outcome, &spec),
+        verdict: Verdict::from_outcome(&report.outcome, &spec, record.inconclusive.as_deref()),
         trace_hash: report.trace_hash,
         sim_time_ns: report.sim_time_ns,
         events: report.events,
-        messages,
-        sometimes: observer.reached(),
-        skipped: Vec::new(),
+        messages: report.messages,
+        sometimes: record.reached.clone(),
+        skipped: record.skipped.clone(),
         timeline: report.timeline,
         wall_ms: report.wall_ms,
     })

@@ -207,7 +207,7 @@ fn list(registry: &Registry, json: bool) -> Result<bool, InputError> {
                     "name": spec.name,
                     "description": spec.description,
                     "nodes": spec.nodes,
-                    "invariants": spec.invariants.iter().map(|i| &i.name).collect::<Vec<_>>(),
+                    "invariants": spec.invariants.iter().map(|i| i.name()).collect::<Vec<_>>(),
                     "invariant_details": spec.invariants,
                     "mutants": spec.mutants.iter().map(|m| &m.name).collect::<Vec<_>>(),
                     "mutant_details": spec.mutants,
@@ -222,12 +222,12 @@ fn list(registry: &Registry, json: bool) -> Result<bool, InputError> {
         eprintln!("{}: {}", spec.name, spec.description);
         eprintln!("  nodes: {}", spec.nodes.join(", "));
         for invariant in &spec.invariants {
-            let kind = serde_json::to_value(invariant.kind).unwrap_or_default();
+            let kind = serde_json::to_value(invariant.kind()).unwrap_or_default();
             eprintln!(
                 "  invariant {} [{}]: {}",
-                invariant.name,
+                invariant.name(),
                 kind.as_str().unwrap_or("?"),
-                invariant.description
+                invariant.description()
             );
         }
         for mutant in &spec.mutants {

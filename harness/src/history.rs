@@ -128,6 +128,10 @@ pub struct History<I, O> {
     ops_max: usize,
     next_id: u64,
     failed_definitely_count: u64,
+    /// Operations refused because the history was full: a history that refused any is not the
+    /// whole story, and a checker must not judge it as if it were.
+    #[serde(default)]
+    refused: u64,
     operations: Vec<Operation<I, O>>,
 }
 
@@ -137,6 +141,8 @@ struct StoredHistory<I, O> {
     ops_max: usize,
     next_id: u64,
     failed_definitely_count: u64,
+    #[serde(default)]
+    refused: u64,
     operations: Vec<Operation<I, O>>,
 }
 
@@ -151,6 +157,7 @@ impl<I, O> TryFrom<StoredHistory<I, O>> for History<I, O> {
         }
         history.next_id = stored.next_id;
         history.failed_definitely_count = stored.failed_definitely_count;
+        history.refused = stored.refused;
         Ok(history)
     }
 }
@@ -173,6 +180,7 @@ impl<I, O> History<I, O> {
             ops_max,
             next_id: 0,
             failed_definitely_count: 0,
+            refused: 0,
             operations: Vec::new(),
         }
     }
@@ -209,6 +217,7 @@ impl<I, O> History<I, O> {
             ops_max,
             next_id: id_min,
             failed_definitely_count: 0,
+            refused: 0,
             operations,
         })
     }
@@ -218,10 +227,17 @@ impl<I, O> History<I, O> {
         self.ops_max
     }
 
+    /// How many operations [`History::invoke`] refused because the history was full. A
+    /// history that refused any cannot be judged as complete.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
     /// Records a request from `client` issued at `now_ns`; the operation is indeterminate
     /// until completed.
     pub fn invoke(&mut self, client: u64, input: I, now_ns: u64) -> Result<OpId, HistoryError> {
         if self.operations.len() >= self.ops_max {
+            self.refused += 1;
             return Err(HistoryError::Full {
                 ops_max: self.ops_max,
             });

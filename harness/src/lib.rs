@@ -6,7 +6,9 @@
 //!
 //! - [`plan`]: fault plans, plain serde data ([`FaultPlan`], [`Episode`], [`Fault`]).
 //! - [`generate`]: `proptest` strategies for swarm profiles and plans within a [`FaultBudget`].
-//! - [`scenario`]: the [`Scenario`] trait, [`ScenarioSpec`], invariant kinds, mutants, [`Env`].
+//! - [`scenario`]: the [`Scenario`] trait (the scenario declares, the harness runs the phases
+//!   and judges), [`ScenarioSpec`], mutants, [`Env`], [`Observer`].
+//! - [`invariant`]: typed [`Invariant`] handles and the [`Violation`]s made from them.
 //! - [`case`]: [`Case`], [`Verdict`], running a case, the [`Registry`].
 //! - [`shrink`]: from a failing case to a small one.
 //! - [`corpus`]: versioned case files under `corpus/<scenario>/`.
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod corpus;
 pub mod generate;
 pub mod history;
+pub mod invariant;
 pub mod linearizability;
 pub mod mermaid;
 pub mod plan;
@@ -38,7 +41,6 @@ mod apply_io;
 
 pub use case::{Case, DynScenario, Registry, RunOptions, RunResult, Verdict, VerdictKind};
 pub use generate::{FaultBudget, SwarmProfile};
+pub use invariant::{Checked, Invariant, InvariantKind, Violation};
 pub use plan::{Episode, Fault, FaultKind, FaultPlan};
-pub use scenario::{
-    Env, InvariantKind, InvariantSpec, MutantSpec, Observer, Scenario, ScenarioSpec,
-};
+pub use scenario::{Env, MutantSpec, Observer, Scenario, ScenarioSpec};

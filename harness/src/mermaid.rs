@@ -38,8 +38,23 @@ pub fn diagram(timeline: &Timeline) -> String {
                     clean(message)
                 );
             }
-            Event::Note { text, .. } if text.starts_with("fault") || text.starts_with("liveness") => {
+            Event::Fault { start, text, .. } => {
+                let edge = if *start { "fault start" } else { "fault end" };
+                let _ = writeln!(
+                    out,
+                    "    Note over supervisor: {at} {edge}: {}",
+                    clean(text)
+                );
+            }
+            Event::Note { key, text } if key == "healed" => {
                 let _ = writeln!(out, "    Note over supervisor: {at} {}", clean(text));
+            }
+            Event::Error { message } => {
+                let _ = writeln!(
+                    out,
+                    "    Note over supervisor: {at} ERROR {}",
+                    clean(message)
+                );
             }
             Event::Net(net) => {
                 if let Some(line) = crate::apply_io::mermaid_line(timeline, net, &at) {

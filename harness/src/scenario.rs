@@ -1,89 +1,70 @@
 //! Scenarios: what a project writes to put its system under the harness.
 //!
-//! A [`Scenario`] declares its nodes, the fault budget it is expected to survive, its
-//! invariants and its named mutants in a [`ScenarioSpec`], generates workloads with a `proptest`
-//! strategy, and runs: it builds its nodes on the [`Env`]'s `Sim`, starts the fault plan, drives
-//! its workload, then heals and checks its *eventually* invariants.
+//! A scenario *declares*; the harness *runs and judges*. A [`Scenario`] declares its nodes, the
+//! fault budget it is expected to survive, its [`Invariant`]s and its named mutants in a
+//! [`ScenarioSpec`], generates workloads with a `proptest` strategy, and fills in the phases of
+//! a run. The harness owns the order of the phases and what they guarantee:
+//!
+//! 1. [`Scenario::setup`] builds the nodes (and whatever the scenario shares with them: state
+//!    may be `Rc<RefCell<..>>`, a run is single-threaded);
+//! 2. the harness starts the fault plan, episode by episode, each a typed trace event; an
+//!    episode naming a node that does not exist when it is due ends the run with verdict
+//!    `error`;
+//! 3. [`Scenario::drive`] runs the workload while the plan goes on;
+//! 4. [`Scenario::check`] judges always-invariants over what the workload observed (for
+//!    example linearizability of the client history);
+//! 5. the harness waits for the end of the plan and heals every fault;
+//! 6. [`Scenario::after_heal`] judges eventually-invariants, each with [`Env::eventually`],
+//!    which re-probes until the invariant's declared bound;
+//! 7. the harness verifies that every declared eventually-invariant was judged (else
+//!    `error`).
+//!
+//! Violations are made from invariant handles ([`Invariant::violated`]) and returned from a
+//! phase, or reported at once from anywhere with [`Observer::violation`]. A check that cannot
+//! decide (a linearizability search that gave up, a full history) calls
+//! [`Observer::inconclusive`]: the run is then `inconclusive`, never a pass.
 //!
 //! ```text
+//! static LINEARIZABLE: Invariant = Invariant::always("linearizable", "...");
+//! static AVAILABLE: Invariant = Invariant::eventually("available-after-heal", "...", Duration::from_secs(2));
+//!
 //! impl Scenario for Register {
-//!     type Workload = Vec<Op>;
+//!     type Workload = Workload;
+//!     type System = System;
 //!     fn spec(&self) -> ScenarioSpec { /* nodes, budget, invariants, mutants */ }
-//!     fn workload(&self) -> BoxedStrategy<Vec<Op>> { proptest::collection::vec(op(), 1..50).boxed() }
-//!     fn run(&self, env: Env<Vec<Op>>) -> LocalBoxFuture<'static, Result<(), Violation>> {
-//!         Box::pin(async move {
-//!             let primary = env.sim.node("primary").init(|| primary_main()).build();
-//!             env.start_faults();
-//!             // ... drive env.workload, report safety violations as they happen ...
-//!             env.heal().await;
-//!             // ... check eventually-invariants within the stated bound ...
-//!             Ok(())
-//!         })
+//!     fn workload(&self) -> BoxedStrategy<Workload> { /* proptest */ }
+//!     fn setup(&self, env: &Env, _: &Workload) -> System { /* env.sim.node(..).init(..).build() */ }
+//!     async fn drive(&self, env: &Env, system: &System, workload: Workload) -> Checked { /* clients */ }
+//!     async fn check(&self, env: &Env, system: &System) -> Checked {
+//!         env.linearizable(&LINEARIZABLE, &RegisterModel::new(0), &system.history.borrow())
+//!     }
+//!     async fn after_heal(&self, env: &Env, system: &System) -> Checked {
+//!         env.eventually(&AVAILABLE, || probe_write_then_read(system)).await
 //!     }
 //! }
 //! ```
 
 use crate::generate::FaultBudget;
+use crate::history::History;
+use crate::invariant::{Checked, Invariant, InvariantKind};
+use crate::linearizability::{CheckLimits, CheckResult, Model};
 use crate::plan::{Episode, Fault, FaultPlan};
-use futures::future::LocalBoxFuture;
 use proptest::strategy::BoxedStrategy;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sim_core::{NodeState, Sim, SimConfig, Violation};
+use sim_core::trace::FaultField;
+use sim_core::{NodeState, Sim, SimConfig};
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// The three kinds of invariant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InvariantKind {
-    /// Checked as events happen; the run stops at the first violating step (verdict `safety`).
-    Always,
-    /// Must hold within a stated bound after every fault is healed (verdict `liveness`).
-    Eventually,
-    /// Must be seen in at least one run of a batch (reported for the batch).
-    Sometimes,
-}
-
-/// An invariant a scenario checks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InvariantSpec {
-    /// Name, used in verdicts and case files.
-    pub name: String,
-    /// Kind.
-    pub kind: InvariantKind,
-    /// What it says.
-    pub description: String,
-}
-
-impl InvariantSpec {
-    /// An always-invariant.
-    pub fn always(name: &str, description: &str) -> Self {
-        Self::new(name, InvariantKind::Always, description)
-    }
-    /// An eventually-invariant.
-    pub fn eventually(name: &str, description: &str) -> Self {
-        Self::new(name, InvariantKind::Eventually, description)
-    }
-    /// A sometimes-invariant.
-    pub fn sometimes(name: &str, description: &str) -> Self {
-        Self::new(name, InvariantKind::Sometimes, description)
-    }
-    fn new(name: &str, kind: InvariantKind, description: &str) -> Self {
-        InvariantSpec {
-            name: name.into(),
-            kind,
-            description: description.into(),
-        }
-    }
-}
 
 /// A deliberately broken variant of the code under test, switched on by name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MutantSpec {
-    /// Name, as given to `--mutant`.
+    /// Name, as given to `--mutant` (kebab-case).
     pub name: String,
     /// The real bug it mirrors.
     pub description: String,
@@ -110,19 +91,20 @@ pub struct ScenarioSpec {
     pub nodes: Vec<String>,
     /// The fault model the scenario is expected to survive.
     pub budget: FaultBudget,
-    /// Its invariants.
-    pub invariants: Vec<InvariantSpec>,
+    /// Its invariants: the only ones it may report.
+    pub invariants: Vec<Invariant>,
     /// Its mutants.
     pub mutants: Vec<MutantSpec>,
-    /// Sometimes-invariants are only judged on batches of at least this many runs.
+    /// Sometimes-invariants are only judged on hunts of at least this many seeds (measured per
+    /// scenario: every window of this many seeds reaches every sometimes-invariant).
     pub sometimes_batch_min: usize,
     /// The simulation settings (limits, network and disk defaults).
     pub sim_config: SimConfig,
 }
 
 impl ScenarioSpec {
-    /// Checks the spec itself: fault targets name real nodes, names are unique, the
-    /// simulation config is valid.
+    /// Checks the spec itself: fault targets name real nodes, names are unique, eventually-
+    /// invariants have a bound, the simulation config is valid.
     pub fn validate(&self) -> Result<(), String> {
         let at = |what: &str| format!("scenario {}: {what}", self.name);
         for name in self.budget.targets.iter().chain(&self.budget.crash_targets) {
@@ -132,33 +114,50 @@ impl ScenarioSpec {
                 )));
             }
         }
-        let unique =
-            |names: Vec<&String>| names.len() == names.iter().collect::<BTreeSet<_>>().len();
-        if !unique(self.nodes.iter().collect()) {
+        let unique = |names: Vec<&str>| names.len() == names.iter().collect::<BTreeSet<_>>().len();
+        if !unique(self.nodes.iter().map(String::as_str).collect()) {
             return Err(at("node names repeat"));
         }
-        if !unique(self.invariants.iter().map(|i| &i.name).collect()) {
+        if !unique(self.invariants.iter().map(|i| i.name()).collect()) {
             return Err(at("invariant names repeat"));
         }
-        if !unique(self.mutants.iter().map(|m| &m.name).collect()) {
+        if !unique(self.mutants.iter().map(|m| m.name.as_str()).collect()) {
             return Err(at("mutant names repeat"));
         }
         self.sim_config.validate().map_err(|e| at(&e.to_string()))
     }
 
-    /// The kind of the invariant called `name`.
-    pub fn invariant_kind(&self, name: &str) -> Option<InvariantKind> {
+    /// The invariant called `name`.
+    pub fn invariant(&self, name: &str) -> Option<&Invariant> {
         self.invariants
             .iter()
-            .find(|invariant| invariant.name == name)
-            .map(|invariant| invariant.kind)
+            .find(|invariant| invariant.name() == name)
+    }
+
+    /// The kind of the invariant called `name`.
+    pub fn invariant_kind(&self, name: &str) -> Option<InvariantKind> {
+        self.invariant(name).map(Invariant::kind)
+    }
+
+    /// Names of the invariants of one kind.
+    pub fn invariant_names(&self, kind: InvariantKind) -> Vec<String> {
+        self.invariants
+            .iter()
+            .filter(|invariant| invariant.kind() == kind)
+            .map(|invariant| invariant.name().to_string())
+            .collect()
     }
 }
 
 /// A scenario: see the [module docs](self).
+///
+/// The phase methods may be written as `async fn` in the `impl`.
 pub trait Scenario: Clone + Send + Sync + 'static {
     /// The generated workload, stored in case files.
     type Workload: Clone + Debug + Serialize + DeserializeOwned + Send + 'static;
+    /// What [`Scenario::setup`] builds and the later phases use: node ids, histories, shared
+    /// state. It lives on the run's thread only (`Rc<RefCell<..>>` is fine).
+    type System: 'static;
 
     /// What the scenario declares about itself.
     fn spec(&self) -> ScenarioSpec;
@@ -173,60 +172,166 @@ pub trait Scenario: Clone + Send + Sync + 'static {
         Ok(())
     }
 
-    /// Runs one case: build nodes, [`Env::start_faults`], drive the workload, [`Env::heal`],
-    /// check eventually-invariants. Return `Err` (or call [`Env::violation`]) on a broken
-    /// invariant.
-    fn run(&self, env: Env<Self::Workload>) -> LocalBoxFuture<'static, Result<(), Violation>>;
+    /// Builds the nodes before the plan starts. No fault, heal or check calls here: the
+    /// harness owns the phases.
+    fn setup(&self, env: &Env, workload: &Self::Workload) -> Self::System;
+
+    /// Drives the workload while the harness applies the fault plan around it. Returns when the
+    /// workload is done (every client finished).
+    fn drive(
+        &self,
+        env: &Env,
+        system: &Self::System,
+        workload: Self::Workload,
+    ) -> impl Future<Output = Checked>;
+
+    /// Judges always-invariants over what the workload observed, right after [`Self::drive`]
+    /// (faults may still be going on). Always-invariants can also be reported as they break,
+    /// from anywhere, with [`Observer::violation`].
+    fn check(&self, env: &Env, system: &Self::System) -> impl Future<Output = Checked> {
+        let _ = (env, system);
+        async { Ok(()) }
+    }
+
+    /// Judges eventually-invariants once every fault is healed, each with
+    /// [`Env::eventually`]. May also stress the healed system further (a last crash) and judge
+    /// always-invariants over the whole run.
+    fn after_heal(&self, env: &Env, system: &Self::System) -> impl Future<Output = Checked> {
+        let _ = (env, system);
+        async { Ok(()) }
+    }
 }
 
-/// What a run observed besides its outcome: the sometimes-invariants it reached.
-#[derive(Clone, Debug, Default)]
+/// What a run records for the harness besides its outcome.
+#[derive(Debug, Default)]
+pub(crate) struct RunRecord {
+    /// Sometimes-invariants reached.
+    pub reached: BTreeSet<String>,
+    /// Why the run could not be judged, if it could not (the first reason).
+    pub inconclusive: Option<String>,
+    /// Violations of muted invariants: (invariant, message).
+    pub skipped: Vec<(String, String)>,
+    /// Eventually-invariants judged.
+    pub judged: BTreeSet<String>,
+}
+
+/// The handle nodes and checkers use to report to the harness: sometimes-invariants reached,
+/// violations, inconclusive checks. Cheap to clone into nodes.
+#[derive(Clone, Debug)]
 pub struct Observer {
-    reached: Arc<Mutex<BTreeSet<String>>>,
+    record: Arc<Mutex<RunRecord>>,
+    declared: Arc<[Invariant]>,
+    muted: Arc<BTreeSet<String>>,
 }
 
 impl Observer {
-    /// Marks the sometimes-invariant `name` as reached in this run.
-    pub fn sometimes(&self, name: &str) {
-        let mut reached = self.reached.lock().expect("observer lock");
-        if !reached.contains(name) {
-            reached.insert(name.to_string());
+    pub(crate) fn new(declared: &[Invariant], muted: BTreeSet<String>) -> Self {
+        Observer {
+            record: Arc::default(),
+            declared: declared.into(),
+            muted: Arc::new(muted),
         }
     }
 
-    /// The sometimes-invariants reached so far.
-    pub fn reached(&self) -> BTreeSet<String> {
-        self.reached.lock().expect("observer lock").clone()
+    pub(crate) fn record(&self) -> std::sync::MutexGuard<'_, RunRecord> {
+        self.record.lock().expect("run record lock")
+    }
+
+    /// Whether `invariant` is one the spec declared, with that kind; if not, the run ends
+    /// with verdict `error` (the scenario broke its contract).
+    fn declared(&self, invariant: &Invariant, kind: InvariantKind, use_: &str) -> bool {
+        let ok = invariant.kind() == kind && self.declared.iter().any(|d| d == invariant);
+        if !ok {
+            sim_core::report_error(format!(
+                "{use_}: invariant {:?} ({}) is not declared as a {} invariant in the scenario's spec",
+                invariant.name(),
+                invariant.kind().name(),
+                kind.name()
+            ));
+        }
+        ok
+    }
+
+    /// Marks the sometimes-invariant as reached in this run.
+    pub fn reached(&self, invariant: &Invariant) {
+        if self.declared(invariant, InvariantKind::Sometimes, "reached") {
+            let mut record = self.record();
+            if !record.reached.contains(invariant.name()) {
+                record.reached.insert(invariant.name().to_string());
+            }
+        }
+    }
+
+    /// Reports a broken always- or eventually-invariant: the run stops at this step (unless
+    /// the invariant is muted with `--skip-invariant`: then the violation is noted and the run
+    /// goes on judging the others).
+    pub fn violation(&self, invariant: &Invariant, message: impl Into<String>) {
+        let kind = match invariant.kind() {
+            InvariantKind::Sometimes => InvariantKind::Always,
+            kind => kind,
+        };
+        if !self.declared(invariant, kind, "violation") {
+            return;
+        }
+        let message = message.into();
+        if self.muted.contains(invariant.name()) {
+            sim_core::trace::note(
+                &format!("muted-violation {}", invariant.name()),
+                format!("muted violation of {}: {message}", invariant.name()),
+            );
+            self.record()
+                .skipped
+                .push((invariant.name().to_string(), message));
+            return;
+        }
+        sim_core::report_violation(invariant.name(), message);
+    }
+
+    /// Reports a broken invariant returned by a check.
+    pub fn report(&self, checked: Checked) {
+        if let Err(violation) = checked {
+            self.violation(violation.invariant(), violation.message());
+        }
+    }
+
+    /// The run could not be judged (a checker answered "unknown", a history was full): its
+    /// verdict is `inconclusive` unless something fails. The first reason is kept.
+    pub fn inconclusive(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        sim_core::trace::note("inconclusive", reason.clone());
+        let mut record = self.record();
+        if record.inconclusive.is_none() {
+            record.inconclusive = Some(reason);
+        }
     }
 }
 
-/// Everything a scenario's run gets.
-pub struct Env<W> {
+/// How long [`Env::eventually`] waits between two probes.
+pub const EVENTUALLY_RETRY: Duration = Duration::from_millis(10);
+
+/// Everything a scenario's phases get.
+pub struct Env {
     /// The supervisor's handle.
     pub sim: Sim,
-    /// The generated workload.
-    pub workload: W,
     mutant: Option<String>,
     plan: FaultPlan,
     observer: Observer,
-    faults: std::cell::RefCell<Option<sim_core::task::JoinHandle<()>>>,
+    plan_task: RefCell<Option<sim_core::task::JoinHandle<()>>>,
 }
 
-impl<W> Env<W> {
+impl Env {
     pub(crate) fn new(
         sim: Sim,
-        workload: W,
         mutant: Option<String>,
         plan: FaultPlan,
         observer: Observer,
     ) -> Self {
         Env {
             sim,
-            workload,
             mutant,
             plan,
             observer,
-            faults: Default::default(),
+            plan_task: RefCell::new(None),
         }
     }
 
@@ -245,45 +350,151 @@ impl<W> Env<W> {
         &self.plan
     }
 
-    /// A handle for marking sometimes-invariants, cheap to clone into nodes.
+    /// A handle for reporting from nodes and checkers, cheap to clone.
     pub fn observer(&self) -> Observer {
         self.observer.clone()
     }
 
-    /// Marks the sometimes-invariant `name` as reached.
-    pub fn sometimes(&self, name: &str) {
-        self.observer.sometimes(name);
+    /// Marks the sometimes-invariant as reached.
+    pub fn reached(&self, invariant: &Invariant) {
+        self.observer.reached(invariant);
     }
 
-    /// Reports a broken invariant: the run stops at this step.
-    pub fn violation(&self, invariant: &str, message: impl Into<String>) {
-        sim_core::report_violation(invariant, message);
+    /// Reports a broken invariant at once (see [`Observer::violation`]).
+    pub fn violation(&self, invariant: &Invariant, message: impl Into<String>) {
+        self.observer.violation(invariant, message);
     }
 
-    /// Starts applying the fault plan, in the background, on the supervisor. Call it once
-    /// the nodes the plan names exist.
-    pub fn start_faults(&self) {
+    /// Marks the run inconclusive (see [`Observer::inconclusive`]).
+    pub fn inconclusive(&self, reason: impl Into<String>) {
+        self.observer.inconclusive(reason);
+    }
+
+    /// Judges `history` against `model` with the harness's linearizability checker. A search
+    /// that gives up, or a history that refused operations because it was full, makes the run
+    /// inconclusive (never a pass, never blamed on the system).
+    pub fn linearizable<M: Model>(
+        &self,
+        invariant: &Invariant,
+        model: &M,
+        history: &History<M::Input, M::Output>,
+    ) -> Checked {
+        if history.refused() > 0 {
+            self.inconclusive(format!(
+                "{}: the history was full and refused {} operations",
+                invariant.name(),
+                history.refused()
+            ));
+            return Ok(());
+        }
+        match crate::linearizability::check(model, history, &CheckLimits::default()) {
+            CheckResult::Ok => Ok(()),
+            CheckResult::Unknown { reason } => {
+                self.inconclusive(format!("{}: checker gave up: {reason}", invariant.name()));
+                Ok(())
+            }
+            illegal => Err(invariant.violated(illegal.to_string())),
+        }
+    }
+
+    /// Judges an eventually-invariant: calls `probe` until it answers `Ok` or the invariant's
+    /// bound (from the moment of this call) runs out, waiting [`EVENTUALLY_RETRY`] between
+    /// probes; a probe still running at the bound is abandoned. Each probe should make a fresh
+    /// attempt (a new request, a new value), so that an earlier attempt's leftovers cannot
+    /// decide a later one. The violation carries the last probe's answer.
+    pub async fn eventually<F, Fut>(&self, invariant: &Invariant, mut probe: F) -> Checked
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        if !self
+            .observer
+            .declared(invariant, InvariantKind::Eventually, "eventually")
+        {
+            return Ok(());
+        }
+        self.observer
+            .record()
+            .judged
+            .insert(invariant.name().to_string());
+        let bound = invariant.within().unwrap_or_default();
+        let deadline = self.sim.now() + bound;
+        let mut last = String::from("no probe finished");
+        let mut probes = 0u64;
+        while self.sim.now() < deadline {
+            probes += 1;
+            let left = deadline - self.sim.now();
+            match sim_core::time::timeout(left, probe()).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(seen)) => last = seen,
+                Err(_) => last = format!("probe {probes} had not finished at the bound"),
+            }
+            let now = self.sim.now();
+            if now >= deadline {
+                break;
+            }
+            self.sim.sleep(EVENTUALLY_RETRY.min(deadline - now)).await;
+        }
+        Err(invariant.violated(format!(
+            "not within {} ms of healing ({probes} probes); last: {last}",
+            bound.as_millis()
+        )))
+    }
+
+    /// Starts the plan (harness-owned).
+    pub(crate) fn start_plan(&self) {
         let plan = self.plan.clone();
         let sim = self.sim.clone();
         let handle = sim_core::task::spawn(async move { execute_plan(sim, plan).await });
-        *self.faults.borrow_mut() = Some(handle);
+        *self.plan_task.borrow_mut() = Some(handle);
     }
 
-    /// Waits until the plan is over, then heals every fault: partitions, holds and link faults
-    /// end, paused nodes resume, crashed nodes restart, clocks, disks, links and buggify go back
-    /// to what the scenario configured. What follows is the liveness phase.
-    pub async fn heal(&self) {
-        let end = Duration::from_millis(self.plan.end_ms());
-        let now = self.sim.now();
-        if now < end {
-            self.sim.sleep(end - now).await;
-        }
-        if let Some(handle) = self.faults.borrow_mut().take() {
-            handle.abort();
+    /// Waits until every episode of the plan has started and ended, then heals every fault:
+    /// partitions, holds and link faults end, paused nodes resume, crashed nodes restart,
+    /// clocks, disks, links and buggify go back to what the scenario configured.
+    pub(crate) async fn heal(&self) {
+        let task = self.plan_task.borrow_mut().take();
+        if let Some(task) = task {
+            let _ = task.await;
         }
         heal_all(&self.sim);
-        sim_core::trace::note("healed", "liveness phase: every fault healed");
+        sim_core::trace::note("healed", "every fault healed: the liveness phase starts");
     }
+
+    /// The contract checks at the end of a run that got this far.
+    pub(crate) fn finish(&self, declared: &[Invariant]) {
+        let record = self.observer.record();
+        let unjudged: Vec<&str> = declared
+            .iter()
+            .filter(|i| i.kind() == InvariantKind::Eventually)
+            .map(Invariant::name)
+            .filter(|name| !record.judged.contains(*name))
+            .collect();
+        drop(record);
+        if !unjudged.is_empty() {
+            sim_core::report_error(format!(
+                "eventually-invariant(s) {} declared but never judged (call Env::eventually in after_heal)",
+                unjudged.join(", ")
+            ));
+        }
+    }
+}
+
+/// Runs one case's phases: see the [module docs](self).
+pub(crate) async fn run_phases<S: Scenario>(
+    scenario: S,
+    env: Env,
+    workload: S::Workload,
+    declared: Vec<Invariant>,
+) {
+    let system = scenario.setup(&env, &workload);
+    env.start_plan();
+    let observer = env.observer();
+    observer.report(scenario.drive(&env, &system, workload).await);
+    observer.report(scenario.check(&env, &system).await);
+    env.heal().await;
+    observer.report(scenario.after_heal(&env, &system).await);
+    env.finish(&declared);
 }
 
 /// One change the plan makes at a time: the start or the end of an episode.
@@ -302,16 +513,131 @@ async fn execute_plan(sim: Sim, plan: FaultPlan) {
     }
     // Sorted by time, then by episode, ends before starts at the same instant: stable for a plan.
     edges.sort_by_key(|(at, index, edge)| (*at, matches!(edge, Edge::Start(_)), *index));
-    for (at, _, edge) in edges {
+    for (at, index, edge) in edges {
         let target = Duration::from_millis(at);
         let now = sim.now();
         if target > now {
             sim.sleep(target - now).await;
         }
-        match edge {
-            Edge::Start(episode) => start_fault(&sim, &episode.fault),
-            Edge::End(episode) => end_fault(&sim, &episode.fault),
+        let (start, episode) = match edge {
+            Edge::Start(episode) => (true, episode),
+            Edge::End(episode) => (false, episode),
+        };
+        // A plan naming a node the scenario never built would silently do nothing: the run
+        // would pass without the fault. That is the scenario's contract broken, not a pass.
+        if let Some(name) = episode
+            .fault
+            .nodes()
+            .into_iter()
+            .find(|name| sim.node_id(name).is_none())
+        {
+            sim_core::report_error(format!(
+                "fault plan episode {index} ({}) names node {name:?}, which the scenario has not built at {} ms",
+                episode.fault, at
+            ));
+            return;
         }
+        let (kind, fields) = fault_fields(&episode.fault);
+        let text = episode.fault.to_string();
+        sim_core::trace::fault_edge(start, index as u32, kind, fields, text);
+        if start {
+            start_fault(&sim, &episode.fault);
+        } else {
+            end_fault(&sim, &episode.fault);
+        }
+    }
+}
+
+/// The typed fields of a fault, for its trace events: what the trace hash covers.
+fn fault_fields(fault: &Fault) -> (&'static str, Vec<FaultField>) {
+    let node = |name: &str| FaultField::Node(name.to_string());
+    let int = |value: i64| FaultField::Int(value);
+    let uint = |value: u64| FaultField::Int(i64::try_from(value).unwrap_or(i64::MAX));
+    let link = |from: &str, to: &str| vec![node(from), node(to)];
+    match fault {
+        Fault::Partition { groups } => {
+            let mut fields = Vec::new();
+            for group in groups {
+                fields.extend(group.iter().map(|name| node(name)));
+                fields.push(FaultField::GroupEnd);
+            }
+            ("partition", fields)
+        }
+        Fault::PartitionOneWay { from, to } => {
+            let mut fields: Vec<FaultField> = from.iter().map(|name| node(name)).collect();
+            fields.push(FaultField::GroupEnd);
+            fields.extend(to.iter().map(|name| node(name)));
+            fields.push(FaultField::GroupEnd);
+            ("partition_one_way", fields)
+        }
+        Fault::Crash { node: name } => ("crash", vec![node(name)]),
+        Fault::Pause { node: name } => ("pause", vec![node(name)]),
+        Fault::ClockOffset {
+            node: name,
+            offset_ms,
+        } => ("clock_offset", vec![node(name), int(*offset_ms)]),
+        Fault::ClockDrift { node: name, ppm } => ("clock_drift", vec![node(name), int(*ppm)]),
+        Fault::ClockJump {
+            node: name,
+            delta_ms,
+        } => ("clock_jump", vec![node(name), int(*delta_ms)]),
+        Fault::LinkLoss {
+            from,
+            to,
+            probability,
+        } => {
+            let mut fields = link(from, to);
+            fields.push(FaultField::Float(*probability));
+            ("link_loss", fields)
+        }
+        Fault::LinkDuplicate {
+            from,
+            to,
+            probability,
+        } => {
+            let mut fields = link(from, to);
+            fields.push(FaultField::Float(*probability));
+            ("link_duplicate", fields)
+        }
+        Fault::LinkLatency {
+            from,
+            to,
+            min_ms,
+            max_ms,
+        } => {
+            let mut fields = link(from, to);
+            fields.extend([uint(*min_ms), uint(*max_ms)]);
+            ("link_latency", fields)
+        }
+        Fault::Hold { from, to } => ("hold", link(from, to)),
+        Fault::DiskErrors {
+            node: name,
+            read_error,
+            write_error,
+            fsync_error,
+        } => (
+            "disk_errors",
+            vec![
+                node(name),
+                FaultField::Float(*read_error),
+                FaultField::Float(*write_error),
+                FaultField::Float(*fsync_error),
+            ],
+        ),
+        Fault::DiskLatency {
+            node: name,
+            min_ms,
+            max_ms,
+        } => (
+            "disk_latency",
+            vec![node(name), uint(*min_ms), uint(*max_ms)],
+        ),
+        Fault::DiskFull {
+            node: name,
+            free_bytes,
+        } => ("disk_full", vec![node(name), uint(*free_bytes)]),
+        Fault::DiskCorrupt { node: name } => ("disk_corrupt", vec![node(name)]),
+        Fault::Buggify => ("buggify", Vec::new()),
     }
 }
 
@@ -324,7 +650,6 @@ pub(crate) fn nodes(sim: &Sim, names: &[String]) -> Vec<sim_core::NodeId> {
 }
 
 fn start_fault(sim: &Sim, fault: &Fault) {
-    sim_core::trace::note("fault-start", format!("fault start: {fault}"));
     match fault {
         Fault::Crash { node: name } => {
             if let Some(id) = node(sim, name) {
@@ -364,7 +689,6 @@ fn start_fault(sim: &Sim, fault: &Fault) {
 }
 
 fn end_fault(sim: &Sim, fault: &Fault) {
-    sim_core::trace::note("fault-end", format!("fault end: {fault}"));
     match fault {
         Fault::Crash { node: name } => {
             if let Some(id) = node(sim, name) {
@@ -396,7 +720,6 @@ fn end_fault(sim: &Sim, fault: &Fault) {
     }
 }
 
-/// Heals everything the plan could have done.
 /// Heals everything the plan could have done, back to what the scenario configured.
 fn heal_all(sim: &Sim) {
     sim.reset_buggify();

@@ -556,7 +556,10 @@ pub fn check_linearizable(history: &LogHistory) -> Result<(), Violation> {
         CheckResult::Unknown { reason } => {
             // The search limit stopped the check: counted, and taken as a pass.
             measure(|m| m.linearizability_unknown += 1);
-            sim_core::trace::note("linearizability-unknown", format!("linearizability check gave up: {reason}"));
+            sim_core::trace::note(
+                "linearizability-unknown",
+                format!("linearizability check gave up: {reason}"),
+            );
             Ok(())
         }
         illegal => Err(Violation::new(oracle::LINEARIZABLE, illegal.to_string())),

@@ -90,7 +90,9 @@ mod world;
 #[cfg(madsim)]
 pub use node::{NodeBuilder, NodeId, NodeState, Sim};
 #[cfg(madsim)]
-pub use runner::{report_error, report_violation, run, ConfigError, Outcome, Report, SimConfig, Violation};
+pub use runner::{
+    report_error, report_violation, run, ConfigError, Outcome, Report, SimConfig, Violation,
+};
 
 /// Re-exported so that users name the same madsim as sim-core.
 #[cfg(madsim)]

@@ -37,21 +37,40 @@
 //! - `no-recovery`: the restarted primary serves from empty state instead of fetching the
 //!   backup's.
 
-use futures::future::LocalBoxFuture;
 use harness::history::History;
 use harness::linearizability::models::{Register as RegisterModel, RegisterInput, RegisterOutput};
-use harness::linearizability::{check, CheckLimits, CheckResult};
 use harness::{
-    Env, FaultBudget, FaultKind, InvariantSpec, MutantSpec, Observer, Scenario, ScenarioSpec,
+    Checked, Env, FaultBudget, FaultKind, Invariant, MutantSpec, Observer, Scenario, ScenarioSpec,
 };
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use sim_core::net::{Addr, Socket};
-use sim_core::{time, NodeId, SimConfig, Violation};
-use std::cell::Cell;
+use sim_core::{time, NodeId, SimConfig};
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Client reads and writes are linearizable.
+pub static LINEARIZABLE: Invariant = Invariant::always(
+    "linearizable",
+    "client reads and writes are linearizable (register model, indeterminate writes allowed); checked over the whole history when the clients finish",
+);
+/// After healing, the register serves again.
+pub static AVAILABLE_AFTER_HEAL: Invariant = Invariant::eventually(
+    "available-after-heal",
+    "within 2 s of healing, a client writes a fresh value and then reads it back",
+    Duration::from_secs(2),
+);
+/// A batch reaches a primary restart with recovered state.
+pub static PRIMARY_RECOVERED: Invariant = Invariant::sometimes(
+    "primary-recovered",
+    "the primary restarted and recovered a written state",
+);
+/// A batch reaches a write whose outcome its client could not know.
+pub static WRITE_INDETERMINATE: Invariant = Invariant::sometimes(
+    "write-indeterminate",
+    "a client could not learn whether its write happened",
+);
 
 /// The port every register node listens on.
 const PORT: u16 = 7;
@@ -138,6 +157,7 @@ const CLIENTS: [&str; 3] = ["client-1", "client-2", "client-3"];
 
 impl Scenario for Register {
     type Workload = Workload;
+    type System = System;
 
     fn spec(&self) -> ScenarioSpec {
         let mut nodes = vec![PRIMARY.to_string(), BACKUP.to_string()];
@@ -159,16 +179,10 @@ impl Scenario for Register {
                 episode_duration_max_ms: 1_000,
             },
             invariants: vec![
-                InvariantSpec::always(
-                    "linearizable",
-                    "client reads and writes are linearizable (register model, indeterminate writes allowed); checked over the whole history when the clients finish",
-                ),
-                InvariantSpec::eventually(
-                    "available-after-heal",
-                    "after healing, a write then a read succeed within 2 s and the read sees the write",
-                ),
-                InvariantSpec::sometimes("primary-recovered", "the primary restarted and recovered a written state"),
-                InvariantSpec::sometimes("write-indeterminate", "a client could not learn whether its write happened"),
+                LINEARIZABLE,
+                AVAILABLE_AFTER_HEAL,
+                PRIMARY_RECOVERED,
+                WRITE_INDETERMINATE,
             ],
             mutants: vec![
                 MutantSpec::new(
@@ -211,107 +225,107 @@ impl Scenario for Register {
         Ok(())
     }
 
-    fn run(&self, env: Env<Workload>) -> LocalBoxFuture<'static, Result<(), Violation>> {
-        Box::pin(run(env))
-    }
-}
-
-/// The shared record of client operations (a `Mutex` only because client tasks must be
-/// `Send`; the simulation runs on one thread).
-type SharedHistory = Arc<Mutex<History<RegisterInput<u64>, RegisterOutput<u64>>>>;
-
-async fn run(env: Env<Workload>) -> Result<(), Violation> {
-    let mutants = Mutants::of(&env);
-    let observer = env.observer();
-    let backup = env.sim.node(BACKUP).init(backup_main).build();
-    let primary = {
-        let observer = observer.clone();
-        env.sim
+    fn setup(&self, env: &Env, _: &Workload) -> System {
+        let mutants = Mutants::of(env);
+        let observer = env.observer();
+        let backup = env.sim.node(BACKUP).init(backup_main).build();
+        let primary = env
+            .sim
             .node(PRIMARY)
             .init(move || primary_main(backup, mutants, observer.clone()))
-            .build()
-    };
-    let clients: Vec<NodeId> = CLIENTS
-        .iter()
-        .map(|name| env.sim.node(*name).build())
-        .collect();
-    let history: SharedHistory = Arc::new(Mutex::new(History::new()));
-    env.start_faults();
-    let mut running = Vec::new();
-    for (index, ops) in env.workload.clients.iter().enumerate() {
-        let ctx = ClientCtx {
-            client: index as u64,
+            .build();
+        let clients = CLIENTS
+            .iter()
+            .map(|name| env.sim.node(*name).build())
+            .collect();
+        System {
             primary,
             backup,
+            clients,
             mutants,
-            history: history.clone(),
-            observer: observer.clone(),
-        };
-        running.push(
-            env.sim
-                .spawn_on(clients[index], client_main(ctx, ops.clone())),
-        );
-    }
-    for client in running {
-        // A client task ends when its operations are done (clients never crash).
-        let _ = client.await;
-    }
-    check_linearizable(&history.lock().expect("history lock"))?;
-    env.heal().await;
-    liveness(&env, clients[0], primary).await
-}
-
-fn check_linearizable(
-    history: &History<RegisterInput<u64>, RegisterOutput<u64>>,
-) -> Result<(), Violation> {
-    match check(&RegisterModel::new(0u64), history, &CheckLimits::default()) {
-        CheckResult::Ok => Ok(()),
-        // Many writes without an answer (long partitions, loss) can make the search too large
-        // (rare: about 1 seed in 5,000). "Unknown" is no evidence of a bug: the run is not
-        // failed, and the trace says the history was not judged.
-        CheckResult::Unknown { reason } => {
-            sim_core::trace::note("linearizability-unknown", format!("linearizability not judged: {reason}"));
-            Ok(())
+            history: Rc::default(),
         }
-        illegal => Err(Violation::new("linearizable", illegal.to_string())),
     }
-}
 
-/// After healing: one write and one read from a client must succeed within the bound.
-async fn liveness(env: &Env<Workload>, client: NodeId, primary: NodeId) -> Result<(), Violation> {
-    let value = 1_000_000;
-    let attempt = env.sim.spawn_on(client, async move {
-        let socket = Socket::bind(0).expect("a client binds an ephemeral port");
-        let deadline = time::now() + Duration::from_secs(2);
-        let to = Addr::new(primary, PORT);
-        let mut wrote = false;
-        let mut seen = None;
-        while time::now() < deadline && seen != Some(value) {
-            if !wrote {
-                let request = Request::Client(ClientRequest::Write(value));
-                wrote = matches!(
-                    socket.call(to, &request, CLIENT_TIMEOUT).await,
-                    Ok(ClientResponse::WriteOk)
-                );
-            } else if let Ok(ClientResponse::ReadOk(read)) = socket
-                .call(to, &Request::Client(ClientRequest::Read), CLIENT_TIMEOUT)
-                .await
-            {
-                seen = Some(read);
-            }
-            time::sleep(Duration::from_millis(20)).await;
+    async fn drive(&self, env: &Env, system: &System, workload: Workload) -> Checked {
+        let mut running = Vec::new();
+        for (index, ops) in workload.clients.into_iter().enumerate() {
+            let ctx = ClientCtx {
+                client: index as u64,
+                primary: system.primary,
+                backup: system.backup,
+                mutants: system.mutants,
+                history: system.history.clone(),
+                observer: env.observer(),
+            };
+            running.push(
+                env.sim
+                    .spawn_on(system.clients[index], client_main(ctx, ops)),
+            );
         }
-        (wrote, seen)
-    });
-    let (wrote, seen) = attempt.await.unwrap_or((false, None));
-    if wrote && seen == Some(value) {
+        for client in running {
+            // A client task ends when its operations are done (clients never crash).
+            let _ = client.await;
+        }
         Ok(())
-    } else {
-        Err(Violation::new(
-            "available-after-heal",
-            format!("2 s after healing: write acknowledged {wrote}, read {seen:?}"),
-        ))
     }
+
+    async fn check(&self, env: &Env, system: &System) -> Checked {
+        env.linearizable(
+            &LINEARIZABLE,
+            &RegisterModel::new(0u64),
+            &system.history.borrow(),
+        )
+    }
+
+    async fn after_heal(&self, env: &Env, system: &System) -> Checked {
+        // Each probe writes a value never written before and reads until it sees it: a write of
+        // the workload released late by the heal may legally land after the probe's write, and
+        // the next probe's fresh value then decides.
+        let attempt = Cell::new(0u64);
+        env.eventually(&AVAILABLE_AFTER_HEAL, || {
+            attempt.set(attempt.get() + 1);
+            probe(env, system, PROBE_VALUE_FIRST + attempt.get())
+        })
+        .await
+    }
+}
+
+/// Values the liveness probes write: above any the workload writes.
+const PROBE_VALUE_FIRST: u64 = 1_000_000;
+
+/// What `setup` builds: the nodes and the client history.
+pub struct System {
+    primary: NodeId,
+    backup: NodeId,
+    clients: Vec<NodeId>,
+    mutants: Mutants,
+    /// The record of client operations: the checker's, not the system's.
+    history: Rc<RefCell<RegisterHistory>>,
+}
+
+type RegisterHistory = History<RegisterInput<u64>, RegisterOutput<u64>>;
+
+/// One liveness probe from the first client: write `value`, then read until the read sees it.
+async fn probe(env: &Env, system: &System, value: u64) -> Result<(), String> {
+    let primary = system.primary;
+    let attempt = env.sim.spawn_on(system.clients[0], async move {
+        let socket = Socket::bind(0).expect("a client binds an ephemeral port");
+        let to = Addr::new(primary, PORT);
+        let write = Request::Client(ClientRequest::Write(value));
+        match socket.call(to, &write, CLIENT_TIMEOUT).await {
+            Ok(ClientResponse::WriteOk) => {}
+            other => return Err(format!("write of {value}: {other:?}")),
+        }
+        let read = Request::Client(ClientRequest::Read);
+        match socket.call(to, &read, CLIENT_TIMEOUT).await {
+            Ok(ClientResponse::ReadOk(seen)) if seen == value => Ok(()),
+            other => Err(format!("wrote {value}, then read {other:?}")),
+        }
+    });
+    attempt
+        .await
+        .unwrap_or_else(|_| Err("the probing client's task ended".into()))
 }
 
 /// The mutants that change the nodes' code.
@@ -323,7 +337,7 @@ struct Mutants {
 }
 
 impl Mutants {
-    fn of(env: &Env<Workload>) -> Self {
+    fn of(env: &Env) -> Self {
         Mutants {
             ack_before_replicate: env.is_mutant("ack-before-replicate"),
             read_from_backup: env.is_mutant("read-from-backup"),
@@ -361,7 +375,7 @@ async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
             time::sleep(Duration::from_millis(10)).await;
         }
         if version > 0 {
-            observer.sometimes("primary-recovered");
+            observer.reached(&PRIMARY_RECOVERED);
         }
     }
     let (queue, writes) = futures::channel::mpsc::channel(WRITES_QUEUED_MAX);
@@ -488,7 +502,7 @@ struct ClientCtx {
     primary: NodeId,
     backup: NodeId,
     mutants: Mutants,
-    history: SharedHistory,
+    history: Rc<RefCell<RegisterHistory>>,
     observer: Observer,
 }
 
@@ -517,18 +531,10 @@ async fn client_main(ctx: ClientCtx, ops: Vec<(u64, Op)>) {
             }
         };
         let now = || time::true_now().as_nanos() as u64;
-        let invoked = ctx
-            .history
-            .lock()
-            .expect("history lock")
-            .invoke(ctx.client, input, now());
-        let id = match invoked {
-            Ok(id) => id,
-            Err(error) => {
-                // A truncated history would be checked as if complete: refuse to judge it.
-                sim_core::report_violation("linearizable", format!("history: {error}"));
-                return;
-            }
+        let invoked = ctx.history.borrow_mut().invoke(ctx.client, input, now());
+        let Ok(id) = invoked else {
+            // The history is full: it counts what it refused, and the check is inconclusive.
+            return;
         };
         let answer = socket
             .call::<_, ClientResponse>(
@@ -542,14 +548,14 @@ async fn client_main(ctx: ClientCtx, ops: Vec<(u64, Op)>) {
             Ok(ClientResponse::ReadOk(value)) => Some(RegisterOutput::ReadOk(value)),
             Ok(ClientResponse::Unavailable) | Err(_) => None,
         };
-        let mut history = ctx.history.lock().expect("history lock");
+        let mut history = ctx.history.borrow_mut();
         match output {
             Some(output) => {
                 let _ = history.complete(id, output, now());
             }
             None => {
                 if matches!(op, Op::Write(_)) {
-                    ctx.observer.sometimes("write-indeterminate");
+                    ctx.observer.reached(&WRITE_INDETERMINATE);
                 }
                 // No answer: the operation may or may not have happened.
                 let _ = history.mark_indeterminate(id);

@@ -280,7 +280,10 @@ async fn refuse_forever(socket: &Socket, error: OpenError, hook: &NodeHook) {
     let detail = error.to_string();
     let refusal = match error {
         OpenError::Recovery(_) => {
-            sim_core::trace::note("store-refuses", format!("event store refuses to serve: {detail}"));
+            sim_core::trace::note(
+                "store-refuses",
+                format!("event store refuses to serve: {detail}"),
+            );
             hook(&NodeEvent::RefusedCorrupt {
                 error: detail.clone(),
             });
