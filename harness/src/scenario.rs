@@ -402,7 +402,23 @@ impl Env {
     /// probes; a probe still running at the bound is abandoned. Each probe should make a fresh
     /// attempt (a new request, a new value), so that an earlier attempt's leftovers cannot
     /// decide a later one. The violation carries the last probe's answer.
-    pub async fn eventually<F, Fut>(&self, invariant: &Invariant, mut probe: F) -> Checked
+    pub async fn eventually<F, Fut>(&self, invariant: &Invariant, probe: F) -> Checked
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        let bound = invariant.within().unwrap_or_default();
+        self.eventually_within(invariant, bound, probe).await
+    }
+
+    /// Like [`Env::eventually`], with a bound computed for this run (for example from the
+    /// generated configuration) instead of the declared one.
+    pub async fn eventually_within<F, Fut>(
+        &self,
+        invariant: &Invariant,
+        bound: Duration,
+        mut probe: F,
+    ) -> Checked
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), String>>,
@@ -417,7 +433,6 @@ impl Env {
             .record()
             .judged
             .insert(invariant.name().to_string());
-        let bound = invariant.within().unwrap_or_default();
         let deadline = self.sim.now() + bound;
         let mut last = String::from("no probe finished");
         let mut probes = 0u64;
