@@ -442,7 +442,10 @@ impl Env {
             match sim_core::time::timeout(left, probe()).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(seen)) => last = seen,
-                Err(_) => last = format!("probe {probes} had not finished at the bound"),
+                Err(_) => {
+                    last = format!("{last} (probe {probes} was still running at the bound)");
+                    break;
+                }
             }
             let now = self.sim.now();
             if now >= deadline {

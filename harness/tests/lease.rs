@@ -6,17 +6,31 @@
 //! `wall-clock-lease` measures the lease on the wall clock, which a clock jump stretches: the
 //! kind of lease bug etcd had (etcd-io/etcd#12291).
 
-use futures::future::LocalBoxFuture;
 use harness::case::DynScenario;
 use harness::corpus::{self, CaseFile};
 use harness::plan::FaultKind;
 use harness::{
-    Env, FaultBudget, InvariantSpec, MutantSpec, RunOptions, Scenario, ScenarioSpec, VerdictKind,
+    Checked, Env, FaultBudget, Invariant, MutantSpec, Observer, RunOptions, Scenario,
+    ScenarioSpec, VerdictKind,
 };
 use proptest::prelude::*;
-use sim_core::{time, SimConfig, Violation};
+use sim_core::{time, SimConfig};
+use std::cell::Cell;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::time::Duration;
+
+static LEASE_RESPECTED: Invariant =
+    Invariant::always("lease-respected", "no use of a lease after it ended");
+static HOLDER_PROGRESS: Invariant = Invariant::eventually(
+    "holder-progress",
+    "after healing the holder uses leases again",
+    Duration::from_secs(1),
+);
+static LEASE_RENEWED: Invariant =
+    Invariant::sometimes("lease-renewed", "a lease ended and a new one was taken");
+static HOLDER_RESTARTED: Invariant =
+    Invariant::sometimes("holder-restarted", "the holder crashed and came back");
 
 const LEASE: Duration = Duration::from_millis(100);
 const DRIFT_MAX_PPM: i64 = 200_000;
@@ -36,6 +50,7 @@ type Workload = u32;
 
 impl Scenario for LeaseWith {
     type Workload = Workload;
+    type System = Rc<Cell<u64>>;
 
     fn spec(&self) -> ScenarioSpec {
         ScenarioSpec {
@@ -53,10 +68,10 @@ impl Scenario for LeaseWith {
                 ..FaultBudget::default()
             },
             invariants: vec![
-                InvariantSpec::always("lease-respected", "no use of a lease after it ended"),
-                InvariantSpec::eventually("holder-progress", "after healing the holder uses leases again"),
-                InvariantSpec::sometimes("lease-renewed", "a lease ended and a new one was taken"),
-                InvariantSpec::sometimes("holder-restarted", "the holder crashed and came back"),
+                LEASE_RESPECTED,
+                HOLDER_PROGRESS,
+                LEASE_RENEWED,
+                HOLDER_RESTARTED,
             ],
             mutants: vec![MutantSpec::new(
                 "wall-clock-lease",
@@ -74,43 +89,52 @@ impl Scenario for LeaseWith {
         (20u32..40).boxed()
     }
 
-    fn run(&self, env: Env<Workload>) -> LocalBoxFuture<'static, Result<(), Violation>> {
-        Box::pin(async move {
-            let rounds = env.workload;
-            let wall_clock = env.is_mutant("wall-clock-lease");
-            let observer = env.observer();
-            let uses = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let counted = uses.clone();
-            let boots = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-            env.sim
-                .node("holder")
-                .init(move || {
-                    if boots.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
-                        observer.sometimes("holder-restarted");
-                    }
-                    holder(rounds, wall_clock, observer.clone(), counted.clone())
-                })
-                .build();
-            env.start_faults();
-            env.heal().await;
-            let before = uses.load(std::sync::atomic::Ordering::SeqCst);
-            env.sim.sleep(Duration::from_secs(1)).await;
-            if uses.load(std::sync::atomic::Ordering::SeqCst) == before {
-                return Err(Violation::new(
-                    "holder-progress",
-                    "no lease used within 1 s of healing",
-                ));
+    /// The holder node; its count of lease uses is shared with the scenario through an `Rc`:
+    /// a run is single-threaded, and node programs need not be `Send`.
+    fn setup(&self, env: &Env, rounds: &Workload) -> Rc<Cell<u64>> {
+        let rounds = *rounds;
+        let wall_clock = env.is_mutant("wall-clock-lease");
+        let observer = env.observer();
+        let uses = Rc::new(Cell::new(0u64));
+        let counted = uses.clone();
+        let boots = Rc::new(Cell::new(0u64));
+        env.sim
+            .node("holder")
+            .init(move || {
+                boots.set(boots.get() + 1);
+                if boots.get() > 1 {
+                    observer.reached(&HOLDER_RESTARTED);
+                }
+                holder(rounds, wall_clock, observer.clone(), counted.clone())
+            })
+            .build();
+        uses
+    }
+
+    async fn drive(&self, _: &Env, _: &Rc<Cell<u64>>, _: Workload) -> Checked {
+        // The holder runs on its own; the plan goes on around it.
+        Ok(())
+    }
+
+    async fn after_heal(&self, env: &Env, uses: &Rc<Cell<u64>>) -> Checked {
+        env.eventually(&HOLDER_PROGRESS, || async {
+            let before = uses.get();
+            env.sim.sleep(Duration::from_millis(100)).await;
+            if uses.get() > before {
+                Ok(())
+            } else {
+                Err("no lease used in 100 ms".into())
             }
-            Ok(())
         })
+        .await
     }
 }
 
 async fn holder(
     rounds: u32,
     wall_clock: bool,
-    observer: harness::Observer,
-    uses: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    observer: Observer,
+    uses: Rc<Cell<u64>>,
 ) {
     // The longest true time a lease can last on a clock within the drift budget.
     let span_max = LEASE.mul_f64(1e6 / (1e6 - DRIFT_MAX_PPM as f64));
@@ -129,18 +153,18 @@ async fn holder(
             // The oracle: true time since the lease was taken.
             let true_elapsed = time::true_now() - taken_true;
             if true_elapsed > span_max {
-                sim_core::report_violation(
-                    "lease-respected",
+                observer.violation(
+                    &LEASE_RESPECTED,
                     format!(
                         "lease used {true_elapsed:?} after it was taken (at most {span_max:?})"
                     ),
                 );
             }
-            uses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            uses.set(uses.get() + 1);
             time::sleep(Duration::from_millis(10)).await;
         }
         if round > 0 {
-            observer.sometimes("lease-renewed");
+            observer.reached(&LEASE_RENEWED);
         }
         if round >= rounds {
             // Keep renewing slowly so that the liveness phase can see progress.
