@@ -2,6 +2,7 @@
 
 use super::event::{DropReason, NetEvent};
 use super::state::{self, Packet};
+use super::tap::NetTap;
 use super::{LinkConfig, NetError};
 use crate::node::NodeId;
 use crate::trace::Event;
@@ -66,8 +67,7 @@ fn take_in_flight(world: &mut World, on: impl Fn(NodeId, NodeId) -> bool) -> Vec
 
 fn drop_all(world: &mut World, packets: impl IntoIterator<Item = Packet>, reason: DropReason) {
     for packet in packets {
-        let (id, from, to) = (packet.id, packet.from, packet.to);
-        state::record_drop(world, to.node, id, from, to, reason);
+        state::drop_packet(world, packet.to.node, &packet, reason);
     }
 }
 
@@ -223,8 +223,8 @@ impl NetControl {
             for packet in queue {
                 if world.net.is_lost(&packet) {
                     // Its connection broke while it was held (a crash of either node).
-                    let (id, from, to) = (packet.id, packet.from, packet.to);
-                    state::record_drop(world, to.node, id, from, to, DropReason::ConnectionBroken);
+                    let reason = DropReason::ConnectionBroken;
+                    state::drop_packet(world, packet.to.node, &packet, reason);
                     continue;
                 }
                 let at = (now + state::draw_latency(world, &config)).max(previous);
@@ -302,6 +302,17 @@ impl NetControl {
             check_nodes(world, &[from, to])?;
             Ok(world.net.link_config(from, to))
         })
+    }
+
+    /// Opens a [`NetTap`]: from now on, every message event of the trace (send, deliver, drop,
+    /// duplicate) is also copied into the tap's queue, which holds at most `capacity` unread
+    /// events (see [`NetTap`] on overflow). Works on the supervisor and in any task of the
+    /// run; several taps may be open at once, each sees every event.
+    ///
+    /// # Panics
+    /// If `capacity` is 0.
+    pub fn tap(&self, capacity: usize) -> NetTap {
+        NetTap::open(capacity)
     }
 
     /// Running totals.

@@ -102,16 +102,25 @@
 //! ([`DropReason::InboxFull`] beyond).
 //!
 //! Sockets live on nodes; the supervisor has no address ([`NetError::NotOnNode`]).
+//!
+//! ## Taps
+//! A checker judges what was sent from the network, not from the code under test:
+//! [`NetControl::tap`] opens a [`NetTap`], a bounded live copy of every send, delivery, drop
+//! and duplicate the trace records, in trace order, with node names and the payload
+//! ([`TapEvent::decode`] reads it as the sender's type). A tap does not change the trace
+//! hash; one that overflowed ([`NetTap::overflowed`]) makes a judgement inconclusive.
 
 mod control;
 mod event;
 mod pump;
 mod socket;
 mod state;
+mod tap;
 
 pub use control::{NetControl, NetStats};
 pub use event::{DropReason, MessageKind, NetEvent};
 pub use socket::{Request, Socket};
+pub use tap::{NetTap, TapEvent, Tapped};
 
 pub(crate) use state::{on_crash, NetState};
 

@@ -7,12 +7,15 @@
 //! inside `world::with`: it never awaits and never calls user code.
 
 use super::event::{DropReason, MessageKind, NetEvent};
+use super::tap::{self, Header, Tapped};
 use super::{Addr, LinkConfig, NetConfig, NetError};
 use crate::node::{NodeId, NodeState};
 use crate::trace::Event;
 use crate::world::World;
 use rand::Rng;
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 use std::task::Waker;
 
 const NS_PER_MS: u64 = 1_000_000;
@@ -34,11 +37,30 @@ pub(super) struct Packet {
     /// A duplicate made by the network (never duplicated again).
     pub copy: bool,
     pub sent_at_ns: u64,
+    /// The payload as the taps share it, made by the message's first tap event (and shared
+    /// with its duplicate), so that a message is copied once however often it is tapped;
+    /// empty until a tap sees the message.
+    pub tapped: OnceCell<Rc<[u8]>>,
 }
 
 impl Packet {
     pub fn ordered(&self) -> bool {
         self.connection.is_some()
+    }
+
+    pub fn header(&self) -> Header {
+        Header {
+            id: self.id,
+            from: self.from,
+            to: self.to,
+            kind: self.kind,
+        }
+    }
+
+    /// The payload for the taps (copied on first use).
+    pub fn tapped_payload(&self) -> Rc<[u8]> {
+        let shared = self.tapped.get_or_init(|| Rc::from(&self.payload[..]));
+        Rc::clone(shared)
     }
 }
 
@@ -178,6 +200,7 @@ pub(crate) struct NetState {
     /// delivery time converts to a timer deadline without reading the clock again.
     pub(super) time_base: std::cell::OnceCell<std::time::Instant>,
     pub(super) counters: Counters,
+    pub(super) taps: tap::Taps,
 }
 
 impl NetState {
@@ -204,6 +227,7 @@ impl NetState {
             pump_waker: None,
             time_base: std::cell::OnceCell::new(),
             counters: Counters::default(),
+            taps: tap::Taps::default(),
         }
     }
 
@@ -323,27 +347,31 @@ pub(super) fn now_ns(world: &World) -> u64 {
     u64::try_from(world.now().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Records a dropped message on `node`.
+/// Records a dropped message on `node` and copies it to the taps (`payload` is called only
+/// if a tap is open).
 pub(super) fn record_drop(
     world: &mut World,
     node: NodeId,
-    id: u64,
-    from: Addr,
-    to: Addr,
+    header: Header,
     reason: DropReason,
+    payload: impl FnOnce() -> Rc<[u8]>,
 ) {
     world.net.counters.dropped += 1;
     let event = NetEvent::Drop {
-        id,
-        from,
-        to,
+        id: header.id,
+        from: header.from,
+        to: header.to,
         reason,
     };
     world.record(Some(node), Event::Net(event));
+    tap::copy(world, header, Tapped::Drop(reason), payload);
 }
 
-fn drop_packet(world: &mut World, node: NodeId, packet: &Packet, reason: DropReason) {
-    record_drop(world, node, packet.id, packet.from, packet.to, reason);
+/// Records `packet` as dropped on `node`.
+pub(super) fn drop_packet(world: &mut World, node: NodeId, packet: &Packet, reason: DropReason) {
+    record_drop(world, node, packet.header(), reason, || {
+        packet.tapped_payload()
+    });
 }
 
 /// A latency drawn from `link`'s range, in nanoseconds.
@@ -391,6 +419,12 @@ pub(super) fn send(
         kind,
     };
     world.record(Some(from.node), Event::Net(event));
+    let header = Header { id, from, to, kind };
+    // Copied at most once for all the taps: the message is dropped right here or carries the
+    // copy in `Packet::tapped`.
+    let tapped: OnceCell<Rc<[u8]>> = OnceCell::new();
+    let tapped_payload = || Rc::clone(tapped.get_or_init(|| Rc::from(&payload[..])));
+    tap::copy(world, header, Tapped::Send, tapped_payload);
     let (config, blocked, held) = match world.net.links.get(&(from.node, to.node)) {
         None => (world.net.default_link, false, false),
         Some(link) => (
@@ -401,7 +435,8 @@ pub(super) fn send(
     };
     let connection = if socket_ordered || config.ordered {
         let Some(epoch) = connection_usable(world, from, socket_id, to.node, blocked) else {
-            record_drop(world, from.node, id, from, to, DropReason::ConnectionBroken);
+            let reason = DropReason::ConnectionBroken;
+            record_drop(world, from.node, header, reason, tapped_payload);
             return Err(NetError::ConnectionBroken { peer: to.node });
         };
         Some(epoch)
@@ -409,7 +444,8 @@ pub(super) fn send(
         None
     };
     if blocked {
-        record_drop(world, from.node, id, from, to, DropReason::Partition);
+        let reason = DropReason::Partition;
+        record_drop(world, from.node, header, reason, tapped_payload);
         return Ok(());
     }
     let packet = Packet {
@@ -422,6 +458,7 @@ pub(super) fn send(
         connection,
         copy: false,
         sent_at_ns: now_ns(world),
+        tapped,
     };
     dispatch(world, packet, &config, held);
     Ok(())
@@ -542,8 +579,12 @@ fn deliver(world: &mut World, packet: Packet, now: u64) {
             duplicate(world, &packet, &link, now);
         }
     }
-    let (id, from, connection) = (packet.id, packet.from, packet.connection);
+    let (header, connection) = (packet.header(), packet.connection);
+    let (id, from) = (header.id, header.from);
     let bytes = u32::try_from(packet.payload.len()).unwrap_or(u32::MAX);
+    // The socket takes the packet: keep the taps' copy of its payload (if a tap is open).
+    let tapped = world.net.taps.is_open().then(|| packet.tapped_payload());
+    let tapped_payload = || tapped.expect("made above when a tap is open");
     match into_socket(&mut world.net, packet) {
         Ok(()) => {
             world.net.counters.delivered += 1;
@@ -554,6 +595,7 @@ fn deliver(world: &mut World, packet: Packet, now: u64) {
                 bytes,
             };
             world.record(Some(to.node), Event::Net(event));
+            tap::copy(world, header, Tapped::Deliver, tapped_payload);
         }
         Err(reason) => {
             match connection {
@@ -565,7 +607,7 @@ fn deliver(world: &mut World, packet: Packet, now: u64) {
                     .lost_on_arrival(epoch),
                 None => {}
             }
-            record_drop(world, to.node, id, from, to, reason);
+            record_drop(world, to.node, header, reason, tapped_payload);
         }
     }
 }
@@ -588,6 +630,8 @@ fn duplicate(world: &mut World, packet: &Packet, link: &LinkConfig, now: u64) {
         copy,
     };
     world.record(Some(packet.to.node), Event::Net(event));
+    let what = Tapped::Duplicate { copy };
+    tap::copy(world, packet.header(), what, || packet.tapped_payload());
     let twin = Packet {
         id: copy,
         from: packet.from,
@@ -598,6 +642,7 @@ fn duplicate(world: &mut World, packet: &Packet, link: &LinkConfig, now: u64) {
         connection: None,
         copy: true,
         sent_at_ns: now,
+        tapped: packet.tapped.clone(),
     };
     let deliver_at = now + draw_latency(world, link).max(NS_PER_MS);
     schedule(world, twin, deliver_at);
@@ -678,7 +723,23 @@ pub(super) fn unbind(world: &mut World, addr: Addr, id: u64) {
 }
 
 fn drop_queued(world: &mut World, addr: Addr, socket: SocketEntry, reason: DropReason) {
-    for inbound in socket.data.into_iter().chain(socket.requests) {
-        record_drop(world, addr.node, inbound.id, inbound.from, addr, reason);
+    let data = socket
+        .data
+        .into_iter()
+        .map(|inbound| (MessageKind::Data, inbound));
+    let requests = socket.requests.into_iter().map(|inbound| {
+        let kind = MessageKind::Request { call: inbound.call };
+        (kind, inbound)
+    });
+    for (kind, inbound) in data.chain(requests) {
+        let header = Header {
+            id: inbound.id,
+            from: inbound.from,
+            to: addr,
+            kind,
+        };
+        record_drop(world, addr.node, header, reason, || {
+            Rc::from(inbound.payload)
+        });
     }
 }
