@@ -55,6 +55,9 @@ enum Behaviour {
     /// After healing, requires node `a` to have booted this many times (read through the `Rc`
     /// it shares with the node's program).
     Boots(usize),
+    /// Node `b` sends datagrams to `a`; the checker judges what was sent from a network tap
+    /// opened in setup: no datagram may carry a value above 100 (`b` sends 7, then this).
+    Sends(u64),
 }
 
 #[derive(Clone)]
@@ -63,6 +66,7 @@ struct Contract(Behaviour);
 /// What setup builds: the boots of node `a`, kept in an `Rc<RefCell<..>>` shared with the node.
 struct System {
     boots: Rc<RefCell<Vec<Duration>>>,
+    tap: Option<sim_core::net::NetTap>,
 }
 
 impl Scenario for Contract {
@@ -111,10 +115,21 @@ impl Scenario for Contract {
         if self.0 != Behaviour::SkipsNode {
             env.sim.node("b").build();
         }
-        System { boots }
+        let tap = matches!(self.0, Behaviour::Sends(_)).then(|| env.sim.net().tap(64));
+        System { boots, tap }
     }
 
     async fn drive(&self, env: &Env, _: &System, _: u8) -> Checked {
+        if let Behaviour::Sends(value) = self.0 {
+            let (a, b) = (env.sim.node_id("a").unwrap(), env.sim.node_id("b").unwrap());
+            let sent = env.sim.spawn_on(b, async move {
+                let socket = sim_core::net::Socket::bind(0).unwrap();
+                for value in [7u64, value] {
+                    socket.send(sim_core::net::Addr::new(a, 9), &value).unwrap();
+                }
+            });
+            let _ = sent.await;
+        }
         env.sim.sleep(Duration::from_millis(50)).await;
         match self.0 {
             Behaviour::Undeclared => env.violation(&STRAY, "reported by mistake"),
@@ -130,7 +145,22 @@ impl Scenario for Contract {
         Ok(())
     }
 
-    async fn check(&self, env: &Env, _: &System) -> Checked {
+    async fn check(&self, env: &Env, system: &System) -> Checked {
+        if let Some(tap) = &system.tap {
+            // Judged from the network, not from what the sender says it sent.
+            if tap.overflowed() {
+                env.inconclusive("the network tap overflowed");
+            }
+            for event in tap.drain() {
+                let value = event.decode::<u64>();
+                if event.what == sim_core::net::Tapped::Send && value > Some(100) {
+                    return Err(SAFE.violated(format!(
+                        "{} sent {value:?} to {}",
+                        event.from_name, event.to_name
+                    )));
+                }
+            }
+        }
         match self.0 {
             Behaviour::Inconclusive => {
                 env.inconclusive("the checker gave up");
@@ -241,7 +271,12 @@ fn an_honest_scenario_passes_and_its_plan_is_applied_as_typed_events() {
 #[test]
 fn an_episode_naming_a_node_that_was_never_built_is_an_error() {
     let result = run(Behaviour::SkipsNode, vec![crash("b", 10)]);
-    assert_eq!(result.verdict.kind, VerdictKind::Error, "{}", result.verdict);
+    assert_eq!(
+        result.verdict.kind,
+        VerdictKind::Error,
+        "{}",
+        result.verdict
+    );
     let message = result.verdict.message.unwrap_or_default();
     assert!(message.contains("\"b\""), "{message}");
     assert!(message.contains("episode 0"), "{message}");
@@ -253,7 +288,12 @@ fn an_episode_naming_a_node_that_was_never_built_is_an_error() {
 #[test]
 fn a_violation_of_an_undeclared_invariant_is_an_error() {
     let result = run(Behaviour::Undeclared, vec![]);
-    assert_eq!(result.verdict.kind, VerdictKind::Error, "{}", result.verdict);
+    assert_eq!(
+        result.verdict.kind,
+        VerdictKind::Error,
+        "{}",
+        result.verdict
+    );
     assert!(result.verdict.invariant.is_none());
     assert!(
         result
@@ -271,13 +311,23 @@ fn a_violation_of_an_undeclared_invariant_is_an_error() {
 #[test]
 fn an_invariant_used_as_another_kind_is_an_error() {
     let result = run(Behaviour::WrongKind, vec![]);
-    assert_eq!(result.verdict.kind, VerdictKind::Error, "{}", result.verdict);
+    assert_eq!(
+        result.verdict.kind,
+        VerdictKind::Error,
+        "{}",
+        result.verdict
+    );
 }
 
 #[test]
 fn an_eventually_invariant_never_judged_is_an_error() {
     let result = run(Behaviour::NeverJudged, vec![]);
-    assert_eq!(result.verdict.kind, VerdictKind::Error, "{}", result.verdict);
+    assert_eq!(
+        result.verdict.kind,
+        VerdictKind::Error,
+        "{}",
+        result.verdict
+    );
     assert!(
         result
             .verdict
@@ -320,7 +370,10 @@ fn eventually_reprobes_until_its_bound() {
     assert_eq!(result.verdict.kind, VerdictKind::Pass, "{}", result.verdict);
     let result = run(Behaviour::ServesFrom(u32::MAX), vec![]);
     assert_eq!(result.verdict.kind, VerdictKind::Liveness);
-    assert_eq!(result.verdict.invariant.as_deref(), Some("serves-after-heal"));
+    assert_eq!(
+        result.verdict.invariant.as_deref(),
+        Some("serves-after-heal")
+    );
     let message = result.verdict.message.unwrap_or_default();
     assert!(message.contains("not within 500 ms"), "{message}");
     assert!(message.contains("refused"), "{message}");
@@ -337,7 +390,10 @@ fn a_muted_invariant_is_noted_and_the_others_are_still_judged() {
     let result = run_with(Behaviour::TwoViolations, vec![], &options);
     assert_eq!(result.verdict.kind, VerdictKind::Safety);
     assert_eq!(result.verdict.invariant.as_deref(), Some("other"));
-    assert_eq!(result.skipped, vec![("safe".to_string(), "first".to_string())]);
+    assert_eq!(
+        result.skipped,
+        vec![("safe".to_string(), "first".to_string())]
+    );
 }
 
 #[test]
@@ -360,5 +416,25 @@ fn node_state_in_rc_refcell_survives_restarts_and_is_shared_with_the_scenario() 
     assert_eq!(result.verdict.kind, VerdictKind::Pass, "{}", result.verdict);
     assert!(result.sometimes.contains("restarted"));
     let result = run(Behaviour::Boots(3), vec![crash("a", 10)]);
-    assert_eq!(result.verdict.kind, VerdictKind::Safety, "{}", result.verdict);
+    assert_eq!(
+        result.verdict.kind,
+        VerdictKind::Safety,
+        "{}",
+        result.verdict
+    );
+}
+
+#[test]
+fn a_checker_judges_what_was_sent_from_the_network_tap() {
+    let result = run(Behaviour::Sends(50), vec![]);
+    assert_eq!(result.verdict.kind, VerdictKind::Pass, "{}", result.verdict);
+    let result = run(Behaviour::Sends(500), vec![]);
+    assert_eq!(
+        result.verdict.kind,
+        VerdictKind::Safety,
+        "{}",
+        result.verdict
+    );
+    let message = result.verdict.message.unwrap_or_default();
+    assert_eq!(message, "b sent Some(500) to a");
 }

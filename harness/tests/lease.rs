@@ -10,8 +10,8 @@ use harness::case::DynScenario;
 use harness::corpus::{self, CaseFile};
 use harness::plan::FaultKind;
 use harness::{
-    Checked, Env, FaultBudget, Invariant, MutantSpec, Observer, RunOptions, Scenario,
-    ScenarioSpec, VerdictKind,
+    Checked, Env, FaultBudget, Invariant, MutantSpec, Observer, RunOptions, Scenario, ScenarioSpec,
+    VerdictKind,
 };
 use proptest::prelude::*;
 use sim_core::{time, SimConfig};
@@ -130,12 +130,7 @@ impl Scenario for LeaseWith {
     }
 }
 
-async fn holder(
-    rounds: u32,
-    wall_clock: bool,
-    observer: Observer,
-    uses: Rc<Cell<u64>>,
-) {
+async fn holder(rounds: u32, wall_clock: bool, observer: Observer, uses: Rc<Cell<u64>>) {
     // The longest true time a lease can last on a clock within the drift budget.
     let span_max = LEASE.mul_f64(1e6 / (1e6 - DRIFT_MAX_PPM as f64));
     for round in 0..u32::MAX {
