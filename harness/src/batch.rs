@@ -5,8 +5,9 @@ use crate::case::{Case, DynScenario, RunOptions, RunResult, Verdict, VerdictKind
 use crate::corpus::{self, CaseFile};
 use crate::invariant::InvariantKind;
 use crate::plan::FaultKind;
+use crate::scenario::ScenarioSpec;
 use crate::shrink;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,7 +36,16 @@ pub struct BatchOptions {
     pub shard: Option<(u64, u64)>,
     /// Shrink failures before saving them.
     pub shrink: bool,
+    /// Invariants muted in every run (`--skip-invariant`): their violations are noted and the
+    /// runs go on checking the others.
+    pub skip_invariants: BTreeSet<String>,
+    /// A judged (unsharded) batch fails when more than one seed ran and more than this share
+    /// of them were inconclusive (`--inconclusive-max`).
+    pub inconclusive_max: f64,
 }
+
+/// The default of [`BatchOptions::inconclusive_max`]: one seed in a hundred.
+pub const INCONCLUSIVE_MAX_DEFAULT: f64 = 0.01;
 
 impl Default for BatchOptions {
     fn default() -> Self {
@@ -50,6 +60,8 @@ impl Default for BatchOptions {
             fail_fast: false,
             shard: None,
             shrink: true,
+            skip_invariants: BTreeSet::new(),
+            inconclusive_max: INCONCLUSIVE_MAX_DEFAULT,
         }
     }
 }
@@ -70,10 +82,18 @@ impl BatchOptions {
             }
         }
     }
+
+    fn run_options(&self, keep_trace: bool) -> RunOptions {
+        RunOptions {
+            keep_trace,
+            log: None,
+            skip_invariants: self.skip_invariants.clone(),
+        }
+    }
 }
 
 /// One failing seed.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
     /// The seed.
     pub seed: u64,
@@ -95,41 +115,173 @@ pub struct Failure {
     pub divergence: Option<String>,
 }
 
-/// The result of a batch.
-#[derive(Clone, Debug, Serialize)]
+/// One seed whose run could not be judged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InconclusiveSeed {
+    /// The seed.
+    pub seed: u64,
+    /// Why it could not be judged (a checker's "unknown", a full history, ...).
+    pub reason: String,
+}
+
+/// The result of a batch; its JSON form is what `dst run --json` prints and `dst merge` reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchReport {
     /// Scenario name.
     pub scenario: String,
-    /// Seeds run.
+    /// First seed of the hunt.
+    pub start: u64,
+    /// Seeds in the hunt, before sharding.
+    pub seeds: u64,
+    /// The part of the hunt this batch ran (`"K/N"`), if sharded.
+    #[serde(with = "shard_text")]
+    pub shard: Option<(u64, u64)>,
+    /// Mutant switched on, if any.
+    pub mutant: Option<String>,
+    /// Fault kinds allowed.
+    pub faults: BTreeSet<FaultKind>,
+    /// Invariants muted (`--skip-invariant`).
+    pub skipped_invariants: Vec<String>,
+    /// Seeds run: `passed + failed + inconclusive`.
     pub seeds_run: u64,
     /// Seeds that passed.
     pub passed: u64,
     /// Seeds that failed.
     pub failed: u64,
+    /// Seeds that could not be judged.
+    pub inconclusive: u64,
     /// The failures, by seed.
     pub failures: Vec<Failure>,
+    /// The inconclusive seeds, by seed.
+    pub inconclusive_seeds: Vec<InconclusiveSeed>,
     /// Sometimes-invariants never reached (judged only on large enough batches).
     pub sometimes_unmet: Vec<String>,
-    /// Whether sometimes-invariants were judged: the batch was large enough, unmutated, and
-    /// ran the scenario's whole fault model.
+    /// Whether sometimes-invariants were judged: the batch was large enough, unmutated,
+    /// unsharded, and ran the scenario's whole fault model.
     pub sometimes_judged: bool,
+    /// Why sometimes-invariants were not judged, when they were not.
+    pub sometimes_reason: Option<String>,
     /// Sometimes-invariants reached by at least one run (merge these across shards).
     pub sometimes_reached: Vec<String>,
     /// Simulated seconds, summed over runs.
     pub sim_seconds: f64,
     /// Wall-clock seconds of the batch.
     pub wall_seconds: f64,
+    /// The inconclusive share past which this batch fails; `None` for a shard, which is
+    /// never judged on the share alone. Not part of the JSON: `dst merge` takes its own.
+    #[serde(skip)]
+    pub inconclusive_max: Option<f64>,
 }
 
 impl BatchReport {
-    /// Whether everything passed.
+    /// Whether everything passed: no failure, no unmet sometimes-invariant, and (for a
+    /// judged batch) not too many inconclusive seeds.
     pub fn ok(&self) -> bool {
-        self.failed == 0 && self.sometimes_unmet.is_empty()
+        self.failed == 0 && self.sometimes_unmet.is_empty() && !self.too_inconclusive()
+    }
+
+    /// Whether a judged batch had more than one seed and more than its allowed share of
+    /// inconclusive seeds.
+    pub fn too_inconclusive(&self) -> bool {
+        self.inconclusive_max.is_some_and(|max| {
+            self.seeds_run > 1 && self.inconclusive as f64 > max * self.seeds_run as f64
+        })
+    }
+
+    /// Judges the batch as a whole: sometimes-invariants (only for the whole fault model,
+    /// unmutated, unsharded, with at least the scenario's batch minimum of seeds) and the
+    /// inconclusive share (only unsharded).
+    pub fn judge(&mut self, spec: &ScenarioSpec, inconclusive_max: f64) {
+        let mut reasons = Vec::new();
+        if let Some((k, n)) = self.shard {
+            reasons.push(format!("shard {k}/{n}: merge the shards with dst merge"));
+        }
+        if let Some(mutant) = &self.mutant {
+            reasons.push(format!("mutant {mutant} is on"));
+        }
+        // With fewer fault kinds than the model, a state may be out of reach.
+        if !spec.budget.kinds.is_subset(&self.faults) {
+            reasons.push(format!(
+                "fault kinds {} are not the whole model ({})",
+                kinds_text(&self.faults),
+                kinds_text(&spec.budget.kinds)
+            ));
+        }
+        if self.seeds_run < spec.sometimes_batch_min as u64 {
+            reasons.push(format!(
+                "{} seeds run, fewer than the {} needed",
+                self.seeds_run, spec.sometimes_batch_min
+            ));
+        }
+        self.sometimes_judged = reasons.is_empty();
+        self.sometimes_reason = (!reasons.is_empty()).then(|| reasons.join("; "));
+        self.sometimes_unmet = if self.sometimes_judged {
+            spec.invariants
+                .iter()
+                .filter(|i| i.kind() == InvariantKind::Sometimes)
+                .map(|i| i.name().to_string())
+                .filter(|name| !self.sometimes_reached.contains(name))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.inconclusive_max = self.shard.is_none().then_some(inconclusive_max);
     }
 }
 
+fn kinds_text(kinds: &BTreeSet<FaultKind>) -> String {
+    if kinds.is_empty() {
+        return "none".into();
+    }
+    let names: Vec<String> = kinds
+        .iter()
+        .map(|kind| {
+            serde_json::to_value(kind)
+                .ok()
+                .and_then(|value| value.as_str().map(str::to_string))
+                .unwrap_or_else(|| format!("{kind:?}"))
+        })
+        .collect();
+    names.join(",")
+}
+
+/// `Option<(k, n)>` as `"k/n"` or `null`.
+mod shard_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(shard: &Option<(u64, u64)>, s: S) -> Result<S::Ok, S::Error> {
+        match shard {
+            Some((k, n)) => s.serialize_str(&format!("{k}/{n}")),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<(u64, u64)>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        super::parse_shard(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `K/N` with `1 <= K <= N`.
+pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("expected K/N with 1 <= K <= N, got {text:?}");
+    let (k, n) = text.split_once('/').ok_or_else(bad)?;
+    let k: u64 = k.trim().parse().map_err(|_| bad())?;
+    let n: u64 = n.trim().parse().map_err(|_| bad())?;
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
+#[derive(Default)]
 struct Collected {
     failures: Vec<Failure>,
+    inconclusive: Vec<InconclusiveSeed>,
     reached: BTreeSet<String>,
     sim_ns: u128,
     passed: u64,
@@ -148,13 +300,7 @@ pub fn run_batch(
     let range = options.seed_range();
     let next = AtomicU64::new(range.start);
     let stop = AtomicBool::new(false);
-    let collected = Mutex::new(Collected {
-        failures: Vec::new(),
-        reached: BTreeSet::new(),
-        sim_ns: 0,
-        passed: 0,
-        run: 0,
-    });
+    let collected = Mutex::new(Collected::default());
     let worker = || loop {
         // Claim a seed without ever going past the end (no wrap-around near u64::MAX).
         let claimed = next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |seed| {
@@ -171,10 +317,11 @@ pub fn run_batch(
         c.run += 1;
         c.sim_ns += u128::from(outcome.sim_ns);
         c.reached.extend(outcome.reached);
-        match outcome.failure {
-            None => c.passed += 1,
-            Some(failure) => {
-                c.failures.push(failure);
+        match outcome.judged {
+            Judged::Pass => c.passed += 1,
+            Judged::Inconclusive(reason) => c.inconclusive.push(InconclusiveSeed { seed, reason }),
+            Judged::Failed(failure) => {
+                c.failures.push(*failure);
                 if options.fail_fast {
                     stop.store(true, Ordering::Relaxed);
                 }
@@ -191,71 +338,74 @@ pub fn run_batch(
     });
     let mut c = collected.into_inner().expect("batch lock");
     c.failures.sort_by_key(|failure| failure.seed);
-    let sometimes: Vec<String> = spec
-        .invariants
-        .iter()
-        .filter(|i| i.kind() == InvariantKind::Sometimes)
-        .map(|i| i.name().to_string())
-        .collect();
-    // Sometimes-invariants are a property of a large enough batch of unmutated runs under the
-    // scenario's whole fault model: with fewer fault kinds a state may be out of reach.
-    let full_faults = spec.budget.kinds.is_subset(&options.faults);
-    let judged =
-        c.run >= spec.sometimes_batch_min as u64 && options.mutant.is_none() && full_faults;
-    let unmet = if judged {
-        sometimes
-            .into_iter()
-            .filter(|name| !c.reached.contains(name))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    BatchReport {
-        scenario: spec.name,
+    c.inconclusive.sort_by_key(|seed| seed.seed);
+    let mut report = BatchReport {
+        scenario: spec.name.clone(),
+        start: options.start,
+        seeds: options.seeds,
+        shard: options.shard,
+        mutant: options.mutant.clone(),
+        faults: options.faults.clone(),
+        skipped_invariants: options.skip_invariants.iter().cloned().collect(),
         seeds_run: c.run,
         passed: c.passed,
         failed: c.failures.len() as u64,
+        inconclusive: c.inconclusive.len() as u64,
         failures: c.failures,
-        sometimes_unmet: unmet,
-        sometimes_judged: judged,
-        sometimes_reached: c.reached.iter().cloned().collect(),
+        inconclusive_seeds: c.inconclusive,
+        sometimes_unmet: Vec::new(),
+        sometimes_judged: false,
+        sometimes_reason: None,
+        sometimes_reached: c.reached.into_iter().collect(),
         sim_seconds: c.sim_ns as f64 / 1e9,
         wall_seconds: wall_start.elapsed().as_secs_f64(),
-    }
+        inconclusive_max: None,
+    };
+    report.judge(&spec, options.inconclusive_max);
+    report
+}
+
+enum Judged {
+    Pass,
+    Inconclusive(String),
+    Failed(Box<Failure>),
 }
 
 struct SeedOutcome {
-    failure: Option<Failure>,
+    judged: Judged,
     reached: BTreeSet<String>,
     sim_ns: u64,
 }
 
 fn run_seed(scenario: &dyn DynScenario, seed: u64, options: &BatchOptions) -> SeedOutcome {
     let case = scenario.generate(seed, options.mutant.clone(), options.faults.clone());
-    let run_options = RunOptions {
-        keep_trace: options.check_determinism,
-        log: None,
-        ..RunOptions::default()
-    };
+    let run_options = options.run_options(options.check_determinism);
     let result = match scenario.run_case(&case, &run_options) {
         Ok(result) => result,
         Err(error) => {
             return SeedOutcome {
-                failure: Some(input_failure(seed, error.to_string())),
+                judged: Judged::Failed(Box::new(input_failure(seed, error.to_string()))),
                 reached: BTreeSet::new(),
                 sim_ns: 0,
             }
         }
     };
-    let mut failure = None;
-    if options.check_determinism {
-        failure = determinism_failure(scenario, &case, &result, &run_options);
-    }
-    if failure.is_none() && !result.verdict.is_pass() {
-        failure = Some(record_failure(scenario, &case, &result, options));
-    }
+    let judged = if result.verdict.is_failure() {
+        Judged::Failed(Box::new(record_failure(scenario, &case, &result, options)))
+    } else if let Some(failure) = options
+        .check_determinism
+        .then(|| determinism_failure(scenario, &case, &result, &run_options))
+        .flatten()
+    {
+        Judged::Failed(Box::new(failure))
+    } else if result.verdict.kind == VerdictKind::Inconclusive {
+        let reason = result.verdict.message.clone();
+        Judged::Inconclusive(reason.unwrap_or_else(|| "no reason given".into()))
+    } else {
+        Judged::Pass
+    };
     SeedOutcome {
-        failure,
+        judged,
         reached: result.sometimes,
         sim_ns: result.sim_time_ns,
     }
@@ -283,10 +433,24 @@ pub fn determinism_failure(
     options: &RunOptions,
 ) -> Option<Failure> {
     let second = scenario.run_case(case, options).ok()?;
-    if second.trace_hash == first.trace_hash && second.verdict == first.verdict {
+    if same_run(first, &second) {
         return None;
     }
-    let divergence = match (&first.timeline, &second.timeline) {
+    Some(nondeterministic(
+        case,
+        first,
+        &second,
+        divergence(first, &second),
+    ))
+}
+
+fn same_run(first: &RunResult, second: &RunResult) -> bool {
+    second.trace_hash == first.trace_hash && second.verdict == first.verdict
+}
+
+/// The first diverging event of two runs whose timelines were kept.
+fn divergence(first: &RunResult, second: &RunResult) -> String {
+    match (&first.timeline, &second.timeline) {
         (Some(a), Some(b)) => match a.first_divergence(b) {
             Some((i, j)) => format!(
                 "first run: {} / second run: {}",
@@ -296,14 +460,24 @@ pub fn determinism_failure(
             None => "same events, different verdict".into(),
         },
         _ => "hashes differ (run with --check-determinism to see the event)".into(),
-    };
-    Some(Failure {
+    }
+}
+
+fn nondeterministic(
+    case: &Case,
+    first: &RunResult,
+    second: &RunResult,
+    divergence: String,
+) -> Failure {
+    Failure {
         seed: case.seed,
-        verdict: "nondeterministic".into(),
-        invariant: None,
+        verdict: VerdictKind::Nondeterministic.name().into(),
+        invariant: first.verdict.invariant.clone(),
         message: Some(format!(
-            "trace hash {} then {}",
+            "first run: {} (trace hash {}); second run: {} (trace hash {})",
+            first.verdict,
             corpus::hex(first.trace_hash),
+            second.verdict,
             corpus::hex(second.trace_hash)
         )),
         trace_hash: corpus::hex(first.trace_hash),
@@ -311,49 +485,71 @@ pub fn determinism_failure(
         plan: case.plan.to_string(),
         episodes: (case.plan.episodes.len(), case.plan.episodes.len()),
         divergence: Some(divergence),
-    })
+    }
 }
 
-/// Shrinks (if asked) and saves a failing case; returns its description.
+/// Reruns a failing case with its trace kept; a failure that does not reproduce is
+/// `nondeterministic`, with the first diverging event.
+fn reproduce(
+    scenario: &dyn DynScenario,
+    case: &Case,
+    first: &RunResult,
+    options: &BatchOptions,
+) -> Option<Failure> {
+    let traced = options.run_options(true);
+    let second = match scenario.run_case(case, &traced) {
+        Ok(second) => second,
+        Err(error) => return Some(input_failure(case.seed, error.to_string())),
+    };
+    if same_run(first, &second) {
+        return None;
+    }
+    let text = if first.timeline.is_some() {
+        divergence(first, &second)
+    } else {
+        // The first run kept no trace: a third run shows where the reruns part, if they do.
+        match scenario.run_case(case, &traced) {
+            Ok(third) if !same_run(&second, &third) => {
+                format!("between reruns: {}", divergence(&second, &third))
+            }
+            _ => "the first run (trace not kept) differs from two reruns that agree".into(),
+        }
+    };
+    Some(nondeterministic(case, first, &second, text))
+}
+
+/// Checks that a failure reproduces, shrinks it (if asked), and saves it; returns its
+/// description. A failure that does not reproduce, an `error` and a `hung` run are never
+/// saved; a shrunk case that no longer fails the same way is not saved in its place.
 fn record_failure(
     scenario: &dyn DynScenario,
     case: &Case,
     result: &RunResult,
     options: &BatchOptions,
 ) -> Failure {
-    // A hung run took the whole wall-clock watchdog: shrinking would repeat that hundreds of
-    // times, so a hung case is saved as found.
-    let shrink = options.shrink && result.verdict.kind != VerdictKind::Hung;
-    let (case_out, verdict, hash) = if shrink {
-        let shrunk = shrink::shrink(scenario, case, &result.verdict);
-        (shrunk.case, shrunk.verdict, shrunk.trace_hash)
+    // A hung run took the whole wall-clock watchdog and its trace depends on when the
+    // watchdog fired: it is neither rerun, shrunk nor saved; its seed is reported.
+    let hung = result.verdict.kind == VerdictKind::Hung;
+    if !hung {
+        if let Some(failure) = reproduce(scenario, case, result, options) {
+            return failure;
+        }
+    }
+    let error = result.verdict.kind == VerdictKind::Error;
+    let (case_out, verdict, hash) = if options.shrink && !hung && !error {
+        let shrunk = shrink::shrink(scenario, case, &result.verdict, &options.run_options(false));
+        if shrunk.reproduced && shrunk.verdict.same_failure(&result.verdict) {
+            (shrunk.case, shrunk.verdict, shrunk.trace_hash)
+        } else {
+            // The shrunk case did not fail the same way when rerun: keep the found case,
+            // which reproduced.
+            (case.clone(), result.verdict.clone(), result.trace_hash)
+        }
     } else {
         (case.clone(), result.verdict.clone(), result.trace_hash)
     };
-    // A hung case's trace depends on when the watchdog fired: it cannot replay, so it is not
-    // saved; its seed is reported for a rerun.
-    let saving = options
-        .corpus_dir
-        .as_ref()
-        .filter(|_| verdict.kind != VerdictKind::Hung);
-    let file = saving.and_then(|dir| {
-        let path = corpus::path_for(dir, &case_out, verdict.kind, verdict.invariant.as_deref());
-        let description = describe(&case_out, &verdict, case.plan.episodes.len());
-        let file = CaseFile::new(
-            &case_out,
-            verdict.kind,
-            verdict.invariant.clone(),
-            hash,
-            description,
-        );
-        match corpus::save(&path, &file) {
-            Ok(()) => Some(path.display().to_string()),
-            Err(error) => {
-                eprintln!("dst: cannot save the failing case: {error}");
-                None
-            }
-        }
-    });
+    let saving = options.corpus_dir.as_ref().filter(|_| !hung && !error);
+    let file = saving.and_then(|dir| save(dir, case, &case_out, &verdict, hash, options));
     Failure {
         seed: case.seed,
         verdict: verdict.kind.name().into(),
@@ -364,6 +560,34 @@ fn record_failure(
         plan: case_out.plan.to_string(),
         episodes: (case.plan.episodes.len(), case_out.plan.episodes.len()),
         divergence: None,
+    }
+}
+
+fn save(
+    dir: &std::path::Path,
+    found: &Case,
+    case: &Case,
+    verdict: &Verdict,
+    hash: u64,
+    options: &BatchOptions,
+) -> Option<String> {
+    assert!(verdict.is_failure(), "only failures are saved: {verdict}");
+    let path = corpus::path_for(dir, case, verdict.kind, verdict.invariant.as_deref());
+    let description = describe(case, verdict, found.plan.episodes.len());
+    let mut file = CaseFile::new(
+        case,
+        verdict.kind,
+        verdict.invariant.clone(),
+        hash,
+        description,
+    );
+    file.skip_invariants = options.skip_invariants.clone();
+    match corpus::save(&path, &file) {
+        Ok(()) => Some(path.display().to_string()),
+        Err(error) => {
+            eprintln!("dst: cannot save the failing case: {error}");
+            None
+        }
     }
 }
 

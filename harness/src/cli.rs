@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Human output (progress bar, tables, replay hints) goes to stderr; with `--json`, stdout
-//! carries exactly one JSON value. Exit status: 0 when everything passes, 1 when a seed fails
-//! or a sometimes-invariant is unmet, 2 on bad usage or bad input.
+//! carries exactly one JSON value. Exit status: 0 when everything passes, 1 when a seed fails,
+//! a sometimes-invariant is unmet or too many seeds are inconclusive, 2 on bad usage or bad
+//! input.
 
 use crate::batch::{self, BatchOptions, BatchReport};
 use crate::case::{DynScenario, Registry, RunOptions};
@@ -54,6 +55,19 @@ enum Command {
         #[arg(long, value_name = "FILTER")]
         log: Option<String>,
         /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merges the `--json` outputs of the shards of one hunt (`dst run --shard K/N`) and
+    /// prints what one unsharded run of all their seeds would print.
+    Merge {
+        /// The shards' JSON outputs (objects, or the arrays of `--all`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Fail when more than this share of the seeds is inconclusive.
+        #[arg(long, value_name = "FRACTION", default_value_t = batch::INCONCLUSIVE_MAX_DEFAULT, value_parser = parse_fraction)]
+        inconclusive_max: f64,
+        /// One JSON value on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -116,9 +130,17 @@ struct RunArgs {
     /// Stop at the first failure.
     #[arg(long)]
     fail_fast: bool,
-    /// Run only the K-th of N equal parts of the seed range (1-based), e.g. `--shard 2/8`.
-    #[arg(long, value_parser = parse_shard)]
+    /// Run only the K-th of N equal parts of the seed range (1-based), e.g. `--shard 2/8`;
+    /// `dst merge` judges the shards' outputs together.
+    #[arg(long, value_parser = batch::parse_shard)]
     shard: Option<(u64, u64)>,
+    /// Mute an invariant (repeatable): its violations are noted and the runs go on checking
+    /// the others, so a known failure does not hide the next bug.
+    #[arg(long, value_name = "NAME")]
+    skip_invariant: Vec<String>,
+    /// Fail an unsharded run when more than this share of its seeds is inconclusive.
+    #[arg(long, value_name = "FRACTION", default_value_t = batch::INCONCLUSIVE_MAX_DEFAULT, value_parser = parse_fraction)]
+    inconclusive_max: f64,
     /// One JSON value on stdout.
     #[arg(long)]
     json: bool,
@@ -128,15 +150,11 @@ fn parse_faults(text: &str) -> Result<std::collections::BTreeSet<FaultKind>, Str
     FaultKind::parse_list(text)
 }
 
-fn parse_shard(text: &str) -> Result<(u64, u64), String> {
-    let bad = || format!("expected K/N with 1 <= K <= N, got {text:?}");
-    let (k, n) = text.split_once('/').ok_or_else(bad)?;
-    let k: u64 = k.trim().parse().map_err(|_| bad())?;
-    let n: u64 = n.trim().parse().map_err(|_| bad())?;
-    if k == 0 || n == 0 || k > n {
-        return Err(bad());
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("expected a fraction from 0 to 1, got {text:?}")),
     }
-    Ok((k, n))
 }
 
 /// An error that ends the command with status 2 and one line on stderr.
@@ -167,6 +185,11 @@ pub fn main(registry: Registry) -> ExitCode {
             log,
             json,
         } => replay(&registry, &file, trace, mermaid.as_deref(), log, json),
+        Command::Merge {
+            files,
+            inconclusive_max,
+            json,
+        } => merge(&registry, &files, inconclusive_max, json),
         Command::Shrink { file } => shrink_file(&registry, &file),
         Command::Corpus {
             command: CorpusCommand::Bless { corpus },
@@ -269,6 +292,7 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
     for target in &targets {
         target.spec().validate().map_err(InputError)?;
     }
+    check_skipped(&targets, &args.skip_invariant)?;
     let options = BatchOptions {
         start: args.start,
         seeds: args.seeds,
@@ -282,21 +306,126 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
         fail_fast: args.fail_fast,
         shard: args.shard,
         shrink: true,
+        skip_invariants: Default::default(),
+        inconclusive_max: args.inconclusive_max,
     };
     let mut reports = Vec::new();
     for target in &targets {
+        // With --all, each scenario mutes the names it declares.
+        let declared: Vec<String> = target
+            .spec()
+            .invariants
+            .into_iter()
+            .map(|i| i.name().to_string())
+            .collect();
+        let options = BatchOptions {
+            skip_invariants: args
+                .skip_invariant
+                .iter()
+                .filter(|name| declared.contains(name))
+                .cloned()
+                .collect(),
+            ..options.clone()
+        };
         reports.push(run_one(target.as_ref(), &options));
     }
     print_summary(&reports);
-    if args.json {
-        let values: Vec<serde_json::Value> = reports.iter().map(report_json).collect();
-        let value = if args.all {
-            serde_json::Value::Array(values)
-        } else {
-            values.into_iter().next().unwrap_or_default()
-        };
-        println!("{value}");
+    print_json(&reports, args.all, args.json);
+    Ok(reports.iter().all(BatchReport::ok))
+}
+
+/// Each muted name must be an invariant of the scenario (with `--all`, of at least one).
+fn check_skipped(
+    targets: &[std::sync::Arc<dyn DynScenario>],
+    names: &[String],
+) -> Result<(), InputError> {
+    let declared: std::collections::BTreeSet<String> = targets
+        .iter()
+        .flat_map(|target| target.spec().invariants)
+        .map(|invariant| invariant.name().to_string())
+        .collect();
+    match names.iter().find(|name| !declared.contains(*name)) {
+        None => Ok(()),
+        Some(name) => Err(InputError(format!(
+            "--skip-invariant {name:?}: no such invariant; known: {}",
+            declared.into_iter().collect::<Vec<_>>().join(", ")
+        ))),
     }
+}
+
+fn print_json(reports: &[BatchReport], array: bool, json: bool) {
+    if !json {
+        return;
+    }
+    let values: Vec<serde_json::Value> = reports.iter().map(report_json).collect();
+    let value = if array {
+        serde_json::Value::Array(values)
+    } else {
+        values.into_iter().next().unwrap_or_default()
+    };
+    println!("{value}");
+}
+
+/// `dst merge`: the shards' reports, grouped by scenario, merged and judged as one run.
+fn merge(
+    registry: &Registry,
+    files: &[PathBuf],
+    inconclusive_max: f64,
+    json: bool,
+) -> Result<bool, InputError> {
+    let mut arrays = None;
+    let mut groups: Vec<(String, Vec<(String, BatchReport)>)> = Vec::new();
+    for file in files {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file).map_err(|e| InputError(format!("{name}: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| InputError(format!("{name}: not the JSON output of dst run: {e}")))?;
+        let is_array = value.is_array();
+        if *arrays.get_or_insert(is_array) != is_array {
+            return Err(InputError(format!(
+                "{name}: mixes the output of dst run --all (an array) with that of one scenario"
+            )));
+        }
+        let values = match value {
+            serde_json::Value::Array(values) => values,
+            other => vec![other],
+        };
+        let mut in_file = std::collections::BTreeSet::new();
+        for value in values {
+            let report: BatchReport = serde_json::from_value(value)
+                .map_err(|e| InputError(format!("{name}: not the JSON output of dst run: {e}")))?;
+            if !in_file.insert(report.scenario.clone()) {
+                return Err(InputError(format!(
+                    "{name}: scenario {} twice",
+                    report.scenario
+                )));
+            }
+            if !is_array {
+                if let Some((first, parts)) = groups.first() {
+                    if *first != report.scenario {
+                        return Err(InputError(format!(
+                            "{name}: not a shard of the same hunt as {}: scenario {}, not {first}",
+                            parts[0].0, report.scenario
+                        )));
+                    }
+                }
+            }
+            match groups.iter_mut().find(|(s, _)| *s == report.scenario) {
+                Some((_, parts)) => parts.push((name.clone(), report)),
+                None => groups.push((report.scenario.clone(), vec![(name.clone(), report)])),
+            }
+        }
+    }
+    // In registry order, as dst run --all prints.
+    let names = registry.names();
+    groups.sort_by_key(|(s, _)| names.iter().position(|n| n == s));
+    let mut reports = Vec::new();
+    for (name, parts) in &groups {
+        let spec = scenario(registry, name)?.spec();
+        reports.push(crate::merge::merge(&spec, parts, inconclusive_max).map_err(InputError)?);
+    }
+    print_summary(&reports);
+    print_json(&reports, arrays == Some(true), json);
     Ok(reports.iter().all(BatchReport::ok))
 }
 
@@ -323,71 +452,121 @@ fn run_one(scenario: &dyn DynScenario, options: &BatchOptions) -> BatchReport {
 }
 
 fn report_json(report: &BatchReport) -> serde_json::Value {
-    serde_json::json!({
-        "scenario": report.scenario,
-        "seeds_run": report.seeds_run,
-        "passed": report.passed,
-        "failed": report.failed,
-        "failures": report.failures,
-        "sometimes_unmet": report.sometimes_unmet,
-        "sometimes_judged": report.sometimes_judged,
-        "sometimes_reached": report.sometimes_reached,
-        "sim_seconds": report.sim_seconds,
-        "wall_seconds": report.wall_seconds,
-    })
+    serde_json::to_value(report).expect("batch reports serialize")
 }
 
+/// Failure reports first, then the summary table, so that a long list of failures does not
+/// scroll the table away.
 fn print_summary(reports: &[BatchReport]) {
+    for r in reports {
+        for f in &r.failures {
+            print_failure(r, f);
+        }
+        print_inconclusive(r);
+    }
+    eprintln!();
     eprintln!(
-        "{:<18} {:>7} {:>7} {:>7} {:>10} {:>9} {:>12}",
-        "scenario", "seeds", "passed", "failed", "sim s", "wall s", "sim/wall"
+        "{:<18} {:>7} {:>7} {:>7} {:>12} {:>10} {:>9} {:>12}",
+        "scenario", "seeds", "passed", "failed", "inconclusive", "sim s", "wall s", "sim/wall"
     );
     for r in reports {
         eprintln!(
-            "{:<18} {:>7} {:>7} {:>7} {:>10.1} {:>9.2} {:>12.0}",
+            "{:<18} {:>7} {:>7} {:>7} {:>12} {:>10.1} {:>9.2} {:>12.0}",
             r.scenario,
             r.seeds_run,
             r.passed,
             r.failed,
+            r.inconclusive,
             r.sim_seconds,
             r.wall_seconds,
             r.sim_seconds / r.wall_seconds.max(1e-9)
         );
     }
     for r in reports {
-        if !r.sometimes_unmet.is_empty() {
-            eprintln!(
-                "{}: sometimes-invariants never reached in {} seeds: {}",
-                r.scenario,
-                r.seeds_run,
-                r.sometimes_unmet.join(", ")
-            );
-        }
-        for f in &r.failures {
-            eprintln!();
-            eprintln!("FAIL {} seed {}: {}", r.scenario, f.seed, f.verdict);
-            if let Some(invariant) = &f.invariant {
-                eprintln!("  invariant: {invariant}");
-            }
-            if let Some(message) = &f.message {
-                eprintln!("  message:   {message}");
-            }
-            if let Some(divergence) = &f.divergence {
-                eprintln!("  diverged:  {divergence}");
-            }
-            eprintln!(
-                "  plan (shrunk from {} to {} episodes):\n{}",
-                f.episodes.0, f.episodes.1, f.plan
-            );
-            eprintln!("  trace hash {}", f.trace_hash);
-            match &f.file {
-                Some(file) => eprintln!("  replay: dst replay {file}"),
-                None => eprintln!(
-                    "  rerun:  dst run {} --start {} --seeds 1",
-                    r.scenario, f.seed
-                ),
-            }
-        }
+        print_judgement(r);
+    }
+}
+
+fn print_failure(r: &BatchReport, f: &batch::Failure) {
+    eprintln!();
+    eprintln!("FAIL {} seed {}: {}", r.scenario, f.seed, f.verdict);
+    if let Some(invariant) = &f.invariant {
+        eprintln!("  invariant: {invariant}");
+    }
+    if let Some(message) = &f.message {
+        eprintln!("  message:   {message}");
+    }
+    if let Some(divergence) = &f.divergence {
+        eprintln!("  diverged:  {divergence}");
+    }
+    eprintln!(
+        "  plan (shrunk from {} to {} episodes):\n{}",
+        f.episodes.0, f.episodes.1, f.plan
+    );
+    eprintln!("  trace hash {}", f.trace_hash);
+    match &f.file {
+        Some(file) => eprintln!("  replay: dst replay {file}"),
+        None => eprintln!(
+            "  rerun:  dst run {} --start {} --seeds 1{}",
+            r.scenario,
+            f.seed,
+            r.mutant
+                .as_deref()
+                .map(|m| format!(" --mutant {m}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// The first few inconclusive seeds with their reasons.
+fn print_inconclusive(r: &BatchReport) {
+    const SHOWN_MAX: usize = 10;
+    if r.inconclusive_seeds.is_empty() {
+        return;
+    }
+    eprintln!();
+    for seed in r.inconclusive_seeds.iter().take(SHOWN_MAX) {
+        eprintln!(
+            "INCONCLUSIVE {} seed {}: {}",
+            r.scenario, seed.seed, seed.reason
+        );
+    }
+    if r.inconclusive_seeds.len() > SHOWN_MAX {
+        eprintln!(
+            "... and {} more inconclusive seeds",
+            r.inconclusive_seeds.len() - SHOWN_MAX
+        );
+    }
+}
+
+/// What was judged of the batch as a whole, under the table.
+fn print_judgement(r: &BatchReport) {
+    if !r.skipped_invariants.is_empty() {
+        eprintln!(
+            "{}: invariants muted: {}",
+            r.scenario,
+            r.skipped_invariants.join(", ")
+        );
+    }
+    if !r.sometimes_unmet.is_empty() {
+        eprintln!(
+            "{}: sometimes-invariants never reached in {} seeds: {}",
+            r.scenario,
+            r.seeds_run,
+            r.sometimes_unmet.join(", ")
+        );
+    }
+    if let Some(reason) = &r.sometimes_reason {
+        eprintln!("{}: sometimes-invariants not judged: {reason}", r.scenario);
+    }
+    if r.too_inconclusive() {
+        eprintln!(
+            "{}: {} of {} seeds inconclusive, more than the {} allowed (--inconclusive-max)",
+            r.scenario,
+            r.inconclusive,
+            r.seeds_run,
+            r.inconclusive_max.unwrap_or_default()
+        );
     }
 }
 
@@ -414,7 +593,7 @@ fn replay(
     let options = RunOptions {
         keep_trace: trace || mermaid.is_some(),
         log,
-        ..RunOptions::default()
+        ..case_file.run_options()
     };
     let result = scenario.run_case(&case_file.case(), &options)?;
     let expected_hash = case_file.trace_hash_value().map_err(InputError)?;
@@ -476,20 +655,34 @@ fn replay(
 fn shrink_file(registry: &Registry, file: &Path) -> Result<bool, InputError> {
     let (case_file, scenario) = load_case(registry, file)?;
     let case = case_file.case();
-    let result = scenario.run_case(&case, &RunOptions::default())?;
-    if result.verdict.is_pass() {
-        eprintln!("{}: the case passes; nothing to shrink", file.display());
+    let options = case_file.run_options();
+    let result = scenario.run_case(&case, &options)?;
+    if !result.verdict.is_failure() || result.verdict.kind == crate::VerdictKind::Error {
+        eprintln!(
+            "{}: the case does not fail ({}); nothing to shrink",
+            file.display(),
+            result.verdict
+        );
         return Ok(false);
     }
-    let shrunk = shrink::shrink(scenario.as_ref(), &case, &result.verdict);
+    let shrunk = shrink::shrink(scenario.as_ref(), &case, &result.verdict, &options);
+    if !shrunk.reproduced || !shrunk.verdict.same_failure(&result.verdict) {
+        eprintln!(
+            "{}: the shrunk case did not fail the same way when rerun ({}); file left as it was",
+            file.display(),
+            shrunk.verdict
+        );
+        return Ok(false);
+    }
     let description = batch::describe(&shrunk.case, &shrunk.verdict, case.plan.episodes.len());
-    let updated = CaseFile::new(
+    let mut updated = CaseFile::new(
         &shrunk.case,
         shrunk.verdict.kind,
         shrunk.verdict.invariant.clone(),
         shrunk.trace_hash,
         description,
     );
+    updated.skip_invariants = case_file.skip_invariants.clone();
     corpus::save(file, &updated)?;
     eprintln!(
         "{}: {} episodes -> {} ({} runs)\n{}",
@@ -506,7 +699,7 @@ fn corpus_bless(registry: &Registry, dir: &Path) -> Result<bool, InputError> {
     let mut ok = true;
     for path in corpus::list(dir)? {
         let (mut case_file, scenario) = load_case(registry, &path)?;
-        let result = scenario.run_case(&case_file.case(), &RunOptions::default())?;
+        let result = scenario.run_case(&case_file.case(), &case_file.run_options())?;
         if !case_file.verdict_matches(&result.verdict) {
             eprintln!(
                 "{}: verdict changed to {} (recorded {}): not blessed; fix the code or replace the case",

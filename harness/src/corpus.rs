@@ -10,6 +10,7 @@
 //! | `scenario`, `seed`, `mutant`, `faults`, `swarm`, `plan`, `workload` | the [`Case`] |
 //! | `verdict`, `invariant` | the expected verdict (`pass`, `safety`, `liveness`, ...) |
 //! | `trace_hash` | the expected trace hash, 16 lowercase hex digits |
+//! | `skip_invariants` | invariants muted when the case was found (optional; absent: none) |
 //!
 //! Replaying a file must give the recorded verdict and trace hash. When behaviour changes on
 //! purpose, `dst corpus bless` rewrites the hashes; verdicts never change silently (bless
@@ -57,6 +58,10 @@ pub struct CaseFile {
     pub invariant: Option<String>,
     /// Expected trace hash, 16 lowercase hex digits.
     pub trace_hash: String,
+    /// Invariants muted when the case was found (`--skip-invariant`), muted again on replay;
+    /// absent when none.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub skip_invariants: BTreeSet<String>,
 }
 
 impl CaseFile {
@@ -81,6 +86,15 @@ impl CaseFile {
             verdict,
             invariant,
             trace_hash: hex(trace_hash),
+            skip_invariants: BTreeSet::new(),
+        }
+    }
+
+    /// How to run the case: muting what was muted when it was found.
+    pub fn run_options(&self) -> crate::case::RunOptions {
+        crate::case::RunOptions {
+            skip_invariants: self.skip_invariants.clone(),
+            ..crate::case::RunOptions::default()
         }
     }
 

@@ -13,6 +13,7 @@
 //! - [`shrink`]: from a failing case to a small one.
 //! - [`corpus`]: versioned case files under `corpus/<scenario>/`.
 //! - [`batch`]: many seeds in parallel, with shrinking and saving.
+//! - [`merge`]: the shards of a hunt merged into the report of one unsharded run.
 //! - [`testing`]: one call to check a scenario in `cargo test`.
 //! - [`cli`]: the `dst` command line as a library.
 //! - [`mermaid`]: sequence diagrams of a run.
@@ -30,6 +31,7 @@ pub mod generate;
 pub mod history;
 pub mod invariant;
 pub mod linearizability;
+pub mod merge;
 pub mod mermaid;
 pub mod plan;
 pub mod scenario;

@@ -7,7 +7,8 @@
 //!    drop each episode in turn, then halve each duration while the failure persists.
 //!
 //! "The same way" means the same verdict and the same invariant ([`Verdict::same_failure`]).
-//! The simulation seed never changes. A shrink stops improving after [`WALL_MAX`] of wall time.
+//! The simulation seed never changes. Budgets are counts of runs, never wall time, so the same
+//! failure shrinks to the same case on a fast and on a slow machine.
 
 use crate::case::{Case, DynScenario, RunOptions, Verdict};
 
@@ -15,8 +16,8 @@ use crate::case::{Case, DynScenario, RunOptions, Verdict};
 pub const TREE_STEPS_MAX: usize = 300;
 /// Most runs in pass 2.
 pub const STRUCTURAL_RUNS_MAX: usize = 300;
-/// Wall-clock budget of one shrink: past it, the best case so far is kept.
-pub const WALL_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most runs of one whole shrink (both passes): past it, the best case so far is kept.
+pub const RUNS_MAX: usize = 500;
 
 /// The result of shrinking.
 #[derive(Clone, Debug)]
@@ -29,18 +30,32 @@ pub struct Shrunk {
     pub trace_hash: u64,
     /// Runs spent shrinking.
     pub runs: usize,
+    /// Whether the final run of the case matched the run that chose it (verdict and hash).
+    pub reproduced: bool,
 }
 
-/// Shrinks `case`, which failed with `verdict`.
-pub fn shrink(scenario: &dyn DynScenario, case: &Case, verdict: &Verdict) -> Shrunk {
-    let options = RunOptions::default();
+/// Shrinks `case`, which failed with `verdict` when run with `options` (whose muted
+/// invariants every candidate runs with too; the trace is not kept).
+///
+/// The returned verdict is that of a final run of the returned case: a caller must check that
+/// it is still the same failure before storing the case as one (it may not be, when the code
+/// under test is not deterministic).
+pub fn shrink(
+    scenario: &dyn DynScenario,
+    case: &Case,
+    verdict: &Verdict,
+    options: &RunOptions,
+) -> Shrunk {
+    let options = RunOptions {
+        keep_trace: false,
+        log: None,
+        ..options.clone()
+    };
     let mut runs = 0;
     let mut last: Option<(Case, Verdict, u64)> = None;
-    #[allow(clippy::disallowed_methods)] // The shrink's wall-clock budget, outside any run.
-    let started = std::time::Instant::now();
     let best = {
         let mut still_fails = |candidate: &Case| -> bool {
-            if started.elapsed() > WALL_MAX {
+            if runs >= RUNS_MAX {
                 return false;
             }
             runs += 1;
@@ -55,22 +70,24 @@ pub fn shrink(scenario: &dyn DynScenario, case: &Case, verdict: &Verdict) -> Shr
         let from_tree = scenario.shrink_tree(case, &mut still_fails);
         structural(&from_tree, &mut still_fails)
     };
-    // Re-run the winner so that verdict and hash belong to exactly this case.
-    let result = match &last {
-        Some((last_case, verdict, hash)) if *last_case == best => (verdict.clone(), *hash),
-        _ => {
-            runs += 1;
-            let result = scenario
-                .run_case(&best, &options)
-                .expect("a case derived from a valid case is valid");
-            (result.verdict, result.trace_hash)
+    // Re-run the winner so that verdict and hash belong to exactly this case, and so that a
+    // winner that fails only sometimes shows up.
+    runs += 1;
+    let result = scenario
+        .run_case(&best, &options)
+        .expect("a case derived from a valid case is valid");
+    let reproduced = match &last {
+        Some((last_case, verdict, hash)) if *last_case == best => {
+            *verdict == result.verdict && *hash == result.trace_hash
         }
+        _ => true,
     };
     Shrunk {
         case: best,
-        verdict: result.0,
-        trace_hash: result.1,
+        verdict: result.verdict,
+        trace_hash: result.trace_hash,
         runs,
+        reproduced,
     }
 }
 

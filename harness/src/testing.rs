@@ -18,8 +18,9 @@
 //! the shrunk plan, the invariant and the exact `dst replay <file>` command.
 
 use crate::batch::{self, BatchOptions, BatchReport};
-use crate::case::{DynScenario, Registry, RunOptions};
+use crate::case::{DynScenario, Registry, RunOptions, VerdictKind};
 use crate::corpus::{self, CaseFile};
+use crate::invariant::InvariantKind;
 use crate::plan::FaultKind;
 use crate::scenario::Scenario;
 use std::path::{Path, PathBuf};
@@ -82,9 +83,37 @@ pub fn check_dyn(scenario: &dyn DynScenario, mutant: Option<&str>) {
 }
 
 /// Runs seeds `0..seeds_max` of `scenario` with `mutant` on until one fails; returns the
-/// failing batch report (shrunk case saved under `target/dst-failures/`). Panics if no seed
-/// fails: the mutant was not caught.
-pub fn expect_caught(scenario: &dyn DynScenario, mutant: &str, seeds_max: u64) -> BatchReport {
+/// failing batch report (shrunk case saved under `target/dst-failures/`), with the failure that
+/// caught the mutant first in `failures`.
+///
+/// Panics unless a failing seed broke `invariant` the way its kind says: verdict `safety` for
+/// an always-invariant, `liveness` for an eventually-invariant. Another verdict (`error`,
+/// `panic`, `nondeterministic`, a limit) or another invariant does not count as caught. Panics
+/// too when `invariant` is not an always- or eventually-invariant of the scenario.
+pub fn expect_caught(
+    scenario: &dyn DynScenario,
+    mutant: &str,
+    invariant: &str,
+    seeds_max: u64,
+) -> BatchReport {
+    let spec = scenario.spec();
+    let expected = match spec.invariant_kind(invariant) {
+        Some(InvariantKind::Always) => VerdictKind::Safety,
+        Some(InvariantKind::Eventually) => VerdictKind::Liveness,
+        Some(InvariantKind::Sometimes) => panic!(
+            "{invariant} is a sometimes-invariant of {}: no single seed breaks it",
+            spec.name
+        ),
+        None => panic!(
+            "{invariant} is not an invariant of {}; declared: {}",
+            spec.name,
+            spec.invariants
+                .iter()
+                .map(|i| i.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let options = BatchOptions {
         seeds: seeds_max,
         mutant: Some(mutant.to_string()),
@@ -92,22 +121,45 @@ pub fn expect_caught(scenario: &dyn DynScenario, mutant: &str, seeds_max: u64) -
         fail_fast: true,
         ..BatchOptions::default()
     };
-    let report = batch::run_batch(scenario, &options, &|| {});
-    assert!(
-        report.failed > 0,
-        "mutant {mutant} of {} was not caught in {} seeds",
-        report.scenario,
-        report.seeds_run
-    );
+    let mut report = batch::run_batch(scenario, &options, &|| {});
+    let caught = report.failures.iter().position(|failure| {
+        failure.verdict == expected.name() && failure.invariant.as_deref() == Some(invariant)
+    });
+    let Some(index) = caught else {
+        panic!(
+            "mutant {mutant} of {} was not caught by {expected} ({invariant}) in {} seeds{}",
+            report.scenario,
+            report.seeds_run,
+            if report.failures.is_empty() {
+                String::new()
+            } else {
+                format!("; what failed instead:\n{}", failure_text(&report))
+            }
+        );
+    };
+    let failure = report.failures.remove(index);
+    report.failures.insert(0, failure);
     report
 }
 
 /// The text a failing `check` panics with.
 pub fn failure_text(report: &BatchReport) -> String {
     let mut text = format!(
-        "{}: {} of {} seeds failed",
-        report.scenario, report.failed, report.seeds_run
+        "{}: {} of {} seeds failed, {} inconclusive",
+        report.scenario, report.failed, report.seeds_run, report.inconclusive
     );
+    if report.too_inconclusive() {
+        text.push_str(&format!(
+            "\ntoo many inconclusive seeds (first: {})",
+            report
+                .inconclusive_seeds
+                .iter()
+                .take(3)
+                .map(|s| format!("seed {}: {}", s.seed, s.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
     if !report.sometimes_unmet.is_empty() {
         text.push_str(&format!(
             "\nsometimes-invariants never reached: {}",
@@ -172,8 +224,12 @@ fn run_seed_verbose(scenario: &dyn DynScenario, seed: u64, mutant: Option<&str>)
 
 fn replay_verbose(scenario: &dyn DynScenario, file: &Path) {
     let case_file = corpus::load(file).unwrap_or_else(|error| panic!("{error}"));
+    let options = RunOptions {
+        skip_invariants: case_file.skip_invariants.clone(),
+        ..verbose_options()
+    };
     let result = scenario
-        .run_case(&case_file.case(), &verbose_options())
+        .run_case(&case_file.case(), &options)
         .unwrap_or_else(|error| panic!("{}: {error}", file.display()));
     if let Some(timeline) = &result.timeline {
         eprint!("{timeline}");
@@ -188,7 +244,7 @@ fn replay_verbose(scenario: &dyn DynScenario, file: &Path) {
 /// Replays a stored case and compares verdict, invariant and trace hash with the record.
 pub fn replay_matches(scenario: &dyn DynScenario, case_file: &CaseFile) -> Result<(), String> {
     let result = scenario
-        .run_case(&case_file.case(), &RunOptions::default())
+        .run_case(&case_file.case(), &case_file.run_options())
         .map_err(|error| error.to_string())?;
     if !case_file.verdict_matches(&result.verdict) {
         return Err(format!(

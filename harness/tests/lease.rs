@@ -203,7 +203,8 @@ fn faults_none_gives_empty_plans() {
 
 #[test]
 fn mutant_is_caught_shrunk_saved_and_replayed_exactly() {
-    let report = harness::testing::expect_caught(&Lease, "wall-clock-lease", 200);
+    let report =
+        harness::testing::expect_caught(&Lease, "wall-clock-lease", "lease-respected", 200);
     let failure = &report.failures[0];
     assert_eq!(failure.verdict, "safety");
     assert_eq!(failure.invariant.as_deref(), Some("lease-respected"));

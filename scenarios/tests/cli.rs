@@ -71,6 +71,157 @@ fn run_json_reports_the_batch() {
     assert!(report["sim_seconds"].as_f64().unwrap() > 0.0);
     assert!(report.get("sometimes_unmet").is_some());
     assert!(report.get("wall_seconds").is_some());
+    // What the hunt was, for dst merge, and how its seeds were judged.
+    assert_eq!(report["start"], 0);
+    assert_eq!(report["seeds"], 12);
+    assert_eq!(report["shard"], Value::Null);
+    assert_eq!(report["mutant"], Value::Null);
+    assert!(report["faults"]
+        .as_array()
+        .unwrap()
+        .contains(&"crash".into()));
+    assert_eq!(report["inconclusive"], 0);
+    assert_eq!(report["inconclusive_seeds"], Value::Array(vec![]));
+    assert_eq!(report["skipped_invariants"], Value::Array(vec![]));
+    assert_eq!(report["sometimes_judged"], false);
+    let reason = report["sometimes_reason"].as_str().unwrap();
+    assert!(reason.contains("12 seeds run, fewer than the"), "{reason}");
+}
+
+/// `value` (a report or an array of them) without the wall-clock figure, the one thing a
+/// merge cannot reproduce, and with saved files by name only (each run had its own corpus).
+fn comparable(mut value: Value) -> Value {
+    let reports: Vec<&mut Value> = match &mut value {
+        Value::Array(reports) => reports.iter_mut().collect(),
+        report => vec![report],
+    };
+    for report in reports {
+        report.as_object_mut().unwrap().remove("wall_seconds");
+        for failure in report["failures"].as_array_mut().unwrap() {
+            if let Some(file) = failure["file"].as_str() {
+                let name = Path::new(file).file_name().unwrap().to_str().unwrap();
+                failure["file"] = name.into();
+            }
+        }
+    }
+    value
+}
+
+/// Runs `dst run ARGS --shard K/N --json` for every K, each output written to a file in `dir`.
+fn run_shards(dir: &Path, args: &[&str], count: u64) -> Vec<String> {
+    (1..=count)
+        .map(|k| {
+            let shard = format!("{k}/{count}");
+            let mut all = args.to_vec();
+            all.extend(["--shard", &shard, "--json"]);
+            let output = dst(&all);
+            let path = dir.join(format!("shard-{k}.json"));
+            std::fs::write(&path, &output.stdout).unwrap();
+            path.display().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn merged_shards_print_what_one_unsharded_run_prints() {
+    // Goal: a hunt spread over machines is judged exactly as if one machine had run it, for
+    // one scenario (a failing hunt, exit 1) and for --all (arrays, exit 0).
+    let dir = tempfile::tempdir().unwrap();
+    // The whole run and the shards each save their failing cases in a corpus of their own.
+    let corpus = |name: &str| dir.path().join(name).join("corpus").display().to_string();
+    let (whole_corpus, shards_corpus) = (corpus("whole"), corpus("shards"));
+    let hunts: [&[&str]; 2] = [
+        &["run", "register", "--mutant", "no-recovery", "--seeds", "9"],
+        &["run", "--all", "--seeds", "4"],
+    ];
+    for (index, args) in hunts.into_iter().enumerate() {
+        let mut whole_args = args.to_vec();
+        whole_args.extend(["--corpus", &whole_corpus, "--json"]);
+        let whole = dst(&whole_args);
+        let part_dir = dir.path().join(format!("hunt-{index}"));
+        std::fs::create_dir(&part_dir).unwrap();
+        let mut shard_args = args.to_vec();
+        shard_args.extend(["--corpus", &shards_corpus]);
+        let files = run_shards(&part_dir, &shard_args, 3);
+        let mut merge_args = vec!["merge", "--json"];
+        merge_args.extend(files.iter().map(String::as_str));
+        let merged = dst(&merge_args);
+        assert_eq!(
+            merged.status.code(),
+            whole.status.code(),
+            "{}",
+            stderr(&merged)
+        );
+        assert_eq!(
+            comparable(stdout_json(&merged)),
+            comparable(stdout_json(&whole))
+        );
+    }
+}
+
+#[test]
+fn merge_refuses_files_that_are_not_the_shards_of_one_hunt() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = run_shards(dir.path(), &["run", "register", "--seeds", "6"], 3);
+    let missing = dst(&["merge", &files[0], &files[1]]);
+    assert_input_error(&missing, "shard 3/3 of register missing");
+    let repeated = dst(&["merge", &files[0], &files[1], &files[1], &files[2]]);
+    assert_input_error(&repeated, &format!("{}: shard 2/3 repeated", files[1]));
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let other = run_shards(
+        &other_dir,
+        &["run", "register", "--seeds", "6", "--start", "1"],
+        3,
+    );
+    let mixed = dst(&["merge", &files[0], &files[1], &other[2]]);
+    assert_input_error(
+        &mixed,
+        &format!("{}: not a shard of the same hunt", other[2]),
+    );
+    let garbage = dir.path().join("garbage.json");
+    std::fs::write(&garbage, "{\"scenario\": \"register\"}").unwrap();
+    assert_input_error(
+        &dst(&["merge", garbage.to_str().unwrap()]),
+        "garbage.json: not the JSON output of dst run",
+    );
+    assert_input_error(
+        &dst(&["merge", "/no/such/shard.json"]),
+        "/no/such/shard.json",
+    );
+}
+
+#[test]
+fn skip_invariant_names_must_be_declared_and_are_listed() {
+    assert_input_error(
+        &dst(&[
+            "run",
+            "register",
+            "--seeds",
+            "1",
+            "--skip-invariant",
+            "nope",
+        ]),
+        "--skip-invariant \"nope\": no such invariant",
+    );
+    let output = dst(&[
+        "run",
+        "register",
+        "--seeds",
+        "2",
+        "--skip-invariant",
+        "linearizable",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout_json(&output)["skipped_invariants"],
+        Value::Array(vec!["linearizable".into()])
+    );
+    assert_input_error(
+        &dst(&["run", "register", "--inconclusive-max", "2"]),
+        "expected a fraction",
+    );
 }
 
 #[test]
@@ -133,11 +284,11 @@ fn a_failure_is_saved_then_replayed_shrunk_and_blessed_by_other_processes() {
         "--json",
     ]);
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
-    assert!(
-        stderr(&run).contains("replay: dst replay"),
-        "{}",
-        stderr(&run)
-    );
+    let text = stderr(&run);
+    assert!(text.contains("replay: dst replay"), "{text}");
+    // The summary table comes after the failure reports, where a long run leaves it visible.
+    let table = text.find("scenario ").expect("a table");
+    assert!(text.rfind("FAIL ").unwrap() < table, "{text}");
     let report = stdout_json(&run);
     let failure = &report["failures"][0];
     assert_eq!(failure["verdict"], "safety");

@@ -14,7 +14,7 @@ fn register_passes_generated_cases_under_faults() {
 /// Checks that `mutant` is caught, shrunk to a small plan, and that the saved case replays to
 /// the same verdict and trace hash.
 fn caught_and_replayed(mutant: &str) {
-    let report = harness::testing::expect_caught(&Register, mutant, 500);
+    let report = harness::testing::expect_caught(&Register, mutant, "linearizable", 500);
     let failure = &report.failures[0];
     assert_eq!(failure.verdict, "safety", "{failure:?}");
     assert_eq!(failure.invariant.as_deref(), Some("linearizable"));
