@@ -610,3 +610,77 @@ pub fn describe(case: &Case, verdict: &Verdict, episodes_before: usize) -> Strin
     ));
     text
 }
+
+/// How often a scenario's sometimes-invariants are reached over a range of seeds, from
+/// [`sometimes_coverage`]: what a scenario's `sometimes_batch_min` is set from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SometimesCoverage {
+    /// The sometimes-invariant.
+    pub invariant: String,
+    /// Seeds whose run reached it.
+    pub reached: u64,
+    /// The longest run of consecutive seeds that did not reach it (at the start, between two
+    /// reaching seeds, or at the end).
+    pub gap_longest: u64,
+}
+
+/// Runs `seeds` seeds from `start` (unmutated, every fault kind) and measures, for each
+/// sometimes-invariant, how many seeds reach it and the longest stretch of seeds that does not.
+/// Every window of `max(gap_longest) + 1` consecutive seeds of the range reaches every one:
+/// the smallest batch minimum this range supports (a longer range measures it better).
+pub fn sometimes_coverage(
+    scenario: &dyn DynScenario,
+    start: u64,
+    seeds: u64,
+    jobs: usize,
+) -> Vec<SometimesCoverage> {
+    let spec = scenario.spec();
+    let faults: BTreeSet<FaultKind> = FaultKind::ALL.into_iter().collect();
+    let end = start.saturating_add(seeds);
+    let next = AtomicU64::new(start);
+    let reached_by_seed = Mutex::new(std::collections::BTreeMap::new());
+    let worker = || loop {
+        let claimed = next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |seed| {
+            (seed < end).then_some(seed + 1)
+        });
+        let Ok(seed) = claimed else {
+            break;
+        };
+        let case = scenario.generate(seed, None, faults.clone());
+        let reached = scenario
+            .run_case(&case, &RunOptions::default())
+            .map(|result| result.sometimes)
+            .unwrap_or_default();
+        reached_by_seed
+            .lock()
+            .expect("coverage lock")
+            .insert(seed, reached);
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            // Workers only schedule runs; every run gets its own fresh thread inside sim-core.
+            scope.spawn(worker);
+        }
+    });
+    let reached_by_seed = reached_by_seed.into_inner().expect("coverage lock");
+    spec.invariant_names(InvariantKind::Sometimes)
+        .into_iter()
+        .map(|name| {
+            let (mut reached, mut gap, mut gap_longest) = (0, 0, 0);
+            for seen in reached_by_seed.values() {
+                if seen.contains(&name) {
+                    reached += 1;
+                    gap = 0;
+                } else {
+                    gap += 1;
+                    gap_longest = gap_longest.max(gap);
+                }
+            }
+            SometimesCoverage {
+                invariant: name,
+                reached,
+                gap_longest,
+            }
+        })
+        .collect()
+}

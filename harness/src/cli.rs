@@ -71,6 +71,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measures how often each sometimes-invariant is reached over a range of seeds, and the
+    /// smallest batch minimum (`sometimes_batch_min`) that range supports.
+    Sometimes {
+        /// Scenario name (see `dst list`).
+        scenario: String,
+        /// Number of seeds.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
+        /// First seed.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Parallel jobs (default: all cores).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        jobs: Option<u64>,
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Shrinks a stored failing case further and rewrites the file.
     Shrink {
         /// The case file.
@@ -190,6 +208,13 @@ pub fn main(registry: Registry) -> ExitCode {
             inconclusive_max,
             json,
         } => merge(&registry, &files, inconclusive_max, json),
+        Command::Sometimes {
+            scenario,
+            seeds,
+            start,
+            jobs,
+            json,
+        } => sometimes(&registry, &scenario, start, seeds, jobs, json),
         Command::Shrink { file } => shrink_file(&registry, &file),
         Command::Corpus {
             command: CorpusCommand::Bless { corpus },
@@ -650,6 +675,68 @@ fn replay(
         );
     }
     Ok(reproduced)
+}
+
+fn sometimes(
+    registry: &Registry,
+    name: &str,
+    start: u64,
+    seeds: u64,
+    jobs: Option<u64>,
+    json: bool,
+) -> Result<bool, InputError> {
+    let target = scenario(registry, name)?;
+    if start.checked_add(seeds).is_none() {
+        return Err(InputError(format!(
+            "--start {start} --seeds {seeds} goes past the last seed ({})",
+            u64::MAX
+        )));
+    }
+    let spec = target.spec();
+    let jobs = jobs.map_or(BatchOptions::default().jobs, |j| j as usize);
+    let coverage = batch::sometimes_coverage(target.as_ref(), start, seeds, jobs);
+    let suggested = coverage.iter().map(|c| c.gap_longest + 1).max().unwrap_or(1);
+    let unreached: Vec<&str> = coverage
+        .iter()
+        .filter(|c| c.reached == 0)
+        .map(|c| c.invariant.as_str())
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "scenario": spec.name,
+                "start": start,
+                "seeds": seeds,
+                "coverage": coverage,
+                "batch_min_supported": unreached.is_empty().then_some(suggested),
+                "sometimes_batch_min": spec.sometimes_batch_min,
+            })
+        );
+    } else {
+        println!(
+            "{:<28} {:>9} {:>12}",
+            "sometimes-invariant", "reached", "longest gap"
+        );
+        for c in &coverage {
+            println!("{:<28} {:>9} {:>12}", c.invariant, c.reached, c.gap_longest);
+        }
+        if unreached.is_empty() {
+            println!(
+                "{}: every window of {suggested} seeds in {start}..{} reaches every sometimes-invariant (the scenario's batch minimum is {})",
+                spec.name,
+                start + seeds,
+                spec.sometimes_batch_min
+            );
+        } else {
+            println!(
+                "{}: never reached in {seeds} seeds: {}",
+                spec.name,
+                unreached.join(", ")
+            );
+        }
+    }
+    Ok(unreached.is_empty() && suggested <= spec.sometimes_batch_min as u64)
 }
 
 fn shrink_file(registry: &Registry, file: &Path) -> Result<bool, InputError> {
