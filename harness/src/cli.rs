@@ -695,7 +695,11 @@ fn sometimes(
     let spec = target.spec();
     let jobs = jobs.map_or(BatchOptions::default().jobs, |j| j as usize);
     let coverage = batch::sometimes_coverage(target.as_ref(), start, seeds, jobs);
-    let suggested = coverage.iter().map(|c| c.gap_longest + 1).max().unwrap_or(1);
+    let suggested = coverage
+        .iter()
+        .map(|c| c.gap_longest + 1)
+        .max()
+        .unwrap_or(1);
     let unreached: Vec<&str> = coverage
         .iter()
         .filter(|c| c.reached == 0)

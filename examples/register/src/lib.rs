@@ -10,7 +10,9 @@
 //!   being replicated.
 //! - `backup` applies replicated writes whose version is newer than its own, and answers
 //!   `Fetch` with its state and a new epoch; replicates from an older epoch (a crashed
-//!   primary's, still in flight) are fenced off.
+//!   primary's, still in flight) are fenced off. A primary whose replicate is fenced although
+//!   it is alive has met a late `Fetch` of an earlier incarnation (held in the network and
+//!   released after it recovered): it fetches again to adopt the newer epoch.
 //! - The primary keeps its state in memory only: when it restarts, it fetches the backup's
 //!   state before serving anything. The backup holds every acknowledged write, so nothing
 //!   acknowledged is lost. (It may also hold a write whose client got an error: such a write
@@ -23,8 +25,9 @@
 //! - `linearizable` (always): the history of client operations (with indeterminate ones: a
 //!   timed-out write may or may not have happened) is linearizable against a register model,
 //!   checked by the harness's linearizability checker, an oracle independent of the system.
-//! - `available-after-heal` (eventually): once every fault is healed, a client write and a
-//!   following read succeed within 2 s, and the read sees the write.
+//! - `available-after-heal` (eventually): within 2 s of healing, a client writes a value never
+//!   written before and reads it back. Each probe writes a fresh value: a workload write
+//!   released by the heal may legally land after a probe's write.
 //! - `primary-recovered`, `write-indeterminate` (sometimes): a batch reaches a primary restart
 //!   with recovered state, and a write whose outcome the client could not know.
 //!
@@ -36,6 +39,11 @@
 //!   value.
 //! - `no-recovery`: the restarted primary serves from empty state instead of fetching the
 //!   backup's.
+//! - `epoch-churn`: the backup opens a new epoch on every `Fetch`, retries and duplicates
+//!   included, and a fenced primary never fetches again: a late or duplicated `Fetch` fences
+//!   the live primary for good (`available-after-heal` catches it). The unmutated register
+//!   had a rarer form of this bug (seed 11159 of a 20,000-seed hunt; its case is kept in
+//!   `corpus/register/` as a regression that must pass).
 
 use harness::history::History;
 use harness::linearizability::models::{Register as RegisterModel, RegisterInput, RegisterOutput};
@@ -197,6 +205,10 @@ impl Scenario for Register {
                     "no-recovery",
                     "a restarted primary serves from empty state instead of recovering the backup's",
                 ),
+                MutantSpec::new(
+                    "epoch-churn",
+                    "the backup opens a new epoch on every Fetch (retries and duplicates too) and a fenced primary never fetches again: one late Fetch fences the live primary for good (the epoch churn a 50,000-seed hunt found)",
+                ),
             ],
             sometimes_batch_min: 50,
             sim_config: SimConfig {
@@ -228,7 +240,11 @@ impl Scenario for Register {
     fn setup(&self, env: &Env, _: &Workload) -> System {
         let mutants = Mutants::of(env);
         let observer = env.observer();
-        let backup = env.sim.node(BACKUP).init(backup_main).build();
+        let backup = env
+            .sim
+            .node(BACKUP)
+            .init(move || backup_main(mutants))
+            .build();
         let primary = env
             .sim
             .node(PRIMARY)
@@ -334,6 +350,7 @@ struct Mutants {
     ack_before_replicate: bool,
     read_from_backup: bool,
     no_recovery: bool,
+    epoch_churn: bool,
 }
 
 impl Mutants {
@@ -342,6 +359,7 @@ impl Mutants {
             ack_before_replicate: env.is_mutant("ack-before-replicate"),
             read_from_backup: env.is_mutant("read-from-backup"),
             no_recovery: env.is_mutant("no-recovery"),
+            epoch_churn: env.is_mutant("epoch-churn"),
         }
     }
 }
@@ -383,7 +401,7 @@ async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
     sim_core::task::spawn(writer(
         socket.clone(),
         backup,
-        start,
+        (incarnation, start),
         committed.clone(),
         writes,
         mutants,
@@ -412,7 +430,7 @@ async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
 async fn writer(
     socket: Rc<Socket>,
     backup: Addr,
-    (epoch, version): (u64, u64),
+    (incarnation, (mut epoch, version)): (u64, (u64, u64)),
     committed: Rc<Cell<u64>>,
     mut writes: futures::channel::mpsc::Receiver<(sim_core::net::Request, u64)>,
     mutants: Mutants,
@@ -438,6 +456,27 @@ async fn writer(
                     committed.set(value);
                     ClientResponse::WriteOk
                 }
+                Ok(PeerResponse::Fenced) if !mutants.epoch_churn => {
+                    // The backup opened a newer epoch than ours. Only this incarnation is
+                    // alive, so the Fetch that opened it was a stale message of an earlier
+                    // one (held in the network and released late): fetch again to adopt the
+                    // backup's epoch and state, which hold every acknowledged write. Without
+                    // this, one late Fetch fences the live primary for good.
+                    let fetch = Request::Peer(PeerRequest::Fetch { incarnation });
+                    if let Ok(PeerResponse::State {
+                        epoch: e,
+                        version: v,
+                        value: x,
+                    }) = socket.call(backup, &fetch, REPLICATE_TIMEOUT).await
+                    {
+                        epoch = e;
+                        attempted = attempted.max(v);
+                        // The backup's value is at least as new as ours (it holds everything
+                        // we committed); a newer one is a write whose client got no answer.
+                        committed.set(x);
+                    }
+                    ClientResponse::Unavailable
+                }
                 _ => ClientResponse::Unavailable,
             }
         };
@@ -451,7 +490,7 @@ async fn writer(
 /// the same incarnation does not); replicates of older epochs are fenced off. Without the fence, a replicate that a crashed primary sent before the crash can arrive
 /// after its successor has already reused that version, and an acknowledged write would later
 /// be recovered as the old value.
-async fn backup_main() {
+async fn backup_main(mutants: Mutants) {
     let socket = Socket::bind(PORT).expect("the backup binds its port");
     let (mut epoch, mut version, mut value) = (0u64, 0u64, 0u64);
     let mut fetched_by = None;
@@ -475,7 +514,7 @@ async fn backup_main() {
                 let _ = socket.reply(request, &PeerResponse::Ack);
             }
             Request::Peer(PeerRequest::Fetch { incarnation }) => {
-                if fetched_by != Some(incarnation) {
+                if fetched_by != Some(incarnation) || mutants.epoch_churn {
                     fetched_by = Some(incarnation);
                     epoch += 1;
                 }

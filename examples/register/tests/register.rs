@@ -55,3 +55,13 @@ fn without_faults_the_mutants_that_need_a_crash_pass() {
         assert!(result.verdict.is_pass(), "seed {seed}: {}", result.verdict);
     }
 }
+
+#[test]
+fn mutant_epoch_churn_is_caught_by_availability() {
+    // It needs a crash of the primary and then a duplicated or late Fetch: first caught at
+    // seed 766 when measured.
+    let report =
+        harness::testing::expect_caught(&Register, "epoch-churn", "available-after-heal", 2000);
+    let failure = &report.failures[0];
+    assert_eq!(failure.verdict, "liveness", "{failure:?}");
+}
