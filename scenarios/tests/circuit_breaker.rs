@@ -9,14 +9,20 @@ use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use harness::testing::expect_caught;
+use harness::{Checked, Invariant, Violation};
 use patterns::circuit_breaker::driver::{Admitted, Observation, Observed};
 use patterns::circuit_breaker::{
-    CircuitBreaker, Config, EventKind, Mutant, Now, Outcome, Permit, PermitId, State, Window,
+    Backoff, CircuitBreaker, Config, EventKind, Mutant, Now, OpenWait, Outcome, Permit, PermitId,
+    State, Window,
 };
-use scenarios::circuit_breaker::checker::invariant;
-use scenarios::circuit_breaker::TraceChecker;
-use scenarios::circuit_breaker::{closes_after_heal, liveness_bound, CircuitBreakerScenario};
-use sim_core::Violation;
+use scenarios::circuit_breaker::checker::{
+    EPOCH_ISOLATION, HALF_OPEN_PROBES, LEGAL_TRANSITIONS, METRICS_MATCH, MONOTONIC_OPEN_WAIT,
+    OPENS_UNDER_FAILURE, OPEN_SENDS_NOTHING, PERMITS_RELEASED_ONCE,
+};
+use scenarios::circuit_breaker::{
+    closes_after_heal, liveness_bound, BreakerStates, CircuitBreakerScenario, TraceChecker,
+    CLOSES_AFTER_HEAL, CLOSES_AFTER_HEAL_NOMINAL,
+};
 
 fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
@@ -33,11 +39,11 @@ fn every_core_mutant_is_caught_within_500_seeds() {
     // Goal: each deliberately broken breaker fails the scenario (each stops at its first
     // failing seed, so this is quick when they are caught early).
     let expected = [
-        (Mutant::HalfOpenUnbounded, invariant::HALF_OPEN_PROBES),
-        (Mutant::StaleEpochCloses, invariant::EPOCH_ISOLATION),
-        (Mutant::BucketNotReset, invariant::METRICS_MATCH),
-        (Mutant::OpenWaitWallClock, invariant::MONOTONIC_OPEN_WAIT),
-        (Mutant::HalfOpenStuck, invariant::PERMITS_RELEASED_ONCE),
+        (Mutant::HalfOpenUnbounded, &HALF_OPEN_PROBES),
+        (Mutant::StaleEpochCloses, &EPOCH_ISOLATION),
+        (Mutant::BucketNotReset, &METRICS_MATCH),
+        (Mutant::OpenWaitWallClock, &MONOTONIC_OPEN_WAIT),
+        (Mutant::HalfOpenStuck, &PERMITS_RELEASED_ONCE),
     ];
     assert_eq!(expected.len(), Mutant::all().len());
     for (mutant, invariant) in expected {
@@ -47,7 +53,7 @@ fn every_core_mutant_is_caught_within_500_seeds() {
         assert_eq!(failure.verdict, "safety", "{name}: {failure:?}");
         assert_eq!(
             failure.invariant.as_deref(),
-            Some(invariant),
+            Some(invariant.name()),
             "{name}: {failure:?}"
         );
     }
@@ -120,7 +126,7 @@ impl Script {
     }
 
     /// Checks `observation` with the script's checker.
-    fn check(&mut self, observation: &Observation) -> Result<(), Violation> {
+    fn check(&mut self, observation: &Observation) -> Checked {
         self.checker.check(observation)
     }
 
@@ -158,9 +164,9 @@ fn small() -> Config {
         .expect("valid")
 }
 
-fn expect_violation(result: Result<(), Violation>, invariant: &str) -> Violation {
+fn expect_violation(result: Checked, invariant: &Invariant) -> Violation {
     let violation = result.expect_err("the checker must refuse this step");
-    assert_eq!(violation.invariant, invariant, "{violation}");
+    assert_eq!(violation.invariant(), invariant, "{violation}");
     violation
 }
 
@@ -187,7 +193,7 @@ fn checker_accepts_a_faithful_trace_through_every_state() {
         .checker
         .finish([PermitId(0), PermitId(3)])
         .expect("every permit completed, every received request sent");
-    let reached: Vec<&str> = script.checker.reached().iter().copied().collect();
+    let reached: Vec<&str> = script.checker.reached().map(Invariant::name).collect();
     assert_eq!(
         reached,
         vec!["reached-closed-again", "reached-half-open", "reached-open"]
@@ -205,9 +211,9 @@ fn open_sends_nothing_catches_a_send_while_the_oracle_says_open() {
     let rejected = script.acquire();
     script.pass(rejected);
     let sent = script.sent(3);
-    let violation = expect_violation(script.check(&sent), invariant::OPEN_SENDS_NOTHING);
+    let violation = expect_violation(script.check(&sent), &OPEN_SENDS_NOTHING);
     assert!(
-        violation.message.contains("while the breaker is open"),
+        violation.message().contains("while the breaker is open"),
         "{violation}"
     );
 }
@@ -220,9 +226,9 @@ fn open_sends_nothing_catches_a_request_the_client_never_logged() {
     script.failed_call();
     let violation = expect_violation(
         script.checker.finish([PermitId(0), PermitId(7)]),
-        invariant::OPEN_SENDS_NOTHING,
+        &OPEN_SENDS_NOTHING,
     );
-    assert!(violation.message.contains("permit p7"), "{violation}");
+    assert!(violation.message().contains("permit p7"), "{violation}");
 }
 
 #[test]
@@ -243,7 +249,7 @@ fn opens_under_failure_catches_a_window_of_failures_that_stayed_closed() {
             EventKind::Transition { .. } | EventKind::FailureRateExceeded { .. }
         )
     });
-    expect_violation(script.check(&done), invariant::OPENS_UNDER_FAILURE);
+    expect_violation(script.check(&done), &OPENS_UNDER_FAILURE);
 }
 
 #[test]
@@ -254,13 +260,16 @@ fn permits_released_once_catches_a_double_completion_and_a_leak() {
     script.pass(acquired);
     let done = script.complete(0, Outcome::Success);
     script.pass(done.clone());
-    expect_violation(script.check(&done), invariant::PERMITS_RELEASED_ONCE);
+    expect_violation(script.check(&done), &PERMITS_RELEASED_ONCE);
 
     let mut leaky = Script::new(small());
     let acquired = leaky.acquire();
     leaky.pass(acquired);
-    let violation = expect_violation(leaky.checker.finish([]), invariant::PERMITS_RELEASED_ONCE);
-    assert!(violation.message.contains("never completed"), "{violation}");
+    let violation = expect_violation(leaky.checker.finish([]), &PERMITS_RELEASED_ONCE);
+    assert!(
+        violation.message().contains("never completed"),
+        "{violation}"
+    );
 }
 
 #[test]
@@ -278,8 +287,8 @@ fn legal_transitions_catches_an_illegal_transition() {
             *to = State::HalfOpen;
         }
     }
-    let violation = expect_violation(script.check(&done), invariant::LEGAL_TRANSITIONS);
-    assert!(violation.message.contains("illegal"), "{violation}");
+    let violation = expect_violation(script.check(&done), &LEGAL_TRANSITIONS);
+    assert!(violation.message().contains("illegal"), "{violation}");
 }
 
 #[test]
@@ -296,8 +305,8 @@ fn legal_transitions_catches_a_deadline_the_driver_did_not_pump() {
     }
     script.advance(ms(150));
     let late = script.acquire();
-    let violation = expect_violation(script.check(&late), invariant::LEGAL_TRANSITIONS);
-    assert!(violation.message.contains("not pumped"), "{violation}");
+    let violation = expect_violation(script.check(&late), &LEGAL_TRANSITIONS);
+    assert!(violation.message().contains("not pumped"), "{violation}");
 }
 
 #[test]
@@ -314,26 +323,32 @@ fn monotonic_open_wait_catches_a_breaker_timed_on_the_wall_clock() {
     }
     script.now.wall += Duration::from_secs(30);
     let early = script.acquire();
-    expect_violation(script.check(&early), invariant::MONOTONIC_OPEN_WAIT);
+    expect_violation(script.check(&early), &MONOTONIC_OPEN_WAIT);
 }
 
 #[test]
 fn closes_after_heal_reports_every_breaker_not_closed() {
-    // Goal: the liveness verdict fails when a breaker is still open or half-open at the bound,
-    // and names each one.
+    // Goal: the liveness probe refuses while a breaker is still open or half-open, whether its
+    // driver's breaker or only its oracle says so, and names each one.
+    let states = |client, breaker, oracle| BreakerStates {
+        client,
+        breaker,
+        oracle,
+    };
     let states = vec![
-        ("client-1".to_string(), State::Closed),
-        ("client-2".to_string(), State::HalfOpen),
-        ("client-3".to_string(), State::Open),
+        states("client-1", State::Closed, State::Closed),
+        states("client-2", State::HalfOpen, State::HalfOpen),
+        states("client-3", State::Open, State::Open),
+        states("client-4", State::Open, State::Closed),
     ];
-    let violation = expect_violation(
-        closes_after_heal(&states, ms(900), ms(4_000)),
-        invariant::CLOSES_AFTER_HEAL,
+    let refused = closes_after_heal(&states).expect_err("breakers are not closed");
+    assert!(
+        refused.contains("client-2 half_open, client-3 open, client-4 open (its oracle: closed)"),
+        "{refused}"
     );
-    assert!(violation
-        .message
-        .contains("client-2 half_open, client-3 open"));
-    closes_after_heal(&states[..1], ms(900), ms(4_000)).expect("all closed");
+    assert!(!refused.contains("client-1"), "{refused}");
+    closes_after_heal(&states[..1]).expect("all closed");
+    assert_eq!(CLOSES_AFTER_HEAL.within(), Some(CLOSES_AFTER_HEAL_NOMINAL));
 }
 
 #[test]
@@ -347,4 +362,22 @@ fn liveness_bound_follows_the_configuration() {
         ..small()
     };
     assert_eq!(liveness_bound(&longer, 300), ms(400 + 125 + 5 * 45 + 200));
+}
+
+#[test]
+fn nominal_liveness_bound_is_the_largest_a_generated_config_gets() {
+    // Goal: the declared bound of closes-after-heal is the bound of the generator's largest
+    // configuration: 800 ms call timeout, a 200 ms backoff capped at 4 x, 3 probes.
+    let largest = Config {
+        open_wait: OpenWait::Backoff(Backoff {
+            initial: ms(200),
+            multiplier: 3.0,
+            max: ms(800),
+            jitter: 0.4,
+        }),
+        half_open_wait_max: Some(ms(400)),
+        half_open_probes_max: 3,
+        ..small()
+    };
+    assert_eq!(liveness_bound(&largest, 800), CLOSES_AFTER_HEAL_NOMINAL);
 }

@@ -9,12 +9,14 @@
 //! the breaker claims. [`TraceChecker::finish`] then matches what the service received against
 //! the sends the client logged, and checks that every permit was completed or released.
 //!
-//! A divergence is reported under the invariant it breaks (see [`invariant`]); the first one
-//! ends the check.
+//! A divergence is reported under the always-invariant it breaks (the statics below, such as
+//! [`LEGAL_TRANSITIONS`]); the first one ends the check. The states a trace reached are kept as
+//! sometimes-invariants ([`TraceChecker::reached`]) for the scenario to report.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
+use harness::{Checked, Invariant, Violation};
 use patterns::circuit_breaker::driver::{Admitted, Observation, Observed};
 use patterns::circuit_breaker::oracle::{
     is_legal_transition, Admission, Oracle, Refusal, TransitionRecord,
@@ -23,47 +25,78 @@ use patterns::circuit_breaker::{
     Completion, Config, ConfigError, EventKind, Metrics, PermitId, PermitKind, RejectReason,
     Rejected, State, TransitionReason, Window,
 };
-use sim_core::Violation;
 
-/// The names of the invariants the checker reports.
-pub mod invariant {
-    /// No request from a client enters the network while its breaker is open.
-    pub const OPEN_SENDS_NOTHING: &str = "open-sends-nothing";
-    /// Half-open has at most the permitted number of probes out.
-    pub const HALF_OPEN_PROBES: &str = "half-open-probes";
-    /// Only legal transitions, each justified by the oracle's window; none missed.
-    pub const LEGAL_TRANSITIONS: &str = "legal-transitions";
-    /// The open wait is measured on the monotonic clock.
-    pub const MONOTONIC_OPEN_WAIT: &str = "monotonic-open-wait";
-    /// An outcome from an older epoch decides nothing.
-    pub const EPOCH_ISOLATION: &str = "epoch-isolation";
-    /// The breaker's metrics equal the oracle's window.
-    pub const METRICS_MATCH: &str = "metrics-match";
-    /// Every permit is completed or released exactly once.
-    pub const PERMITS_RELEASED_ONCE: &str = "permits-released-once";
-    /// A closed breaker whose whole window failed is open.
-    pub const OPENS_UNDER_FAILURE: &str = "opens-under-failure";
-    /// After healing, the breaker closes within its bound.
-    pub const CLOSES_AFTER_HEAL: &str = "closes-after-heal";
-}
+/// No request from a client enters the network while its breaker is open.
+pub static OPEN_SENDS_NOTHING: Invariant = Invariant::always(
+    "open-sends-nothing",
+    "no request from a client enters the network while the oracle says its breaker is open; \
+     everything the service received was sent through a breaker",
+);
+/// Half-open has at most the permitted number of probes out.
+pub static HALF_OPEN_PROBES: Invariant = Invariant::always(
+    "half-open-probes",
+    "half-open admits, and has out, at most the permitted number of probes",
+);
+/// Only legal transitions, each justified by the oracle's window; none missed.
+pub static LEGAL_TRANSITIONS: Invariant = Invariant::always(
+    "legal-transitions",
+    "only legal, chained transitions; each is the oracle's: every trip justified by its window, \
+     none missed (deadlines included)",
+);
+/// The open wait is measured on the monotonic clock.
+pub static MONOTONIC_OPEN_WAIT: Invariant = Invariant::always(
+    "monotonic-open-wait",
+    "the open wait and the time left open follow the monotonic clock: wall-clock jumps change \
+     nothing",
+);
+/// An outcome from an older epoch decides nothing.
+pub static EPOCH_ISOLATION: Invariant = Invariant::always(
+    "epoch-isolation",
+    "an outcome from an older epoch is not recorded and decides nothing",
+);
+/// The breaker's metrics equal the oracle's window.
+pub static METRICS_MATCH: Invariant = Invariant::always(
+    "metrics-match",
+    "the breaker's metrics and call classes equal the oracle's window",
+);
+/// Every permit is completed or released exactly once.
+pub static PERMITS_RELEASED_ONCE: Invariant = Invariant::always(
+    "permits-released-once",
+    "every permit is completed or released exactly once, and a released probe gives its slot \
+     back",
+);
+/// A closed breaker whose whole window failed is open.
+pub static OPENS_UNDER_FAILURE: Invariant = Invariant::always(
+    "opens-under-failure",
+    "a closed window whose calls all failed, with at least the minimum number of calls, has \
+     tripped: under persistent failure the breaker opens within one window",
+);
 
-use invariant::*;
-
-/// Sometimes-invariants the checker can mark as reached.
-pub mod reached {
-    /// A breaker opened.
-    pub const OPEN: &str = "reached-open";
-    /// A breaker went from open to half-open.
-    pub const HALF_OPEN: &str = "reached-half-open";
-    /// A breaker closed again after half-open.
-    pub const CLOSED_AGAIN: &str = "reached-closed-again";
-    /// A late outcome from an older epoch was ignored.
-    pub const STALE_OUTCOME: &str = "stale-outcome-ignored";
-    /// A probe was abandoned by its caller and its slot given back.
-    pub const PROBE_RELEASED: &str = "probe-released";
-    /// Half-open lasted its maximum wait and opened again.
-    pub const HALF_OPEN_TIMED_OUT: &str = "half-open-timed-out";
-}
+/// A breaker opened.
+pub static REACHED_OPEN: Invariant = Invariant::sometimes("reached-open", "a breaker opened");
+/// A breaker went from open to half-open.
+pub static REACHED_HALF_OPEN: Invariant =
+    Invariant::sometimes("reached-half-open", "a breaker went half-open");
+/// A breaker closed again after half-open.
+pub static REACHED_CLOSED_AGAIN: Invariant = Invariant::sometimes(
+    "reached-closed-again",
+    "a breaker closed again after probes",
+);
+/// A late outcome from an older epoch was ignored.
+pub static STALE_OUTCOME_IGNORED: Invariant = Invariant::sometimes(
+    "stale-outcome-ignored",
+    "a late outcome from an older epoch was ignored",
+);
+/// A probe was abandoned by its caller and its slot given back.
+pub static PROBE_RELEASED: Invariant = Invariant::sometimes(
+    "probe-released",
+    "a probe abandoned by its caller gave its slot back",
+);
+/// Half-open lasted its maximum wait and opened again.
+pub static HALF_OPEN_TIMED_OUT: Invariant = Invariant::sometimes(
+    "half-open-timed-out",
+    "half-open lasted its maximum wait (a probe hung) and opened again",
+);
 
 /// How late the driver may handle a deadline: madsim rounds a sleep up to 1 ms of true time,
 /// which a drifting clock stretches a little.
@@ -82,7 +115,8 @@ pub struct TraceChecker {
     /// Every permit whose request was sent.
     sent: BTreeSet<PermitId>,
     streak: FailureWindow,
-    reached: BTreeSet<&'static str>,
+    /// Sometimes-invariants reached, by name.
+    reached: BTreeMap<&'static str, &'static Invariant>,
     broken: bool,
 }
 
@@ -97,7 +131,7 @@ impl TraceChecker {
             issued: BTreeMap::new(),
             sent: BTreeSet::new(),
             streak: FailureWindow::new(config, 0),
-            reached: BTreeSet::new(),
+            reached: BTreeMap::new(),
             broken: false,
         })
     }
@@ -108,8 +142,12 @@ impl TraceChecker {
     }
 
     /// The sometimes-invariants this trace reached.
-    pub fn reached(&self) -> &BTreeSet<&'static str> {
-        &self.reached
+    pub fn reached(&self) -> impl Iterator<Item = &'static Invariant> + '_ {
+        self.reached.values().copied()
+    }
+
+    fn reach(&mut self, invariant: &'static Invariant) {
+        self.reached.insert(invariant.name(), invariant);
     }
 
     /// Requests the client logged as sent.
@@ -119,7 +157,7 @@ impl TraceChecker {
 
     /// Checks one step. After the first violation every later step passes unchecked (the run
     /// stops at the first one).
-    pub fn check(&mut self, observation: &Observation) -> Result<(), Violation> {
+    pub fn check(&mut self, observation: &Observation) -> Checked {
         if self.broken {
             return Ok(());
         }
@@ -128,7 +166,7 @@ impl TraceChecker {
         result
     }
 
-    fn check_step(&mut self, observation: &Observation) -> Result<(), Violation> {
+    fn check_step(&mut self, observation: &Observation) -> Checked {
         let now = observation.at.monotonic;
         let due = self.oracle.deadline();
         let mut completion = None;
@@ -148,7 +186,7 @@ impl TraceChecker {
                 let expected = self
                     .oracle
                     .complete(*permit, *outcome, now)
-                    .map_err(|error| self.violation(PERMITS_RELEASED_ONCE, error.to_string()))?;
+                    .map_err(|error| self.violation(&PERMITS_RELEASED_ONCE, error.to_string()))?;
                 completion = Some(expected);
                 self.check_events(observation)?;
                 self.check_transitions(observation, Some(expected))?;
@@ -158,7 +196,7 @@ impl TraceChecker {
                 let issued = self.issued.get(permit).copied();
                 self.oracle
                     .release(*permit, now)
-                    .map_err(|error| self.violation(PERMITS_RELEASED_ONCE, error.to_string()))?;
+                    .map_err(|error| self.violation(&PERMITS_RELEASED_ONCE, error.to_string()))?;
                 self.check_events(observation)?;
                 self.check_transitions(observation, None)?;
                 self.forget(*permit);
@@ -166,7 +204,7 @@ impl TraceChecker {
                     issued.kind == PermitKind::Probe && issued.epoch == self.oracle.epoch()
                 });
                 if probe_of_epoch {
-                    self.reached.insert(reached::PROBE_RELEASED);
+                    self.reach(&PROBE_RELEASED);
                 }
             }
             Observed::Timeout => {
@@ -176,7 +214,7 @@ impl TraceChecker {
             }
         }
         if matches!(completion, Some(Completion::Stale { .. })) {
-            self.reached.insert(reached::STALE_OUTCOME);
+            self.reach(&STALE_OUTCOME_IGNORED);
         }
         self.check_deadline_kept(observation, due)?;
         self.check_metrics(observation)?;
@@ -185,18 +223,18 @@ impl TraceChecker {
 
     /// After the run: every permit was completed or released, and every request the service
     /// received (by permit) was logged as sent by the client.
-    pub fn finish(&self, received: impl IntoIterator<Item = PermitId>) -> Result<(), Violation> {
+    pub fn finish(&self, received: impl IntoIterator<Item = PermitId>) -> Checked {
         let outstanding: Vec<PermitId> = self.oracle.outstanding().collect();
         if !outstanding.is_empty() {
             return Err(self.violation(
-                PERMITS_RELEASED_ONCE,
+                &PERMITS_RELEASED_ONCE,
                 format!("permits never completed nor released: {outstanding:?}"),
             ));
         }
         for permit in received {
             if !self.sent.contains(&permit) {
                 return Err(self.violation(
-                    OPEN_SENDS_NOTHING,
+                    &OPEN_SENDS_NOTHING,
                     format!(
                         "the service received a request of permit {permit} that the client \
                          never sent through its breaker"
@@ -207,17 +245,17 @@ impl TraceChecker {
         Ok(())
     }
 
-    fn violation(&self, invariant: &str, message: impl Into<String>) -> Violation {
-        Violation::new(invariant, format!("{}: {}", self.client, message.into()))
+    fn violation(&self, invariant: &Invariant, message: impl Into<String>) -> Violation {
+        invariant.violated(format!("{}: {}", self.client, message.into()))
     }
 
     /// A request entered the network: the oracle must hold a live permit for it, in a state
     /// that admits calls. (Half-open's bound is judged at admission, against the oracle.)
-    fn check_sent(&mut self, permit: PermitId) -> Result<(), Violation> {
+    fn check_sent(&mut self, permit: PermitId) -> Checked {
         let state = self.oracle.state();
         if matches!(state, State::Open | State::ForcedOpen) {
             return Err(self.violation(
-                OPEN_SENDS_NOTHING,
+                &OPEN_SENDS_NOTHING,
                 format!(
                     "request of permit {permit} entered the network while the breaker is {state} \
                      (epoch {})",
@@ -227,7 +265,7 @@ impl TraceChecker {
         }
         if !self.issued.contains_key(&permit) {
             return Err(self.violation(
-                PERMITS_RELEASED_ONCE,
+                &PERMITS_RELEASED_ONCE,
                 format!("request sent under permit {permit}, which is not live"),
             ));
         }
@@ -237,7 +275,7 @@ impl TraceChecker {
 
     /// The breaker's own transition events must chain and be legal; its recorded calls feed the
     /// failure window of `opens-under-failure`.
-    fn check_events(&mut self, observation: &Observation) -> Result<(), Violation> {
+    fn check_events(&mut self, observation: &Observation) -> Checked {
         let mut recorded = false;
         for event in &observation.events {
             match event.kind {
@@ -263,7 +301,7 @@ impl TraceChecker {
         if recorded && self.reported.0 == State::Closed {
             if let Some(calls) = self.streak.all_failed() {
                 return Err(self.violation(
-                    OPENS_UNDER_FAILURE,
+                    &OPENS_UNDER_FAILURE,
                     format!(
                         "the breaker is still closed although all {calls} calls of its window \
                          failed ({:?}, minimum {})",
@@ -282,11 +320,11 @@ impl TraceChecker {
         to: State,
         reason: TransitionReason,
         epoch: u64,
-    ) -> Result<(), Violation> {
+    ) -> Checked {
         let (state, previous) = self.reported;
         if from != state || epoch != previous + 1 {
             return Err(self.violation(
-                LEGAL_TRANSITIONS,
+                &LEGAL_TRANSITIONS,
                 format!(
                     "transition {from} -> {to} to epoch {epoch} does not follow {state} in \
                      epoch {previous}"
@@ -295,7 +333,7 @@ impl TraceChecker {
         }
         if !is_legal_transition(from, to, reason) {
             return Err(self.violation(
-                LEGAL_TRANSITIONS,
+                &LEGAL_TRANSITIONS,
                 format!("illegal transition {from} -> {to} ({reason:?})"),
             ));
         }
@@ -306,16 +344,14 @@ impl TraceChecker {
     fn note_transition(&mut self, to: State, reason: TransitionReason) {
         match (to, reason) {
             (State::Open, TransitionReason::HalfOpenWaitMaxElapsed) => {
-                self.reached.insert(reached::OPEN);
-                self.reached.insert(reached::HALF_OPEN_TIMED_OUT)
+                self.reach(&REACHED_OPEN);
+                self.reach(&HALF_OPEN_TIMED_OUT);
             }
-            (State::Open, _) => self.reached.insert(reached::OPEN),
-            (State::HalfOpen, _) => self.reached.insert(reached::HALF_OPEN),
-            (State::Closed, TransitionReason::ProbesPassed) => {
-                self.reached.insert(reached::CLOSED_AGAIN)
-            }
-            _ => false,
-        };
+            (State::Open, _) => self.reach(&REACHED_OPEN),
+            (State::HalfOpen, _) => self.reach(&REACHED_HALF_OPEN),
+            (State::Closed, TransitionReason::ProbesPassed) => self.reach(&REACHED_CLOSED_AGAIN),
+            _ => {}
+        }
     }
 
     /// The transitions the breaker made in this step must be the oracle's.
@@ -323,7 +359,7 @@ impl TraceChecker {
         &self,
         observation: &Observation,
         expected_completion: Option<Completion>,
-    ) -> Result<(), Violation> {
+    ) -> Checked {
         let made: Vec<TransitionRecord> = observation
             .events
             .iter()
@@ -374,14 +410,14 @@ impl TraceChecker {
         );
         if is(made, State::Open, State::HalfOpen) || is(expected, State::Open, State::HalfOpen) {
             return self.violation(
-                MONOTONIC_OPEN_WAIT,
+                &MONOTONIC_OPEN_WAIT,
                 format!("{text}; the open wait is measured on the monotonic clock"),
             );
         }
         let stale = matches!(expected_completion, Some(Completion::Stale { .. }));
         if stale && made.is_some() {
             return self.violation(
-                EPOCH_ISOLATION,
+                &EPOCH_ISOLATION,
                 format!("{text}; a late outcome from an older epoch decided a transition"),
             );
         }
@@ -390,46 +426,46 @@ impl TraceChecker {
             (None, Some(_)) => "a missed transition",
             _ => "a different transition",
         };
-        self.violation(LEGAL_TRANSITIONS, format!("{text}: {why}"))
+        self.violation(&LEGAL_TRANSITIONS, format!("{text}: {why}"))
     }
 
     fn check_acquire(
         &mut self,
         answer: &Result<Admitted, Rejected>,
         expected: Result<Admission, Refusal>,
-    ) -> Result<(), Violation> {
+    ) -> Checked {
         let text = format!("the breaker answered {answer:?}, the oracle expected {expected:?}");
         match (answer, expected) {
             (Ok(made), Ok(expected)) => {
                 if made.permit != expected.permit {
-                    return Err(self.violation(PERMITS_RELEASED_ONCE, text));
+                    return Err(self.violation(&PERMITS_RELEASED_ONCE, text));
                 }
                 if made.epoch != expected.epoch || made.kind != expected.kind {
-                    return Err(self.violation(LEGAL_TRANSITIONS, text));
+                    return Err(self.violation(&LEGAL_TRANSITIONS, text));
                 }
                 self.issued.insert(made.permit, expected);
                 Ok(())
             }
             (Ok(_), Err(refusal)) => Err(match refusal.reason {
                 RejectReason::HalfOpenFull => self.violation(
-                    HALF_OPEN_PROBES,
+                    &HALF_OPEN_PROBES,
                     format!("{text}: a probe beyond the permitted number"),
                 ),
                 RejectReason::Open | RejectReason::ForcedOpen => self.violation(
-                    OPEN_SENDS_NOTHING,
+                    &OPEN_SENDS_NOTHING,
                     format!("{text}: a call admitted while open"),
                 ),
             }),
             (Err(rejected), Ok(_)) => Err(match rejected.reason {
                 RejectReason::HalfOpenFull => self.violation(
-                    PERMITS_RELEASED_ONCE,
+                    &PERMITS_RELEASED_ONCE,
                     format!("{text}: a probe slot was not given back"),
                 ),
                 RejectReason::Open => self.violation(
-                    MONOTONIC_OPEN_WAIT,
+                    &MONOTONIC_OPEN_WAIT,
                     format!("{text}: still open after the monotonic open wait"),
                 ),
-                RejectReason::ForcedOpen => self.violation(LEGAL_TRANSITIONS, text),
+                RejectReason::ForcedOpen => self.violation(&LEGAL_TRANSITIONS, text),
             }),
             (Err(rejected), Err(refusal)) => {
                 let (state, epoch) = (self.oracle.state(), self.oracle.epoch());
@@ -437,11 +473,11 @@ impl TraceChecker {
                     || rejected.state != state
                     || rejected.epoch != epoch
                 {
-                    return Err(self.violation(LEGAL_TRANSITIONS, text));
+                    return Err(self.violation(&LEGAL_TRANSITIONS, text));
                 }
                 if rejected.retry_after != refusal.retry_after {
                     return Err(self.violation(
-                        MONOTONIC_OPEN_WAIT,
+                        &MONOTONIC_OPEN_WAIT,
                         format!("{text}: the open wait left differs"),
                     ));
                 }
@@ -455,7 +491,7 @@ impl TraceChecker {
         permit: PermitId,
         reported: Completion,
         expected: Completion,
-    ) -> Result<(), Violation> {
+    ) -> Checked {
         self.forget(permit);
         if reported == expected {
             return Ok(());
@@ -464,9 +500,9 @@ impl TraceChecker {
             format!("permit {permit} completed as {reported:?}, the oracle expected {expected:?}");
         let stale = |c: Completion| matches!(c, Completion::Stale { .. });
         if stale(reported) || stale(expected) {
-            return Err(self.violation(EPOCH_ISOLATION, text));
+            return Err(self.violation(&EPOCH_ISOLATION, text));
         }
-        Err(self.violation(METRICS_MATCH, text))
+        Err(self.violation(&METRICS_MATCH, text))
     }
 
     fn forget(&mut self, permit: PermitId) {
@@ -475,11 +511,7 @@ impl TraceChecker {
 
     /// A transition due at a deadline must be made at the deadline (by the driver's pump), not
     /// lazily by whatever input comes next.
-    fn check_deadline_kept(
-        &self,
-        observation: &Observation,
-        due: Option<Duration>,
-    ) -> Result<(), Violation> {
+    fn check_deadline_kept(&self, observation: &Observation, due: Option<Duration>) -> Checked {
         let Some(due) = due else {
             return Ok(());
         };
@@ -492,7 +524,7 @@ impl TraceChecker {
         });
         match timed {
             Some(transition) if late => Err(self.violation(
-                LEGAL_TRANSITIONS,
+                &LEGAL_TRANSITIONS,
                 format!(
                     "{} -> {} was due at {due:?} but made at {:?}, by {:?}: the deadline was \
                      not pumped",
@@ -503,7 +535,7 @@ impl TraceChecker {
         }
     }
 
-    fn check_metrics(&self, observation: &Observation) -> Result<(), Violation> {
+    fn check_metrics(&self, observation: &Observation) -> Checked {
         let expected = self.oracle.metrics();
         if observation.metrics == expected {
             return Ok(());
@@ -514,7 +546,7 @@ impl TraceChecker {
         } == expected;
         if slots_only {
             return Err(self.violation(
-                PERMITS_RELEASED_ONCE,
+                &PERMITS_RELEASED_ONCE,
                 format!(
                     "after {:?}: {} probe slots taken, the oracle expected {}: a completed or \
                      released probe kept its slot",
@@ -525,7 +557,7 @@ impl TraceChecker {
             ));
         }
         Err(self.violation(
-            METRICS_MATCH,
+            &METRICS_MATCH,
             format!(
                 "after {:?} at {:?}: the breaker's metrics {:?} differ from the oracle's window \
                  {expected:?}",
@@ -534,7 +566,7 @@ impl TraceChecker {
         ))
     }
 
-    fn check_deadline(&self, observation: &Observation) -> Result<(), Violation> {
+    fn check_deadline(&self, observation: &Observation) -> Checked {
         let expected = self.oracle.deadline();
         if observation.deadline == expected {
             return Ok(());
@@ -545,9 +577,9 @@ impl TraceChecker {
             observation.deadline
         );
         match self.oracle.state() {
-            State::Open => Err(self.violation(MONOTONIC_OPEN_WAIT, text)),
+            State::Open => Err(self.violation(&MONOTONIC_OPEN_WAIT, text)),
             _ => Err(self.violation(
-                LEGAL_TRANSITIONS,
+                &LEGAL_TRANSITIONS,
                 format!("{text}: the transition at the deadline would be missed"),
             )),
         }
