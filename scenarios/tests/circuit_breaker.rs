@@ -48,7 +48,7 @@ fn every_core_mutant_is_caught_within_500_seeds() {
     assert_eq!(expected.len(), Mutant::all().len());
     for (mutant, invariant) in expected {
         let name = mutant.as_str().replace('_', "-");
-        let report = expect_caught(&CircuitBreakerScenario, &name, invariant, 500);
+        let report = expect_caught(&CircuitBreakerScenario, &name, invariant.name(), 500);
         let failure = &report.failures[0];
         assert_eq!(failure.verdict, "safety", "{name}: {failure:?}");
         assert_eq!(
