@@ -399,7 +399,8 @@ impl Env {
 
     /// Judges an eventually-invariant: calls `probe` until it answers `Ok` or the invariant's
     /// bound (from the moment of this call) runs out, waiting [`EVENTUALLY_RETRY`] between
-    /// probes; a probe still running at the bound is abandoned. Each probe should make a fresh
+    /// probes; a probe still running at the bound is abandoned, and no probe starts after it
+    /// (so the invariant holds only if a probe *finished* within the bound). Each probe should make a fresh
     /// attempt (a new request, a new value), so that an earlier attempt's leftovers cannot
     /// decide a later one. The violation carries the last probe's answer.
     pub async fn eventually<F, Fut>(&self, invariant: &Invariant, probe: F) -> Checked
