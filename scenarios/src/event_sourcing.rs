@@ -23,23 +23,25 @@
 //! everything else.
 //!
 //! ## The run
-//! Faults start; the writers, the reader and the subscriber run their workload; the history
-//! is checked for linearizability; every fault heals; the liveness check runs; then the
-//! healed store is crashed while a burst of appends is in flight (the crash every run ends
-//! with, so that torn tails and retries across a restart happen in every run), restarted,
-//! and read whole once more.
+//! The harness starts the faults; the writers, the reader and the subscriber run their
+//! workload; the history is checked for linearizability; the harness heals every fault; the
+//! store must be available again; then the healed store is crashed while a burst of appends
+//! is in flight (the crash every run ends with, so that torn tails and retries across a
+//! restart happen in every run), restarted, and must serve a whole read once more; the history,
+//! now with the burst, is checked for linearizability again.
 //!
 //! ## The checks
 //! Always (see [`oracle`] for the exact rules): `replay-equals-live`, `acked-appends-survive`,
 //! `versions-gapless`, `linearizable` (appends and stream reads against the harness's
-//! `EventLog` model, partitioned by stream; the checker's "unknown" counts as a pass and is
-//! counted, see [`measurements_of`]), `idempotent`, `corruption-detected`. Eventually:
-//! `available-after-heal`: within 3 s of healing, an append and a full read succeed and the
-//! subscriber has every event; within 3 s of the final crash's restart, a full read succeeds
-//! (and holds everything acknowledged, and replays to every writer's live state). Sometimes:
-//! `recovered-torn-tail`, `group-commit`, `wrong-expected-version`, `idempotent-retry`,
-//! `io-error-restart`, `corruption-refused`. The sometimes-invariants and the measurements
-//! come from the store's own reports: they measure coverage, and no check relies on them.
+//! `EventLog` model, partitioned by stream; the checker's "unknown" makes the run
+//! inconclusive, never a pass; counted, see [`measurements_of`]), `idempotent`,
+//! `corruption-detected`. Eventually: `available-after-heal`: within 3 s of healing, a probe
+//! append and a full read succeed and the subscriber has every event; within 3 s of the final
+//! crash's restart, a full read succeeds (and holds everything acknowledged, and replays to
+//! every writer's live state). Sometimes: `recovered-torn-tail`, `group-commit`,
+//! `wrong-expected-version`, `idempotent-retry`, `io-error-restart`, `corruption-refused`.
+//! The sometimes-invariants and the measurements come from the store's own reports: they
+//! measure coverage, and no check relies on them.
 //!
 //! ## Mutants
 //! The store core's six mutants, by their names (see
@@ -50,29 +52,32 @@ mod clients;
 pub mod oracle;
 
 pub use clients::{check_live, LogHistory};
-use clients::{report, true_ns, Ctx, CALL_TIMEOUT, READ_COUNT_MAX};
-use futures::future::LocalBoxFuture;
+use clients::{true_ns, Ctx, CALL_TIMEOUT, READ_COUNT_MAX};
 use harness::linearizability::models::EventLog;
 use harness::linearizability::{check, CheckLimits, CheckResult};
 use harness::{
-    Env, Fault, FaultBudget, FaultKind, InvariantSpec, MutantSpec, Observer, Scenario, ScenarioSpec,
+    Checked, Env, Fault, FaultBudget, FaultKind, Invariant, MutantSpec, Observer, Scenario,
+    ScenarioSpec, Violation,
 };
 use oracle::{Oracle, ReadKind};
 use patterns::event_sourcing::account::account_upcasters;
 use patterns::event_sourcing::driver::{
     run_node, CallError, NodeConfig, NodeEvent, NodeHook, Refusal, StoreClient, STORE_PORT,
 };
-use patterns::event_sourcing::event::{AppendRequest, EventData, EventId, ExpectedVersion};
+use patterns::event_sourcing::event::{
+    AppendRequest, EventData, EventId, ExpectedVersion, RecordedEvent,
+};
 use patterns::event_sourcing::mutant::{Mutant, Mutants};
 use patterns::event_sourcing::store::StoreConfig;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use sim_core::disk::{DiskConfig, DiskFaults, Latency};
 use sim_core::net::Addr;
-use sim_core::{time, NodeId, SimConfig, Violation};
+use sim_core::task::NodeTask;
+use sim_core::{time, NodeId, SimConfig};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Node names.
@@ -85,13 +90,48 @@ const ACCOUNT_STREAMS: u8 = 3;
 pub const AUDIT_STREAM: &str = "audit";
 /// The stream of the liveness probes.
 const PROBE_STREAM: &str = "probe";
-/// How long after healing (or the final restart) the store must be available.
-const LIVENESS_BOUND: Duration = Duration::from_secs(3);
+/// How long a liveness probe waits for the subscriber to catch up with the log it read.
+const SUBSCRIBER_CATCH_UP: Duration = Duration::from_secs(1);
 
-/// Invariant name.
-pub const REPLAY_EQUALS_LIVE: &str = "replay-equals-live";
-/// Invariant name.
-pub const AVAILABLE_AFTER_HEAL: &str = "available-after-heal";
+/// A writer's live state is what its stream replays to.
+pub static REPLAY_EQUALS_LIVE: Invariant = Invariant::always(
+    "replay-equals-live",
+    "a writer's live state equals the replay of its stream up to that version, and its snapshot plus the tail equals the full replay (also after the final restart)",
+);
+/// After healing (and after the final crash's restart), the store serves again.
+pub static AVAILABLE_AFTER_HEAL: Invariant = Invariant::eventually(
+    "available-after-heal",
+    "within 3 s of healing, an append and a full read succeed and the subscriber has every event; within 3 s of the final crash's restart, a full read succeeds. A store that refuses with a corrupt-log error passes when a corruption episode hit it: a single store cannot survive corruption of its synced log",
+    Duration::from_secs(3),
+);
+/// Recovery truncated a torn tail.
+pub static RECOVERED_TORN_TAIL: Invariant =
+    Invariant::sometimes("recovered-torn-tail", "recovery truncated a torn tail");
+/// A commit made several appends durable.
+pub static GROUP_COMMIT: Invariant = Invariant::sometimes(
+    "group-commit",
+    "one commit made more than one append durable",
+);
+/// An append was refused for its expected version.
+pub static WRONG_EXPECTED_VERSION: Invariant = Invariant::sometimes(
+    "wrong-expected-version",
+    "an append was refused for its expected version",
+);
+/// A retry was recognized.
+pub static IDEMPOTENT_RETRY: Invariant = Invariant::sometimes(
+    "idempotent-retry",
+    "a retry was answered with the earlier append's result",
+);
+/// A disk error halted the store, which restarted.
+pub static IO_ERROR_RESTART: Invariant = Invariant::sometimes(
+    "io-error-restart",
+    "a disk error halted the store and it restarted from its files",
+);
+/// The store refused to serve a corrupt log.
+pub static CORRUPTION_REFUSED: Invariant = Invariant::sometimes(
+    "corruption-refused",
+    "the store detected corruption of its synced log and refused to serve",
+);
 
 /// The stream of account `index`.
 fn account_stream(index: u8) -> String {
@@ -214,21 +254,21 @@ pub struct Workload {
 #[derive(Clone, Debug, Default)]
 pub struct EventSourcing;
 
-fn invariants() -> Vec<InvariantSpec> {
+fn invariants() -> Vec<Invariant> {
     vec![
-        InvariantSpec::always(REPLAY_EQUALS_LIVE, "a writer's live state equals the replay of its stream up to that version, and its snapshot plus the tail equals the full replay (also after the final restart)"),
-        InvariantSpec::always(oracle::ACKED_SURVIVE, "every acknowledged (or once served) event keeps its position and version through every crash, and every later read reaches it"),
-        InvariantSpec::always(oracle::VERSIONS_GAPLESS, "reads return gapless, unique versions and positions; no phantom event, no partial batch"),
-        InvariantSpec::always(oracle::LINEARIZABLE, "appends with expected versions and stream reads are linearizable per stream (EventLog model; indeterminate appends allowed; the checker's unknown is counted as a pass)"),
-        InvariantSpec::always(oracle::IDEMPOTENT, "a retried append with the same event ids never duplicates events, also across restarts, and is never refused while its events are stored"),
-        InvariantSpec::always(oracle::CORRUPTION_DETECTED, "every event served carries exactly the stream and data submitted under its id"),
-        InvariantSpec::eventually(AVAILABLE_AFTER_HEAL, "within 3 s of healing, an append and a full read succeed and the subscriber has every event; within 3 s of the final crash's restart, a full read succeeds. A store that refuses with a corrupt-log error passes when a corruption episode hit it: a single store cannot survive corruption of its synced log"),
-        InvariantSpec::sometimes("recovered-torn-tail", "recovery truncated a torn tail"),
-        InvariantSpec::sometimes("group-commit", "one commit made more than one append durable"),
-        InvariantSpec::sometimes("wrong-expected-version", "an append was refused for its expected version"),
-        InvariantSpec::sometimes("idempotent-retry", "a retry was answered with the earlier append's result"),
-        InvariantSpec::sometimes("io-error-restart", "a disk error halted the store and it restarted from its files"),
-        InvariantSpec::sometimes("corruption-refused", "the store detected corruption of its synced log and refused to serve"),
+        REPLAY_EQUALS_LIVE,
+        oracle::ACKED_SURVIVE,
+        oracle::VERSIONS_GAPLESS,
+        oracle::LINEARIZABLE,
+        oracle::IDEMPOTENT,
+        oracle::CORRUPTION_DETECTED,
+        AVAILABLE_AFTER_HEAL,
+        RECOVERED_TORN_TAIL,
+        GROUP_COMMIT,
+        WRONG_EXPECTED_VERSION,
+        IDEMPOTENT_RETRY,
+        IO_ERROR_RESTART,
+        CORRUPTION_REFUSED,
     ]
 }
 
@@ -274,6 +314,7 @@ fn sim_config() -> SimConfig {
 
 impl Scenario for EventSourcing {
     type Workload = Workload;
+    type System = System;
 
     fn spec(&self) -> ScenarioSpec {
         let mut nodes = vec![STORE.to_string()];
@@ -338,13 +379,76 @@ impl Scenario for EventSourcing {
             .boxed()
     }
 
-    fn run(&self, env: Env<Workload>) -> LocalBoxFuture<'static, Result<(), Violation>> {
-        Box::pin(run(env))
+    fn setup(&self, env: &Env, workload: &Workload) -> System {
+        let mutants = mutants_of(env);
+        let measurements = Arc::default();
+        let nodes = build_nodes(env, &mutants, &measurements);
+        let ctx = Rc::new(Ctx {
+            store: Addr::new(nodes.store, STORE_PORT),
+            oracle: RefCell::new(Oracle::new()),
+            history: RefCell::new(Default::default()),
+            lives: RefCell::new(Vec::new()),
+            subscribed: RefCell::new(Vec::new()),
+            stop: Cell::new(false),
+            mutants,
+            observer: env.observer(),
+            upcasters: account_upcasters(),
+        });
+        System {
+            nodes,
+            ctx,
+            measurements,
+            subscription: RefCell::new(None),
+            final_crash: workload.final_crash.clone(),
+            corrupted: store_corrupted(env),
+        }
+    }
+
+    async fn drive(&self, env: &Env, system: &System, workload: Workload) -> Checked {
+        let ctx = system.ctx.clone();
+        let subscription = env.sim.spawn_on(system.nodes.reader, async move {
+            clients::subscriber(&ctx).await;
+        });
+        *system.subscription.borrow_mut() = Some(subscription);
+        // The clients report what they find broken at once, through the observer.
+        run_clients(env, system, workload).await;
+        Ok(())
+    }
+
+    async fn check(&self, env: &Env, system: &System) -> Checked {
+        judge_linearizable(env, system)
+    }
+
+    async fn after_heal(&self, env: &Env, system: &System) -> Checked {
+        let result = liveness_and_final_crash(env, system).await;
+        system.ctx.stop.set(true);
+        if let Some(subscription) = system.subscription.borrow_mut().take() {
+            subscription.abort();
+        }
+        note_measurements(&system.measurements);
+        result
     }
 }
 
-/// A run's counters, for measuring (they never change a verdict). A passing run notes them in
-/// its trace; read them back with [`measurements_of`].
+/// What `setup` builds and the later phases share: the nodes, the clients' context (oracle,
+/// history, live states, the subscriber's log), the measurements and what the run's
+/// configuration says about the end of the run.
+pub struct System {
+    nodes: Nodes,
+    ctx: Rc<Ctx>,
+    /// Behind a `Mutex` only because the store's hook, which counts commits, must be `Send +
+    /// Sync` (the driver's [`NodeHook`] type); a run is single-threaded, so it is never
+    /// contended.
+    measurements: Arc<Mutex<Measurements>>,
+    /// The subscriber's task, from `drive` until the end of `after_heal`.
+    subscription: RefCell<Option<NodeTask<()>>>,
+    final_crash: FinalCrash,
+    /// Whether a corruption episode hit the store (the availability excuse).
+    corrupted: bool,
+}
+
+/// A run's counters, for measuring (they never change a verdict). A run that reaches its end
+/// notes them in its trace; read them back with [`measurements_of`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Measurements {
     /// Commits that made at least one append durable.
@@ -355,31 +459,20 @@ pub struct Measurements {
     pub appends_per_commit_max: u64,
     /// Linearizability checks run.
     pub linearizability_checks: u64,
-    /// Of those, answered "unknown" (the search limit stopped them).
+    /// Of those, answered "unknown" (the search limit stopped them, the run is inconclusive).
     pub linearizability_unknown: u64,
-}
-
-thread_local! {
-    // Every run has its own thread (sim-core's runner), so these count exactly one run.
-    static MEASUREMENTS: Cell<Measurements> = const { Cell::new(Measurements {
-        commits_with_appends: 0,
-        appends_committed: 0,
-        appends_per_commit_max: 0,
-        linearizability_checks: 0,
-        linearizability_unknown: 0,
-    }) };
 }
 
 /// The trace note that carries a run's measurements.
 const MEASUREMENTS_NOTE: &str = "event-sourcing measurements: ";
 
-fn note_measurements() {
-    let measurements = MEASUREMENTS.with(Cell::get);
+fn note_measurements(measurements: &Mutex<Measurements>) {
+    let measurements = *measurements.lock().expect("measurements lock");
     let json = serde_json::to_string(&measurements).expect("plain counters serialize");
     sim_core::trace::note("measurements", format!("{MEASUREMENTS_NOTE}{json}"));
 }
 
-/// The measurements a passing run noted in its trace (run it with the trace kept).
+/// The measurements a run noted in its trace (run it with the trace kept).
 pub fn measurements_of(timeline: &sim_core::trace::Timeline) -> Option<Measurements> {
     timeline.events.iter().find_map(|event| match &event.event {
         sim_core::trace::Event::Note { text, .. } => text
@@ -389,39 +482,35 @@ pub fn measurements_of(timeline: &sim_core::trace::Timeline) -> Option<Measureme
     })
 }
 
-fn measure(change: impl FnOnce(&mut Measurements)) {
-    MEASUREMENTS.with(|cell| {
-        let mut measurements = cell.get();
-        change(&mut measurements);
-        cell.set(measurements);
-    });
+fn measure(measurements: &Mutex<Measurements>, change: impl FnOnce(&mut Measurements)) {
+    change(&mut measurements.lock().expect("measurements lock"));
 }
 
 /// The store node's hook: sometimes-invariants and measurements (coverage only: no check
 /// trusts what the store says about itself).
-fn node_hook(observer: Observer) -> NodeHook {
+fn node_hook(observer: Observer, measurements: Arc<Mutex<Measurements>>) -> NodeHook {
     Arc::new(move |event: &NodeEvent| match event {
         NodeEvent::Opened { report } if report.torn_tail.is_some() => {
-            observer.sometimes("recovered-torn-tail");
+            observer.reached(&RECOVERED_TORN_TAIL);
         }
-        NodeEvent::Halted { .. } => observer.sometimes("io-error-restart"),
-        NodeEvent::RefusedCorrupt { .. } => observer.sometimes("corruption-refused"),
+        NodeEvent::Halted { .. } => observer.reached(&IO_ERROR_RESTART),
+        NodeEvent::RefusedCorrupt { .. } => observer.reached(&CORRUPTION_REFUSED),
         NodeEvent::Committed { appends, .. } if *appends > 0 => {
             if *appends > 1 {
-                observer.sometimes("group-commit");
+                observer.reached(&GROUP_COMMIT);
             }
-            measure(|m| {
+            measure(&measurements, |m| {
                 m.commits_with_appends += 1;
                 m.appends_committed += appends;
                 m.appends_per_commit_max = m.appends_per_commit_max.max(*appends);
             });
         }
-        NodeEvent::RetryRecognized => observer.sometimes("idempotent-retry"),
+        NodeEvent::RetryRecognized => observer.reached(&IDEMPOTENT_RETRY),
         _ => {}
     })
 }
 
-fn mutants_of(env: &Env<Workload>) -> Mutants {
+fn mutants_of(env: &Env) -> Mutants {
     match env.mutant() {
         None => Mutants::none(),
         Some(name) => {
@@ -432,12 +521,6 @@ fn mutants_of(env: &Env<Workload>) -> Mutants {
     }
 }
 
-async fn run(env: Env<Workload>) -> Result<(), Violation> {
-    let result = run_phases(env).await;
-    note_measurements();
-    result
-}
-
 /// The nodes of a run.
 struct Nodes {
     store: NodeId,
@@ -445,7 +528,7 @@ struct Nodes {
     reader: NodeId,
 }
 
-fn build_nodes(env: &Env<Workload>, mutants: &Mutants) -> Nodes {
+fn build_nodes(env: &Env, mutants: &Mutants, measurements: &Arc<Mutex<Measurements>>) -> Nodes {
     let config = NodeConfig {
         store: StoreConfig {
             mutants: mutants.clone(),
@@ -453,7 +536,7 @@ fn build_nodes(env: &Env<Workload>, mutants: &Mutants) -> Nodes {
         },
         ..NodeConfig::default()
     };
-    let hook = node_hook(env.observer());
+    let hook = node_hook(env.observer(), measurements.clone());
     let store = env
         .sim
         .node(STORE)
@@ -472,17 +555,18 @@ fn build_nodes(env: &Env<Workload>, mutants: &Mutants) -> Nodes {
 }
 
 /// Runs the writers and the reader to the end of their operations.
-async fn run_clients(env: &Env<Workload>, ctx: &Rc<Ctx>, nodes: &Nodes) {
+async fn run_clients(env: &Env, system: &System, workload: Workload) {
     let mut running = Vec::new();
-    for ((node, ops), index) in nodes.writers.iter().zip(&env.workload.writers).zip(1u64..) {
-        let (ctx, ops) = (ctx.clone(), ops.clone());
+    let writers = system.nodes.writers.iter().zip(workload.writers);
+    for ((node, ops), index) in writers.zip(1u64..) {
+        let ctx = system.ctx.clone();
         running.push(env.sim.spawn_on(*node, async move {
             clients::Writer::new(&ctx, index).run(ops).await;
         }));
     }
-    let (reader_ctx, reader_ops) = (ctx.clone(), env.workload.reader.clone());
+    let (reader_ctx, reader_ops) = (system.ctx.clone(), workload.reader);
     let reader_id = WRITERS.len() as u64 + 1;
-    running.push(env.sim.spawn_on(nodes.reader, async move {
+    running.push(env.sim.spawn_on(system.nodes.reader, async move {
         clients::reader(&reader_ctx, reader_id, reader_ops).await;
     }));
     for client in running {
@@ -491,240 +575,258 @@ async fn run_clients(env: &Env<Workload>, ctx: &Rc<Ctx>, nodes: &Nodes) {
     }
 }
 
-async fn run_phases(env: Env<Workload>) -> Result<(), Violation> {
-    let mutants = mutants_of(&env);
-    let nodes = build_nodes(&env, &mutants);
-    let ctx = Rc::new(Ctx {
-        store: Addr::new(nodes.store, STORE_PORT),
-        oracle: RefCell::new(Oracle::new()),
-        history: RefCell::new(Default::default()),
-        lives: RefCell::new(Vec::new()),
-        subscribed: RefCell::new(Vec::new()),
-        stop: Cell::new(false),
-        mutants,
-        observer: env.observer(),
-        upcasters: account_upcasters(),
-    });
-    env.start_faults();
-    let subscriber_ctx = ctx.clone();
-    let subscription = env.sim.spawn_on(nodes.reader, async move {
-        clients::subscriber(&subscriber_ctx).await;
-    });
-    run_clients(&env, &ctx, &nodes).await;
-    let result = after_workload(&env, &ctx, &nodes).await;
-    ctx.stop.set(true);
-    subscription.abort();
-    result
-}
-
-/// The linearizability check, then healing and the liveness checks.
-async fn after_workload(
-    env: &Env<Workload>,
-    ctx: &Rc<Ctx>,
-    nodes: &Nodes,
-) -> Result<(), Violation> {
-    check_linearizable(&ctx.history.borrow())?;
-    env.heal().await;
-    let corrupted = store_corrupted(env);
-    let outcome = liveness(env, ctx, nodes.writers[0]).await;
-    if let Some(done) = judge(outcome, corrupted, "after healing") {
-        return done;
+/// After healing: the store serves again; then the final crash under load, the store serves
+/// once more, and the whole history (with the burst) is linearizable.
+async fn liveness_and_final_crash(env: &Env, system: &System) -> Checked {
+    // Set by a probe that passed because the store refused a corrupt log (see `judge`).
+    let refused_corrupt = Cell::new(false);
+    let attempt = Cell::new(0u64);
+    env.eventually(&AVAILABLE_AFTER_HEAL, || {
+        attempt.set(attempt.get() + 1);
+        available_probe(env, system, attempt.get(), &refused_corrupt)
+    })
+    .await?;
+    if refused_corrupt.get() {
+        // The store refuses for good: a final crash would end in the same refusal, and the
+        // history has not changed since `check` judged it.
+        return Ok(());
     }
-    crash_under_load(env, ctx, nodes.writers[1], nodes.store).await;
-    let outcome = final_read(env, ctx, nodes.writers[0]).await;
-    judge(outcome, corrupted, "after a restart of the healed store").unwrap_or(Ok(()))
+    crash_under_load(env, system).await;
+    env.eventually(&AVAILABLE_AFTER_HEAL, || {
+        final_probe(env, system, &refused_corrupt)
+    })
+    .await?;
+    judge_linearizable(env, system)
 }
 
 /// Whether a corruption episode hit the store.
-fn store_corrupted(env: &Env<Workload>) -> bool {
+fn store_corrupted(env: &Env) -> bool {
     env.plan()
         .episodes
         .iter()
         .any(|episode| matches!(&episode.fault, Fault::DiskCorrupt { node } if node == STORE))
 }
 
+/// The search limits of the linearizability check: a few seconds of a release build at most.
+const LINEARIZABILITY_LIMITS: CheckLimits = CheckLimits {
+    steps_max: 2_000_000,
+    memo_entries_max: 200_000,
+};
+
+/// What the linearizability check of a history found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Linearizability {
+    /// Linearizable.
+    Linearizable,
+    /// The check could not decide (its search limit, or a history that refused operations):
+    /// the run is inconclusive.
+    Unknown(String),
+    /// Not linearizable.
+    Violated(Violation),
+}
+
 /// Checks a history of appends and stream reads against the `EventLog` model, partitioned by
-/// stream; "unknown" (the search limit) passes and is counted.
-pub fn check_linearizable(history: &LogHistory) -> Result<(), Violation> {
-    let limits = CheckLimits {
-        steps_max: 2_000_000,
-        memo_entries_max: 200_000,
-    };
-    measure(|m| m.linearizability_checks += 1);
-    match check(&EventLog::new(), history, &limits) {
-        CheckResult::Ok => Ok(()),
+/// stream.
+pub fn check_linearizable(history: &LogHistory) -> Linearizability {
+    if history.refused() > 0 {
+        let refused = history.refused();
+        return Linearizability::Unknown(format!(
+            "the history was full and refused {refused} operations"
+        ));
+    }
+    match check(&EventLog::new(), history, &LINEARIZABILITY_LIMITS) {
+        CheckResult::Ok => Linearizability::Linearizable,
         CheckResult::Unknown { reason } => {
-            // The search limit stopped the check: counted, and taken as a pass.
-            measure(|m| m.linearizability_unknown += 1);
-            sim_core::trace::note(
-                "linearizability-unknown",
-                format!("linearizability check gave up: {reason}"),
-            );
-            Ok(())
+            Linearizability::Unknown(format!("the checker gave up: {reason}"))
         }
-        illegal => Err(Violation::new(oracle::LINEARIZABLE, illegal.to_string())),
+        illegal => Linearizability::Violated(oracle::LINEARIZABLE.violated(illegal.to_string())),
     }
 }
 
-/// How a liveness check ended.
+/// Judges `linearizable` over the history so far, and counts the check; a check that cannot
+/// decide makes the run inconclusive (never a pass).
+fn judge_linearizable(env: &Env, system: &System) -> Checked {
+    let found = check_linearizable(&system.ctx.history.borrow());
+    measure(&system.measurements, |m| m.linearizability_checks += 1);
+    match found {
+        Linearizability::Linearizable => Ok(()),
+        Linearizability::Unknown(reason) => {
+            measure(&system.measurements, |m| m.linearizability_unknown += 1);
+            env.inconclusive(format!("{}: {reason}", oracle::LINEARIZABLE.name()));
+            Ok(())
+        }
+        Linearizability::Violated(violation) => Err(violation),
+    }
+}
+
+/// How one liveness probe ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Liveness {
-    /// The store served within the bound.
+    /// The store served.
     Available,
     /// The store refused with a corrupt-log error.
     RefusedCorrupt(String),
-    /// The bound passed; what was still missing.
+    /// The store did not serve; what was missing.
     Unavailable(String),
-    /// A safety invariant broke meanwhile (already reported).
-    Broken,
 }
 
-/// The verdict of a liveness outcome (`when` says which check, for the message): `None` to go
-/// on, `Some(result)` to end the run. A refusal with a corrupt log passes only if `corrupted`
-/// (a corruption episode hit the store).
-pub fn judge(outcome: Liveness, corrupted: bool, when: &str) -> Option<Result<(), Violation>> {
+/// A probe's answer for [`Env::eventually`]. A store that refuses with a corrupt-log error
+/// passes if a corruption episode hit it (`corrupted`): a single store cannot survive
+/// corruption of its synced log, and refusing to serve is then the correct answer. A refusal
+/// without injected corruption, or no service, fails the probe (the next one is tried until the
+/// invariant's bound).
+pub fn judge(outcome: &Liveness, corrupted: bool) -> Result<(), String> {
     match outcome {
-        Liveness::Available => None,
-        Liveness::Broken => Some(Ok(())),
-        Liveness::RefusedCorrupt(_) if corrupted => Some(Ok(())),
-        Liveness::RefusedCorrupt(detail) => Some(Err(Violation::new(
-            AVAILABLE_AFTER_HEAL,
-            format!("{when}, the store refuses with a corrupt log, but no corruption was injected: {detail}"),
-        ))),
-        Liveness::Unavailable(missing) => Some(Err(Violation::new(
-            AVAILABLE_AFTER_HEAL,
-            format!("{} {when}: {missing}", humanize(LIVENESS_BOUND)),
-        ))),
+        Liveness::Available => Ok(()),
+        Liveness::RefusedCorrupt(_) if corrupted => Ok(()),
+        Liveness::RefusedCorrupt(detail) => Err(format!(
+            "the store refuses with a corrupt log, but no corruption was injected: {detail}"
+        )),
+        Liveness::Unavailable(missing) => Err(missing.clone()),
     }
 }
 
-fn humanize(duration: Duration) -> String {
-    format!("{} ms", duration.as_millis())
-}
-
-/// After healing: a probe append and a full read succeed, and the subscriber catches up.
-async fn liveness(env: &Env<Workload>, ctx: &Rc<Ctx>, node: NodeId) -> Liveness {
-    let ctx = ctx.clone();
-    let task = env.sim.spawn_on(node, async move {
-        let client = StoreClient::bind(ctx.store, CALL_TIMEOUT).expect("a client binds a port");
-        let deadline = time::now() + LIVENESS_BOUND;
-        if let Err(outcome) = probe(&ctx, &client, deadline).await {
-            return outcome;
-        }
-        let end = match read_everything(&ctx, &client, deadline).await {
-            Ok(events) => events.len(),
-            Err(outcome) => return outcome,
-        };
-        while time::now() < deadline {
-            if ctx.subscribed.borrow().len() >= end {
-                return Liveness::Available;
-            }
-            time::sleep(Duration::from_millis(20)).await;
-        }
-        let got = ctx.subscribed.borrow().len();
-        Liveness::Unavailable(format!("the subscriber has {got} of {end} events"))
-    });
+/// Awaits a probe's task and judges its outcome; notes in `refused_corrupt` a pass by the
+/// corruption excuse. `when` names the probe in messages.
+async fn judge_probe(
+    task: NodeTask<Liveness>,
+    corrupted: bool,
+    refused_corrupt: &Cell<bool>,
+    when: &str,
+) -> Result<(), String> {
     // A task that ended without an answer (cancelled, its node gone) proved nothing: that is
     // unavailability, never a pass.
-    task.await.unwrap_or_else(|_| {
-        Liveness::Unavailable("the liveness task ended without an answer".into())
-    })
+    let outcome = task.await.unwrap_or_else(|_| {
+        Liveness::Unavailable("the probe's task ended without an answer".into())
+    });
+    let judged = judge(&outcome, corrupted);
+    if judged.is_ok() && matches!(outcome, Liveness::RefusedCorrupt(_)) {
+        refused_corrupt.set(true);
+    }
+    judged.map_err(|missing| format!("{when}: {missing}"))
 }
 
-/// Appends a probe event until it is acknowledged.
-async fn probe(
-    ctx: &Ctx,
-    client: &StoreClient,
-    deadline: sim_core::time::Instant,
-) -> Result<(), Liveness> {
+/// One liveness probe after healing, from the first writer's node: a fresh probe append is
+/// acknowledged, a full read succeeds, and the subscriber holds every event that read returned.
+async fn available_probe(
+    env: &Env,
+    system: &System,
+    attempt: u64,
+    refused_corrupt: &Cell<bool>,
+) -> Result<(), String> {
+    let ctx = system.ctx.clone();
+    let task = env.sim.spawn_on(system.nodes.writers[0], async move {
+        let client = StoreClient::bind(ctx.store, CALL_TIMEOUT).expect("a client binds a port");
+        if let Err(outcome) = probe_append(&ctx, &client, attempt).await {
+            return outcome;
+        }
+        match read_everything(&ctx, &client).await {
+            Ok(events) => subscriber_caught_up(&ctx, events.len()).await,
+            Err(outcome) => outcome,
+        }
+    });
+    judge_probe(task, system.corrupted, refused_corrupt, "after healing").await
+}
+
+/// Appends probe event number `attempt` once. Each attempt appends a new event (ids counted
+/// down from the top, far from the writers'), so that an earlier attempt stored late cannot
+/// stand in for this one.
+async fn probe_append(ctx: &Ctx, client: &StoreClient, attempt: u64) -> Result<(), Liveness> {
     let probe = AppendRequest {
         stream: PROBE_STREAM.into(),
         expected: ExpectedVersion::Any,
         events: vec![EventData {
-            event_id: EventId(u128::MAX),
+            event_id: EventId(u128::MAX - u128::from(attempt)),
             event_type: "probe".into(),
             schema_version: 1,
             payload: Vec::new(),
         }],
     };
     ctx.oracle.borrow_mut().submit(&probe);
-    let mut last = String::from("no attempt");
-    while time::now() < deadline {
-        match client.append(&probe).await {
-            Ok(Ok(appended)) => {
-                let acked = ctx.oracle.borrow_mut().acked(&probe, &appended, true_ns());
-                return if report(acked) {
-                    Ok(())
-                } else {
-                    Err(Liveness::Broken)
-                };
-            }
-            Err(CallError::Refused(Refusal::CorruptLog { detail })) => {
-                return Err(Liveness::RefusedCorrupt(detail));
-            }
-            Ok(Err(error)) => last = error.to_string(),
-            Err(error) => last = error.to_string(),
+    match client.append(&probe).await {
+        Ok(Ok(appended)) => {
+            // What the oracle finds broken is reported at once; the store did answer.
+            let acked = ctx.oracle.borrow_mut().acked(&probe, &appended, true_ns());
+            ctx.report(acked);
+            Ok(())
         }
-        time::sleep(Duration::from_millis(20)).await;
+        Err(CallError::Refused(Refusal::CorruptLog { detail })) => {
+            Err(Liveness::RefusedCorrupt(detail))
+        }
+        Ok(Err(error)) => Err(Liveness::Unavailable(format!(
+            "the probe append failed: {error}"
+        ))),
+        Err(error) => Err(Liveness::Unavailable(format!(
+            "the probe append failed: {error}"
+        ))),
     }
-    Err(Liveness::Unavailable(format!(
-        "the probe append failed: {last}"
-    )))
 }
 
-/// Reads the whole log until a read succeeds; checks it with the oracle.
-async fn read_everything(
-    ctx: &Ctx,
-    client: &StoreClient,
-    deadline: sim_core::time::Instant,
-) -> Result<Vec<patterns::event_sourcing::event::RecordedEvent>, Liveness> {
-    let mut last = String::from("no attempt");
-    while time::now() < deadline {
-        let invoked = true_ns();
-        match client.read_all(0, READ_COUNT_MAX).await {
-            Ok(Ok(events)) => {
-                let kind = ReadKind::All { from_position: 0 };
-                if !report(ctx.observe(kind, &events, invoked, true_ns())) {
-                    return Err(Liveness::Broken);
-                }
-                return Ok(events);
-            }
-            Err(CallError::Refused(Refusal::CorruptLog { detail })) => {
-                return Err(Liveness::RefusedCorrupt(detail));
-            }
-            Ok(Err(error)) => last = error.to_string(),
-            Err(error) => last = error.to_string(),
+/// Reads the whole log once; checks it with the oracle.
+async fn read_everything(ctx: &Ctx, client: &StoreClient) -> Result<Vec<RecordedEvent>, Liveness> {
+    let invoked = true_ns();
+    match client.read_all(0, READ_COUNT_MAX).await {
+        Ok(Ok(events)) => {
+            // What the oracle finds broken is reported at once; the store did answer.
+            let kind = ReadKind::All { from_position: 0 };
+            ctx.report(ctx.observe(kind, &events, invoked, true_ns()));
+            Ok(events)
+        }
+        Err(CallError::Refused(Refusal::CorruptLog { detail })) => {
+            Err(Liveness::RefusedCorrupt(detail))
+        }
+        Ok(Err(error)) => Err(Liveness::Unavailable(format!(
+            "a full read failed: {error}"
+        ))),
+        Err(error) => Err(Liveness::Unavailable(format!(
+            "a full read failed: {error}"
+        ))),
+    }
+}
+
+/// Waits (a while) until the subscriber holds the first `end` events of the log.
+async fn subscriber_caught_up(ctx: &Ctx, end: usize) -> Liveness {
+    let deadline = time::now() + SUBSCRIBER_CATCH_UP;
+    loop {
+        let got = ctx.subscribed.borrow().len();
+        if got >= end {
+            return Liveness::Available;
+        }
+        if time::now() >= deadline {
+            return Liveness::Unavailable(format!("the subscriber has {got} of {end} events"));
         }
         time::sleep(Duration::from_millis(20)).await;
     }
-    Err(Liveness::Unavailable(format!(
-        "no full read succeeded: {last}"
-    )))
 }
 
 /// Crashes the healed store while a burst of appends is in flight, restarts it, and waits
 /// until the burst's appends are settled (they retry across the restart).
-async fn crash_under_load(env: &Env<Workload>, ctx: &Rc<Ctx>, node: NodeId, store: NodeId) {
-    let crash = env.workload.final_crash.clone();
-    let burst_ctx = ctx.clone();
-    let burst = env.sim.spawn_on(node, async move {
+async fn crash_under_load(env: &Env, system: &System) {
+    let crash = system.final_crash.clone();
+    let burst_ctx = system.ctx.clone();
+    let burst = env.sim.spawn_on(system.nodes.writers[1], async move {
         let writer_index = WRITERS.len() as u64 + 2;
         let mut writer = clients::Writer::new(&burst_ctx, writer_index);
-        report(writer.burst(crash.burst, crash.note_len).await);
+        let burst = writer.burst(crash.burst, crash.note_len).await;
+        burst_ctx.report(burst);
     });
     env.sim.sleep(Duration::from_millis(crash.delay_ms)).await;
-    env.sim.restart(store);
+    env.sim.restart(system.nodes.store);
     let _ = burst.await;
 }
 
-/// After a restart of the healed store: a full read holds everything, and every writer's live
-/// state equals the replay of its stream.
-async fn final_read(env: &Env<Workload>, ctx: &Rc<Ctx>, node: NodeId) -> Liveness {
-    let ctx = ctx.clone();
-    let task = env.sim.spawn_on(node, async move {
+/// One liveness probe after the final crash's restart: a full read succeeds; it is checked
+/// with the oracle (so it holds everything acknowledged), and every writer's live state must
+/// equal the replay of its stream in it.
+async fn final_probe(
+    env: &Env,
+    system: &System,
+    refused_corrupt: &Cell<bool>,
+) -> Result<(), String> {
+    let ctx = system.ctx.clone();
+    let task = env.sim.spawn_on(system.nodes.writers[0], async move {
         let client = StoreClient::bind(ctx.store, CALL_TIMEOUT).expect("a client binds a port");
-        let deadline = time::now() + LIVENESS_BOUND;
-        let events = match read_everything(&ctx, &client, deadline).await {
+        let events = match read_everything(&ctx, &client).await {
             Ok(events) => events,
             Err(outcome) => return outcome,
         };
@@ -734,20 +836,13 @@ async fn final_read(env: &Env<Workload>, ctx: &Rc<Ctx>, node: NodeId) -> Livenes
                 .filter(|e| e.stream == *stream)
                 .cloned()
                 .collect();
-            if !report(clients::check_live(
-                stream,
-                live,
-                &of_stream,
-                &ctx.upcasters,
-            )) {
-                return Liveness::Broken;
+            // The first broken live state is reported at once; the store did answer.
+            if !ctx.report(check_live(stream, live, &of_stream, &ctx.upcasters)) {
+                break;
             }
         }
         Liveness::Available
     });
-    // A task that ended without an answer (cancelled, its node gone) proved nothing: that is
-    // unavailability, never a pass.
-    task.await.unwrap_or_else(|_| {
-        Liveness::Unavailable("the liveness task ended without an answer".into())
-    })
+    let when = "after the final crash's restart";
+    judge_probe(task, system.corrupted, refused_corrupt, when).await
 }

@@ -3,10 +3,13 @@
 //! what it observes in the oracle and the linearizability history.
 
 use super::oracle::{Oracle, ReadKind, ReadObservation, IDEMPOTENT, LINEARIZABLE};
-use super::{Command, ReaderOp, ReaderRead, WriterOp, AUDIT_STREAM, REPLAY_EQUALS_LIVE};
+use super::{
+    Command, ReaderOp, ReaderRead, WriterOp, AUDIT_STREAM, REPLAY_EQUALS_LIVE,
+    WRONG_EXPECTED_VERSION,
+};
 use harness::history::{History, OpId};
 use harness::linearizability::models::{ExpectedVersion as ModelExpected, LogInput, LogOutput};
-use harness::Observer;
+use harness::{Checked, Observer, Violation};
 use patterns::event_sourcing::account::{deposited_v1, Account, AccountCommand, AccountEvent};
 use patterns::event_sourcing::aggregate::{
     rehydrate, replay, tail_from, Aggregate, EventCodec, Loaded, Snapshot, SnapshotPolicy,
@@ -18,7 +21,7 @@ use patterns::event_sourcing::event::{
 };
 use patterns::event_sourcing::mutant::Mutants;
 use sim_core::net::Addr;
-use sim_core::{time, Violation};
+use sim_core::time;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -55,7 +58,7 @@ pub struct Ctx {
     pub stop: Cell<bool>,
     /// The mutants on (the snapshot fold runs in the client).
     pub mutants: Mutants,
-    /// Sometimes-invariants.
+    /// Where violations and sometimes-invariants are reported.
     pub observer: Observer,
     /// The account's upcasters.
     pub upcasters: Upcasters,
@@ -87,8 +90,15 @@ pub enum AppendOutcome {
     Indeterminate,
 }
 
-/// Records what `result` says in the oracle: `Err` is a broken invariant.
 impl Ctx {
+    /// Reports a broken invariant (the run stops, unless the invariant is muted); returns
+    /// whether the client may go on.
+    pub fn report(&self, result: Checked) -> bool {
+        let ok = result.is_ok();
+        self.observer.report(result);
+        ok
+    }
+
     /// Sends `append` until an answer settles it, with the same event ids on every attempt;
     /// records it in the oracle and the history. `client_id` names the history's client.
     pub async fn append(
@@ -118,7 +128,7 @@ impl Ctx {
             match answer {
                 Ok(Ok(appended)) => return self.appended(op, append, appended),
                 Ok(Err(AppendError::WrongExpectedVersion { current, .. })) => {
-                    self.observer.sometimes("wrong-expected-version");
+                    self.observer.reached(&WRONG_EXPECTED_VERSION);
                     let output = LogOutput::WrongExpectedVersion { actual: current };
                     let _ = self.history.borrow_mut().complete(op, output, true_ns());
                     let what = "wrong expected version";
@@ -126,15 +136,12 @@ impl Ctx {
                     return Ok(AppendOutcome::WrongExpectedVersion);
                 }
                 Ok(Err(AppendError::EventIdConflict { event_id })) => {
-                    return Err(Violation::new(
-                        IDEMPOTENT,
-                        format!(
-                            "attempt {} of an append to `{}` with the same events was answered \
-                             with a conflict on event id {event_id}",
-                            attempt + 1,
-                            append.stream
-                        ),
-                    ));
+                    return Err(IDEMPOTENT.violated(format!(
+                        "attempt {} of an append to `{}` with the same events was answered with \
+                         a conflict on event id {event_id}",
+                        attempt + 1,
+                        append.stream
+                    )));
                 }
                 Ok(Err(AppendError::OutcomeUnknown)) | Err(CallError::Rpc(_)) => unknown = true,
                 // Nothing of this attempt was stored. Retry.
@@ -203,7 +210,7 @@ impl Ctx {
         events: &[RecordedEvent],
         invoked_ns: u64,
         returned_ns: u64,
-    ) -> Result<(), Violation> {
+    ) -> Checked {
         let count_max = if matches!(kind, ReadKind::Push) {
             u64::MAX
         } else {
@@ -216,17 +223,6 @@ impl Ctx {
             invoked_ns,
             returned_ns,
         })
-    }
-}
-
-/// Reports a broken invariant (the run stops); returns whether the client may go on.
-pub fn report(result: Result<(), Violation>) -> bool {
-    match result {
-        Ok(()) => true,
-        Err(violation) => {
-            sim_core::report_violation(&violation.invariant, violation.message);
-            false
-        }
     }
 }
 
@@ -276,7 +272,7 @@ impl<'a> Writer<'a> {
                 Command::AuditBurst { count, note_len } => self.burst(*count, *note_len).await,
                 command => self.command(&stream, command, op.reload).await,
             };
-            if !report(result) {
+            if !self.ctx.report(result) {
                 return;
             }
         }
@@ -307,7 +303,7 @@ impl<'a> Writer<'a> {
         }
     }
 
-    async fn audit(&mut self, note_len: u16) -> Result<(), Violation> {
+    async fn audit(&mut self, note_len: u16) -> Checked {
         let append = self.audit_note(note_len);
         self.ctx.append(&self.client, self.index, &append).await?;
         Ok(())
@@ -315,7 +311,7 @@ impl<'a> Writer<'a> {
 
     /// Several audit notes appended concurrently (each its own history client), so that the
     /// store sees appends arrive while a commit is in flight.
-    pub async fn burst(&mut self, count: u8, note_len: u16) -> Result<(), Violation> {
+    pub async fn burst(&mut self, count: u8, note_len: u16) -> Checked {
         let appends: Vec<AppendRequest> = (0..count).map(|_| self.audit_note(note_len)).collect();
         let (ctx, client) = (self.ctx, &self.client);
         let running = appends.iter().zip(0u64..).map(|(append, k)| {
@@ -330,12 +326,7 @@ impl<'a> Writer<'a> {
 
     /// Runs one command: decide on the cached (or reloaded) state, append with the state's
     /// version as the expected one; on a conflict reload and decide once more.
-    async fn command(
-        &mut self,
-        stream: &str,
-        command: &Command,
-        reload: bool,
-    ) -> Result<(), Violation> {
+    async fn command(&mut self, stream: &str, command: &Command, reload: bool) -> Checked {
         let mut reload = reload;
         for _ in 0..2 {
             let cached = self.cache.get(stream).and_then(|cache| cache.live.clone());
@@ -380,16 +371,13 @@ impl<'a> Writer<'a> {
         mut loaded: Loaded<Account>,
         decided: &[Decided],
         appended: &Appended,
-    ) -> Result<(), Violation> {
+    ) -> Checked {
         let next = loaded.version.map_or(0, |version| version + 1);
         if appended.first_version != next {
-            return Err(Violation::new(
-                LINEARIZABLE,
-                format!(
-                    "an append to `{stream}` expecting {} was acknowledged at {appended}",
-                    loaded.expected()
-                ),
-            ));
+            return Err(LINEARIZABLE.violated(format!(
+                "an append to `{stream}` expecting {} was acknowledged at {appended}",
+                loaded.expected()
+            )));
         }
         let events: Vec<AccountEvent> = decided.iter().map(|(_, event)| event.clone()).collect();
         loaded
@@ -445,7 +433,7 @@ impl<'a> Writer<'a> {
 }
 
 fn replay_violation(stream: &str, detail: &str) -> Violation {
-    Violation::new(REPLAY_EQUALS_LIVE, format!("stream `{stream}`: {detail}"))
+    REPLAY_EQUALS_LIVE.violated(format!("stream `{stream}`: {detail}"))
 }
 
 fn replay_or_violation(
@@ -462,7 +450,7 @@ pub fn check_live(
     live: &Loaded<Account>,
     events: &[RecordedEvent],
     upcasters: &Upcasters,
-) -> Result<(), Violation> {
+) -> Checked {
     let Some(version) = live.version else {
         return Ok(());
     };
@@ -555,13 +543,13 @@ pub async fn reader(ctx: &Ctx, client_id: u64, ops: Vec<ReaderOp>) {
             }
             ReaderRead::All { from_position } => read_all(ctx, &client, from_position).await,
         };
-        if !report(result) {
+        if !ctx.report(result) {
             return;
         }
     }
 }
 
-async fn read_all(ctx: &Ctx, client: &StoreClient, from_position: u64) -> Result<(), Violation> {
+async fn read_all(ctx: &Ctx, client: &StoreClient, from_position: u64) -> Checked {
     let invoked = true_ns();
     if let Ok(Ok(events)) = client.read_all(from_position, READ_COUNT_MAX).await {
         let kind = ReadKind::All { from_position };
@@ -582,7 +570,7 @@ pub async fn subscriber(ctx: &Ctx) {
                 break;
             };
             let now = true_ns();
-            if !report(ctx.observe(ReadKind::Push, &push.events, now, now)) {
+            if !ctx.report(ctx.observe(ReadKind::Push, &push.events, now, now)) {
                 return;
             }
             if !take(ctx, push.events) {

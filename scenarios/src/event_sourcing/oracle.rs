@@ -19,20 +19,35 @@
 //! * **linearizable** (here only its by-product): an append answered with a definite failure
 //!   on its first attempt has none of its events stored.
 
+use harness::{Checked, Invariant};
 use patterns::event_sourcing::event::{AppendRequest, Appended, EventData, EventId, RecordedEvent};
-use sim_core::Violation;
 use std::collections::BTreeMap;
 
-/// Invariant names.
-pub const VERSIONS_GAPLESS: &str = "versions-gapless";
-/// Invariant name.
-pub const CORRUPTION_DETECTED: &str = "corruption-detected";
-/// Invariant name.
-pub const ACKED_SURVIVE: &str = "acked-appends-survive";
-/// Invariant name.
-pub const IDEMPOTENT: &str = "idempotent";
-/// Invariant name.
-pub const LINEARIZABLE: &str = "linearizable";
+/// Reads return gapless, unique versions and positions.
+pub static VERSIONS_GAPLESS: Invariant = Invariant::always(
+    "versions-gapless",
+    "reads return gapless, unique versions and positions; no phantom event, no partial batch",
+);
+/// Every event served is what was submitted under its id.
+pub static CORRUPTION_DETECTED: Invariant = Invariant::always(
+    "corruption-detected",
+    "every event served carries exactly the stream and data submitted under its id",
+);
+/// What was acknowledged or served stays.
+pub static ACKED_SURVIVE: Invariant = Invariant::always(
+    "acked-appends-survive",
+    "every acknowledged (or once served) event keeps its position and version through every crash, and every later read reaches it",
+);
+/// Retries never duplicate.
+pub static IDEMPOTENT: Invariant = Invariant::always(
+    "idempotent",
+    "a retried append with the same event ids never duplicates events, also across restarts, and is never refused while its events are stored",
+);
+/// Appends and stream reads are linearizable per stream.
+pub static LINEARIZABLE: Invariant = Invariant::always(
+    "linearizable",
+    "appends with expected versions and stream reads are linearizable per stream (EventLog model; indeterminate appends allowed), checked when the workload ends and again over the whole run; a checker that gives up makes the run inconclusive",
+);
 
 /// What a read asked for.
 #[derive(Clone, Debug)]
@@ -138,8 +153,8 @@ pub struct Oracle {
     global_end: MaxTimeline,
 }
 
-fn violation(invariant: &str, message: String) -> Result<(), Violation> {
-    Err(Violation::new(invariant, message))
+fn violation(invariant: &Invariant, message: String) -> Checked {
+    Err(invariant.violated(message))
 }
 
 impl Oracle {
@@ -177,18 +192,13 @@ impl Oracle {
     }
 
     /// Records the acknowledgement of a submitted batch at `now_ns`.
-    pub fn acked(
-        &mut self,
-        append: &AppendRequest,
-        appended: &Appended,
-        now_ns: u64,
-    ) -> Result<(), Violation> {
+    pub fn acked(&mut self, append: &AppendRequest, appended: &Appended, now_ns: u64) -> Checked {
         let count = append.events.len() as u64;
         let versions = appended.last_version.checked_sub(appended.first_version);
         let positions = appended.last_position.checked_sub(appended.first_position);
         if versions != Some(count - 1) || positions != Some(count - 1) {
             return violation(
-                VERSIONS_GAPLESS,
+                &VERSIONS_GAPLESS,
                 format!("a batch of {count} events was acknowledged as {appended}"),
             );
         }
@@ -213,19 +223,14 @@ impl Oracle {
 
     /// Records that the append of a submitted batch failed definitely (nothing may be stored);
     /// `retried`: the failure came on a retry after an attempt whose outcome was unknown.
-    pub fn failed(
-        &mut self,
-        append: &AppendRequest,
-        what: &str,
-        retried: bool,
-    ) -> Result<(), Violation> {
+    pub fn failed(&mut self, append: &AppendRequest, what: &str, retried: bool) -> Checked {
         let first = append.events[0].event_id;
         self.failed.insert(first, (what.to_owned(), retried));
         self.check_not_failed(first)
     }
 
     /// Checks one read and records what it placed.
-    pub fn read(&mut self, read: &ReadObservation<'_>) -> Result<(), Violation> {
+    pub fn read(&mut self, read: &ReadObservation<'_>) -> Checked {
         self.check_structure(read)?;
         for (index, event) in read.events.iter().enumerate() {
             self.check_content(event)?;
@@ -252,7 +257,7 @@ impl Oracle {
     }
 
     /// Versions and positions as the kind of read requires.
-    fn check_structure(&self, read: &ReadObservation<'_>) -> Result<(), Violation> {
+    fn check_structure(&self, read: &ReadObservation<'_>) -> Checked {
         let events = read.events;
         let mut next_versions: BTreeMap<&str, u64> = BTreeMap::new();
         for (index, event) in (0u64..).zip(events) {
@@ -265,13 +270,13 @@ impl Oracle {
                     if event.stream != *stream || event.version != from_version + index {
                         let want = from_version + index;
                         let message = format!("{where_}: expected `{stream}` v{want}");
-                        return violation(VERSIONS_GAPLESS, message);
+                        return violation(&VERSIONS_GAPLESS, message);
                     }
                 }
                 ReadKind::All { from_position } => {
                     if event.position != from_position + index {
                         let want = from_position + index;
-                        return violation(VERSIONS_GAPLESS, format!("{where_}: expected p{want}"));
+                        return violation(&VERSIONS_GAPLESS, format!("{where_}: expected p{want}"));
                     }
                 }
                 ReadKind::Push => {}
@@ -282,18 +287,18 @@ impl Oracle {
                         && event.position != previous.position + 1)
                 {
                     let message = format!("{where_}: position follows p{}", previous.position);
-                    return violation(VERSIONS_GAPLESS, message);
+                    return violation(&VERSIONS_GAPLESS, message);
                 }
             }
             if let Some(next) = next_versions.get(event.stream.as_str()) {
                 if event.version != *next {
                     let message = format!("{where_}: stream's previous event was v{}", next - 1);
-                    return violation(VERSIONS_GAPLESS, message);
+                    return violation(&VERSIONS_GAPLESS, message);
                 }
             } else if matches!(read.kind, ReadKind::All { from_position: 0 }) && event.version != 0
             {
                 let message = format!("{where_}: a full read starts the stream at v0");
-                return violation(VERSIONS_GAPLESS, message);
+                return violation(&VERSIONS_GAPLESS, message);
             }
             next_versions.insert(&event.stream, event.version + 1);
         }
@@ -301,11 +306,11 @@ impl Oracle {
     }
 
     /// The event was submitted (no phantom) with exactly this stream and data.
-    fn check_content(&self, event: &RecordedEvent) -> Result<(), Violation> {
+    fn check_content(&self, event: &RecordedEvent) -> Checked {
         let id = event.data.event_id;
         let Some(&(first, index)) = self.events.get(&id) else {
             let message = format!("phantom event {}: no append submitted it", describe(event));
-            return violation(VERSIONS_GAPLESS, message);
+            return violation(&VERSIONS_GAPLESS, message);
         };
         let batch = &self.batches[&first];
         if batch.stream != event.stream || batch.events[index] != event.data {
@@ -319,17 +324,13 @@ impl Oracle {
                 short(&event.data),
                 first_difference(&batch.events[index].payload, &event.data.payload)
             );
-            return violation(CORRUPTION_DETECTED, message);
+            return violation(&CORRUPTION_DETECTED, message);
         }
         Ok(())
     }
 
     /// Batches are contiguous and whole within the read.
-    fn check_batch_neighbours(
-        &self,
-        read: &ReadObservation<'_>,
-        index: usize,
-    ) -> Result<(), Violation> {
+    fn check_batch_neighbours(&self, read: &ReadObservation<'_>, index: usize) -> Checked {
         let event = &read.events[index];
         let (first, position_in_batch) = self.events[&event.data.event_id];
         let batch_len = self.batches[&first].events.len();
@@ -340,7 +341,7 @@ impl Oracle {
                 read.kind,
                 describe(event)
             );
-            violation(VERSIONS_GAPLESS, message)
+            violation(&VERSIONS_GAPLESS, message)
         };
         if let Some(previous) = index.checked_sub(1).map(|i| &read.events[i]) {
             let (previous_first, previous_index) = self.events[&previous.data.event_id];
@@ -364,7 +365,7 @@ impl Oracle {
     }
 
     /// A read invoked after an event was acknowledged or served reaches that event.
-    fn check_reaches(&self, read: &ReadObservation<'_>) -> Result<(), Violation> {
+    fn check_reaches(&self, read: &ReadObservation<'_>) -> Checked {
         if !read.complete() {
             return Ok(());
         }
@@ -388,7 +389,7 @@ impl Oracle {
         };
         match required {
             Some(required) if required > reached => violation(
-                ACKED_SURVIVE,
+                &ACKED_SURVIVE,
                 format!(
                     "a read of {what} invoked at {} ns ends at {reached} events, but {required} \
                      were acknowledged or served before",
@@ -401,13 +402,13 @@ impl Oracle {
 
     /// Records where `id` was observed; a position or version holds one event for ever, and an
     /// event sits at one place.
-    fn place(&mut self, id: EventId, slot: Slot, how: &'static str) -> Result<(), Violation> {
+    fn place(&mut self, id: EventId, slot: Slot, how: &'static str) -> Checked {
         if let Some(known) = self.slots.get(&id) {
             if *known != slot {
                 let invariant = if known.position != slot.position {
-                    IDEMPOTENT
+                    &IDEMPOTENT
                 } else {
-                    VERSIONS_GAPLESS
+                    &VERSIONS_GAPLESS
                 };
                 let message =
                     format!(
@@ -425,7 +426,7 @@ impl Oracle {
                 "position p{} held event {other} ({other_how}) and now {how} holds event {id}",
                 slot.position
             );
-            return violation(ACKED_SURVIVE, message);
+            return violation(&ACKED_SURVIVE, message);
         }
         let key = (slot.stream.clone(), slot.version);
         if let Some(other) = self.by_version.get(&key) {
@@ -433,7 +434,7 @@ impl Oracle {
                 "`{}` v{} held event {other} and now {how} holds event {id}",
                 slot.stream, slot.version
             );
-            return violation(ACKED_SURVIVE, message);
+            return violation(&ACKED_SURVIVE, message);
         }
         self.by_position.insert(slot.position, (id, how));
         self.by_version.insert(key, id);
@@ -442,7 +443,7 @@ impl Oracle {
     }
 
     /// A batch whose append failed definitely has no event stored.
-    fn check_not_failed(&self, first: EventId) -> Result<(), Violation> {
+    fn check_not_failed(&self, first: EventId) -> Checked {
         let Some((what, retried)) = self.failed.get(&first) else {
             return Ok(());
         };
@@ -455,9 +456,9 @@ impl Oracle {
             return Ok(());
         };
         let (invariant, attempt) = if *retried {
-            (IDEMPOTENT, "a retry of it")
+            (&IDEMPOTENT, "a retry of it")
         } else {
-            (LINEARIZABLE, "it")
+            (&LINEARIZABLE, "it")
         };
         violation(
             invariant,
