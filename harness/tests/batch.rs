@@ -25,6 +25,9 @@ enum Mode {
     /// Every run fails, at a time taken from a counter outside the simulation: the second run
     /// of a case differs from the first.
     Drifting,
+    /// Every run fails, at a time drawn from the operating system's random source (a
+    /// dependency calling `rand::thread_rng` does the same): not controlled by the seed.
+    OsRandom,
     /// The first two runs fail (identically), every later run passes: a failure that
     /// reproduces once, then goes away while shrinking.
     FailsTwice,
@@ -127,6 +130,17 @@ impl Scenario for Toy {
             .await;
         let broken = match self.mode {
             Mode::Honest => env.is_mutant("fragile") && crashes_a,
+            Mode::OsRandom => {
+                // 1 ms to 1 s, to the microsecond: two runs agree once in a million.
+                let mut bytes = [0u8; 8];
+                use std::io::Read;
+                std::fs::File::open("/dev/urandom")
+                    .and_then(|mut file| file.read_exact(&mut bytes))
+                    .expect("the OS random source");
+                let delay = u64::from_le_bytes(bytes) % 1_000_000 + 1_000;
+                env.sim.sleep(Duration::from_micros(delay)).await;
+                true
+            }
             Mode::Drifting => {
                 env.sim.sleep(Duration::from_millis(count + 1)).await;
                 true
@@ -184,6 +198,23 @@ fn a_failure_that_does_not_reproduce_is_nondeterministic_and_not_saved() {
         "{:?}",
         files_in(dir.path())
     );
+}
+
+#[test]
+fn a_failure_that_reads_the_os_random_source_is_nondeterministic_and_not_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = BatchOptions {
+        corpus_dir: Some(dir.path().to_path_buf()),
+        shrink: true,
+        ..options(2)
+    };
+    let report = run_batch(&Toy::with(Mode::OsRandom), &batch, &|| {});
+    assert_eq!(report.failed, 2, "{:?}", report.failures);
+    for failure in &report.failures {
+        assert_eq!(failure.verdict, "nondeterministic", "{failure:?}");
+        assert_eq!(failure.file, None);
+    }
+    assert!(files_in(dir.path()).is_empty());
 }
 
 #[test]
