@@ -113,6 +113,10 @@ pub struct Failure {
     pub episodes: (usize, usize),
     /// Set when the failure is a determinism failure: the first diverging event.
     pub divergence: Option<String>,
+    /// When a lower seed of the batch failed the same way (verdict and invariant), that seed:
+    /// only its case is shrunk and saved, and this failure is reported as found.
+    #[serde(default)]
+    pub same_as: Option<u64>,
 }
 
 /// One seed whose run could not be judged.
@@ -150,6 +154,12 @@ pub struct BatchReport {
     pub failed: u64,
     /// Seeds that could not be judged.
     pub inconclusive: u64,
+    /// Whether every seed was run twice and the two traces compared (`--check-determinism`).
+    #[serde(default)]
+    pub determinism_checked: bool,
+    /// Failures that were nondeterministic: a rerun of the seed did not repeat the first run.
+    #[serde(default)]
+    pub nondeterministic: u64,
     /// The failures, by seed.
     pub failures: Vec<Failure>,
     /// The inconclusive seeds, by seed.
@@ -280,7 +290,7 @@ pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
 
 #[derive(Default)]
 struct Collected {
-    failures: Vec<Failure>,
+    failures: Vec<Found>,
     inconclusive: Vec<InconclusiveSeed>,
     reached: BTreeSet<String>,
     sim_ns: u128,
@@ -337,8 +347,12 @@ pub fn run_batch(
         }
     });
     let mut c = collected.into_inner().expect("batch lock");
-    c.failures.sort_by_key(|failure| failure.seed);
     c.inconclusive.sort_by_key(|seed| seed.seed);
+    let failures = settle_failures(scenario, std::mem::take(&mut c.failures), options);
+    let nondeterministic = failures
+        .iter()
+        .filter(|f| f.verdict == VerdictKind::Nondeterministic.name())
+        .count() as u64;
     let mut report = BatchReport {
         scenario: spec.name.clone(),
         start: options.start,
@@ -349,9 +363,11 @@ pub fn run_batch(
         skipped_invariants: options.skip_invariants.iter().cloned().collect(),
         seeds_run: c.run,
         passed: c.passed,
-        failed: c.failures.len() as u64,
+        failed: failures.len() as u64,
         inconclusive: c.inconclusive.len() as u64,
-        failures: c.failures,
+        determinism_checked: options.check_determinism,
+        nondeterministic,
+        failures,
         inconclusive_seeds: c.inconclusive,
         sometimes_unmet: Vec::new(),
         sometimes_judged: false,
@@ -368,7 +384,25 @@ pub fn run_batch(
 enum Judged {
     Pass,
     Inconclusive(String),
-    Failed(Box<Failure>),
+    Failed(Box<Found>),
+}
+
+/// A failing seed as its worker left it.
+enum Found {
+    /// Reported as it is: nondeterministic, `error`, `hung`, or refused input.
+    Final(Failure),
+    /// Reproduced by a rerun: shrunk and saved after the batch if it is the lowest seed
+    /// failing its way.
+    Reproduced { case: Case, result: Box<RunResult> },
+}
+
+impl Found {
+    fn seed(&self) -> u64 {
+        match self {
+            Found::Final(failure) => failure.seed,
+            Found::Reproduced { case, .. } => case.seed,
+        }
+    }
 }
 
 struct SeedOutcome {
@@ -384,20 +418,23 @@ fn run_seed(scenario: &dyn DynScenario, seed: u64, options: &BatchOptions) -> Se
         Ok(result) => result,
         Err(error) => {
             return SeedOutcome {
-                judged: Judged::Failed(Box::new(input_failure(seed, error.to_string()))),
+                judged: Judged::Failed(Box::new(Found::Final(input_failure(
+                    seed,
+                    error.to_string(),
+                )))),
                 reached: BTreeSet::new(),
                 sim_ns: 0,
             }
         }
     };
     let judged = if result.verdict.is_failure() {
-        Judged::Failed(Box::new(record_failure(scenario, &case, &result, options)))
+        Judged::Failed(Box::new(check_failure(scenario, case, &result, options)))
     } else if let Some(failure) = options
         .check_determinism
         .then(|| determinism_failure(scenario, &case, &result, &run_options))
         .flatten()
     {
-        Judged::Failed(Box::new(failure))
+        Judged::Failed(Box::new(Found::Final(failure)))
     } else if result.verdict.kind == VerdictKind::Inconclusive {
         let reason = result.verdict.message.clone();
         Judged::Inconclusive(reason.unwrap_or_else(|| "no reason given".into()))
@@ -422,6 +459,7 @@ fn input_failure(seed: u64, message: String) -> Failure {
         plan: String::new(),
         episodes: (0, 0),
         divergence: None,
+        same_as: None,
     }
 }
 
@@ -485,6 +523,7 @@ fn nondeterministic(
         plan: case.plan.to_string(),
         episodes: (case.plan.episodes.len(), case.plan.episodes.len()),
         divergence: Some(divergence),
+        same_as: None,
     }
 }
 
@@ -518,25 +557,125 @@ fn reproduce(
     Some(nondeterministic(case, first, &second, text))
 }
 
-/// Checks that a failure reproduces, shrinks it (if asked), and saves it; returns its
-/// description. A failure that does not reproduce, an `error` and a `hung` run are never
-/// saved; a shrunk case that no longer fails the same way is not saved in its place.
-fn record_failure(
+/// Checks that a failure reproduces. A failure that does not is `nondeterministic`; an
+/// `error` and a `hung` run are reported as found, never shrunk nor saved.
+fn check_failure(
+    scenario: &dyn DynScenario,
+    case: Case,
+    result: &RunResult,
+    options: &BatchOptions,
+) -> Found {
+    // A hung run took the whole wall-clock watchdog and its trace depends on when the
+    // watchdog fired: it is neither rerun, shrunk nor saved; its seed is reported.
+    let hung = result.verdict.kind == VerdictKind::Hung;
+    if !hung {
+        if let Some(failure) = reproduce(scenario, &case, result, options) {
+            return Found::Final(failure);
+        }
+    }
+    if hung || result.verdict.kind == VerdictKind::Error {
+        return Found::Final(as_found(&case, result, None));
+    }
+    Found::Reproduced {
+        case,
+        result: Box::new(RunResult {
+            // The timeline served the rerun's comparison; the report needs none.
+            timeline: None,
+            ..result.clone()
+        }),
+    }
+}
+
+/// A failure reported as it was found: not shrunk, not saved.
+fn as_found(case: &Case, result: &RunResult, same_as: Option<u64>) -> Failure {
+    Failure {
+        seed: case.seed,
+        verdict: result.verdict.kind.name().into(),
+        invariant: result.verdict.invariant.clone(),
+        message: result.verdict.message.clone(),
+        trace_hash: corpus::hex(result.trace_hash),
+        file: None,
+        plan: case.plan.to_string(),
+        episodes: (case.plan.episodes.len(), case.plan.episodes.len()),
+        divergence: None,
+        same_as,
+    }
+}
+
+/// The batch's failures by seed, each reproduced one settled: the lowest seed failing each
+/// way (verdict and invariant) is shrunk and saved, the others point at it.
+///
+/// Done after the batch rather than as failures come in, so the case kept is the same
+/// whatever `--jobs` and timing, and each distinct failure is shrunk once (shrinking costs
+/// hundreds of runs; the distinct failures are shrunk in parallel).
+fn settle_failures(
+    scenario: &dyn DynScenario,
+    mut found: Vec<Found>,
+    options: &BatchOptions,
+) -> Vec<Failure> {
+    found.sort_by_key(Found::seed);
+    let mut first_of_kind: std::collections::BTreeMap<(String, Option<String>), u64> =
+        Default::default();
+    let mut representatives = Vec::new();
+    for item in &found {
+        if let Found::Reproduced { case, result } = item {
+            let key = (
+                result.verdict.kind.name().to_string(),
+                result.verdict.invariant.clone(),
+            );
+            first_of_kind.entry(key).or_insert_with(|| {
+                representatives.push((case, result));
+                case.seed
+            });
+        }
+    }
+    let settled = Mutex::new(std::collections::BTreeMap::new());
+    let next = AtomicU64::new(0);
+    let worker = || loop {
+        let index = next.fetch_add(1, Ordering::Relaxed) as usize;
+        let Some((case, result)) = representatives.get(index) else {
+            break;
+        };
+        let failure = shrink_and_save(scenario, case, result, options);
+        settled
+            .lock()
+            .expect("settle lock")
+            .insert(case.seed, failure);
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..options.jobs.max(1).min(representatives.len()) {
+            // Workers only schedule runs; every run gets its own fresh thread inside sim-core.
+            scope.spawn(worker);
+        }
+    });
+    let mut settled = settled.into_inner().expect("settle lock");
+    found
+        .iter()
+        .map(|item| match item {
+            Found::Final(failure) => failure.clone(),
+            Found::Reproduced { case, result } => match settled.remove(&case.seed) {
+                Some(failure) => failure,
+                None => {
+                    let key = (
+                        result.verdict.kind.name().to_string(),
+                        result.verdict.invariant.clone(),
+                    );
+                    as_found(case, result, first_of_kind.get(&key).copied())
+                }
+            },
+        })
+        .collect()
+}
+
+/// Shrinks a reproduced failure (if asked) and saves it; a shrunk case that no longer fails
+/// the same way is not saved in place of the found one.
+fn shrink_and_save(
     scenario: &dyn DynScenario,
     case: &Case,
     result: &RunResult,
     options: &BatchOptions,
 ) -> Failure {
-    // A hung run took the whole wall-clock watchdog and its trace depends on when the
-    // watchdog fired: it is neither rerun, shrunk nor saved; its seed is reported.
-    let hung = result.verdict.kind == VerdictKind::Hung;
-    if !hung {
-        if let Some(failure) = reproduce(scenario, case, result, options) {
-            return failure;
-        }
-    }
-    let error = result.verdict.kind == VerdictKind::Error;
-    let (case_out, verdict, hash) = if options.shrink && !hung && !error {
+    let (case_out, verdict, hash) = if options.shrink {
         let shrunk = shrink::shrink(scenario, case, &result.verdict, &options.run_options(false));
         if shrunk.reproduced && shrunk.verdict.same_failure(&result.verdict) {
             (shrunk.case, shrunk.verdict, shrunk.trace_hash)
@@ -548,8 +687,10 @@ fn record_failure(
     } else {
         (case.clone(), result.verdict.clone(), result.trace_hash)
     };
-    let saving = options.corpus_dir.as_ref().filter(|_| !hung && !error);
-    let file = saving.and_then(|dir| save(dir, case, &case_out, &verdict, hash, options));
+    let file = options
+        .corpus_dir
+        .as_ref()
+        .and_then(|dir| save(dir, case, &case_out, &verdict, hash, options));
     Failure {
         seed: case.seed,
         verdict: verdict.kind.name().into(),
@@ -560,6 +701,7 @@ fn record_failure(
         plan: case_out.plan.to_string(),
         episodes: (case.plan.episodes.len(), case_out.plan.episodes.len()),
         divergence: None,
+        same_as: None,
     }
 }
 
@@ -572,7 +714,6 @@ fn save(
     options: &BatchOptions,
 ) -> Option<String> {
     assert!(verdict.is_failure(), "only failures are saved: {verdict}");
-    let path = corpus::path_for(dir, case, verdict.kind, verdict.invariant.as_deref());
     let description = describe(case, verdict, found.plan.episodes.len());
     let mut file = CaseFile::new(
         case,
@@ -582,8 +723,8 @@ fn save(
         description,
     );
     file.skip_invariants = options.skip_invariants.clone();
-    match corpus::save(&path, &file) {
-        Ok(()) => Some(path.display().to_string()),
+    match corpus::save_failure(dir, &file) {
+        Ok(path) => Some(path.display().to_string()),
         Err(error) => {
             eprintln!("dst: cannot save the failing case: {error}");
             None

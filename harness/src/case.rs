@@ -478,6 +478,7 @@ pub fn check_case(spec: &ScenarioSpec, case: &Case) -> Result<(), CaseError> {
 #[derive(Clone, Default)]
 pub struct Registry {
     scenarios: Vec<Arc<dyn DynScenario>>,
+    command: Option<String>,
 }
 
 impl Registry {
@@ -490,6 +491,25 @@ impl Registry {
     pub fn with<S: Scenario>(mut self, scenario: S) -> Self {
         self.scenarios.push(Arc::new(scenario));
         self
+    }
+
+    /// Sets the command printed in replay lines, such as `cargo dst`: what a person types
+    /// to run this binary (the default is the name it was invoked as).
+    pub fn command(mut self, prefix: impl Into<String>) -> Self {
+        self.command = Some(prefix.into());
+        self
+    }
+
+    /// The command printed in replay lines: the one set with [`Registry::command`], else the
+    /// name this binary was invoked as, else `dst`.
+    pub fn command_prefix(&self) -> String {
+        self.command.clone().unwrap_or_else(|| {
+            std::env::args_os()
+                .next()
+                .map(|name| name.to_string_lossy().into_owned())
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "dst".into())
+        })
     }
 
     /// The scenario called `name`.

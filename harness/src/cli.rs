@@ -6,10 +6,14 @@
 //! }
 //! ```
 //!
-//! Human output (progress bar, tables, replay hints) goes to stderr; with `--json`, stdout
-//! carries exactly one JSON value. Exit status: 0 when everything passes, 1 when a seed fails,
-//! a sometimes-invariant is unmet or too many seeds are inconclusive, 2 on bad usage or bad
-//! input.
+//! The human summary goes to stdout, last, after any failure reports, with the replay command
+//! of each distinct failure; progress and diagnostics go to stderr. With `--json`, stdout
+//! carries exactly one JSON value (and the human summary goes to stderr). Exit status: 0 when
+//! everything passes, 1 when a seed fails, a sometimes-invariant is unmet or too many seeds
+//! are inconclusive, 2 on bad usage or bad input, with one line naming the culprit.
+//!
+//! Replay lines start with [`Registry::command_prefix`]: what the binary set (such as
+//! `cargo dst`), else the name it was invoked as.
 
 use crate::batch::{self, BatchOptions, BatchReport};
 use crate::case::{DynScenario, Registry, RunOptions};
@@ -24,6 +28,7 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(
     name = "dst",
+    version,
     about = "Deterministic simulation testing: hunt, shrink and replay failures"
 )]
 struct Cli {
@@ -41,10 +46,24 @@ enum Command {
     },
     /// Runs seeds of a scenario (or of all scenarios) in parallel.
     Run(RunArgs),
-    /// Reruns a stored case exactly.
+    /// Reruns a stored case exactly (`dst replay FILE`), or any seed of a scenario exactly as
+    /// `dst run` ran it, saved or not (`dst replay SCENARIO --seed S`).
     Replay {
-        /// The case file.
-        file: PathBuf,
+        /// A case file; with `--seed`, a scenario name.
+        target: String,
+        /// Replay this seed of the scenario named by TARGET; exit 0 when it passes, 1 when it
+        /// fails.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// With `--seed`: switch on a mutant, as `dst run --mutant`.
+        #[arg(long, requires = "seed")]
+        mutant: Option<String>,
+        /// With `--seed`: the fault kinds, as `dst run --faults`.
+        #[arg(long, requires = "seed", value_parser = parse_faults)]
+        faults: Option<std::collections::BTreeSet<FaultKind>>,
+        /// With `--seed`: mute an invariant, as `dst run --skip-invariant` (repeatable).
+        #[arg(long, value_name = "NAME", requires = "seed")]
+        skip_invariant: Vec<String>,
         /// Print the timeline (simulated time, node, event) with the violation marked.
         #[arg(long)]
         trace: bool,
@@ -103,6 +122,15 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum CorpusCommand {
+    /// Adds a case file (such as one a hunt saved) to the corpus, named with its seed; `cargo
+    /// test` replays it from then on. A byte-identical case already there is not copied.
+    Add {
+        /// The case file.
+        file: PathBuf,
+        /// The corpus folder.
+        #[arg(long, default_value = "corpus")]
+        corpus: PathBuf,
+    },
     /// Rewrites recorded trace hashes after an intended change; refuses changed verdicts.
     Bless {
         /// The corpus folder.
@@ -125,7 +153,7 @@ struct RunArgs {
     #[arg(long, conflicts_with = "scenario")]
     all: bool,
     /// Number of seeds.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: u64,
     /// First seed.
     #[arg(long, default_value_t = 0)]
@@ -139,9 +167,11 @@ struct RunArgs {
     /// Fault kinds allowed: `all`, `none`, or a comma list (partition,crash,...).
     #[arg(long, default_value = "all", value_parser = parse_faults)]
     faults: std::collections::BTreeSet<FaultKind>,
-    /// Folder where failing cases are saved.
-    #[arg(long, default_value = "corpus")]
-    corpus: PathBuf,
+    /// Folder where failing cases are saved, one per distinct failure (default: `dst-failures/`
+    /// in `$CARGO_TARGET_DIR`, else in the `target/` folder above this binary, else in the
+    /// temporary folder; never the source tree).
+    #[arg(long, value_name = "DIR")]
+    corpus: Option<PathBuf>,
     /// Run every seed twice and compare the traces.
     #[arg(long)]
     check_determinism: bool,
@@ -165,6 +195,11 @@ struct RunArgs {
 }
 
 fn parse_faults(text: &str) -> Result<std::collections::BTreeSet<FaultKind>, String> {
+    // An empty list is more likely a shell variable that was not set than a wish for no
+    // faults: `none` says that.
+    if text.trim().is_empty() {
+        return Err("empty; give `all`, `none` or a comma list such as crash,partition".into());
+    }
     FaultKind::parse_list(text)
 }
 
@@ -188,21 +223,49 @@ impl<E: std::fmt::Display> From<E> for InputError {
 pub fn main(registry: Registry) -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => {
+        Err(error) if !error.use_stderr() => {
+            // --help and --version.
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            // clap's first line names the culprit; its usage and hint lines follow it.
+            let text = error.render().to_string();
+            let line = text.lines().next().unwrap_or("bad usage");
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            eprintln!("dst: error: {line} (see dst --help)");
+            return ExitCode::from(2);
         }
     };
     let result = match cli.command {
         Command::List { json } => list(&registry, json),
         Command::Run(args) => run(&registry, args),
         Command::Replay {
-            file,
+            target,
+            seed,
+            mutant,
+            faults,
+            skip_invariant,
             trace,
             mermaid,
             log,
             json,
-        } => replay(&registry, &file, trace, mermaid.as_deref(), log, json),
+        } => {
+            let show = Show {
+                trace,
+                mermaid,
+                log,
+                json,
+            };
+            match seed {
+                Some(seed) => {
+                    let faults = faults.unwrap_or_else(|| FaultKind::ALL.into_iter().collect());
+                    let generated = (seed, mutant, faults, skip_invariant);
+                    replay_seed(&registry, &target, generated, &show)
+                }
+                None => replay_target(&registry, &target, &show),
+            }
+        }
         Command::Merge {
             files,
             inconclusive_max,
@@ -216,6 +279,9 @@ pub fn main(registry: Registry) -> ExitCode {
             json,
         } => sometimes(&registry, &scenario, start, seeds, jobs, json),
         Command::Shrink { file } => shrink_file(&registry, &file),
+        Command::Corpus {
+            command: CorpusCommand::Add { file, corpus },
+        } => corpus_add(&registry, &file, &corpus),
         Command::Corpus {
             command: CorpusCommand::Bless { corpus },
         } => corpus_bless(&registry, &corpus),
@@ -267,11 +333,11 @@ fn list(registry: &Registry, json: bool) -> Result<bool, InputError> {
         return Ok(true);
     }
     for spec in specs {
-        eprintln!("{}: {}", spec.name, spec.description);
-        eprintln!("  nodes: {}", spec.nodes.join(", "));
+        println!("{}: {}", spec.name, spec.description);
+        println!("  nodes: {}", spec.nodes.join(", "));
         for invariant in &spec.invariants {
             let kind = serde_json::to_value(invariant.kind()).unwrap_or_default();
-            eprintln!(
+            println!(
                 "  invariant {} [{}]: {}",
                 invariant.name(),
                 kind.as_str().unwrap_or("?"),
@@ -279,7 +345,7 @@ fn list(registry: &Registry, json: bool) -> Result<bool, InputError> {
             );
         }
         for mutant in &spec.mutants {
-            eprintln!("  mutant {}: {}", mutant.name, mutant.description);
+            println!("  mutant {}: {}", mutant.name, mutant.description);
         }
     }
     Ok(true)
@@ -296,15 +362,7 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
         vec![scenario(registry, name)?]
     };
     if let (Some(mutant), Some(target)) = (&args.mutant, targets.first()) {
-        let spec = target.spec();
-        if !spec.mutants.iter().any(|m| &m.name == mutant) {
-            let known: Vec<&str> = spec.mutants.iter().map(|m| m.name.as_str()).collect();
-            return Err(InputError(format!(
-                "unknown mutant {mutant:?} for scenario {}; known: {}",
-                spec.name,
-                known.join(", ")
-            )));
-        }
+        check_mutant(target.as_ref(), mutant)?;
     }
     if args.start.checked_add(args.seeds).is_none() {
         return Err(InputError(format!(
@@ -326,7 +384,11 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
             .map_or(BatchOptions::default().jobs, |j| j as usize),
         mutant: args.mutant.clone(),
         faults: args.faults.clone(),
-        corpus_dir: Some(args.corpus.clone()),
+        corpus_dir: Some(
+            args.corpus
+                .clone()
+                .unwrap_or_else(crate::testing::failures_dir),
+        ),
         check_determinism: args.check_determinism,
         fail_fast: args.fail_fast,
         shard: args.shard,
@@ -354,9 +416,22 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
         };
         reports.push(run_one(target.as_ref(), &options));
     }
-    print_summary(&reports);
+    print_summary(registry, &reports, args.json);
     print_json(&reports, args.all, args.json);
     Ok(reports.iter().all(BatchReport::ok))
+}
+
+fn check_mutant(target: &dyn DynScenario, mutant: &str) -> Result<(), InputError> {
+    let spec = target.spec();
+    if spec.mutants.iter().any(|m| m.name == mutant) {
+        return Ok(());
+    }
+    let known: Vec<&str> = spec.mutants.iter().map(|m| m.name.as_str()).collect();
+    Err(InputError(format!(
+        "unknown mutant {mutant:?} for scenario {}; known: {}",
+        spec.name,
+        known.join(", ")
+    )))
 }
 
 /// Each muted name must be an invariant of the scenario (with `--all`, of at least one).
@@ -449,7 +524,7 @@ fn merge(
         let spec = scenario(registry, name)?.spec();
         reports.push(crate::merge::merge(&spec, parts, inconclusive_max).map_err(InputError)?);
     }
-    print_summary(&reports);
+    print_summary(registry, &reports, json);
     print_json(&reports, arrays == Some(true), json);
     Ok(reports.iter().all(BatchReport::ok))
 }
@@ -480,84 +555,178 @@ fn report_json(report: &BatchReport) -> serde_json::Value {
     serde_json::to_value(report).expect("batch reports serialize")
 }
 
-/// Failure reports first, then the summary table, so that a long list of failures does not
-/// scroll the table away.
-fn print_summary(reports: &[BatchReport]) {
+/// Failure reports first, then the summary table and the replay command of each distinct
+/// failure, so that a long list of failures does not scroll the table away. On stdout, or on
+/// stderr when stdout carries JSON.
+fn print_summary(registry: &Registry, reports: &[BatchReport], json: bool) {
+    use std::fmt::Write;
+    let prefix = registry.command_prefix();
+    let mut out = String::new();
     for r in reports {
         for f in &r.failures {
-            print_failure(r, f);
+            write_failure(&mut out, &prefix, r, f);
         }
-        print_inconclusive(r);
+        write_inconclusive(&mut out, r);
     }
-    eprintln!();
-    eprintln!(
-        "{:<18} {:>7} {:>7} {:>7} {:>12} {:>10} {:>9} {:>12}",
-        "scenario", "seeds", "passed", "failed", "inconclusive", "sim s", "wall s", "sim/wall"
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<18} {:>7} {:>7} {:>7} {:>12} {:>12} {:>10} {:>9} {:>12}",
+        "scenario",
+        "seeds",
+        "passed",
+        "failed",
+        "inconclusive",
+        "determinism",
+        "sim s",
+        "wall s",
+        "sim/wall"
     );
     for r in reports {
-        eprintln!(
-            "{:<18} {:>7} {:>7} {:>7} {:>12} {:>10.1} {:>9.2} {:>12.0}",
+        let _ = writeln!(
+            out,
+            "{:<18} {:>7} {:>7} {:>7} {:>12} {:>12} {:>10.1} {:>9.2} {:>12.0}",
             r.scenario,
             r.seeds_run,
             r.passed,
             r.failed,
             r.inconclusive,
+            determinism_cell(r),
             r.sim_seconds,
             r.wall_seconds,
             r.sim_seconds / r.wall_seconds.max(1e-9)
         );
     }
     for r in reports {
-        print_judgement(r);
+        write_judgement(&mut out, r);
+    }
+    let prefix = prefix.as_str();
+    let distinct: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r.failures
+                .iter()
+                .filter(|f| f.same_as.is_none())
+                .map(move |f| format!("  {}  # {}", replay_line(prefix, r, f), what_failed(f)))
+        })
+        .collect();
+    if !distinct.is_empty() {
+        let _ = writeln!(out, "replay:");
+        for line in distinct {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if json {
+        eprint!("{out}");
+    } else {
+        print!("{out}");
     }
 }
 
-fn print_failure(r: &BatchReport, f: &batch::Failure) {
-    eprintln!();
-    eprintln!("FAIL {} seed {}: {}", r.scenario, f.seed, f.verdict);
+/// `checked`, `not checked`, or how many failures were nondeterministic.
+fn determinism_cell(r: &BatchReport) -> String {
+    match (r.nondeterministic, r.determinism_checked) {
+        (0, true) => "checked".into(),
+        (0, false) => "not checked".into(),
+        (n, _) => format!("{n} nondet"),
+    }
+}
+
+/// `safety (linearizable)`, `panic`, ...
+fn what_failed(f: &batch::Failure) -> String {
+    match &f.invariant {
+        Some(invariant) => format!("seed {}: {} ({invariant})", f.seed, f.verdict),
+        None => format!("seed {}: {}", f.seed, f.verdict),
+    }
+}
+
+/// The command that replays a failure: its saved case, else its seed as the batch ran it.
+fn replay_line(prefix: &str, r: &BatchReport, f: &batch::Failure) -> String {
+    if let Some(file) = &f.file {
+        return format!("{prefix} replay {}", shell_word(file));
+    }
+    let mut line = format!("{prefix} replay {} --seed {}", r.scenario, f.seed);
+    if let Some(mutant) = &r.mutant {
+        line.push_str(&format!(" --mutant {mutant}"));
+    }
+    if r.faults != FaultKind::ALL.into_iter().collect() {
+        let names: Vec<&str> = r.faults.iter().map(|k| k.name()).collect();
+        let list = if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(",")
+        };
+        line.push_str(&format!(" --faults {list}"));
+    }
+    for name in &r.skipped_invariants {
+        line.push_str(&format!(" --skip-invariant {name}"));
+    }
+    line
+}
+
+/// A path as one shell word: quoted when it holds anything but plain characters.
+fn shell_word(text: &str) -> String {
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%".contains(c));
+    if plain && !text.is_empty() {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+fn write_failure(out: &mut String, prefix: &str, r: &BatchReport, f: &batch::Failure) {
+    use std::fmt::Write;
+    let _ = writeln!(out);
+    let _ = writeln!(out, "FAIL {} seed {}: {}", r.scenario, f.seed, f.verdict);
     if let Some(invariant) = &f.invariant {
-        eprintln!("  invariant: {invariant}");
+        let _ = writeln!(out, "  invariant: {invariant}");
     }
     if let Some(message) = &f.message {
-        eprintln!("  message:   {message}");
+        let _ = writeln!(out, "  message:   {message}");
     }
     if let Some(divergence) = &f.divergence {
-        eprintln!("  diverged:  {divergence}");
+        let _ = writeln!(out, "  diverged:  {divergence}");
     }
-    eprintln!(
-        "  plan (shrunk from {} to {} episodes):\n{}",
-        f.episodes.0, f.episodes.1, f.plan
-    );
-    eprintln!("  trace hash {}", f.trace_hash);
-    match &f.file {
-        Some(file) => eprintln!("  replay: dst replay {file}"),
-        None => eprintln!(
-            "  rerun:  dst run {} --start {} --seeds 1{}",
-            r.scenario,
-            f.seed,
-            r.mutant
-                .as_deref()
-                .map(|m| format!(" --mutant {m}"))
-                .unwrap_or_default()
-        ),
+    match f.same_as {
+        Some(seed) => {
+            let _ = writeln!(
+                out,
+                "  plan (as found, {} episodes; seed {seed} failed the same way and is the case shrunk and saved):\n{}",
+                f.episodes.0, f.plan
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  plan (shrunk from {} to {} episodes):\n{}",
+                f.episodes.0, f.episodes.1, f.plan
+            );
+        }
     }
+    let _ = writeln!(out, "  trace hash {}", f.trace_hash);
+    let _ = writeln!(out, "  replay: {}", replay_line(prefix, r, f));
 }
 
 /// The first few inconclusive seeds with their reasons.
-fn print_inconclusive(r: &BatchReport) {
+fn write_inconclusive(out: &mut String, r: &BatchReport) {
+    use std::fmt::Write;
     const SHOWN_MAX: usize = 10;
     if r.inconclusive_seeds.is_empty() {
         return;
     }
-    eprintln!();
+    let _ = writeln!(out);
     for seed in r.inconclusive_seeds.iter().take(SHOWN_MAX) {
-        eprintln!(
+        let _ = writeln!(
+            out,
             "INCONCLUSIVE {} seed {}: {}",
             r.scenario, seed.seed, seed.reason
         );
     }
     if r.inconclusive_seeds.len() > SHOWN_MAX {
-        eprintln!(
+        let _ = writeln!(
+            out,
             "... and {} more inconclusive seeds",
             r.inconclusive_seeds.len() - SHOWN_MAX
         );
@@ -565,16 +734,19 @@ fn print_inconclusive(r: &BatchReport) {
 }
 
 /// What was judged of the batch as a whole, under the table.
-fn print_judgement(r: &BatchReport) {
+fn write_judgement(out: &mut String, r: &BatchReport) {
+    use std::fmt::Write;
     if !r.skipped_invariants.is_empty() {
-        eprintln!(
+        let _ = writeln!(
+            out,
             "{}: invariants muted: {}",
             r.scenario,
             r.skipped_invariants.join(", ")
         );
     }
     if !r.sometimes_unmet.is_empty() {
-        eprintln!(
+        let _ = writeln!(
+            out,
             "{}: sometimes-invariants never reached in {} seeds: {}",
             r.scenario,
             r.seeds_run,
@@ -582,10 +754,15 @@ fn print_judgement(r: &BatchReport) {
         );
     }
     if let Some(reason) = &r.sometimes_reason {
-        eprintln!("{}: sometimes-invariants not judged: {reason}", r.scenario);
+        let _ = writeln!(
+            out,
+            "{}: sometimes-invariants not judged: {reason}",
+            r.scenario
+        );
     }
     if r.too_inconclusive() {
-        eprintln!(
+        let _ = writeln!(
+            out,
             "{}: {} of {} seeds inconclusive, more than the {} allowed (--inconclusive-max)",
             r.scenario,
             r.inconclusive,
@@ -606,73 +783,160 @@ fn load_case(
     Ok((case_file, scenario))
 }
 
-fn replay(
-    registry: &Registry,
-    file: &Path,
+/// What `dst replay` shows besides the verdict.
+struct Show {
     trace: bool,
-    mermaid: Option<&Path>,
+    mermaid: Option<PathBuf>,
     log: Option<String>,
     json: bool,
+}
+
+/// `dst replay TARGET` without `--seed`: TARGET is a case file.
+fn replay_target(registry: &Registry, target: &str, show: &Show) -> Result<bool, InputError> {
+    let path = Path::new(target);
+    if !path.exists() && registry.get(target).is_some() {
+        return Err(InputError(format!(
+            "{target} is a scenario: give the seed to replay, as in `replay {target} --seed 0`"
+        )));
+    }
+    replay_file(registry, path, show)
+}
+
+/// `dst replay SCENARIO --seed S [--mutant M] [--faults K] [--skip-invariant N]`: the seed's
+/// case generated and run exactly as `dst run` generates and runs it.
+fn replay_seed(
+    registry: &Registry,
+    name: &str,
+    (seed, mutant, faults, skip): (
+        u64,
+        Option<String>,
+        std::collections::BTreeSet<FaultKind>,
+        Vec<String>,
+    ),
+    show: &Show,
 ) -> Result<bool, InputError> {
-    let (case_file, scenario) = load_case(registry, file)?;
+    let target = scenario(registry, name)?;
+    target.spec().validate().map_err(InputError)?;
+    if let Some(mutant) = &mutant {
+        check_mutant(target.as_ref(), mutant)?;
+    }
+    check_skipped(std::slice::from_ref(&target), &skip)?;
+    let case = target.generate(seed, mutant, faults);
     let options = RunOptions {
-        keep_trace: trace || mermaid.is_some(),
-        log,
-        ..case_file.run_options()
+        skip_invariants: skip.into_iter().collect(),
+        ..RunOptions::default()
     };
-    let result = scenario.run_case(&case_file.case(), &options)?;
-    let expected_hash = case_file.trace_hash_value().map_err(InputError)?;
-    let reproduced =
-        case_file.verdict_matches(&result.verdict) && result.trace_hash == expected_hash;
+    let result = run_shown(target.as_ref(), &case, options, show)?;
+    let failed = result.verdict.is_failure();
+    let mut out = format!("{name} seed {seed}");
+    if let Some(mutant) = &case.mutant {
+        out.push_str(&format!(" (mutant {mutant})"));
+    }
+    out.push_str(&format!(
+        ": {}\n  plan ({} episodes):\n{}\n  trace hash: {}\n  {}\n",
+        result.verdict,
+        case.plan.episodes.len(),
+        case.plan,
+        corpus::hex(result.trace_hash),
+        if failed { "FAIL" } else { "ok" }
+    ));
+    emit(&out, show.json);
+    if show.json {
+        println!("{}", result_json(&result, None));
+    }
+    Ok(!failed)
+}
+
+/// Runs `case`, printing the timeline (`--trace`) and writing the diagram (`--mermaid`).
+fn run_shown(
+    scenario: &dyn DynScenario,
+    case: &crate::case::Case,
+    options: RunOptions,
+    show: &Show,
+) -> Result<crate::case::RunResult, InputError> {
+    let options = RunOptions {
+        keep_trace: show.trace || show.mermaid.is_some(),
+        log: show.log.clone(),
+        ..options
+    };
+    let result = scenario.run_case(case, &options)?;
     if let Some(timeline) = &result.timeline {
-        if trace {
+        if show.trace {
+            let mut out = String::new();
             for event in &timeline.events {
                 let marker = match event.event {
                     sim_core::trace::Event::Violation { .. } => ">>>",
                     _ => "   ",
                 };
-                eprintln!("{marker} {}", timeline.format_line(event));
+                out.push_str(&format!("{marker} {}\n", timeline.format_line(event)));
             }
+            if timeline.truncated {
+                out.push_str("... (trace truncated at events_max)\n");
+            }
+            emit(&out, show.json);
         }
-        if let Some(path) = mermaid {
+        if let Some(path) = &show.mermaid {
             std::fs::write(path, crate::mermaid::diagram(timeline))
                 .map_err(|error| InputError(format!("{}: {error}", path.display())))?;
             eprintln!("wrote {}", path.display());
         }
     }
-    eprintln!("{}: {}", file.display(), case_file.description);
-    eprintln!(
-        "  verdict:    {} (recorded: {})",
+    Ok(result)
+}
+
+/// Human output: on stdout, or on stderr when stdout carries JSON.
+fn emit(text: &str, json: bool) {
+    if json {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+}
+
+fn result_json(result: &crate::case::RunResult, reproduced: Option<bool>) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "verdict": result.verdict.kind,
+        "invariant": result.verdict.invariant,
+        "message": result.verdict.message,
+        "trace_hash": corpus::hex(result.trace_hash),
+        "sim_time_ns": result.sim_time_ns,
+        "events": result.events,
+        "messages": result.messages,
+    });
+    if let Some(reproduced) = reproduced {
+        value["reproduced"] = reproduced.into();
+    }
+    value
+}
+
+fn replay_file(registry: &Registry, file: &Path, show: &Show) -> Result<bool, InputError> {
+    let (case_file, scenario) = load_case(registry, file)?;
+    let result = run_shown(
+        scenario.as_ref(),
+        &case_file.case(),
+        case_file.run_options(),
+        show,
+    )?;
+    let expected_hash = case_file.trace_hash_value().map_err(InputError)?;
+    let reproduced =
+        case_file.verdict_matches(&result.verdict) && result.trace_hash == expected_hash;
+    let out = format!(
+        "{}: {}\n  verdict:    {} (recorded: {})\n  trace hash: {} (recorded: {})\n  {}\n",
+        file.display(),
+        case_file.description,
         result.verdict,
-        case_file.expected()
-    );
-    eprintln!(
-        "  trace hash: {} (recorded: {})",
+        case_file.expected(),
         corpus::hex(result.trace_hash),
-        case_file.trace_hash
-    );
-    eprintln!(
-        "  {}",
+        case_file.trace_hash,
         if reproduced {
             "reproduced"
         } else {
             "NOT reproduced"
         }
     );
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "verdict": result.verdict.kind,
-                "invariant": result.verdict.invariant,
-                "message": result.verdict.message,
-                "trace_hash": corpus::hex(result.trace_hash),
-                "reproduced": reproduced,
-                "sim_time_ns": result.sim_time_ns,
-                "events": result.events,
-                "messages": result.messages,
-            })
-        );
+    emit(&out, show.json);
+    if show.json {
+        println!("{}", result_json(&result, Some(reproduced)));
     }
     Ok(reproduced)
 }
@@ -786,9 +1050,42 @@ fn shrink_file(registry: &Registry, file: &Path) -> Result<bool, InputError> {
     Ok(true)
 }
 
+/// The case files of a corpus folder; a missing or empty folder is bad input.
+fn corpus_files(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
+    if !dir.is_dir() {
+        return Err(InputError(format!(
+            "{}: no such corpus folder (choose one with --corpus DIR)",
+            dir.display()
+        )));
+    }
+    let files = corpus::list(dir)?;
+    if files.is_empty() {
+        return Err(InputError(format!(
+            "{}: no case files in this corpus folder (expected {}/<scenario>/*.json)",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok(files)
+}
+
+fn corpus_add(registry: &Registry, file: &Path, dir: &Path) -> Result<bool, InputError> {
+    // Checked against its scenario first: a case that cannot replay has no place in a corpus.
+    load_case(registry, file)?;
+    match corpus::add(dir, file)? {
+        Ok(path) => println!("added {}", path.display()),
+        Err(same) => println!(
+            "{} is in the corpus already: {}",
+            file.display(),
+            same.display()
+        ),
+    }
+    Ok(true)
+}
+
 fn corpus_bless(registry: &Registry, dir: &Path) -> Result<bool, InputError> {
     let mut ok = true;
-    for path in corpus::list(dir)? {
+    for path in corpus_files(dir)? {
         let (mut case_file, scenario) = load_case(registry, &path)?;
         let result = scenario.run_case(&case_file.case(), &case_file.run_options())?;
         if !case_file.verdict_matches(&result.verdict) {
@@ -818,13 +1115,13 @@ fn corpus_bless(registry: &Registry, dir: &Path) -> Result<bool, InputError> {
 
 fn corpus_check(registry: &Registry, dir: &Path) -> Result<bool, InputError> {
     let mut ok = true;
-    for path in corpus::list(dir)? {
+    for path in corpus_files(dir)? {
         let (case_file, scenario) = load_case(registry, &path)?;
         let check = crate::testing::replay_matches(scenario.as_ref(), &case_file);
         match check {
-            Ok(()) => eprintln!("{}: reproduced", path.display()),
+            Ok(()) => println!("{}: reproduced", path.display()),
             Err(problem) => {
-                eprintln!("{}: {problem}", path.display());
+                println!("{}: {problem}", path.display());
                 ok = false;
             }
         }

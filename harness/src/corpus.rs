@@ -212,9 +212,83 @@ pub fn save(path: &Path, file: &CaseFile) -> Result<(), CorpusError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_error)?;
     }
+    std::fs::write(path, file_text(file)).map_err(io_error)
+}
+
+/// The text a case file is written as: pretty JSON with a trailing newline.
+fn file_text(file: &CaseFile) -> String {
     let mut text = serde_json::to_string_pretty(file).expect("case files serialize");
     text.push('\n');
-    std::fs::write(path, text).map_err(io_error)
+    text
+}
+
+/// A case file in `folder` whose bytes are `text`, if there is one.
+fn identical_in(folder: &Path, text: &str) -> Option<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(folder)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .find(|path| std::fs::read(path).is_ok_and(|bytes| bytes == text.as_bytes()))
+}
+
+/// Saves a failing case found by a hunt in `dir/<scenario>/`, one file per distinct failure:
+/// `[<mutant>-]<verdict>[-<invariant>].json`, replaced by a later find of the same failure.
+/// Returns the path; when a case file with the same bytes is in the folder already, that
+/// file's path, and nothing is written.
+///
+/// Named without the seed so that hunting again does not pile up copies of one failure; a
+/// case meant to stay goes to the corpus with [`add`], named with its seed.
+pub fn save_failure(dir: &Path, file: &CaseFile) -> Result<PathBuf, CorpusError> {
+    let folder = dir.join(&file.scenario);
+    let text = file_text(file);
+    if let Some(same) = identical_in(&folder, &text) {
+        return Ok(same);
+    }
+    let mut name = String::new();
+    if let Some(mutant) = &file.mutant {
+        name.push_str(mutant);
+        name.push('-');
+    }
+    name.push_str(file.verdict.name());
+    if let Some(invariant) = &file.invariant {
+        name.push('-');
+        name.push_str(invariant);
+    }
+    let path = folder.join(format!("{}.json", file_name_safe(&name)));
+    save(&path, file)?;
+    Ok(path)
+}
+
+/// Adds the case file `source` to the corpus `dir` (`dst corpus add`): checks it, and copies
+/// it to `dir/<scenario>/[<mutant>-]seed<S>-<verdict>[-<invariant>].json` (numbered if that
+/// name is taken). Returns the new path, or `Err` naming the corpus file that has the same
+/// bytes already.
+pub fn add(dir: &Path, source: &Path) -> Result<Result<PathBuf, PathBuf>, CorpusError> {
+    let file = load(source)?;
+    let text = file_text(&file);
+    let folder = dir.join(&file.scenario);
+    if let Some(same) = identical_in(&folder, &text) {
+        return Ok(Err(same));
+    }
+    let path = path_for(dir, &file.case(), file.verdict, file.invariant.as_deref());
+    save(&path, &file)?;
+    Ok(Ok(path))
+}
+
+fn file_name_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Every `*.json` file in `dir/<scenario>/`, sorted.
@@ -257,16 +331,7 @@ pub fn path_for(dir: &Path, case: &Case, verdict: VerdictKind, invariant: Option
         name.push('-');
         name.push_str(invariant);
     }
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = file_name_safe(&name);
     let folder = dir.join(&case.scenario);
     // Never overwrite a case already there (a committed one above all): number the new one.
     let mut path = folder.join(format!("{name}.json"));

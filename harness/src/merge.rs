@@ -36,8 +36,11 @@ pub fn merge(
     merged.passed = parts.iter().map(|(_, p)| p.passed).sum();
     merged.failed = parts.iter().map(|(_, p)| p.failed).sum();
     merged.inconclusive = parts.iter().map(|(_, p)| p.inconclusive).sum();
+    merged.determinism_checked = parts.iter().all(|(_, p)| p.determinism_checked);
+    merged.nondeterministic = parts.iter().map(|(_, p)| p.nondeterministic).sum();
     merged.failures = parts.iter().flat_map(|(_, p)| p.failures.clone()).collect();
     merged.failures.sort_by_key(|failure| failure.seed);
+    point_at_lowest_seeds(&mut merged.failures);
     merged.inconclusive_seeds = parts
         .iter()
         .flat_map(|(_, p)| p.inconclusive_seeds.clone())
@@ -62,6 +65,23 @@ pub fn merge(
         .fold(0.0, f64::max);
     merged.judge(spec, inconclusive_max);
     Ok(merged)
+}
+
+/// Each shard chose the lowest of its own seeds failing each way as the case to shrink and save;
+/// across the hunt, only the lowest of all is, and the others point at it (`same_as`), as one
+/// unsharded run reports. A shard's own choice keeps its saved file and shrunk plan, which
+/// are real, so only `same_as` changes.
+fn point_at_lowest_seeds(failures: &mut [crate::batch::Failure]) {
+    let settled_as_found = ["nondeterministic", "error", "hung"];
+    let mut lowest: BTreeMap<(String, Option<String>), u64> = BTreeMap::new();
+    for failure in failures.iter_mut() {
+        if settled_as_found.contains(&failure.verdict.as_str()) {
+            continue;
+        }
+        let key = (failure.verdict.clone(), failure.invariant.clone());
+        let first = *lowest.entry(key).or_insert(failure.seed);
+        failure.same_as = (first != failure.seed).then_some(first);
+    }
 }
 
 fn check_same_hunt(

@@ -15,7 +15,8 @@
 //!
 //! On a failure the case is shrunk, written under `target/dst-failures/` (never into the source
 //! tree: committing a case to `corpus/` is a deliberate act), and the test panics with the seed,
-//! the shrunk plan, the invariant and the exact `dst replay <file>` command.
+//! the shrunk plan, the invariant and the exact command that shows its trace:
+//! `DST_REPLAY=<file> cargo test -p <package> -- <test> --exact --nocapture`.
 
 use crate::batch::{self, BatchOptions, BatchReport};
 use crate::case::{DynScenario, Registry, RunOptions, VerdictKind};
@@ -182,15 +183,34 @@ pub fn failure_text(report: &BatchReport) -> String {
             failure.plan,
             failure.trace_hash,
         ));
-        match &failure.file {
-            Some(file) => text.push_str(&format!("\nreplay: dst replay {file}")),
-            None => text.push_str(&format!(
-                "\nrerun: DST_SEED={} cargo test ... (or dst run {} --start {} --seeds 1)",
-                failure.seed, report.scenario, failure.seed
-            )),
+        let rerun = match &failure.file {
+            Some(file) => format!("DST_REPLAY={file}"),
+            None => format!("DST_SEED={}", failure.seed),
+        };
+        text.push_str(&format!(
+            "\nsee its trace: {rerun} {}",
+            cargo_test_command()
+        ));
+        if failure.same_as.is_some() {
+            text.push_str(" (the case of the lowest seed failing this way is the one saved)");
         }
     }
     text
+}
+
+/// The `cargo test` command that reruns the current test alone with its output shown: the
+/// package from `CARGO_PKG_NAME` (set by cargo for test binaries) and the test's name from
+/// its thread (libtest names each test's thread after the test).
+pub fn cargo_test_command() -> String {
+    let package = std::env::var("CARGO_PKG_NAME")
+        .map(|name| format!(" -p {name}"))
+        .unwrap_or_default();
+    let test = std::thread::current()
+        .name()
+        .filter(|name| *name != "main")
+        .map(|name| format!(" {name} --exact"))
+        .unwrap_or_default();
+    format!("cargo test{package} --{test} --nocapture")
 }
 
 fn verbose_options() -> RunOptions {

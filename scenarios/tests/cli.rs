@@ -19,6 +19,10 @@ fn stdout_json(output: &Output) -> Value {
         .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}): {text}"))
 }
 
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -284,11 +288,6 @@ fn a_failure_is_saved_then_replayed_shrunk_and_blessed_by_other_processes() {
         "--json",
     ]);
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
-    let text = stderr(&run);
-    assert!(text.contains("replay: dst replay"), "{text}");
-    // The summary table comes after the failure reports, where a long run leaves it visible.
-    let table = text.find("scenario ").expect("a table");
-    assert!(text.rfind("FAIL ").unwrap() < table, "{text}");
     let report = stdout_json(&run);
     let failure = &report["failures"][0];
     assert_eq!(failure["verdict"], "safety");
@@ -296,6 +295,16 @@ fn a_failure_is_saved_then_replayed_shrunk_and_blessed_by_other_processes() {
     assert_eq!(failure["trace_hash"].as_str().unwrap().len(), 16);
     let file = failure["file"].as_str().unwrap().to_string();
     assert!(Path::new(&file).exists());
+    // With --json the human summary goes to stderr; it ends with the replay line of each
+    // distinct failure, after the table, which comes after the failure reports.
+    let text = stderr(&run);
+    assert!(text.contains("cargo dst replay "), "{text}");
+    let table = text.find("scenario ").expect("a table");
+    assert!(text.rfind("FAIL ").unwrap() < table, "{text}");
+    assert!(
+        text.rfind(&format!("replay {file}")).unwrap() > table,
+        "{text}"
+    );
 
     // A fresh process reproduces verdict and hash.
     let replay = dst(&["replay", &file, "--json"]);
@@ -315,7 +324,7 @@ fn a_failure_is_saved_then_replayed_shrunk_and_blessed_by_other_processes() {
         mermaid.to_str().unwrap(),
     ]);
     assert!(traced.status.success());
-    assert!(stderr(&traced).contains(">>>"), "violation not marked");
+    assert!(stdout(&traced).contains(">>>"), "violation not marked");
     let diagram = std::fs::read_to_string(&mermaid).unwrap();
     assert!(diagram.starts_with("sequenceDiagram"));
     assert!(diagram.contains("->>"), "no message drawn");

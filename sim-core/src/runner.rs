@@ -682,11 +682,12 @@ fn finish_report(seed: u64, world: World, outcome: Outcome, sim_time: Duration) 
     let trace_hash = trace.hash();
     let events = trace.hashed_count();
     let timeline = trace.keeps_events().then(|| {
-        let (events, truncated) = trace.into_events();
+        let (events, truncated, messages) = trace.into_events();
         Timeline {
             node_names: nodes.into_iter().map(|n| n.name).collect(),
             events,
             truncated,
+            messages,
         }
     });
     Report {

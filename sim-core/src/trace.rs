@@ -9,6 +9,7 @@
 
 use crate::node::NodeId;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -377,6 +378,32 @@ pub struct Trace {
     keep: bool,
     events_max: usize,
     truncated: bool,
+    /// What each message carried (see [`message_summary`]), by message id; kept only with
+    /// the events, for reading. Never hashed: its text changes with a field's name, and the
+    /// hash must not.
+    messages: BTreeMap<u64, String>,
+}
+
+/// The longest message summary kept in a timeline, in characters; longer ones are cut with `…`.
+pub const MESSAGE_SUMMARY_MAX: usize = 120;
+
+/// What a message carries, as compact JSON on one line, cut to [`MESSAGE_SUMMARY_MAX`]
+/// characters.
+///
+/// JSON through `Serialize` rather than `Debug`: every message is `Serialize` already (it goes
+/// on the wire), so sockets need no `Debug` bound that generic drivers would have to repeat.
+pub fn message_summary(message: &(impl Serialize + ?Sized)) -> String {
+    let text =
+        serde_json::to_string(message).unwrap_or_else(|error| format!("(not shown: {error})"));
+    let mut summary: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MESSAGE_SUMMARY_MAX)
+        .collect();
+    if text.chars().count() > MESSAGE_SUMMARY_MAX {
+        summary.push('…');
+    }
+    summary
 }
 
 impl Trace {
@@ -394,6 +421,12 @@ impl Trace {
             self.hashed_count += 1;
         }
         if self.keep {
+            // A duplicate carries what its original carried.
+            if let Event::Net(crate::net::NetEvent::Duplicate { id, copy }) = &event.event {
+                if let Some(summary) = self.messages.get(id).cloned() {
+                    self.messages.insert(*copy, summary);
+                }
+            }
             if self.events.len() < self.events_max {
                 self.events.push(event);
             } else {
@@ -417,8 +450,15 @@ impl Trace {
         self.keep
     }
 
-    pub(crate) fn into_events(self) -> (Vec<TraceEvent>, bool) {
-        (self.events, self.truncated)
+    /// Keeps what message `id` carried, for display; only when events are kept.
+    pub(crate) fn keep_message(&mut self, id: u64, summary: String) {
+        if self.keep {
+            self.messages.insert(id, summary);
+        }
+    }
+
+    pub(crate) fn into_events(self) -> (Vec<TraceEvent>, bool, BTreeMap<u64, String>) {
+        (self.events, self.truncated, self.messages)
     }
 }
 
@@ -431,6 +471,10 @@ pub struct Timeline {
     pub events: Vec<TraceEvent>,
     /// Whether events were dropped because the trace reached `events_max`.
     pub truncated: bool,
+    /// What each message carried, by message id, cut short (display only, never hashed; see
+    /// [`message_summary`]).
+    #[serde(default)]
+    pub messages: BTreeMap<u64, String>,
 }
 
 impl Timeline {
@@ -445,13 +489,25 @@ impl Timeline {
         }
     }
 
-    /// One line per event: simulated time, node, event.
+    /// One line per event: simulated time, node, event; nodes by name, and a message's send,
+    /// delivery or drop with what it carried.
     pub fn format_line(&self, event: &TraceEvent) -> String {
+        let what = match &event.event {
+            Event::Net(net) => {
+                let name = |node: NodeId| self.node_name(Some(node)).to_string();
+                let mut text = format!("net {}", Named(net, &name));
+                if let Some(summary) = net.message_id().and_then(|id| self.messages.get(&id)) {
+                    text.push_str(": ");
+                    text.push_str(summary);
+                }
+                text
+            }
+            other => other.to_string(),
+        };
         format!(
-            "{:>14} {:<12} {}",
+            "{:>14} {:<12} {what}",
             format_time(event.time_ns),
             self.node_name(event.node),
-            event.event
         )
     }
 
@@ -474,6 +530,15 @@ impl Timeline {
             ));
         }
         None
+    }
+}
+
+/// A network event written with node names.
+struct Named<'a>(&'a crate::net::NetEvent, &'a dyn Fn(NodeId) -> String);
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt_named(f, self.1)
     }
 }
 

@@ -323,7 +323,10 @@ impl fmt::Display for MessageKind {
     }
 }
 
-struct Group<'a>(&'a [NodeId]);
+/// How a node is written in a line: `n2` by default, its name in a [`crate::trace::Timeline`].
+type NodeNamer<'a> = &'a dyn Fn(NodeId) -> String;
+
+struct Group<'a>(&'a [NodeId], NodeNamer<'a>);
 
 impl fmt::Display for Group<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -332,7 +335,7 @@ impl fmt::Display for Group<'_> {
             if index > 0 {
                 write!(f, ",")?;
             }
-            write!(f, "{node}")?;
+            write!(f, "{}", (self.1)(*node))?;
         }
         write!(f, "}}")
     }
@@ -346,12 +349,16 @@ fn arrow(one_way: bool) -> &'static str {
     }
 }
 
-fn or_all(node: Option<NodeId>) -> String {
-    node.map_or_else(|| "*".to_string(), |node| node.to_string())
-}
-
-impl fmt::Display for NetEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl NetEvent {
+    /// Writes the event on one line, naming nodes with `name` (so a timeline can print
+    /// `primary:49152` where the plain [`fmt::Display`] prints `n0:49152`).
+    pub fn fmt_named(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        name: &dyn Fn(NodeId) -> String,
+    ) -> fmt::Result {
+        let addr = |addr: &Addr| format!("{}:{}", name(addr.node), addr.port);
+        let or_all = |node: &Option<NodeId>| node.map_or_else(|| "*".to_string(), name);
         match self {
             NetEvent::Send {
                 id,
@@ -359,42 +366,76 @@ impl fmt::Display for NetEvent {
                 to,
                 bytes,
                 kind,
-            } => write!(f, "send m{id} {from} -> {to} {bytes} B {kind}"),
+            } => write!(
+                f,
+                "send m{id} {} -> {} {bytes} B {kind}",
+                addr(from),
+                addr(to)
+            ),
             NetEvent::Deliver {
                 id,
                 from,
                 to,
                 bytes,
-            } => write!(f, "deliver m{id} {from} -> {to} {bytes} B"),
+            } => write!(f, "deliver m{id} {} -> {} {bytes} B", addr(from), addr(to)),
             NetEvent::Drop {
                 id,
                 from,
                 to,
                 reason,
-            } => write!(f, "drop m{id} {from} -> {to} ({})", reason.name()),
+            } => write!(
+                f,
+                "drop m{id} {} -> {} ({})",
+                addr(from),
+                addr(to),
+                reason.name()
+            ),
             NetEvent::Duplicate { id, copy } => write!(f, "duplicate m{id} as m{copy}"),
             NetEvent::Partition { from, to, one_way } => write!(
                 f,
                 "partition {} {} {}",
-                Group(from),
+                Group(from, name),
                 arrow(*one_way),
-                Group(to)
+                Group(to, name)
             ),
-            NetEvent::Heal { from, to, one_way } => {
-                write!(f, "heal {} {} {}", Group(from), arrow(*one_way), Group(to))
-            }
+            NetEvent::Heal { from, to, one_way } => write!(
+                f,
+                "heal {} {} {}",
+                Group(from, name),
+                arrow(*one_way),
+                Group(to, name)
+            ),
             NetEvent::HealAll => write!(f, "heal all"),
-            NetEvent::Hold { from, to } => write!(f, "hold {from} -> {to}"),
-            NetEvent::Release { from, to, count } => {
-                write!(f, "release {from} -> {to} ({count} queued)")
-            }
+            NetEvent::Hold { from, to } => write!(f, "hold {} -> {}", name(*from), name(*to)),
+            NetEvent::Release { from, to, count } => write!(
+                f,
+                "release {} -> {} ({count} queued)",
+                name(*from),
+                name(*to)
+            ),
             NetEvent::Configure { from, to, link } => {
-                write!(f, "configure {} -> {}: ", or_all(*from), or_all(*to))?;
+                write!(f, "configure {} -> {}: ", or_all(from), or_all(to))?;
                 match link {
                     None => write!(f, "default"),
                     Some(link) => write!(f, "{link}"),
                 }
             }
         }
+    }
+
+    /// The id of the message this event is about (send, delivery or drop), if any.
+    pub fn message_id(&self) -> Option<u64> {
+        match self {
+            NetEvent::Send { id, .. }
+            | NetEvent::Deliver { id, .. }
+            | NetEvent::Drop { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for NetEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_named(f, &|node: NodeId| node.to_string())
     }
 }

@@ -60,6 +60,14 @@ fn encode<M: Serialize + ?Sized>(message: &M) -> Result<Vec<u8>, NetError> {
     postcard::to_allocvec(message).map_err(|error| NetError::Encode(error.to_string()))
 }
 
+/// What `message` carries, for the kept timeline; `None` (and no formatting at all) when the
+/// run keeps no events, so a hunt pays nothing for it.
+fn summary<M: Serialize + ?Sized>(message: &M) -> Option<String> {
+    let keep = crate::world::with(|world| world.trace.keeps_events());
+    // Formatted outside the world's borrow: a `Serialize` impl is user code.
+    keep.then(|| crate::trace::message_summary(message))
+}
+
 fn decode<M: DeserializeOwned>(inbound: &Inbound) -> Result<M, NetError> {
     postcard::from_bytes(&inbound.payload).map_err(|error| NetError::Decode {
         from: inbound.from,
@@ -128,13 +136,23 @@ impl Socket {
     ///
     /// Errors: [`NetError::Closed`], [`NetError::UnknownNode`], [`NetError::Encode`], and for
     /// an ordered message [`NetError::ConnectionBroken`] (the message was not sent).
+    ///
+    /// A kept timeline shows what the message carried (display only, never hashed).
     pub fn send<M: Serialize + ?Sized>(&self, to: Addr, message: &M) -> Result<(), NetError> {
         let payload = encode(message)?;
-        self.send_kind(to, MessageKind::Data, payload)
+        self.send_kind(to, MessageKind::Data, payload, summary(message))
     }
 
-    fn send_kind(&self, to: Addr, kind: MessageKind, payload: Vec<u8>) -> Result<(), NetError> {
-        crate::world::with(|world| state::send(world, self.addr, self.id, to, kind, payload))
+    fn send_kind(
+        &self,
+        to: Addr,
+        kind: MessageKind,
+        payload: Vec<u8>,
+        summary: Option<String>,
+    ) -> Result<(), NetError> {
+        crate::world::with(|world| {
+            state::send(world, self.addr, self.id, to, kind, payload, summary)
+        })
     }
 
     /// Waits for the next message and decodes it as `M`.
@@ -185,7 +203,7 @@ impl Socket {
         R: DeserializeOwned,
     {
         let payload = encode(request)?;
-        let call = self.start_call(to, payload)?;
+        let call = self.start_call(to, payload, summary(request))?;
         let _pending = PendingCall {
             addr: self.addr,
             socket: self.id,
@@ -207,7 +225,12 @@ impl Socket {
         }
     }
 
-    fn start_call(&self, to: Addr, payload: Vec<u8>) -> Result<u64, NetError> {
+    fn start_call(
+        &self,
+        to: Addr,
+        payload: Vec<u8>,
+        summary: Option<String>,
+    ) -> Result<u64, NetError> {
         crate::world::with(|world| {
             let socket = world
                 .net
@@ -217,7 +240,7 @@ impl Socket {
             socket.next_call += 1;
             socket.calls.insert(call, CallSlot::Waiting(None));
             let kind = MessageKind::Request { call };
-            let sent = state::send(world, self.addr, self.id, to, kind, payload);
+            let sent = state::send(world, self.addr, self.id, to, kind, payload, summary);
             if sent.is_err() {
                 if let Some(socket) = world.net.socket_mut(self.addr, self.id) {
                     socket.calls.remove(&call);
@@ -271,7 +294,7 @@ impl Socket {
     ) -> Result<(), NetError> {
         let payload = encode(response)?;
         let kind = MessageKind::Response { call: request.call };
-        self.send_kind(request.from, kind, payload)
+        self.send_kind(request.from, kind, payload, summary(response))
     }
 
     /// Serves RPCs with `handler`, one at a time, until the socket closes; returns why it

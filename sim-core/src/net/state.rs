@@ -396,6 +396,7 @@ pub(super) fn send(
     to: Addr,
     kind: MessageKind,
     payload: Vec<u8>,
+    summary: Option<String>,
 ) -> Result<(), NetError> {
     let socket_ordered = match world.net.socket(from, socket_id) {
         Some(socket) => socket.ordered,
@@ -418,6 +419,9 @@ pub(super) fn send(
         bytes,
         kind,
     };
+    if let Some(summary) = summary {
+        world.trace.keep_message(id, summary);
+    }
     world.record(Some(from.node), Event::Net(event));
     let header = Header { id, from, to, kind };
     // Copied at most once for all the taps: the message is dropped right here or carries the
