@@ -327,7 +327,10 @@ impl Scenario for EventSourcing {
             budget: budget(),
             invariants: invariants(),
             mutants: mutants(),
-            sometimes_batch_min: 50,
+            // Measured (`dst sometimes event-sourcing --seeds 20000`): every window of 565 seeds
+            // reaches every sometimes-invariant; `io-error-restart` is the rarest (208 seeds of
+            // 20,000 reach it). Rounded up for margin.
+            sometimes_batch_min: 800,
             sim_config: sim_config(),
         }
     }

@@ -210,7 +210,9 @@ impl Scenario for Register {
                     "the backup opens a new epoch on every Fetch (retries and duplicates too) and a fenced primary never fetches again: one late Fetch fences the live primary for good (the epoch churn a 50,000-seed hunt found)",
                 ),
             ],
-            sometimes_batch_min: 50,
+            // Measured (`dst sometimes register --seeds 20000`): every window of 70 seeds reaches
+            // both sometimes-invariants (`primary-recovered` is the rarer). Rounded up for margin.
+            sometimes_batch_min: 100,
             sim_config: SimConfig {
                 time_limit_ms: 120_000,
                 ..SimConfig::default()
