@@ -573,6 +573,7 @@ fn fault_fields(fault: &Fault) -> (&'static str, Vec<FaultField>) {
     let int = |value: i64| FaultField::Int(value);
     let uint = |value: u64| FaultField::Int(i64::try_from(value).unwrap_or(i64::MAX));
     let link = |from: &str, to: &str| vec![node(from), node(to)];
+    let link_with = |from: &str, to: &str, value: FaultField| vec![node(from), node(to), value];
     match fault {
         Fault::Partition { groups } => {
             let mut fields = Vec::new();
@@ -604,20 +605,18 @@ fn fault_fields(fault: &Fault) -> (&'static str, Vec<FaultField>) {
             from,
             to,
             probability,
-        } => {
-            let mut fields = link(from, to);
-            fields.push(FaultField::Float(*probability));
-            ("link_loss", fields)
-        }
+        } => (
+            "link_loss",
+            link_with(from, to, FaultField::Float(*probability)),
+        ),
         Fault::LinkDuplicate {
             from,
             to,
             probability,
-        } => {
-            let mut fields = link(from, to);
-            fields.push(FaultField::Float(*probability));
-            ("link_duplicate", fields)
-        }
+        } => (
+            "link_duplicate",
+            link_with(from, to, FaultField::Float(*probability)),
+        ),
         Fault::LinkLatency {
             from,
             to,
