@@ -94,7 +94,8 @@ pub struct TraceConfig {
     pub keep: bool,
     /// At most this many events are kept (the hash still covers all of them).
     pub events_max: usize,
-    /// A `tracing` filter (such as `info` or `my_crate=debug`) for application logs; `None`
+    /// A `tracing` filter (such as `info` or `my_crate=debug`) for application logs; madsim's own
+    /// lines are off unless the filter names `madsim`; `None`
     /// installs no subscriber.
     pub log: Option<String>,
     /// Print application log lines to stderr as they happen.
@@ -535,8 +536,14 @@ where
         use tracing_subscriber::layer::SubscriberExt;
         // `Targets` rather than `EnvFilter`: EnvFilter keeps std HashMaps, and every
         // `RandomState` created on the run's thread shifts the keys of the workload's own maps.
-        let filter: tracing_subscriber::filter::Targets =
+        let mut targets: tracing_subscriber::filter::Targets =
             filter.parse().expect("checked by SimConfig::validate");
+        if !filter.contains("madsim") {
+            // madsim's own lines (its executor and network internals) number nodes its own
+            // way, which differs from the trace's; they are noise unless asked for by name.
+            targets = targets.with_target("madsim", tracing::level_filters::LevelFilter::OFF);
+        }
+        let filter = targets;
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::Layer::with_filter(crate::trace::SimLayer, filter),
         );

@@ -390,6 +390,12 @@ async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
             {
                 (epoch, version) = (e, v);
                 committed.set(value);
+                tracing::info!(
+                    epoch,
+                    version,
+                    value,
+                    "primary recovered the backup's state"
+                );
                 break;
             }
             time::sleep(Duration::from_millis(10)).await;
@@ -456,9 +462,11 @@ async fn writer(
             match ack.await {
                 Ok(PeerResponse::Ack) => {
                     committed.set(value);
+                    tracing::debug!(version = attempted, value, "write committed");
                     ClientResponse::WriteOk
                 }
                 Ok(PeerResponse::Fenced) if !mutants.epoch_churn => {
+                    tracing::info!(epoch, "replicate fenced: the backup has a newer epoch");
                     // The backup opened a newer epoch than ours. Only this incarnation is
                     // alive, so the Fetch that opened it was a stale message of an earlier
                     // one (held in the network and released late): fetch again to adopt the
@@ -473,6 +481,7 @@ async fn writer(
                     {
                         epoch = e;
                         attempted = attempted.max(v);
+                        tracing::info!(epoch, version = v, "primary adopted the backup's epoch");
                         // The backup's value is at least as new as ours (it holds everything
                         // we committed); a newer one is a write whose client got no answer.
                         committed.set(x);
@@ -507,6 +516,7 @@ async fn backup_main(mutants: Mutants) {
                 value: x,
             }) => {
                 if e < epoch {
+                    tracing::info!(stale = e, epoch, version = v, "backup fenced a replicate");
                     let _ = socket.reply(request, &PeerResponse::Fenced);
                     continue;
                 }
@@ -519,6 +529,11 @@ async fn backup_main(mutants: Mutants) {
                 if fetched_by != Some(incarnation) || mutants.epoch_churn {
                     fetched_by = Some(incarnation);
                     epoch += 1;
+                    tracing::info!(
+                        epoch,
+                        version,
+                        "backup opened a new epoch for a fetching primary"
+                    );
                 }
                 let state = PeerResponse::State {
                     epoch,
