@@ -489,8 +489,16 @@ impl Env {
             .map(Invariant::name)
             .filter(|name| !record.judged.contains(*name))
             .collect();
+        let muted_before = !record.skipped.is_empty();
         drop(record);
-        if !unjudged.is_empty() {
+        if !unjudged.is_empty() && muted_before {
+            // A muted violation returned by a phase ended that phase early: what it had not
+            // judged yet cannot be judged in this run.
+            self.inconclusive(format!(
+                "eventually-invariant(s) {} not judged: a muted violation ended a phase early",
+                unjudged.join(", ")
+            ));
+        } else if !unjudged.is_empty() {
             sim_core::report_error(format!(
                 "eventually-invariant(s) {} declared but never judged (call Env::eventually in after_heal)",
                 unjudged.join(", ")

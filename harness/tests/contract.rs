@@ -55,6 +55,8 @@ enum Behaviour {
     /// After healing, requires node `a` to have booted this many times (read through the `Rc`
     /// it shares with the node's program).
     Boots(usize),
+    /// After healing, returns a violation of `safe` before judging its eventually-invariant.
+    FailsAfterHeal,
     /// Node `b` sends datagrams to `a`; the checker judges what was sent from a network tap
     /// opened in setup: no datagram may carry a value above 100 (`b` sends 7, then this).
     Sends(u64),
@@ -181,6 +183,9 @@ impl Scenario for Contract {
     async fn after_heal(&self, env: &Env, system: &System) -> Checked {
         if self.0 == Behaviour::NeverJudged {
             return Ok(());
+        }
+        if self.0 == Behaviour::FailsAfterHeal {
+            return Err(SAFE.violated("broken after healing"));
         }
         if let Behaviour::Boots(expected) = self.0 {
             let boots = system.boots.borrow().len();
@@ -437,4 +442,27 @@ fn a_checker_judges_what_was_sent_from_the_network_tap() {
     );
     let message = result.verdict.message.unwrap_or_default();
     assert_eq!(message, "b sent Some(500) to a");
+}
+
+#[test]
+fn a_muted_violation_that_ends_a_phase_early_leaves_the_rest_inconclusive() {
+    let result = run(Behaviour::FailsAfterHeal, vec![]);
+    assert_eq!(
+        result.verdict.kind,
+        VerdictKind::Safety,
+        "{}",
+        result.verdict
+    );
+    let options = RunOptions {
+        skip_invariants: ["safe".to_string()].into_iter().collect(),
+        ..RunOptions::default()
+    };
+    let result = run_with(Behaviour::FailsAfterHeal, vec![], &options);
+    assert_eq!(
+        result.verdict.kind,
+        VerdictKind::Inconclusive,
+        "{}",
+        result.verdict
+    );
+    assert_eq!(result.skipped.len(), 1);
 }

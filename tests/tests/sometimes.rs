@@ -34,10 +34,7 @@ fn every_scenario_reaches_every_sometimes_invariant_within_its_batch_minimum() {
         if report.failed > 0 {
             problems.push(format!(
                 "{}: {} of {} seeds failed (first: seed {})",
-                spec.name,
-                report.failed,
-                report.seeds_run,
-                report.failures[0].seed
+                spec.name, report.failed, report.seeds_run, report.failures[0].seed
             ));
         }
     }
