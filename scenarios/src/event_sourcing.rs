@@ -272,10 +272,15 @@ fn invariants() -> Vec<Invariant> {
     ]
 }
 
+/// The core's mutant under its scenario name: kebab-case, as every scenario's mutants.
+pub fn mutant_name(mutant: Mutant) -> String {
+    mutant.as_str().replace('_', "-")
+}
+
 fn mutants() -> Vec<MutantSpec> {
     Mutant::all()
         .iter()
-        .map(|mutant| MutantSpec::new(mutant.as_str(), mutant.description()))
+        .map(|mutant| MutantSpec::new(&mutant_name(*mutant), mutant.description()))
         .collect()
 }
 
@@ -518,7 +523,10 @@ fn mutants_of(env: &Env) -> Mutants {
         None => Mutants::none(),
         Some(name) => {
             // The harness checked the name against the spec, which lists exactly these.
-            let mutant: Mutant = name.parse().expect("a mutant of the spec");
+            let mutant: Mutant = name
+                .replace('-', "_")
+                .parse()
+                .expect("a mutant of the spec");
             Mutants::only(mutant)
         }
     }

@@ -53,7 +53,7 @@ use sim_core::time;
 use thiserror::Error;
 
 use super::breaker::CircuitBreaker;
-use super::event::{Event, Metrics};
+use super::event::{Event, EventKind, Metrics};
 use super::permit::{Completion, Outcome, Permit, PermitId, PermitKind, Rejected, State};
 use super::time::Now;
 
@@ -252,6 +252,19 @@ impl std::fmt::Debug for Driver {
     }
 }
 
+/// Tells the breaker's story in `tracing`: state changes at info, refused calls at debug, the
+/// rest at trace (`dst replay ... --log info`).
+fn log_event(event: &Event) {
+    let epoch = event.epoch;
+    match &event.kind {
+        EventKind::Transition { from, to, reason } => {
+            tracing::info!(epoch, ?from, ?to, ?reason, "breaker state changed");
+        }
+        EventKind::Rejected { reason } => tracing::debug!(epoch, ?reason, "call refused"),
+        other => tracing::trace!(epoch, event = ?other, "breaker event"),
+    }
+}
+
 impl Shared {
     /// Gives the breaker one input at `now`, then hands the observation to the tap and wakes
     /// the pump if the deadline moved.
@@ -265,6 +278,7 @@ impl Shared {
             let observed = input(&mut breaker, now);
             let mut events = Vec::new();
             while let Some(event) = breaker.poll_event() {
+                log_event(&event);
                 events.push(event);
             }
             Observation {

@@ -240,6 +240,10 @@ pub type NodeHook = Arc<dyn Fn(&NodeEvent) + Send + Sync>;
 /// The store node's program: open, recover, serve; restart the store after a disk error;
 /// refuse to serve after corruption. Returns only when the node's socket closes.
 pub async fn run_node(config: NodeConfig, hook: NodeHook) {
+    let hook: NodeHook = Arc::new(move |event: &NodeEvent| {
+        log_node_event(event);
+        hook(event);
+    });
     let socket = match Socket::bind(config.port) {
         Ok(socket) => socket,
         Err(error) => {
@@ -272,6 +276,28 @@ pub async fn run_node(config: NodeConfig, hook: NodeHook) {
             Stop::SocketClosed => return,
         }
         answering(&socket, &recovering, time::sleep(config.reopen_backoff)).await;
+    }
+}
+
+/// Tells the store's story in `tracing` (`dst replay ... --log info`): recovery, halts and
+/// refusals at info or above, commits and recognized retries at debug.
+fn log_node_event(event: &NodeEvent) {
+    match event {
+        NodeEvent::Opened { report } => tracing::info!(?report, "store recovered from its files"),
+        NodeEvent::OpenFailed { error } => tracing::warn!(%error, "opening the store failed"),
+        NodeEvent::RefusedCorrupt { error } => {
+            tracing::error!(%error, "acknowledged data is damaged: refusing to serve")
+        }
+        NodeEvent::Halted { error } => {
+            tracing::warn!(
+                ?error,
+                "disk error: store halted, restarting from its files"
+            )
+        }
+        NodeEvent::Committed { appends, events } => {
+            tracing::debug!(appends, events, "commit durable")
+        }
+        NodeEvent::RetryRecognized => tracing::debug!("retry answered with the earlier result"),
     }
 }
 
