@@ -559,8 +559,8 @@ async fn execute_plan(sim: Sim, plan: FaultPlan) {
             .find(|name| sim.node_id(name).is_none())
         {
             sim_core::report_error(format!(
-                "fault plan episode {index} ({}) names node {name:?}, which the scenario has not built at {} ms",
-                episode.fault, at
+                "the fault plan's episode starting at {} ms ({}) names node {name:?}, which the scenario has not built at {at} ms",
+                episode.at_ms, episode.fault
             ));
             return;
         }
