@@ -243,10 +243,14 @@ impl Observer {
         let ok = invariant.kind() == kind && self.declared.iter().any(|d| d == invariant);
         if !ok {
             sim_core::report_error(format!(
-                "{use_}: invariant {:?} ({}) is not declared as a {} invariant in the scenario's spec",
+                "{use_}: invariant {:?} ({}) is not declared as {} in the scenario's spec",
                 invariant.name(),
                 invariant.kind().name(),
-                kind.name()
+                match kind {
+                    InvariantKind::Always => "an always-invariant",
+                    InvariantKind::Eventually => "an eventually-invariant",
+                    InvariantKind::Sometimes => "a sometimes-invariant",
+                }
             ));
         }
         ok
