@@ -65,6 +65,7 @@ struct Script {
     now: Now,
     permits: BTreeMap<u64, Permit>,
     checker: TraceChecker,
+    config: Config,
 }
 
 impl Script {
@@ -75,6 +76,7 @@ impl Script {
             now,
             permits: BTreeMap::new(),
             checker: TraceChecker::new("client-1", &config, now.monotonic).expect("valid"),
+            config,
         }
     }
 
@@ -123,6 +125,11 @@ impl Script {
         self.observe(Observed::Sent {
             permit: PermitId(permit),
         })
+    }
+
+    /// The configuration the script's breaker was built with.
+    fn checker_config(&self) -> Config {
+        self.config.clone()
     }
 
     /// Checks `observation` with the script's checker.
@@ -194,6 +201,7 @@ fn checker_accepts_a_faithful_trace_through_every_state() {
     script.pass(probe);
     let sent = script.sent(3);
     script.pass(sent);
+    script.send(3);
     let closed = script.complete(3, Outcome::Success);
     script.pass(closed);
     assert_eq!(script.checker.state(), State::Closed);
@@ -331,6 +339,39 @@ fn monotonic_open_wait_catches_a_breaker_timed_on_the_wall_clock() {
     script.now.wall += Duration::from_secs(30);
     let early = script.acquire();
     expect_violation(script.check(&early), &MONOTONIC_OPEN_WAIT);
+}
+
+#[test]
+fn monotonic_open_wait_catches_a_wrong_time_left_on_a_backoff() {
+    // Goal: the time left reported on a rejection is judged with the checker's own backoff
+    // arithmetic: a breaker that reports one millisecond too much is caught.
+    let config = Config {
+        open_wait: OpenWait::Backoff(Backoff {
+            initial: ms(100),
+            multiplier: 1.5,
+            max: ms(400),
+            jitter: 0.3,
+        }),
+        ..small()
+    };
+    let mut script = Script::new(config);
+    for _ in 0..3 {
+        script.failed_call();
+    }
+    script.advance(ms(10));
+    let mut rejected = script.acquire();
+    script.pass(rejected.clone());
+    if let Observed::Acquire(Err(rejection)) = &mut rejected.observed {
+        let left = rejection.retry_after.expect("open reports the time left");
+        rejection.retry_after = Some(left + ms(1));
+    }
+    let mut again = Script::new(script.checker_config());
+    for _ in 0..3 {
+        again.failed_call();
+    }
+    again.advance(ms(10));
+    let violation = expect_violation(again.check(&rejected), &MONOTONIC_OPEN_WAIT);
+    assert!(violation.message().contains("left"), "{violation}");
 }
 
 #[test]
