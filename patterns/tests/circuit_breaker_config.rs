@@ -330,3 +330,30 @@ fn config_round_trips_through_json() {
     let back: Config = serde_json::from_str(&json).expect("deserializes");
     assert_eq!(back, config);
 }
+
+#[test]
+fn oracle_backoff_agrees_with_the_breaker_bit_for_bit() {
+    // Goal: the oracle's own integer backoff (incremental, with its own draws) and the
+    // breaker's `OpenWait::wait` give the same waits, opening after opening, with a reset.
+    use patterns::circuit_breaker::oracle::OpenWaits;
+    let config = Config {
+        open_wait: OpenWait::Backoff(backoff(1, 1.7, 9, 0.35)),
+        jitter_seed: 42,
+        ..Config::default()
+    };
+    let mut oracle = OpenWaits::new(&config);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(42);
+    for (round, openings) in [(0, 12u32), (1, 3)] {
+        if round == 1 {
+            oracle.reset();
+        }
+        for k in 0..openings {
+            let draw = jitter_draw(&mut rng);
+            assert_eq!(
+                oracle.next_wait(),
+                config.open_wait.wait(k, draw),
+                "opening {k}"
+            );
+        }
+    }
+}

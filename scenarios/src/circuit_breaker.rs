@@ -728,12 +728,15 @@ fn finish(env: &Env, system: &System, clients: &[Client]) -> Checked {
     Ok(())
 }
 
+/// A client's checker, shared by its driver's tap and the network tap.
+type SharedChecker = Rc<RefCell<TraceChecker>>;
+
 /// The network tap of the run: every request a client put on the wire, judged by its checker.
 struct SendWatch {
     tap: NetTap,
     service: NodeId,
     /// The clients' checkers by node name, as they are built.
-    checkers: RefCell<Vec<(&'static str, Rc<RefCell<TraceChecker>>)>>,
+    checkers: RefCell<Vec<(&'static str, SharedChecker)>>,
     observer: Observer,
     overflow_reported: Cell<bool>,
 }

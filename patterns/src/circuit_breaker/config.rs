@@ -435,9 +435,10 @@ impl OpenWait {
     /// opening's jitter draw, a fraction of 2^32 (ignored without jitter). Never zero for a
     /// valid configuration.
     ///
-    /// Integer arithmetic throughout: `base(0) = min(initial, max)`, `base(k) = min(base(k-1)
-    /// * multiplier_ppm / 10^6, max)` (rounded down at each step), then `wait = base * (10^6 -
-    /// j + 2 j draw / 2^32) / 10^6` rounded down, capped at `max`, at least 1 ns.
+    /// Integer arithmetic throughout: `base(0) = min(initial, max)`, then
+    /// `base(k) = min(base(k-1) * multiplier_ppm / 10^6, max)` (rounded down at each step), and
+    /// `wait = base * (10^6 - j + 2 j draw / 2^32) / 10^6` rounded down, capped at `max`, at
+    /// least 1 ns.
     pub fn wait(&self, openings: u32, draw: u32) -> Duration {
         let backoff = match self {
             OpenWait::Fixed(wait) => return *wait,
