@@ -252,19 +252,6 @@ impl std::fmt::Debug for Driver {
     }
 }
 
-/// Tells the breaker's story in `tracing`: state changes at info, refused calls at debug, the
-/// rest at trace (`dst replay ... --log info`).
-fn log_event(event: &Event) {
-    let epoch = event.epoch;
-    match &event.kind {
-        EventKind::Transition { from, to, reason } => {
-            tracing::info!(epoch, ?from, ?to, ?reason, "breaker state changed");
-        }
-        EventKind::Rejected { reason } => tracing::debug!(epoch, ?reason, "call refused"),
-        other => tracing::trace!(epoch, event = ?other, "breaker event"),
-    }
-}
-
 impl Shared {
     /// Gives the breaker one input at `now`, then hands the observation to the tap and wakes
     /// the pump if the deadline moved.
@@ -278,7 +265,6 @@ impl Shared {
             let observed = input(&mut breaker, now);
             let mut events = Vec::new();
             while let Some(event) = breaker.poll_event() {
-                log_event(&event);
                 events.push(event);
             }
             Observation {
@@ -300,6 +286,7 @@ impl Shared {
                 waker.wake();
             }
         }
+        log_step(&observation);
         if let Some(tap) = self.tap.borrow_mut().as_mut() {
             tap(&observation);
         }
@@ -347,6 +334,42 @@ impl Shared {
             *self.pump_waker.borrow_mut() = Some(cx.waker().clone());
             Poll::Pending
         })
+    }
+}
+
+/// Tells the step's story: transitions at info, every decision on a permit at debug.
+fn log_step(observation: &Observation) {
+    for event in &observation.events {
+        if let EventKind::Transition { from, to, reason } = event.kind {
+            tracing::info!(epoch = event.epoch, ?reason, "breaker {from} -> {to}");
+        }
+    }
+    let epoch = observation.metrics.epoch;
+    match &observation.observed {
+        Observed::Acquire(Ok(admitted)) => tracing::debug!(
+            epoch = admitted.epoch,
+            kind = ?admitted.kind,
+            "permit {} admitted",
+            admitted.permit
+        ),
+        Observed::Acquire(Err(rejected)) => tracing::debug!(
+            epoch = rejected.epoch,
+            retry_after = ?rejected.retry_after,
+            "call rejected: {:?} in {}",
+            rejected.reason,
+            rejected.state
+        ),
+        Observed::Complete {
+            permit,
+            outcome,
+            completion,
+        } => tracing::debug!(
+            epoch,
+            "permit {permit} completed: {outcome:?} -> {completion:?}"
+        ),
+        Observed::Release { permit } => tracing::debug!(epoch, "permit {permit} released"),
+        Observed::Sent { permit } => tracing::debug!(epoch, "request of permit {permit} sent"),
+        Observed::Timeout => tracing::trace!(epoch, "deadline handled"),
     }
 }
 
