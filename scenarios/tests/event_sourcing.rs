@@ -41,11 +41,11 @@ fn every_core_mutant_is_listed_and_caught() {
         // record is read back as corrupt data; a lost idempotency table lets a retry apply
         // twice).
         let expected = match mutant.as_str() {
-            "ack_before_fsync" | "drop_after_bad" => "acked-appends-survive",
-            "keep_torn_record" => "corruption-detected",
-            "non_atomic_expected_version" => "linearizable",
-            "snapshot_double_apply" => "replay-equals-live",
-            "idempotency_lost_on_restart" => "idempotent",
+            "ack-before-fsync" | "drop-after-bad" => "acked-appends-survive",
+            "keep-torn-record" => "corruption-detected",
+            "non-atomic-expected-version" => "linearizable",
+            "snapshot-double-apply" => "replay-equals-live",
+            "idempotency-lost-on-restart" => "idempotent",
             other => panic!("no expected invariant for mutant {other}"),
         };
         let report = expect_caught(&EventSourcing, mutant.as_str(), expected, 500);
