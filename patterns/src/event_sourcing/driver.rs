@@ -320,7 +320,9 @@ async fn refuse_forever(socket: &Socket, error: OpenError, hook: &NodeHook) {
     let detail = error.to_string();
     let refusal = match error {
         OpenError::Recovery(_) => {
-            error!("corrupt log: acknowledged data is damaged; refusing to serve for good: {detail}");
+            error!(
+                "corrupt log: acknowledged data is damaged; refusing to serve for good: {detail}"
+            );
             sim_core::trace::note(
                 "store-refuses",
                 format!("event store refuses to serve: {detail}"),
