@@ -353,11 +353,10 @@ impl<'a> Writer<'a> {
                     })
                     .collect(),
             };
-            let mut model = self.ctx.model.borrow_mut();
             for (data, (_, event)) in append.events.iter().zip(&decided) {
-                model.intend(data.event_id, Intent::of(event));
+                let intent = Intent::of(event);
+                self.ctx.model.borrow_mut().intend(data.event_id, intent);
             }
-            drop(model);
             match self.ctx.append(&self.client, self.index, &append).await? {
                 AppendOutcome::Appended(appended) => {
                     return self.applied(stream, loaded, &decided, &appended);
