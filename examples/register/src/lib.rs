@@ -475,8 +475,15 @@ async fn writer(
                     // one (held in the network and released late): fetch again to adopt the
                     // backup's epoch and state, which hold every acknowledged write. Without
                     // this, one late Fetch fences the live primary for good.
-                    resync(&socket, backup, incarnation, &mut epoch, &mut attempted, &committed)
-                        .await;
+                    resync(
+                        &socket,
+                        backup,
+                        incarnation,
+                        &mut epoch,
+                        &mut attempted,
+                        &committed,
+                    )
+                    .await;
                     ClientResponse::Unavailable
                 }
                 Ok(PeerResponse::Fenced) => ClientResponse::Unavailable,
@@ -484,8 +491,15 @@ async fn writer(
                     // The replicate timed out: the backup may or may not hold the write. Ask
                     // it, so that what this primary serves catches up with what the backup
                     // will hand a successor (the client was told nothing either way).
-                    resync(&socket, backup, incarnation, &mut epoch, &mut attempted, &committed)
-                        .await;
+                    resync(
+                        &socket,
+                        backup,
+                        incarnation,
+                        &mut epoch,
+                        &mut attempted,
+                        &committed,
+                    )
+                    .await;
                     ClientResponse::Unavailable
                 }
             }
