@@ -256,7 +256,7 @@ impl PartitionShape {
             PartitionShape::Ring if count >= 4 => {
                 // Each node reaches the `reach` nearest on either side: 2 * reach + 1 nodes,
                 // a majority, and fewer than all.
-                let reach = (count / 2 + 1) / 2;
+                let reach = (count / 2).div_ceil(2);
                 let mut links = Vec::new();
                 for i in 0..count {
                     for j in i + 1..count {
