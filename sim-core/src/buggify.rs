@@ -121,6 +121,9 @@ macro_rules! buggify {
         )
     };
     ($probability:expr) => {
-        $crate::buggify::fire(concat!(file!(), ":", line!(), ":", column!()), $probability)
+        $crate::buggify::fire(
+            concat!(module_path!(), ":", line!(), ":", column!()),
+            $probability,
+        )
     };
 }

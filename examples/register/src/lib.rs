@@ -20,7 +20,8 @@
 //!   acknowledged is lost. (It may also hold a write whose client got an error: such a write
 //!   was indeterminate, and keeping it is allowed.)
 //! - Fault model (the budget): any network fault on any link, pauses and clock faults
-//!   anywhere, and crashes of the primary only. A crash of the backup would lose the only
+//!   anywhere, `buggify!` sites in the primary (a slow start, a duplicated replicate, a
+//!   replicate timeout that fires early), and crashes of the primary only. A crash of the backup would lose the only
 //!   other copy: this design survives one crash, not the loss of both copies.
 //!
 //! ## The checks
@@ -173,9 +174,8 @@ impl Scenario for Register {
     fn spec(&self) -> ScenarioSpec {
         let mut nodes = vec![PRIMARY.to_string(), BACKUP.to_string()];
         nodes.extend(CLIENTS.iter().map(|c| c.to_string()));
-        // Every kind but the disk's (the register keeps its state in memory) and buggify.
-        let kinds =
-            FaultKind::all_except(&[FaultKind::Disk, FaultKind::Corrupt, FaultKind::Buggify]);
+        // Every kind but the disk's (the register keeps its state in memory).
+        let kinds = FaultKind::all_except(&[FaultKind::Disk, FaultKind::Corrupt]);
         ScenarioSpec {
             name: "register".into(),
             description: "primary-backup replicated register: linearizable under faults".into(),
@@ -381,6 +381,10 @@ async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
     let incarnation = rand::RngCore::next_u64(&mut sim_core::rng::stream("register/primary"));
     let committed = Rc::new(Cell::new(0u64));
     if !mutants.no_recovery {
+        if sim_core::buggify!() {
+            // A slow start: clients meet a primary that does not answer yet.
+            time::sleep(Duration::from_millis(200)).await;
+        }
         // Recover: the backup holds every acknowledged write.
         loop {
             let fetch = Request::Peer(PeerRequest::Fetch { incarnation });
@@ -461,7 +465,17 @@ async fn writer(
             committed.set(value);
             ClientResponse::WriteOk
         } else {
-            let ack = socket.call::<_, PeerResponse>(backup, &replicate, REPLICATE_TIMEOUT);
+            if sim_core::buggify!() {
+                // A duplicate delivery (a retransmission whose first copy arrived).
+                let _ = socket.send(backup, &replicate);
+            }
+            // A timeout that fires early: the write may still land on the backup.
+            let timeout = if sim_core::buggify!() {
+                REPLICATE_TIMEOUT / 8
+            } else {
+                REPLICATE_TIMEOUT
+            };
+            let ack = socket.call::<_, PeerResponse>(backup, &replicate, timeout);
             match ack.await {
                 Ok(PeerResponse::Ack) => {
                     committed.set(value);

@@ -271,6 +271,15 @@ pub async fn run_node(config: NodeConfig, hook: NodeHook) {
                 continue;
             }
         };
+        if sim_core::buggify!() {
+            // A slow recovery (a cold page cache, a long log): clients meet `Recovering`.
+            answering(
+                &socket,
+                &recovering,
+                time::sleep(Duration::from_millis(300)),
+            )
+            .await;
+        }
         let store = match Store::recover(config.store.clone(), &log, &checkpoint) {
             Ok(store) => store,
             Err(error) => return refuse_forever(&socket, error, &hook).await,
@@ -529,6 +538,10 @@ impl<'a> Serving<'a> {
                 Effect::Sync { file } => {
                     let file = self.files.get(file);
                     self.start_io(Box::pin(async move {
+                        if sim_core::buggify!() {
+                            // A slow fsync: a crash meanwhile finds the writes unsynced.
+                            time::sleep(Duration::from_millis(40)).await;
+                        }
                         Completion::Sync(file.sync_all().await.map_err(io_error))
                     }));
                 }
@@ -579,6 +592,15 @@ impl<'a> Serving<'a> {
     fn push(&mut self, subscriber: SubscriberId, events: Vec<RecordedEvent>) {
         if let Some(&to) = self.subscribers.get(&subscriber) {
             // A lost push is the subscriber's to notice (a gap, or silence): it resubscribes.
+            if sim_core::buggify!() {
+                // A duplicate delivery (a retried send whose first copy arrived).
+                let _ = self.socket.send(
+                    to,
+                    &Push {
+                        events: events.clone(),
+                    },
+                );
+            }
             let _ = self.socket.send(to, &Push { events });
         }
         self.store.on_delivered(subscriber);
@@ -697,7 +719,14 @@ impl StoreClient {
 
     /// Sends one request and waits for its answer.
     pub async fn call(&self, request: &StoreRequest) -> Result<StoreResponse, CallError> {
-        let response = self.socket.call(self.server, request, self.timeout).await?;
+        // A timeout that fires early (a tight deadline, a slow network): the caller sees a
+        // timeout for a request the store may still perform.
+        let timeout = if sim_core::buggify!() {
+            self.timeout / 8
+        } else {
+            self.timeout
+        };
+        let response = self.socket.call(self.server, request, timeout).await?;
         match response {
             StoreResponse::Refused(refusal) => Err(CallError::Refused(refusal)),
             response => Ok(response),
