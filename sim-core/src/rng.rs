@@ -1,9 +1,12 @@
 //! Named, seeded random streams.
 //!
 //! Every purpose has its own `Xoshiro256++` stream derived from the run's seed and the
-//! stream's name, so turning one fault kind on does not shift the decisions of another:
-//! the network draws only from [`NETWORK`], the disk only from [`DISK`], and so on. Workloads
-//! should name their own streams (for example `"workload/client-3"`).
+//! stream's name, so turning one fault kind on does not shift the decisions of another.
+//! Streams are as narrow as the things that draw: each directed link draws from its own
+//! ([`link_stream_name`]), each node's disk from its own ([`disk_stream_name`]), so that a
+//! fault on one link or disk, or its removal while a plan is shrunk, leaves every other
+//! link's and disk's random choices as they were. Workloads should name their own streams
+//! (for example `"workload/client-3"`).
 //!
 //! madsim's own scheduler keeps its separate seeded generator; it decides which ready task runs
 //! next.
@@ -11,10 +14,20 @@
 use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-/// Network decisions: latency, loss, duplication.
+/// Network decisions (latency, loss, duplication): the prefix of each link's stream.
 pub const NETWORK: &str = "network";
-/// Disk decisions: crash models, corruption, latency.
+/// Disk decisions (crash models, corruption, latency): the prefix of each disk's stream.
 pub const DISK: &str = "disk";
+
+/// The name of the stream of the directed link `from -> to` (node names).
+pub fn link_stream_name(from: &str, to: &str) -> String {
+    format!("{NETWORK}/{from}->{to}")
+}
+
+/// The name of the stream of node `node`'s disk.
+pub fn disk_stream_name(node: &str) -> String {
+    format!("{DISK}/{node}")
+}
 /// Clock decisions.
 pub const CLOCK: &str = "clock";
 /// The workload's default stream.

@@ -126,7 +126,8 @@ fn redraw_in_flight(world: &mut World, on: impl Fn(&World, NodeId, NodeId) -> bo
     let earliest = state::now_ns(world) + 1_000_000;
     for packet in packets {
         let config = world.net.link_config(packet.from.node, packet.to.node);
-        let at = (packet.sent_at_ns + state::draw_latency(world, &config)).max(earliest);
+        let ends = (packet.from.node, packet.to.node);
+        let at = (packet.sent_at_ns + state::draw_latency(world, ends, &config)).max(earliest);
         state::schedule_on_link(world, packet, at);
     }
 }
@@ -227,7 +228,7 @@ impl NetControl {
                     state::drop_packet(world, packet.to.node, &packet, reason);
                     continue;
                 }
-                let at = (now + state::draw_latency(world, &config)).max(previous);
+                let at = (now + state::draw_latency(world, (from, to), &config)).max(previous);
                 previous = at;
                 state::schedule_on_link(world, packet, at);
             }

@@ -137,6 +137,8 @@ pub(super) struct Link {
     pub lost_below: u64,
     /// Delivery time of the last ordered message scheduled on the link.
     pub ordered_last_ns: u64,
+    /// The link's own random stream (latency, loss, duplication), made on first use.
+    pub rng: Option<rand_xoshiro::Xoshiro256PlusPlus>,
 }
 
 impl Link {
@@ -374,17 +376,43 @@ pub(super) fn drop_packet(world: &mut World, node: NodeId, packet: &Packet, reas
     });
 }
 
-/// A latency drawn from `link`'s range, in nanoseconds.
-pub(super) fn draw_latency(world: &mut World, link: &LinkConfig) -> u64 {
+/// The random stream of the link `from -> to`: named after the link's end nodes (see
+/// [`crate::rng::link_stream_name`]), so what one link draws never shifts another's draws.
+/// Removing a fault on one link then leaves the random choices of every other link as they
+/// were, which is what lets a shrunk plan drop the episodes that do not matter.
+fn link_rng(
+    world: &mut World,
+    from: NodeId,
+    to: NodeId,
+) -> &mut rand_xoshiro::Xoshiro256PlusPlus {
+    if world.net.links.get(&(from, to)).is_none_or(|link| link.rng.is_none()) {
+        let name = crate::rng::link_stream_name(&world.node(from).name, &world.node(to).name);
+        let rng = crate::rng::new_stream(world.seed, &name);
+        world.net.link_mut(from, to).rng = Some(rng);
+    }
+    world
+        .net
+        .link_mut(from, to)
+        .rng
+        .as_mut()
+        .expect("made above")
+}
+
+/// A latency drawn from `link`'s range for the link `from -> to`, in nanoseconds.
+pub(super) fn draw_latency(
+    world: &mut World,
+    (from, to): (NodeId, NodeId),
+    link: &LinkConfig,
+) -> u64 {
     let (min, max) = link.latency_range_ns();
     if min == max {
         return min;
     }
-    world.stream(crate::rng::NETWORK).gen_range(min..=max)
+    link_rng(world, from, to).gen_range(min..=max)
 }
 
-fn draw(world: &mut World, probability: f64) -> bool {
-    probability > 0.0 && world.stream(crate::rng::NETWORK).gen_bool(probability)
+fn draw(world: &mut World, (from, to): (NodeId, NodeId), probability: f64) -> bool {
+    probability > 0.0 && link_rng(world, from, to).gen_bool(probability)
 }
 
 /// Puts a message on the wire from socket `socket_id` at `from`; see the module docs for what
@@ -480,7 +508,8 @@ fn dispatch(world: &mut World, packet: Packet, config: &LinkConfig, held: bool) 
         }
         return drop_packet(world, packet.from.node, &packet, DropReason::InFlightFull);
     }
-    let deliver_at = packet.sent_at_ns + draw_latency(world, config);
+    let ends = (packet.from.node, packet.to.node);
+    let deliver_at = packet.sent_at_ns + draw_latency(world, ends, config);
     schedule_on_link(world, packet, deliver_at);
 }
 
@@ -576,10 +605,11 @@ fn deliver(world: &mut World, packet: Packet, now: u64) {
     }
     if !packet.ordered() {
         let link = world.net.link_config(packet.from.node, to.node);
-        if draw(world, link.loss_probability) {
+        let ends = (packet.from.node, to.node);
+        if draw(world, ends, link.loss_probability) {
             return drop_packet(world, to.node, &packet, DropReason::Loss);
         }
-        if !packet.copy && draw(world, link.duplicate_probability) {
+        if !packet.copy && draw(world, ends, link.duplicate_probability) {
             duplicate(world, &packet, &link, now);
         }
     }
@@ -648,7 +678,8 @@ fn duplicate(world: &mut World, packet: &Packet, link: &LinkConfig, now: u64) {
         sent_at_ns: now,
         tapped: packet.tapped.clone(),
     };
-    let deliver_at = now + draw_latency(world, link).max(NS_PER_MS);
+    let ends = (packet.from.node, packet.to.node);
+    let deliver_at = now + draw_latency(world, ends, link).max(NS_PER_MS);
     schedule(world, twin, deliver_at);
 }
 
