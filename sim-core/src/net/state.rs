@@ -380,12 +380,13 @@ pub(super) fn drop_packet(world: &mut World, node: NodeId, packet: &Packet, reas
 /// [`crate::rng::link_stream_name`]), so what one link draws never shifts another's draws.
 /// Removing a fault on one link then leaves the random choices of every other link as they
 /// were, which is what lets a shrunk plan drop the episodes that do not matter.
-fn link_rng(
-    world: &mut World,
-    from: NodeId,
-    to: NodeId,
-) -> &mut rand_xoshiro::Xoshiro256PlusPlus {
-    if world.net.links.get(&(from, to)).is_none_or(|link| link.rng.is_none()) {
+fn link_rng(world: &mut World, from: NodeId, to: NodeId) -> &mut rand_xoshiro::Xoshiro256PlusPlus {
+    if world
+        .net
+        .links
+        .get(&(from, to))
+        .is_none_or(|link| link.rng.is_none())
+    {
         let name = crate::rng::link_stream_name(&world.node(from).name, &world.node(to).name);
         let rng = crate::rng::new_stream(world.seed, &name);
         world.net.link_mut(from, to).rng = Some(rng);
