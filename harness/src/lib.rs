@@ -35,6 +35,7 @@ pub mod merge;
 pub mod mermaid;
 pub mod plan;
 pub mod scenario;
+pub mod scoreboard;
 pub mod shrink;
 pub mod testing;
 

@@ -1,0 +1,203 @@
+//! The mutant scoreboard (`dst mutants`): how fast each scenario's mutants are caught, with
+//! all faults and with none, by which invariant, and how small the shrunk plan gets.
+//!
+//! A mutant that only a fault-free run also catches proves the workload, not the fault
+//! machinery; the column `without faults` tells the two apart. Seeds are searched in order,
+//! in chunks run in parallel, so "seeds to detect" is exact: the lowest failing seed minus
+//! the first seed, plus one, whatever the number of jobs.
+
+use crate::batch::{run_batch, BatchOptions, BatchReport};
+use crate::case::{DynScenario, RunOptions, Verdict};
+use crate::plan::FaultKind;
+use crate::shrink;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// How hard the scoreboard looks.
+#[derive(Clone, Debug)]
+pub struct ScoreOptions {
+    /// First seed.
+    pub start: u64,
+    /// Seeds tried with all faults before a mutant counts as surviving.
+    pub seeds: u64,
+    /// Seeds tried with `--faults none` (`dst mutants` uses `max(seeds, 1000)`).
+    pub quiet_seeds: u64,
+    /// Worker threads.
+    pub jobs: usize,
+}
+
+/// One mutant's score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MutantScore {
+    /// Scenario name.
+    pub scenario: String,
+    /// Mutant name.
+    pub mutant: String,
+    /// Whether a seed failed with all faults allowed.
+    pub detected: bool,
+    /// The lowest failing seed minus the first seed, plus one; `None` if undetected.
+    pub seeds_to_detect: Option<u64>,
+    /// Wall time of the search with all faults, up to and including the first failing seed
+    /// (shrinking not included), in seconds.
+    pub wall_seconds: f64,
+    /// The verdict of the first failing seed (`safety`, `liveness`, ...).
+    pub verdict: Option<String>,
+    /// The invariant it broke, if any.
+    pub invariant: Option<String>,
+    /// Episodes in the first failing seed's plan, as found.
+    pub plan_steps_found: Option<usize>,
+    /// Episodes in its plan after shrinking.
+    pub plan_steps: Option<usize>,
+    /// Whether the shrunk plan was checked 1-minimal.
+    pub plan_minimal: Option<bool>,
+    /// Whether a seed failed with no faults at all.
+    pub detected_without_faults: bool,
+    /// As `seeds_to_detect`, with no faults.
+    pub seeds_to_detect_without_faults: Option<u64>,
+    /// Seeds tried with no faults.
+    pub quiet_seeds: u64,
+}
+
+/// Scores every mutant of `scenario`, in the order the scenario lists them; `each` sees
+/// each score as it is made.
+pub fn score_scenario(
+    scenario: &dyn DynScenario,
+    options: &ScoreOptions,
+    each: &mut dyn FnMut(&MutantScore),
+) -> Vec<MutantScore> {
+    scenario
+        .spec()
+        .mutants
+        .iter()
+        .map(|mutant| {
+            let score = score_mutant(scenario, &mutant.name, options);
+            each(&score);
+            score
+        })
+        .collect()
+}
+
+/// Scores one mutant.
+pub fn score_mutant(scenario: &dyn DynScenario, mutant: &str, options: &ScoreOptions) -> MutantScore {
+    let all: BTreeSet<FaultKind> = FaultKind::ALL.into_iter().collect();
+    #[allow(clippy::disallowed_methods)] // Wall time of the search, outside any simulation.
+    let started = std::time::Instant::now();
+    let found = first_failure(scenario, mutant, &all, options.start, options.seeds, options.jobs);
+    let wall_seconds = started.elapsed().as_secs_f64();
+    let quiet = first_failure(
+        scenario,
+        mutant,
+        &BTreeSet::new(),
+        options.start,
+        options.quiet_seeds,
+        options.jobs,
+    );
+    let mut score = MutantScore {
+        scenario: scenario.spec().name,
+        mutant: mutant.to_string(),
+        detected: found.is_some(),
+        seeds_to_detect: found.as_ref().map(|(seed, _)| seed - options.start + 1),
+        wall_seconds,
+        verdict: None,
+        invariant: None,
+        plan_steps_found: None,
+        plan_steps: None,
+        plan_minimal: None,
+        detected_without_faults: quiet.is_some(),
+        seeds_to_detect_without_faults: quiet.map(|(seed, _)| seed - options.start + 1),
+        quiet_seeds: options.quiet_seeds,
+    };
+    if let Some((seed, verdict)) = found {
+        score.verdict = Some(verdict.kind.name().to_string());
+        score.invariant = verdict.invariant.clone();
+        let case = scenario.generate(seed, Some(mutant.to_string()), all);
+        score.plan_steps_found = Some(case.plan.episodes.len());
+        if verdict.kind == crate::VerdictKind::Nondeterministic {
+            // Nothing to shrink against: the case does not fail the same way twice.
+            score.plan_steps = Some(case.plan.episodes.len());
+            score.plan_minimal = Some(false);
+            return score;
+        }
+        let shrunk = shrink::shrink(scenario, &case, &verdict, &RunOptions::default());
+        if shrunk.reproduced && shrunk.verdict.same_failure(&verdict) {
+            score.plan_steps = Some(shrunk.case.plan.episodes.len());
+            score.plan_minimal = Some(shrunk.minimal);
+        } else {
+            // Shrinking lost the failure: the plan as found is what is known to fail.
+            score.plan_steps = Some(case.plan.episodes.len());
+            score.plan_minimal = Some(false);
+        }
+    }
+    score
+}
+
+/// The lowest seed in `start..start + seeds` that fails with `mutant` and `faults`, with its
+/// verdict: chunks of seeds run in parallel, in order, until one has a failure.
+fn first_failure(
+    scenario: &dyn DynScenario,
+    mutant: &str,
+    faults: &BTreeSet<FaultKind>,
+    start: u64,
+    seeds: u64,
+    jobs: usize,
+) -> Option<(u64, Verdict)> {
+    let chunk = (jobs.max(1) as u64 * 4).max(8);
+    let end = start.saturating_add(seeds);
+    let mut from = start;
+    while from < end {
+        let count = chunk.min(end - from);
+        let options = BatchOptions {
+            start: from,
+            seeds: count,
+            jobs,
+            mutant: Some(mutant.to_string()),
+            faults: faults.clone(),
+            corpus_dir: None,
+            shrink: false,
+            ..BatchOptions::default()
+        };
+        let report: BatchReport = run_batch(scenario, &options, &|| {});
+        if let Some(failure) = report.failures.iter().min_by_key(|f| f.seed) {
+            let seed = failure.seed;
+            // Rerun it for its whole verdict (the batch checked that it reproduces; one that
+            // does not, `nondeterministic`, keeps the batch's account).
+            let case = scenario.generate(seed, Some(mutant.to_string()), faults.clone());
+            let verdict = match scenario.run_case(&case, &RunOptions::default()) {
+                Ok(result) => result.verdict,
+                Err(error) => Verdict {
+                    kind: crate::VerdictKind::Error,
+                    invariant: None,
+                    message: Some(error.to_string()),
+                    node: None,
+                    time_ns: None,
+                },
+            };
+            if verdict.is_failure() && verdict.kind.name() == failure.verdict {
+                return Some((seed, verdict));
+            }
+            return Some((
+                seed,
+                Verdict {
+                    kind: crate::VerdictKind::Nondeterministic,
+                    invariant: failure.invariant.clone(),
+                    message: failure.message.clone(),
+                    node: None,
+                    time_ns: None,
+                },
+            ));
+        }
+        from += count;
+    }
+    None
+}
+
+/// The median of the detected mutants' seeds to detection.
+pub fn median_seeds_to_detect(scores: &[MutantScore]) -> Option<u64> {
+    let mut seeds: Vec<u64> = scores.iter().filter_map(|s| s.seeds_to_detect).collect();
+    seeds.sort_unstable();
+    match seeds.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(seeds[n / 2]),
+        n => Some((seeds[n / 2 - 1] + seeds[n / 2]) / 2),
+    }
+}
