@@ -53,6 +53,8 @@ pub(crate) fn start(sim: &Sim, fault: &Fault) {
         }
         Fault::DiskCorrupt { node: name } => {
             if let Some(id) = node(sim, name) {
+                // The disk keeps the corruption, with whether it hit fsynced data, for
+                // `Env::disk_corruptions`; without stored data there is nothing to corrupt.
                 let _ = sim.disk(id).corrupt_random_sector(None);
             }
         }

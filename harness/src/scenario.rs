@@ -52,6 +52,7 @@ use crate::plan::{Episode, Fault, FaultPlan};
 use proptest::strategy::BoxedStrategy;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sim_core::disk::Corruption;
 use sim_core::trace::FaultField;
 use sim_core::{NodeState, Sim, SimConfig};
 use std::cell::RefCell;
@@ -352,6 +353,20 @@ impl Env {
     /// The fault plan of this run.
     pub fn plan(&self) -> &FaultPlan {
         &self.plan
+    }
+
+    /// Every corruption of node `name`'s disk so far in this run, oldest first (`disk_corrupt`
+    /// episodes, and any the scenario made itself); empty for a node that does not exist.
+    ///
+    /// Each one tells whether it hit fsynced data ([`Corruption::synced`], sim-core's truth,
+    /// as it stands now: a later successful fsync of the file can still vouch for damaged
+    /// bytes and turn it true). A checker may excuse what a system does about damage to data
+    /// it made durable (refusing to serve it); damage to bytes that never were fsynced is
+    /// damage to nothing the system promised to keep, and excuses nothing.
+    pub fn disk_corruptions(&self, name: &str) -> Vec<Corruption> {
+        node(&self.sim, name)
+            .map(|id| self.sim.disk(id).corruptions())
+            .unwrap_or_default()
     }
 
     /// A handle for reporting from nodes and checkers, cheap to clone.

@@ -62,6 +62,10 @@ enum Behaviour {
     /// Node `b` sends datagrams to `a`; the checker judges what was sent from a network tap
     /// opened in setup: no datagram may carry a value above 100 (`b` sends 7, then this).
     Sends(u64),
+    /// Node `a` writes a file under page-cache pressure, so that what reaches the disk is
+    /// written back without an fsync, then fsyncs it or not (`fsync`); after healing, the
+    /// corruptions of `a`'s disk must number `corruptions`, each `synced` as `fsync` is.
+    Writes { fsync: bool, corruptions: usize },
 }
 
 #[derive(Clone)]
@@ -78,6 +82,14 @@ impl Scenario for Contract {
     type System = System;
 
     fn spec(&self) -> ScenarioSpec {
+        let mut sim_config = SimConfig {
+            time_limit_ms: 60_000,
+            ..SimConfig::default()
+        };
+        if matches!(self.0, Behaviour::Writes { .. }) {
+            // A full page cache writes back: durable bytes that no fsync vouched for.
+            sim_config.disk.pending_ops_max = 8;
+        }
         ScenarioSpec {
             name: "contract".into(),
             description: "breaks one rule of the harness contract at a time".into(),
@@ -91,10 +103,7 @@ impl Scenario for Contract {
             invariants: vec![SAFE, OTHER, SERVES, RESTARTED],
             mutants: vec![],
             sometimes_batch_min: 10,
-            sim_config: SimConfig {
-                time_limit_ms: 60_000,
-                ..SimConfig::default()
-            },
+            sim_config,
         }
     }
 
@@ -104,6 +113,11 @@ impl Scenario for Contract {
 
     fn setup(&self, env: &Env, _: &u8) -> System {
         let boots = Rc::new(RefCell::new(Vec::new()));
+        if let Behaviour::Writes { fsync, .. } = self.0 {
+            env.sim.node("a").init(move || write_file(fsync)).build();
+            env.sim.node("b").build();
+            return System { boots, tap: None };
+        }
         let seen = boots.clone();
         let observer = env.observer();
         env.sim
@@ -190,6 +204,13 @@ impl Scenario for Contract {
         if self.0 == Behaviour::FailsAfterHeal {
             return Err(SAFE.violated("broken after healing"));
         }
+        if let Behaviour::Writes { fsync, corruptions } = self.0 {
+            let found = env.disk_corruptions("a");
+            let as_expected = found.len() == corruptions && found.iter().all(|c| c.synced == fsync);
+            if !as_expected || !env.disk_corruptions("nobody").is_empty() {
+                return Err(SAFE.violated(format!("corruptions of a's disk: {found:?}")));
+            }
+        }
         if let Behaviour::Boots(expected) = self.0 {
             let boots = system.boots.borrow().len();
             if boots != expected {
@@ -215,6 +236,20 @@ impl Scenario for Contract {
         })
         .await
     }
+}
+
+/// Node `a` of [`Behaviour::Writes`]: 40 appends of 64 bytes to a new file (the page cache
+/// holds 8 operations, so most are written back), then an fsync of it if `fsync`.
+async fn write_file(fsync: bool) {
+    let file = sim_core::disk::create("f").await.unwrap();
+    for round in 0..40u8 {
+        file.append(&[round; 64]).await.unwrap();
+    }
+    if fsync {
+        file.sync_all().await.unwrap();
+        sim_core::disk::sync_dir("").await.unwrap();
+    }
+    std::future::pending::<()>().await
 }
 
 fn case_with(behaviour: Behaviour, episodes: Vec<Episode>) -> (Contract, Case) {
@@ -490,4 +525,41 @@ fn a_muted_invariant_reported_around_the_harness_is_inconclusive_not_a_failure()
         "{}",
         result.verdict
     );
+}
+
+#[test]
+fn a_scenario_learns_whether_a_disk_corrupt_episode_hit_fsynced_data() {
+    // Goal: `Env::disk_corruptions` reports the corruptions of a node's disk that the plan's
+    // `disk_corrupt` episodes made, each with sim-core's truth of whether it hit fsynced
+    // data: bytes written back without an fsync are not, the same bytes fsynced are.
+    let corrupt = |at_ms| Episode {
+        at_ms,
+        duration_ms: None,
+        fault: Fault::DiskCorrupt { node: "a".into() },
+    };
+    for fsync in [false, true] {
+        let episodes = vec![corrupt(100), corrupt(200)];
+        let result = run(
+            Behaviour::Writes {
+                fsync,
+                corruptions: 2,
+            },
+            episodes,
+        );
+        assert_eq!(
+            result.verdict.kind,
+            VerdictKind::Pass,
+            "fsync {fsync}: {}",
+            result.verdict
+        );
+    }
+    // No episode, no corruption.
+    let result = run(
+        Behaviour::Writes {
+            fsync: true,
+            corruptions: 0,
+        },
+        vec![],
+    );
+    assert_eq!(result.verdict.kind, VerdictKind::Pass, "{}", result.verdict);
 }

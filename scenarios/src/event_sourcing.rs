@@ -19,10 +19,12 @@
 //! held links between clients and the store, and clock faults. A single store cannot survive
 //! corruption of its synced log and stay available: a store that detects it and refuses to
 //! serve, with a clear "corrupt log" error and without serving anything wrong, is correct, and
-//! availability is not demanded after a corruption episode hit the store. It is demanded after
-//! everything else. (The excuse is coarse: it covers a flipped sector in the log's unsynced
-//! tail too, which a correct store truncates. The harness does not tell a scenario which
-//! sector a `disk_corrupt` episode flipped, nor sim-core whether it held synced data.)
+//! availability is not demanded once a corruption hit data the store had fsynced. It is
+//! demanded after everything else, corruption of never-fsynced bytes included (written back
+//! without an fsync, landed at a crash or during a failed fsync): the store never acknowledged
+//! those, so a correct one drops them like a torn tail. Which of the two a corruption was is
+//! the simulator's truth, read from the disk's report ([`harness::Env::disk_corruptions`]) when
+//! a probe is judged, never from the store.
 //!
 //! ## The run
 //! The harness starts the faults; the writers, the reader and the subscriber run their
@@ -64,8 +66,8 @@ use fold::AccountModel;
 use harness::linearizability::models::EventLog;
 use harness::linearizability::{check, CheckLimits, CheckResult};
 use harness::{
-    Checked, Env, Fault, FaultBudget, FaultKind, Invariant, MutantSpec, Observer, Scenario,
-    ScenarioSpec, Violation,
+    Checked, Env, FaultBudget, FaultKind, Invariant, MutantSpec, Observer, Scenario, ScenarioSpec,
+    Violation,
 };
 use oracle::{Oracle, ReadKind};
 use patterns::event_sourcing::account::account_upcasters;
@@ -79,7 +81,7 @@ use patterns::event_sourcing::mutant::{Mutant, Mutants};
 use patterns::event_sourcing::store::StoreConfig;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-use sim_core::disk::{DiskConfig, DiskFaults, Latency};
+use sim_core::disk::{Corruption, DiskConfig, DiskFaults, Latency};
 use sim_core::net::Addr;
 use sim_core::task::NodeTask;
 use sim_core::{time, NodeId, SimConfig};
@@ -109,7 +111,7 @@ pub static REPLAY_EQUALS_LIVE: Invariant = Invariant::always(
 /// After healing (and after the final crash's restart), the store serves again.
 pub static AVAILABLE_AFTER_HEAL: Invariant = Invariant::eventually(
     "available-after-heal",
-    "within 3 s of healing, an append and a full read succeed and the subscriber has every event; within 3 s of the final crash's restart, a full read succeeds. A store that refuses with a corrupt-log error passes when a corruption episode hit it: a single store cannot survive corruption of its synced log",
+    "within 3 s of healing, an append and a full read succeed and the subscriber has every event; within 3 s of the final crash's restart, a full read succeeds. A store that refuses with a corrupt-log error passes only when a corruption hit data it had fsynced (the disk's report): a single store cannot survive corruption of its synced log, and damage to never-fsynced bytes excuses nothing",
     Duration::from_secs(3),
 );
 /// Recovery truncated a torn tail.
@@ -417,7 +419,6 @@ impl Scenario for EventSourcing {
             measurements,
             subscription: RefCell::new(None),
             final_crash: workload.final_crash.clone(),
-            corrupted: store_corrupted(env),
         }
     }
 
@@ -460,8 +461,6 @@ pub struct System {
     /// The subscriber's task, from `drive` until the end of `after_heal`.
     subscription: RefCell<Option<NodeTask<()>>>,
     final_crash: FinalCrash,
-    /// Whether a corruption episode hit the store (the availability excuse).
-    corrupted: bool,
 }
 
 /// A run's counters, for measuring (they never change a verdict). A run that reaches its end
@@ -611,14 +610,6 @@ async fn liveness_and_final_crash(env: &Env, system: &System) -> Checked {
     judge_linearizable(env, system)
 }
 
-/// Whether a corruption episode hit the store.
-fn store_corrupted(env: &Env) -> bool {
-    env.plan()
-        .episodes
-        .iter()
-        .any(|episode| matches!(&episode.fault, Fault::DiskCorrupt { node } if node == STORE))
-}
-
 /// The search limits of the linearizability check: a few seconds of a release build at most.
 const LINEARIZABILITY_LIMITS: CheckLimits = CheckLimits {
     steps_max: 2_000_000,
@@ -682,30 +673,38 @@ pub enum Liveness {
     Unavailable(String),
 }
 
-/// A probe's answer for [`Env::eventually`]. A store that refuses with a corrupt-log error
-/// passes if a corruption episode hit it (`corrupted`): a single store cannot survive
-/// corruption of its synced log, and refusing to serve is then the correct answer. A refusal
-/// without injected corruption, or no service, fails the probe (the next one is tried until the
-/// invariant's bound).
-pub fn judge(outcome: &Liveness, corrupted: bool) -> Result<(), String> {
+/// A probe's answer for [`Env::eventually`], given every corruption of the store's disk so
+/// far (`corruptions`, from the disk's report). A store that refuses with a corrupt-log error
+/// passes if a corruption hit data it had fsynced ([`Corruption::synced`]): a single store
+/// cannot survive corruption of its synced log, and refusing to serve is then the correct
+/// answer. A refusal when no corruption, or only corruption of never-fsynced bytes, happened
+/// fails the probe, as does no service (the next probe is tried until the invariant's bound).
+pub fn judge(outcome: &Liveness, corruptions: &[Corruption]) -> Result<(), String> {
     match outcome {
         Liveness::Available => Ok(()),
-        Liveness::RefusedCorrupt(_) if corrupted => Ok(()),
+        Liveness::RefusedCorrupt(_) if corruptions.iter().any(|c| c.synced) => Ok(()),
+        Liveness::RefusedCorrupt(detail) if corruptions.is_empty() => Err(format!(
+            "the store refuses with a corrupt log, but its disk was never corrupted: {detail}"
+        )),
         Liveness::RefusedCorrupt(detail) => Err(format!(
-            "the store refuses with a corrupt log, but no corruption was injected: {detail}"
+            "the store refuses with a corrupt log, but its disk's {} corruption(s) hit only \
+             never-fsynced bytes, which it never acknowledged: {detail}",
+            corruptions.len()
         )),
         Liveness::Unavailable(missing) => Err(missing.clone()),
     }
 }
 
-/// Awaits a probe's task and judges its outcome. `when` names the probe in messages.
-async fn judge_probe(task: NodeTask<Liveness>, corrupted: bool, when: &str) -> Result<(), String> {
+/// Awaits a probe's task and judges its outcome against the store's disk corruptions as they
+/// stand when it answered. `when` names the probe in messages.
+async fn judge_probe(env: &Env, task: NodeTask<Liveness>, when: &str) -> Result<(), String> {
     // A task that ended without an answer (cancelled, its node gone) proved nothing: that is
     // unavailability, never a pass.
     let outcome = task.await.unwrap_or_else(|_| {
         Liveness::Unavailable("the probe's task ended without an answer".into())
     });
-    judge(&outcome, corrupted).map_err(|missing| format!("{when}: {missing}"))
+    let corruptions = env.disk_corruptions(STORE);
+    judge(&outcome, &corruptions).map_err(|missing| format!("{when}: {missing}"))
 }
 
 /// One liveness probe after healing, from the first writer's node: a fresh probe append is
@@ -722,7 +721,7 @@ async fn available_probe(env: &Env, system: &System, attempt: u64) -> Result<(),
             Err(outcome) => outcome,
         }
     });
-    judge_probe(task, system.corrupted, "after healing").await
+    judge_probe(env, task, "after healing").await
 }
 
 /// Appends probe event number `attempt` once. Each attempt appends a new event (ids counted
@@ -840,5 +839,5 @@ async fn final_probe(env: &Env, system: &System) -> Result<(), String> {
         Liveness::Available
     });
     let when = "after the final crash's restart";
-    judge_probe(task, system.corrupted, when).await
+    judge_probe(env, task, when).await
 }

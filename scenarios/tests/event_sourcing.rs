@@ -20,6 +20,7 @@ use scenarios::event_sourcing::{
     check_linearizable, check_live, judge, measurements_of, EventSourcing, Linearizability,
     Liveness, LogHistory, Measurements, REPLAY_EQUALS_LIVE,
 };
+use sim_core::disk::Corruption;
 use std::collections::BTreeSet;
 
 #[test]
@@ -493,16 +494,43 @@ fn linearizability_check_of_a_full_history_is_unknown() {
     ));
 }
 
+fn corruption(synced: bool) -> Corruption {
+    Corruption {
+        path: "log".into(),
+        sector: 3,
+        bits: 2,
+        synced,
+    }
+}
+
 #[test]
-fn liveness_judge_demands_availability_unless_corruption_was_injected() {
+fn liveness_judge_demands_availability_unless_fsynced_data_was_corrupted() {
     // Goal: an unavailable store fails the probe; a store refusing with a corrupt log passes
-    // only when a corruption episode hit it.
-    assert_eq!(judge(&Liveness::Available, false), Ok(()));
+    // only when a corruption hit data it had fsynced, as the disk reports.
+    let (synced, unsynced) = ([corruption(true)], [corruption(false)]);
+    assert_eq!(judge(&Liveness::Available, &[]), Ok(()));
+    assert_eq!(judge(&Liveness::Available, &unsynced), Ok(()));
     let unavailable = Liveness::Unavailable("no full read succeeded".into());
-    assert!(judge(&unavailable, true).is_err());
+    assert!(judge(&unavailable, &synced).is_err());
     let refused = Liveness::RefusedCorrupt("corrupt record at offset 0".into());
-    assert_eq!(judge(&refused, true), Ok(()));
-    assert!(judge(&refused, false).is_err());
+    assert_eq!(judge(&refused, &synced), Ok(()));
+    let both = [corruption(false), corruption(true)];
+    assert_eq!(judge(&refused, &both), Ok(()));
+    let never = judge(&refused, &[]).unwrap_err();
+    assert!(never.contains("never corrupted"), "{never}");
+}
+
+#[test]
+fn corruption_of_never_fsynced_bytes_does_not_excuse_a_refusal() {
+    // Goal: the stricter rule. A corruption episode that hit only bytes the store never
+    // fsynced (written back, landed at a crash or in a failed fsync) is damage to nothing it
+    // acknowledged, and a store that refuses to serve after it gives up availability for
+    // nothing. The earlier rule ("a corruption episode hit the store") passed this input.
+    let refused = Liveness::RefusedCorrupt("corrupt record at offset 4096".into());
+    let unsynced = [corruption(false), corruption(false)];
+    let message = judge(&refused, &unsynced).unwrap_err();
+    assert!(message.contains("2 corruption(s)"), "{message}");
+    assert!(message.contains("never-fsynced"), "{message}");
 }
 
 #[test]
@@ -539,4 +567,82 @@ fn a_store_refusing_a_corrupt_log_still_goes_through_the_final_crash() {
         refused += usize::from(result.sometimes.contains("corruption-refused"));
     }
     assert!(refused > 0, "no seed's store refused its corrupt log");
+}
+
+#[test]
+fn a_store_hit_only_in_never_fsynced_bytes_must_serve_again() {
+    // Goal: the stricter rule on real runs. The store crashes early and stays down for a
+    // second; a corruption while it is down sometimes hits only bytes that landed at the crash
+    // without an fsync. Nothing acknowledged was damaged, so the store must truncate them like
+    // a torn tail and serve again: such a run passes only if it does (the earlier rule would
+    // have passed a refusal too, since a corruption episode hit the store).
+    let options = RunOptions {
+        keep_trace: true,
+        ..RunOptions::default()
+    };
+    let mut unsynced_only = 0;
+    for seed in 0..200u64 {
+        let mut case = DynScenario::generate(&EventSourcing, seed, None, all_faults());
+        let crash_at = 5 + (seed % 40) * 5;
+        let episode = |at_ms, duration_ms, fault| harness::Episode {
+            at_ms,
+            duration_ms,
+            fault,
+        };
+        let store = || "store".to_string();
+        case.plan = harness::FaultPlan {
+            episodes: vec![
+                episode(
+                    crash_at,
+                    Some(1_000),
+                    harness::Fault::Crash { node: store() },
+                ),
+                episode(
+                    crash_at + 100,
+                    None,
+                    harness::Fault::DiskCorrupt { node: store() },
+                ),
+            ],
+        };
+        let result = DynScenario::run_case(&EventSourcing, &case, &options).unwrap();
+        assert!(
+            result.verdict.is_pass() || result.verdict.kind == harness::VerdictKind::Inconclusive,
+            "seed {seed}: {:?}",
+            result.verdict
+        );
+        if only_never_fsynced_corruption(&result.timeline.expect("the trace was kept")) {
+            unsynced_only += 1;
+            assert!(
+                !result.sometimes.contains("corruption-refused"),
+                "seed {seed}"
+            );
+        }
+    }
+    println!("{unsynced_only} of 200 runs: corruption of never-fsynced bytes only");
+    assert!(
+        unsynced_only > 0,
+        "no corruption hit only never-fsynced bytes"
+    );
+}
+
+/// Whether a run's trace records corruption, none of it of fsynced data: every `Corrupt` hit
+/// never-fsynced bytes only and no fsync vouched for the damage later (`DamageSynced`).
+fn only_never_fsynced_corruption(timeline: &sim_core::trace::Timeline) -> bool {
+    use sim_core::disk::DiskEvent;
+    let disk = timeline
+        .events
+        .iter()
+        .filter_map(|event| match &event.event {
+            sim_core::trace::Event::Disk(disk) => Some(disk),
+            _ => None,
+        });
+    let (mut unsynced, mut synced) = (0, 0);
+    for event in disk {
+        match event {
+            DiskEvent::Corrupt { synced: false, .. } => unsynced += 1,
+            DiskEvent::Corrupt { synced: true, .. } | DiskEvent::DamageSynced { .. } => synced += 1,
+            _ => {}
+        }
+    }
+    unsynced > 0 && synced == 0
 }

@@ -5,7 +5,9 @@
 //! effect shows in at least one of them (and never with the fault off): runs are deterministic,
 //! so such a test cannot turn flaky.
 
-use sim_core::disk::{self, CrashModel, DiskControl, DiskError, DiskErrorKind, DiskEvent, Latency};
+use sim_core::disk::{
+    self, Corruption, CrashModel, DiskControl, DiskError, DiskErrorKind, DiskEvent, Latency,
+};
 use sim_core::trace::Event;
 use sim_core::{run, NodeId, Report, SimConfig};
 use std::future::Future;
@@ -370,8 +372,8 @@ fn corrupt_sector_flips_stored_bits_that_a_checksum_catches_after_restart() {
                 .build();
             sim.sleep(ms(10)).await;
             if corrupt {
-                let bits = sim.disk(node).corrupt_sector("record", 1).unwrap();
-                assert!((1..=8).contains(&bits));
+                let corruption = sim.disk(node).corrupt_sector("record", 1).unwrap();
+                assert!((1..=8).contains(&corruption.bits));
             }
             sim.restart(node);
             sim.sleep(ms(10)).await;
@@ -424,12 +426,176 @@ fn corrupt_sector_shows_at_once_in_a_clean_cache_and_after_a_crash_in_a_dirty_on
             errors,
             [DiskErrorKind::InvalidInput, DiskErrorKind::NotFound]
         );
-        let (path, sector) = control.corrupt_random_sector(None).unwrap();
-        assert_eq!(path, "f");
-        assert!(sector < 2);
+        let corruption = control.corrupt_random_sector(None).unwrap();
+        assert_eq!(corruption.path, "f");
+        assert!(corruption.sector < 2);
         Ok(())
     });
     assert!(report.outcome.is_pass(), "{}", report.outcome);
+}
+
+/// Whether each corruption hit fsynced data, in order.
+fn synced_flags(corruptions: &[Corruption]) -> Vec<bool> {
+    corruptions.iter().map(|c| c.synced).collect()
+}
+
+#[test]
+fn corrupt_sector_hits_synced_data_in_a_sector_written_and_fsynced() {
+    // Goal: a sector that reached the disk through a successful fsync is acknowledged data:
+    // its corruption reports `synced`, in the return value, the list and the trace.
+    let mut config = config(lose_only());
+    config.trace.keep = true;
+    let report = run(1, config, |sim| async move {
+        let node = sim
+            .node("db")
+            .init(|| async {
+                create_synced("f", &[1u8; 2 * SECTOR]).await;
+                stay_up().await;
+            })
+            .build();
+        sim.sleep(ms(10)).await;
+        let corruption = sim.disk(node).corrupt_sector("f", 1).unwrap();
+        assert_eq!((corruption.path.as_str(), corruption.sector), ("f", 1));
+        assert!(corruption.synced);
+        assert_eq!(sim.disk(node).corruptions(), vec![corruption]);
+        Ok(())
+    });
+    assert!(report.outcome.is_pass(), "{}", report.outcome);
+    let traced: Vec<bool> = disk_events(&report)
+        .into_iter()
+        .filter_map(|event| match event {
+            DiskEvent::Corrupt { synced, .. } => Some(synced),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(traced, vec![true]);
+}
+
+#[test]
+fn corrupt_sector_of_written_back_bytes_is_unsynced_until_an_fsync_vouches_for_them() {
+    // Goal: bytes the page cache wrote back under pressure are on the disk but never fsynced:
+    // corrupting them is no damage to acknowledged data. A later successful fsync of the file
+    // vouches for the flipped bytes still there (it does not rewrite written-back bytes), so
+    // that corruption turns synced, and so does any corruption after the fsync.
+    let mut config = config(lose_only());
+    config.disk.pending_ops_max = 8;
+    config.trace.keep = true;
+    let report = run(1, config, |sim| async move {
+        let node = sim
+            .node("db")
+            .init(|| async {
+                // Sector 0 fsynced; 40 appends of 64 bytes, the first 32 written back (bytes
+                // 512..2560: sectors 1 to 4), the last 8 pending (sector 5).
+                let file = create_synced("f", &[1u8; SECTOR]).await;
+                for round in 0..40u8 {
+                    file.append(&[round; 64]).await.unwrap();
+                }
+                sim_core::time::sleep(ms(20)).await;
+                file.sync_all().await.unwrap();
+                stay_up().await;
+            })
+            .build();
+        sim.sleep(ms(10)).await;
+        let control = sim.disk(node);
+        assert_eq!(control.read_durable("f").unwrap().len(), 2560);
+        assert!(!control.corrupt_sector("f", 1).unwrap().synced);
+        assert!(!control.corrupt_sector("f", 4).unwrap().synced);
+        assert!(control.corrupt_sector("f", 0).unwrap().synced);
+        assert_eq!(synced_flags(&control.corruptions()), [false, false, true]);
+        sim.sleep(ms(20)).await;
+        assert_eq!(control.pending_ops(), 0, "the node fsynced");
+        assert_eq!(synced_flags(&control.corruptions()), [true, true, true]);
+        assert!(control.corrupt_sector("f", 2).unwrap().synced);
+        Ok(())
+    });
+    assert!(report.outcome.is_pass(), "{}", report.outcome);
+    let damage_synced = disk_events(&report)
+        .into_iter()
+        .filter(|event| matches!(event, DiskEvent::DamageSynced { path, .. } if path == "f"))
+        .count();
+    assert_eq!(damage_synced, 1);
+}
+
+#[test]
+fn corrupt_sector_of_bytes_that_landed_at_a_crash_is_unsynced_until_the_next_fsync() {
+    // Goal: unsynced writes that landed at a crash (whole, or torn) are on the disk but the
+    // node never learnt they were durable: their corruption is not synced. The restarted node
+    // fsyncs the file, after which every byte of it is fsynced.
+    let mut config = config(CrashModel {
+        lose_unsynced: false,
+        torn_writes: false,
+        reorder_unsynced: false,
+    });
+    config.disk.pending_ops_max = 64;
+    let report = run(1, config, |sim| async move {
+        let node = sim
+            .node("db")
+            .init(|| async {
+                if let Ok(file) = disk::open("f").await {
+                    sim_core::time::sleep(ms(20)).await;
+                    file.sync_all().await.unwrap();
+                    return stay_up().await;
+                }
+                let file = create_synced("f", &[1u8; SECTOR]).await;
+                file.append(&[2u8; 2 * SECTOR]).await.unwrap();
+                stay_up().await;
+            })
+            .build();
+        sim.sleep(ms(10)).await;
+        sim.crash(node);
+        let control = sim.disk(node);
+        assert_eq!(control.read_durable("f").unwrap().len(), 3 * SECTOR);
+        assert!(!control.corrupt_sector("f", 2).unwrap().synced);
+        assert!(control.corrupt_sector("f", 0).unwrap().synced);
+        sim.restart(node);
+        sim.sleep(ms(5)).await;
+        assert!(!control.corrupt_sector("f", 1).unwrap().synced, "not yet");
+        sim.sleep(ms(30)).await;
+        assert_eq!(synced_flags(&control.corruptions()), [true, true, true]);
+        assert!(control.corrupt_sector("f", 1).unwrap().synced);
+        Ok(())
+    });
+    assert!(report.outcome.is_pass(), "{}", report.outcome);
+}
+
+#[test]
+fn corrupt_sector_of_bytes_landed_by_a_failed_fsync_is_unsynced() {
+    // Goal: a write that reached the disk during a failed fsync was never acknowledged (the
+    // node got the error): its corruption is not synced. Whether it lands is drawn per seed,
+    // so several seeds are run and the landing must show in one of them.
+    let mut landed_runs = 0;
+    for seed in 0..10 {
+        let landed: Shared<bool> = Shared::default();
+        let seen = landed.clone();
+        let report = run(seed, config(lose_only()), move |sim| async move {
+            let node = sim
+                .node("db")
+                .init(|| async {
+                    let file = create_synced("f", &[1u8; SECTOR]).await;
+                    sim_core::time::sleep(ms(10)).await;
+                    file.append(&[2u8; SECTOR]).await.unwrap();
+                    assert!(file.sync_all().await.is_err());
+                    stay_up().await;
+                })
+                .build();
+            sim.sleep(ms(5)).await;
+            let control = sim.disk(node);
+            control.set_fsync_error_probability(1.0).unwrap();
+            sim.sleep(ms(10)).await;
+            if control.read_durable("f").unwrap().len() == 2 * SECTOR {
+                assert!(!control.corrupt_sector("f", 1).unwrap().synced);
+                assert!(control.corrupt_sector("f", 0).unwrap().synced);
+                seen.push(true);
+            }
+            Ok(())
+        });
+        assert!(report.outcome.is_pass(), "seed {seed}: {}", report.outcome);
+        landed_runs += landed.take().len();
+    }
+    assert!(
+        landed_runs > 0,
+        "the write never landed in the failed fsync"
+    );
 }
 
 #[test]

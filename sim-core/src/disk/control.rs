@@ -2,6 +2,7 @@
 
 use super::error::DiskError;
 use super::event::DiskEvent;
+use super::provenance::Corruption;
 use super::state::NodeDisk;
 use super::{CrashModel, DiskFaults, Latency};
 use crate::node::NodeId;
@@ -103,8 +104,10 @@ impl DiskControl {
     /// Flips between 1 and 8 random bits of sector `sector` of the stored (durable) copy of
     /// the file at `path`, as bit rot would; recorded as a `Corrupt` event. The running node
     /// reads the damage at once if its cached copy of the sector is clean, else after its
-    /// next crash. Returns the number of bits flipped.
-    pub fn corrupt_sector(&self, path: &str, sector: u64) -> Result<u32, DiskError> {
+    /// next crash. Returns what it did, with whether a flipped bit lay in fsynced data
+    /// ([`Corruption::synced`]; a later fsync may still turn it true, see
+    /// [`DiskControl::corruptions`]).
+    pub fn corrupt_sector(&self, path: &str, sector: u64) -> Result<Corruption, DiskError> {
         let result = crate::world::with(|world| {
             let mut rng = world.stream(crate::rng::DISK).clone();
             let sector_bytes = world.disk.settings.sector_size_bytes;
@@ -116,19 +119,20 @@ impl DiskControl {
             *world.stream(crate::rng::DISK) = rng;
             result
         });
-        let bits = result?;
+        let corruption = result?;
         self.record(DiskEvent::Corrupt {
-            path: path.to_string(),
-            sector,
-            bits,
+            path: corruption.path.clone(),
+            sector: corruption.sector,
+            bits: corruption.bits,
+            synced: corruption.synced,
         });
-        Ok(bits)
+        Ok(corruption)
     }
 
     /// Corrupts a random sector of the stored copy of the file at `path` (`None`: of a random
-    /// non-empty stored file); see [`DiskControl::corrupt_sector`]. Returns the file and
-    /// sector, or `None` when there is no stored data to corrupt.
-    pub fn corrupt_random_sector(&self, path: Option<&str>) -> Option<(String, u64)> {
+    /// non-empty stored file); see [`DiskControl::corrupt_sector`]. Returns what it did, or
+    /// `None` when there is no stored data to corrupt.
+    pub fn corrupt_random_sector(&self, path: Option<&str>) -> Option<Corruption> {
         let target = crate::world::with(|world| {
             let mut rng = world.stream(crate::rng::DISK).clone();
             let sector_bytes = world.disk.settings.sector_size_bytes;
@@ -139,9 +143,18 @@ impl DiskControl {
             *world.stream(crate::rng::DISK) = rng;
             target
         })?;
-        self.corrupt_sector(&target.0, target.1)
+        let corruption = self
+            .corrupt_sector(&target.0, target.1)
             .expect("a stored sector was chosen");
-        Some(target)
+        Some(corruption)
+    }
+
+    /// Every corruption of this disk so far, oldest first. Each one's
+    /// [`Corruption::synced`] is as it stands now: a corruption of never-fsynced bytes turns
+    /// synced when a later successful fsync of the file vouches for a flipped byte still on
+    /// the disk (as recorded by a `DamageSynced` event).
+    pub fn corruptions(&self) -> Vec<Corruption> {
+        self.with_disk(|disk| disk.provenance.corruptions())
     }
 
     /// The paths of the files as the running node sees them, sorted.

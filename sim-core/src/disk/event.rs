@@ -81,6 +81,17 @@ pub enum DiskEvent {
         sector: u64,
         /// Number of bits flipped.
         bits: u32,
+        /// Whether a flipped bit lay in bytes a successful fsync had made durable (the
+        /// simulator's truth; see [`super::Corruption::synced`]).
+        synced: bool,
+    },
+    /// A successful fsync vouched for `bytes` flipped bytes that had reached the disk without
+    /// an fsync and that no write had overwritten: the damage is now in fsynced data.
+    DamageSynced {
+        /// The file.
+        path: String,
+        /// Flipped bytes now fsynced.
+        bytes: u64,
     },
     /// The node's disk faults were set.
     Faults(DiskFaults),
@@ -169,12 +180,19 @@ impl StableHash for DiskEvent {
                 h.u64(*landed);
                 h.u64(*torn);
             }
-            DiskEvent::Corrupt { path, sector, bits } => {
+            DiskEvent::Corrupt {
+                path,
+                sector,
+                bits,
+                synced,
+            } => {
                 h.u8(6);
                 h.str(path);
                 h.u64(*sector);
                 h.u32(*bits);
+                h.u8(u8::from(*synced));
             }
+            DiskEvent::DamageSynced { path, bytes } => hash_fields(h, 9, path, &[*bytes]),
             DiskEvent::Faults(faults) => {
                 h.u8(7);
                 hash_faults(h, faults);
@@ -245,9 +263,26 @@ impl fmt::Display for DiskEvent {
                 "power loss: {pending} unsynced ops, {landed} landed, {torn} torn, {} lost",
                 pending.saturating_sub(landed + torn)
             ),
-            DiskEvent::Corrupt { path, sector, bits } => {
-                write!(f, "CORRUPT {path:?} sector {sector}: {bits} bits flipped")
+            DiskEvent::Corrupt {
+                path,
+                sector,
+                bits,
+                synced,
+            } => {
+                let data = if *synced {
+                    "fsynced data"
+                } else {
+                    "never-fsynced bytes only"
+                };
+                write!(
+                    f,
+                    "CORRUPT {path:?} sector {sector}: {bits} bits flipped in {data}"
+                )
             }
+            DiskEvent::DamageSynced { path, bytes } => write!(
+                f,
+                "fsync of {path:?} vouched for {bytes} corrupted bytes: damage now in fsynced data"
+            ),
             DiskEvent::Faults(faults) => write!(f, "faults {faults:?}"),
             DiskEvent::CrashModel(model) => write!(f, "crash model {model:?}"),
         }

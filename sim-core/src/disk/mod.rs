@@ -71,7 +71,12 @@
 //! - no space: a capacity in bytes; a write or truncate that would need more fails with
 //!   [`DiskError::NoSpace`] and changes nothing (no short writes).
 //! - corruption: [`DiskControl::corrupt_sector`] flips bits of a sector in the durable image,
-//!   recorded as a `Corrupt` trace event, for checksums to catch.
+//!   recorded as a `Corrupt` trace event, for checksums to catch. It tells whether it hit
+//!   fsynced data ([`Corruption::synced`]): the durable image also holds bytes that got there
+//!   without a successful fsync (written back, landed at a crash or during a failed fsync),
+//!   which the node never took for acknowledged, so damage there is no damage to acknowledged
+//!   data, until a later successful fsync of the file vouches for it unrepaired (a
+//!   `DamageSynced` event). [`DiskControl::corruptions`] lists them all.
 //! - latency: every operation waits a uniform random time within a range (at least 1 ms,
 //!   madsim's floor), in true simulated time. Without it, operations take no simulated time.
 //!
@@ -113,6 +118,7 @@ mod error;
 mod event;
 mod image;
 mod page_cache;
+mod provenance;
 mod state;
 
 pub use api::{create, list, open, remove, rename, sync_dir, File};
@@ -120,6 +126,7 @@ pub use control::DiskControl;
 pub use error::{DiskError, DiskErrorKind, DiskOp};
 pub use event::DiskEvent;
 pub use image::{NAME_BYTES_MAX, PATH_BYTES_MAX};
+pub use provenance::Corruption;
 
 use crate::node::NodeId;
 use crate::trace::Event;

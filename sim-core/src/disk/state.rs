@@ -5,6 +5,7 @@ use super::error::{DiskError, DiskOp};
 use super::event::DiskEvent;
 use super::image::{path_problem, Image, InodeId, PendingOp};
 use super::page_cache::PageCache;
+use super::provenance::{Corruption, Landing, Provenance};
 use super::{CrashModel, DiskConfig, DiskFaults};
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -57,6 +58,8 @@ pub(crate) struct NodeDisk {
     pub faults: DiskFaults,
     pub crash_model: CrashModel,
     next_inode: InodeId,
+    /// Which durable bytes no successful fsync vouches for, and every corruption.
+    pub provenance: Provenance,
 }
 
 impl NodeDisk {
@@ -69,6 +72,7 @@ impl NodeDisk {
             faults,
             crash_model,
             next_inode: 1,
+            provenance: Provenance::default(),
         }
     }
 
@@ -220,24 +224,40 @@ impl NodeDisk {
         self.usage = self.usage - before + count(self);
     }
 
-    /// Applies `op` to the durable image (`durable`) or to the running view.
-    fn apply_to(&mut self, durable: bool, op: &PendingOp) {
-        let image = if durable {
-            &self.durable
-        } else {
-            &self.volatile
-        };
+    /// Applies `op` to the running view.
+    fn apply_to_volatile(&mut self, op: &PendingOp) {
         let replaced = op
             .target_path()
-            .and_then(|path| image.dir.get(path).copied());
+            .and_then(|path| self.volatile.dir.get(path).copied());
+        self.tracking([Some(op.inode()), replaced], |disk| disk.volatile.apply(op));
+    }
+
+    /// Applies `op` to the durable image, which got it by `landing`.
+    fn land(&mut self, op: &PendingOp, landing: Landing) {
+        let replaced = op
+            .target_path()
+            .and_then(|path| self.durable.dir.get(path).copied());
         self.tracking([Some(op.inode()), replaced], |disk| {
-            let image = if durable {
-                &mut disk.durable
-            } else {
-                &mut disk.volatile
-            };
-            image.apply(op);
+            disk.land_untracked(op, landing);
         });
+    }
+
+    /// [`NodeDisk::land`] without keeping the usage count (a crash recounts it).
+    fn land_untracked(&mut self, op: &PendingOp, landing: Landing) {
+        let len_before = self.durable.files.get(&op.inode()).map_or(0, Vec::len) as u64;
+        self.durable.apply(op);
+        if op.is_data() {
+            self.provenance.landed(op, len_before, landing);
+        } else {
+            // A name operation may drop the file it unlinks or replaces.
+            self.forget_dropped_files();
+        }
+    }
+
+    /// Forgets the provenance of files whose stored contents are gone.
+    fn forget_dropped_files(&mut self) {
+        let files = &self.durable.files;
+        self.provenance.retain(|inode| files.contains_key(&inode));
     }
 
     /// Checks that `inode` may grow to `new_len` bytes within the capacity.
@@ -297,7 +317,7 @@ impl NodeDisk {
     }
 
     fn push(&mut self, op: PendingOp) {
-        self.apply_to(false, &op);
+        self.apply_to_volatile(&op);
         self.pending.push(op);
     }
 
@@ -311,6 +331,7 @@ impl NodeDisk {
             disk.volatile.files.remove(&inode);
             if !disk.durable.names.contains_key(&inode) && !disk.pending.references(inode) {
                 disk.durable.files.remove(&inode);
+                disk.forget_dropped_files();
             }
         });
     }
@@ -324,7 +345,8 @@ impl NodeDisk {
         {
             let op = self.pending.pop_oldest().expect("over bounds: not empty");
             events.push(self.writeback_event(&op));
-            self.apply_to(true, &op);
+            // Written back without an fsync: nothing vouches for these bytes yet.
+            self.land(&op, Landing::Unsynced);
             self.collect_inode(op.inode());
         }
         events
@@ -346,13 +368,16 @@ impl NodeDisk {
         }
     }
 
-    /// fsync of a file: its unsynced writes and truncates reach the durable image, in order.
-    /// Returns how many there were.
+    /// fsync of a file: its unsynced writes and truncates reach the durable image, in order,
+    /// and every durable byte of the file is now fsynced, also those that got there earlier
+    /// without an fsync. Returns how many operations there were, and a `DamageSynced` event
+    /// when that vouched for bytes a corruption had flipped.
     ///
     /// `failure`: the fsync fails. Then each of those operations independently reaches the
-    /// durable image or is dropped for good, and none stays pending, so a later fsync succeeds
-    /// without persisting the dropped ones (Linux after a writeback error); the running node
-    /// keeps reading what it wrote. Returns the verdict's event then.
+    /// durable image (unsynced: the node was told it failed) or is dropped for good, and none
+    /// stays pending, so a later fsync succeeds without persisting the dropped ones (Linux
+    /// after a writeback error); the running node keeps reading what it wrote. Returns the
+    /// verdict's event then.
     pub fn sync_file(
         &mut self,
         inode: InodeId,
@@ -363,14 +388,18 @@ impl NodeDisk {
         let count = ops.len() as u64;
         let event = match failure {
             None => {
-                ops.iter().for_each(|op| self.apply_to(true, op));
-                None
+                ops.iter().for_each(|op| self.land(op, Landing::Synced));
+                let bytes = self.provenance.fsynced(inode);
+                (bytes > 0).then(|| DiskEvent::DamageSynced {
+                    path: path.into(),
+                    bytes,
+                })
             }
             Some(rng) => {
                 let mut landed = 0;
                 for op in &ops {
                     if rng.gen_bool(0.5) {
-                        self.apply_to(true, op);
+                        self.land(op, Landing::Unsynced);
                         landed += 1;
                     }
                 }
@@ -428,7 +457,8 @@ impl NodeDisk {
         };
         let ops = self.pending.take_seqs(&selected[..landing]);
         for op in &ops {
-            self.apply_to(true, op);
+            // Name operations carry no bytes: how they landed does not matter.
+            self.land(op, Landing::Synced);
         }
         for op in &ops {
             self.collect_inode(op.inode());
@@ -460,12 +490,14 @@ impl NodeDisk {
         let named = self.durable.names.clone();
         self.durable
             .retain_inodes(|inode| named.contains_key(&inode));
+        self.forget_dropped_files();
         self.volatile = self.durable.clone();
         self.usage = self.count_usage();
         verdict
     }
 
     /// Applies what of `ops` reaches the disk under the crash model; returns (whole, torn).
+    /// Nothing of it was fsynced: the node never learnt it was durable.
     fn land_at_crash(
         &mut self,
         ops: &[PendingOp],
@@ -474,21 +506,24 @@ impl NodeDisk {
     ) -> (u64, u64) {
         let model = self.crash_model;
         if !model.lose_unsynced {
-            ops.iter().for_each(|op| self.durable.apply(op));
+            ops.iter()
+                .for_each(|op| self.land_untracked(op, Landing::Unsynced));
             return (ops.len() as u64, 0);
         }
         if !model.reorder_unsynced {
             // Written back in order until the power went: a prefix, and the write at the cut
             // may be half done.
             let cut = rng.gen_range(0..=ops.len());
-            ops[..cut].iter().for_each(|op| self.durable.apply(op));
+            ops[..cut]
+                .iter()
+                .for_each(|op| self.land_untracked(op, Landing::Unsynced));
             let torn = match ops.get(cut) {
                 Some(op) if model.torn_writes => torn_part(op, rng, sector_bytes),
                 _ => None,
             };
             let torn_count = u64::from(torn.is_some());
             if let Some(part) = torn {
-                self.durable.apply(&part);
+                self.land_untracked(&part, Landing::Unsynced);
             }
             return (cut as u64, torn_count);
         }
@@ -501,15 +536,15 @@ impl NodeDisk {
             if !op.is_data() {
                 names_seen += 1;
                 if names_seen <= names_landing {
-                    self.durable.apply(op);
+                    self.land_untracked(op, Landing::Unsynced);
                     landed += 1;
                 }
             } else if rng.gen_bool(0.5) {
-                self.durable.apply(op);
+                self.land_untracked(op, Landing::Unsynced);
                 landed += 1;
             } else if model.torn_writes {
                 if let Some(part) = torn_part(op, rng, sector_bytes) {
-                    self.durable.apply(&part);
+                    self.land_untracked(&part, Landing::Unsynced);
                     torn += 1;
                 }
             }
@@ -520,14 +555,14 @@ impl NodeDisk {
     /// Flips bits in sector `sector` of the durable image of the file at `path`. The running
     /// node reads the flipped bits too when its cached copy of the sector is clean (no unsynced
     /// write covers it, and it matches the disk); a dirty cached copy hides them until a crash.
-    /// Returns the number of bits flipped.
+    /// Returns what it did, with whether it hit fsynced bytes.
     pub fn corrupt(
         &mut self,
         path: &str,
         sector: u64,
         rng: &mut Xoshiro256PlusPlus,
         sector_bytes: u64,
-    ) -> Result<u32, DiskError> {
+    ) -> Result<Corruption, DiskError> {
         check_path(path, false)?;
         let Some(&inode) = self.durable.dir.get(path) else {
             return Err(DiskError::NotFound { path: path.into() });
@@ -546,14 +581,23 @@ impl NodeDisk {
         let span_bits = (end - start) * 8;
         let bits = rng.gen_range(1..=span_bits.min(8));
         let positions = rand::seq::index::sample(rng, span_bits, bits);
+        let mut flipped = BTreeSet::new();
         for bit in positions.iter() {
             let (byte, mask) = (start + bit / 8, 1u8 << (bit % 8));
             self.durable.files.get_mut(&inode).expect("stored")[byte] ^= mask;
             if clean {
                 self.volatile.files.get_mut(&inode).expect("clean")[byte] ^= mask;
             }
+            flipped.insert(byte as u64);
         }
-        Ok(bits as u32)
+        let flipped: Vec<u64> = flipped.into_iter().collect();
+        let corruption = Corruption {
+            path: path.into(),
+            sector,
+            bits: bits as u32,
+            synced: false,
+        };
+        Ok(self.provenance.corrupted(inode, &flipped, corruption))
     }
 
     fn sector_is_clean(&self, inode: InodeId, start: usize, end: usize) -> bool {
@@ -682,6 +726,7 @@ mod tests {
     fn check_invariants(disk: &NodeDisk, exact: bool, step: usize) {
         assert_eq!(disk.usage, disk.count_usage(), "usage, step {step}");
         disk.pending.check();
+        disk.provenance.check(&disk.durable.files, step);
         let named: BTreeSet<&InodeId> = disk.volatile.dir.values().collect();
         let cached: BTreeSet<&InodeId> = disk.volatile.files.keys().collect();
         assert_eq!(
