@@ -12,7 +12,7 @@
 //! `a` returned strictly before `b` was called; equal times mean the two are concurrent.
 //!
 //! ```
-//! use harness::history::History;
+//! use linearizability::history::History;
 //!
 //! let mut history: History<&str, u64> = History::new();
 //! let write = history.invoke(1, "write 7", 100).unwrap();

@@ -36,9 +36,9 @@
 //! (per key, per stream), write unique values, and keep each partition's history short.
 //!
 //! ```
-//! use harness::history::History;
-//! use harness::linearizability::{check, CheckLimits, CheckResult};
-//! use harness::linearizability::models::{Register, RegisterInput, RegisterOutput};
+//! use linearizability::history::History;
+//! use linearizability::{check, CheckLimits, CheckResult};
+//! use linearizability::models::{Register, RegisterInput, RegisterOutput};
 //!
 //! let mut history = History::new();
 //! let write = history.invoke(1, RegisterInput::Write(1), 0).unwrap();
@@ -49,6 +49,7 @@
 //! assert!(result.is_illegal(), "{result}");
 //! ```
 
+pub mod history;
 pub mod models;
 mod search;
 
