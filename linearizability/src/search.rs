@@ -18,59 +18,47 @@
 //! uses an earlier one can always be changed into one that does not: use the latest one
 //! instead, and the earlier one where the path used the latest, if it did.
 
-use super::{CheckLimits, Model};
-use crate::history::Operation;
-use std::collections::BTreeSet;
+use super::Model;
+use crate::history::{OpId, Operation};
+use std::collections::{BTreeMap, BTreeSet};
+use std::mem::size_of;
 
-/// The result of searching one partition.
-pub(super) enum Outcome<'a, I, O> {
-    Linearizable,
-    Illegal(Deepest<'a, I, O>),
-    LimitReached(String),
-}
-
-/// Where the search got furthest, recorded for the explanation.
-pub(super) struct Deepest<'a, I, O> {
-    pub(super) linearized: Vec<&'a Operation<I, O>>,
-    pub(super) state_after: String,
-    pub(super) candidates: Vec<&'a Operation<I, O>>,
-    pub(super) blocking: &'a Operation<I, O>,
-}
-
-/// Searches for a linearization of `ops` (one partition) within `limits`.
-///
-/// Recording the deepest position while searching would copy the stack each time the
-/// search reaches a new depth, quadratic on long histories; so the search only notes the
-/// depth, and when it fails it runs again (it is deterministic) to record the position at
-/// the first dead end at that depth.
-pub(super) fn search<'a, M: Model>(
-    model: &'a M,
-    ops: Vec<&'a Operation<M::Input, M::Output>>,
-    limits: &'a CheckLimits,
-) -> Outcome<'a, M::Input, M::Output> {
-    match Search::new(model, ops.clone(), limits, None).run() {
-        RunOutcome::Linearizable => Outcome::Linearizable,
-        RunOutcome::LimitReached(limit) => Outcome::LimitReached(limit),
-        RunOutcome::Illegal { depth_max, .. } => {
-            match Search::new(model, ops, limits, Some(depth_max)).run() {
-                RunOutcome::Illegal {
-                    deepest: Some(deepest),
-                    ..
-                } => Outcome::Illegal(deepest),
-                _ => unreachable!("a deterministic search changed its verdict"),
-            }
-        }
-    }
-}
-
-/// The result of one run of the search.
-enum RunOutcome<'a, I, O> {
-    Linearizable,
+/// How a finished search of one partition ended.
+pub(crate) enum Finished<'a, I, O> {
+    /// Every completed operation was linearized; the order found, indeterminate operations
+    /// that took effect included.
+    Linearizable(Vec<OpId>),
+    /// No linearization exists. `deepest` is recorded only by a run with `record_depth`.
     Illegal {
         depth_max: usize,
         deepest: Option<Deepest<'a, I, O>>,
     },
-    LimitReached(String),
+}
+
+/// Where the search got furthest, recorded for the explanation.
+pub(crate) struct Deepest<'a, I, O> {
+    pub(crate) linearized: Vec<&'a Operation<I, O>>,
+    pub(crate) state_after: String,
+    pub(crate) candidates: Vec<&'a Operation<I, O>>,
+    pub(crate) blocking: &'a Operation<I, O>,
+}
+
+/// Runs a fresh search of `ops` to its end, recording the position at the first dead end at
+/// `record_depth`. Recording the deepest position while searching would copy the stack each
+/// time the search reaches a new depth, quadratic on long histories; so the first search
+/// only notes the depth, and when it fails this one runs again (it is deterministic, and
+/// pausing between quanta changes nothing in its path) to record the position. It takes as
+/// many steps as the first, which bounds it.
+pub(crate) fn explain<'a, M: Model>(
+    model: &'a M,
+    ops: Vec<&'a Operation<M::Input, M::Output>>,
+    record_depth: usize,
+) -> Option<Deepest<'a, M::Input, M::Output>> {
+    let mut search = Search::new(model, ops, Some(record_depth));
+    match search.run_until(u64::MAX) {
+        Some(Finished::Illegal { deepest, .. }) => deepest,
+        _ => None,
+    }
 }
 
 /// Two doubly linked lists over fixed nodes, with O(1) removal and re-insertion in LIFO
@@ -192,28 +180,11 @@ struct BitKey {
 /// An explored configuration. Entries with the same completed set and state are adjacent
 /// in the memo's order, so the dominance check scans one short range.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct MemoKey<S> {
+struct MemoKey {
     completed: BitKey,
-    state: S,
+    state: StateId,
     /// The linearized indeterminate operations, trimmed.
     open: Box<[u64]>,
-}
-
-/// The states an operation may lead to, tried one after the other.
-enum Successors<S> {
-    /// A completed operation: at most one state.
-    Known(Option<S>),
-    /// An indeterminate operation: any number of states, tried from the back.
-    Unknown(Vec<S>),
-}
-
-impl<S> Successors<S> {
-    fn pop(&mut self) -> Option<S> {
-        match self {
-            Successors::Known(state) => state.take(),
-            Successors::Unknown(states) => states.pop(),
-        }
-    }
 }
 
 /// Where the scan for the next operation to linearize is.
@@ -229,16 +200,26 @@ enum Cursor {
 struct Frame<S> {
     node: usize,
     op: usize,
-    state_before: S,
-    untried: Successors<S>,
+    /// The interned state before the operation.
+    state_before: StateId,
+    /// Successor states not tried yet, tried from the back.
+    untried: Vec<S>,
     /// The blocking return when the operation was taken from the open list.
     blocking: Option<usize>,
 }
 
-/// The search over one partition.
-struct Search<'a, M: Model> {
+/// An interned model state: the memo and the stack hold this index, so each distinct
+/// state is stored once however many configurations reach it.
+type StateId = u32;
+
+/// The bytes a memo entry costs beyond its key's inline size: the B-tree's share of node
+/// headers and spare slots (its nodes hold 11 keys and are at least half full).
+const MEMO_ENTRY_OVERHEAD_BYTES: usize = 16;
+
+/// The search over one partition, resumable: [`Search::run_until`] runs it for a number of
+/// steps and can be called again, so partitions can share a budget in quanta.
+pub(crate) struct Search<'a, M: Model> {
     model: &'a M,
-    limits: &'a CheckLimits,
     /// The partition's operations in call order.
     ops: Vec<&'a Operation<M::Input, M::Output>>,
     /// Each operation's index in `completed_set` or `open_set` (by whether it completed).
@@ -251,15 +232,21 @@ struct Search<'a, M: Model> {
     return_node: Vec<Option<usize>>,
     /// For an indeterminate operation: the next one in call order with an equal input.
     next_equal: Vec<Option<usize>>,
-    state: M::State,
+    state: StateId,
+    /// Every state reached, once, by id.
+    states: Vec<M::State>,
+    state_ids: BTreeMap<M::State, StateId>,
     /// The linearized completed operations.
     completed_set: BitSet,
     /// The linearized indeterminate operations.
     open_set: BitSet,
     completed_unlinearized: usize,
     stack: Vec<Frame<M::State>>,
-    memo: BTreeSet<MemoKey<M::State>>,
+    memo: BTreeSet<MemoKey>,
+    /// The estimated bytes held by `memo`, `states` and `state_ids`.
+    memo_bytes: usize,
     steps: u64,
+    cursor: Cursor,
     depth_max: usize,
     /// Where to record the position: at the first dead end at this depth.
     record_depth: Option<usize>,
@@ -267,10 +254,9 @@ struct Search<'a, M: Model> {
 }
 
 impl<'a, M: Model> Search<'a, M> {
-    fn new(
+    pub(crate) fn new(
         model: &'a M,
         mut ops: Vec<&'a Operation<M::Input, M::Output>>,
-        limits: &'a CheckLimits,
         record_depth: Option<usize>,
     ) -> Self {
         ops.sort_by_key(|op| (op.call_ns, op.id));
@@ -280,29 +266,50 @@ impl<'a, M: Model> Search<'a, M> {
         let nodes = lists.open_tail + 1;
         let mut search = Self {
             model,
-            limits,
             op_bit: vec![0; ops.len()],
             node_op: vec![usize::MAX; nodes],
             node_is_call: vec![false; nodes],
             call_node: vec![0; ops.len()],
             return_node: vec![None; ops.len()],
             next_equal: vec![None; ops.len()],
-            state: model.init(),
+            state: 0,
+            states: Vec::new(),
+            state_ids: BTreeMap::new(),
             completed_set: BitSet::new(completed_count),
             open_set: BitSet::new(open_count),
             completed_unlinearized: completed_count,
             stack: Vec::new(),
             memo: BTreeSet::new(),
+            memo_bytes: 0,
             steps: 0,
+            cursor: Cursor::Main(MAIN_HEAD),
             depth_max: 0,
             record_depth,
             deepest: None,
             lists,
             ops,
         };
+        search.state = search.intern(model.init());
+        search.cursor = Cursor::Main(search.lists.next[MAIN_HEAD]);
         search.place_events();
         search.link_equal_inputs();
         search
+    }
+
+    /// The steps taken so far: a look at one candidate operation, one backtrack, or one
+    /// comparison with an explored configuration.
+    pub(crate) fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The number of explored configurations kept.
+    pub(crate) fn memo_entries(&self) -> usize {
+        self.memo.len()
+    }
+
+    /// The estimated bytes of the memo and the interned states.
+    pub(crate) fn memo_bytes(&self) -> usize {
+        self.memo_bytes
     }
 
     /// Fills `next_equal`. Quadratic in the number of indeterminate operations, which the
@@ -374,17 +381,23 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
-    fn run(mut self) -> RunOutcome<'a, M::Input, M::Output> {
-        let mut cursor = Cursor::Main(self.lists.next[MAIN_HEAD]);
+    /// Runs the search until it finishes or has taken `steps_until` steps (it may pass that
+    /// by the comparisons of one memo look-up). `None`: not finished; call again to go on.
+    /// A finished search answers the same again.
+    pub(crate) fn run_until(
+        &mut self,
+        steps_until: u64,
+    ) -> Option<Finished<'a, M::Input, M::Output>> {
         loop {
             if self.completed_unlinearized == 0 {
-                return RunOutcome::Linearizable;
+                let witness = self.stack.iter().map(|frame| self.ops[frame.op].id);
+                return Some(Finished::Linearizable(witness.collect()));
             }
-            if let Some(limit) = self.limit_reached() {
-                return RunOutcome::LimitReached(limit);
+            if self.steps >= steps_until {
+                return None;
             }
             self.steps += 1;
-            cursor = match cursor {
+            self.cursor = match self.cursor {
                 Cursor::Main(node) if self.node_is_call[node] => self.try_at(node, None),
                 Cursor::Main(node) => {
                     // A completed operation is unlinearized, so its return comes first.
@@ -407,30 +420,15 @@ impl<'a, M: Model> Search<'a, M> {
                     match self.backtrack() {
                         Some(cursor) => cursor,
                         None => {
-                            let (depth_max, deepest) = (self.depth_max, self.deepest);
-                            return RunOutcome::Illegal { depth_max, deepest };
+                            // The cursor stays at the dead end: a later call answers the same.
+                            let depth_max = self.depth_max;
+                            let deepest = self.deepest.take();
+                            return Some(Finished::Illegal { depth_max, deepest });
                         }
                     }
                 }
             };
         }
-    }
-
-    fn limit_reached(&self) -> Option<String> {
-        let ops = self.ops.len();
-        if self.steps >= self.limits.steps_max {
-            let steps = self.steps;
-            return Some(format!(
-                "search limit reached: {steps} steps (steps_max), {ops} operations"
-            ));
-        }
-        if self.memo.len() >= self.limits.memo_entries_max {
-            let entries = self.memo.len();
-            return Some(format!(
-                "search limit reached: {entries} memo entries (memo_entries_max), {ops} operations"
-            ));
-        }
-        None
     }
 
     /// Whether the open list's `node` is an indeterminate operation called before the
@@ -463,18 +461,31 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
-    fn successors(&self, op: usize) -> Successors<M::State> {
+    /// The states `op` may lead to from the current state, in the order to try them (from
+    /// the back: so the model's order).
+    fn successors(&self, op: usize) -> Vec<M::State> {
         let operation = self.ops[op];
-        match &operation.output {
-            Some(output) => {
-                Successors::Known(self.model.step(&self.state, &operation.input, output))
-            }
-            None => {
-                let mut states = self.model.step_unknown(&self.state, &operation.input);
-                states.reverse(); // tried from the back, so in the model's order
-                Successors::Unknown(states)
-            }
+        let state = &self.states[self.state as usize];
+        let mut states = match &operation.output {
+            Some(output) => self.model.step_all(state, &operation.input, output),
+            None => self.model.step_unknown(state, &operation.input),
+        };
+        states.reverse();
+        states
+    }
+
+    /// The id of `state`, storing it if it is new.
+    fn intern(&mut self, state: M::State) -> StateId {
+        if let Some(&id) = self.state_ids.get(&state) {
+            return id;
         }
+        let id = StateId::try_from(self.states.len()).expect("fewer than 2^32 distinct states");
+        // Two copies (the list and the index) and the index's share of B-tree nodes.
+        self.memo_bytes += 2 * self.model.state_bytes(&state) + size_of::<StateId>();
+        self.memo_bytes += MEMO_ENTRY_OVERHEAD_BYTES;
+        self.states.push(state.clone());
+        self.state_ids.insert(state, id);
+        id
     }
 
     /// Linearizes `op` next with the first untried successor state whose configuration is
@@ -483,12 +494,13 @@ impl<'a, M: Model> Search<'a, M> {
         &mut self,
         node: usize,
         op: usize,
-        mut untried: Successors<M::State>,
+        mut untried: Vec<M::State>,
         blocking: Option<usize>,
     ) -> bool {
         self.mark(op, true);
         while let Some(candidate) = untried.pop() {
-            if self.memo_insert(&candidate) {
+            let candidate = self.intern(candidate);
+            if self.memo_insert(candidate) {
                 let state_before = std::mem::replace(&mut self.state, candidate);
                 let frame = Frame {
                     node,
@@ -542,10 +554,10 @@ impl<'a, M: Model> Search<'a, M> {
     /// indeterminate operation precedes nothing), which V shares with Pi, and its successor
     /// states depend only on the state, also shared; so the search tried y from V, and V+y
     /// was recorded or found covered. Either way Pi+1 is covered: a contradiction.
-    fn memo_insert(&mut self, state: &M::State) -> bool {
+    fn memo_insert(&mut self, state: StateId) -> bool {
         let mut key = MemoKey {
             completed: self.completed_set.key(),
-            state: state.clone(),
+            state,
             open: Box::new([]),
         };
         let open = self.open_set.trimmed();
@@ -558,13 +570,20 @@ impl<'a, M: Model> Search<'a, M> {
                 compared += 1;
                 is_subset(&seen.open, &open)
             });
-        // Each comparison counts as a step, so that `steps_max` bounds the work.
+        // Each comparison counts as a step, so that the step budget bounds the work.
         self.steps += compared;
         if covered {
             return false;
         }
         key.open = open;
-        self.memo.insert(key)
+        let bytes = size_of::<MemoKey>()
+            + size_of::<u64>() * (key.completed.rest.len() + key.open.len())
+            + MEMO_ENTRY_OVERHEAD_BYTES;
+        let inserted = self.memo.insert(key);
+        if inserted {
+            self.memo_bytes += bytes;
+        }
+        inserted
     }
 
     fn lift(&mut self, op: usize) {
@@ -602,7 +621,7 @@ impl<'a, M: Model> Search<'a, M> {
         }
         self.deepest = Some(Deepest {
             linearized: self.stack.iter().map(|frame| self.ops[frame.op]).collect(),
-            state_after: format!("{:?}", self.state),
+            state_after: format!("{:?}", self.states[self.state as usize]),
             candidates,
             blocking: self.ops[self.node_op[blocking]],
         });
