@@ -597,10 +597,22 @@ mod tests {
         assert!(ops[0].precedes(&ops[2]));
         assert!(!ops[0].precedes(&ops[1]));
         let err = History::<&str, &str>::from_events(vec![ret(1, "ok")], 10).unwrap_err();
-        assert_eq!(err, HistoryError::ReturnWithoutCall { position: 0, client: 1 });
+        assert_eq!(
+            err,
+            HistoryError::ReturnWithoutCall {
+                position: 0,
+                client: 1
+            }
+        );
         let twice = vec![call(1, "a"), call(1, "b")];
         let err = History::<&str, &str>::from_events(twice, 10).unwrap_err();
-        assert_eq!(err, HistoryError::CallWhileOutstanding { position: 1, client: 1 });
+        assert_eq!(
+            err,
+            HistoryError::CallWhileOutstanding {
+                position: 1,
+                client: 1
+            }
+        );
         let err = History::<&str, &str>::from_events(vec![call(1, "a")], 0).unwrap_err();
         assert_eq!(err, HistoryError::Full { ops_max: 0 });
     }

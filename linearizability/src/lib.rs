@@ -49,6 +49,7 @@
 //! assert!(result.is_illegal(), "{result}");
 //! ```
 
+pub mod generate;
 pub mod history;
 pub mod models;
 mod report;

@@ -271,8 +271,12 @@ impl<K: Clone + Ord + Debug, V: Clone + Ord + Debug> Model for KeyValue<K, V> {
             KvInput::Get { .. } => Vec::new(),
             KvInput::Put { key, value } => vec![with(state, key, Some(value))],
             KvInput::Delete { key } => vec![with(state, key, None)],
-            KvInput::Append { key, value } => self.appended(state, key, value).into_iter().collect(),
-            KvInput::Cas { key, expected, new } if expected.as_ref() == self.current(state, key) => {
+            KvInput::Append { key, value } => {
+                self.appended(state, key, value).into_iter().collect()
+            }
+            KvInput::Cas { key, expected, new }
+                if expected.as_ref() == self.current(state, key) =>
+            {
                 vec![with(state, key, Some(new))]
             }
             KvInput::Cas { .. } => Vec::new(),
@@ -558,14 +562,18 @@ mod tests {
             key: "a",
             value: value.to_string(),
         };
-        let x = model.step(&empty, &append("x"), &KvOutput::AppendOk).unwrap();
+        let x = model
+            .step(&empty, &append("x"), &KvOutput::AppendOk)
+            .unwrap();
         let xy = model.step(&x, &append("y"), &KvOutput::AppendOk).unwrap();
         assert!(model.step(&xy, &get, &seen("xy")).is_some());
         assert!(model.step(&xy, &get, &seen("yx")).is_none());
         assert_eq!(model.step_unknown(&x, &append("y")), vec![xy]);
         let plain: KeyValue<&str, String> = KeyValue::new();
         assert!(
-            plain.step(&empty, &append("x"), &KvOutput::AppendOk).is_none(),
+            plain
+                .step(&empty, &append("x"), &KvOutput::AppendOk)
+                .is_none(),
             "appends are not in a model without with_append"
         );
     }

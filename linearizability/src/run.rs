@@ -128,7 +128,11 @@ pub(crate) fn run<'a, M: Model>(
             break;
         }
         rounds += 1;
-        run_round(&mut slots, share.min(options.quantum_steps.max(1)), options.measure_time);
+        run_round(
+            &mut slots,
+            share.min(options.quantum_steps.max(1)),
+            options.measure_time,
+        );
         if settle(model, &mut slots, options) {
             break;
         }
