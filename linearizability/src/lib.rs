@@ -51,6 +51,7 @@
 
 pub mod generate;
 pub mod history;
+pub mod html;
 pub mod models;
 mod report;
 mod run;
