@@ -478,7 +478,7 @@ pub fn determinism_failure(
         case,
         first,
         &second,
-        divergence(first, &second),
+        divergence(first, &second, ("first run", "second run")),
     ))
 }
 
@@ -487,12 +487,14 @@ fn same_run(first: &RunResult, second: &RunResult) -> bool {
 }
 
 /// The first diverging event of two runs whose timelines were kept.
-fn divergence(first: &RunResult, second: &RunResult) -> String {
+fn divergence(first: &RunResult, second: &RunResult, names: (&str, &str)) -> String {
     match (&first.timeline, &second.timeline) {
         (Some(a), Some(b)) => match a.first_divergence(b) {
             Some((i, j)) => format!(
-                "first run: {} / second run: {}",
+                "{}: {} / {}: {}",
+                names.0,
                 a.events.get(i).map_or("(end)".into(), |e| a.format_line(e)),
+                names.1,
                 b.events.get(j).map_or("(end)".into(), |e| b.format_line(e)),
             ),
             None => "same events, different verdict".into(),
@@ -544,12 +546,12 @@ fn reproduce(
         return None;
     }
     let text = if first.timeline.is_some() {
-        divergence(first, &second)
+        divergence(first, &second, ("first run", "second run"))
     } else {
         // The first run kept no trace: a third run shows where the reruns part, if they do.
         match scenario.run_case(case, &traced) {
             Ok(third) if !same_run(&second, &third) => {
-                format!("between reruns: {}", divergence(&second, &third))
+                divergence(&second, &third, ("second run", "third run"))
             }
             _ => "the first run (trace not kept) differs from two reruns that agree".into(),
         }

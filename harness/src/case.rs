@@ -139,6 +139,7 @@ impl Verdict {
         outcome: &Outcome,
         spec: &ScenarioSpec,
         inconclusive: Option<&str>,
+        muted: &BTreeSet<String>,
     ) -> Verdict {
         let simple = |kind, time_ns: Option<u64>| Verdict {
             kind,
@@ -161,6 +162,18 @@ impl Verdict {
                 node,
                 time_ns,
             } => {
+                if muted.contains(invariant) {
+                    // Reported around the harness (a bare `sim_core::report_violation`), so
+                    // the run stopped although the invariant is muted: what came after it was
+                    // never judged.
+                    return Verdict {
+                        message: Some(format!(
+                            "muted invariant {invariant:?} was reported with sim_core::report_violation, which stops the run; report through Env or Observer so that muting can go on judging: {message}"
+                        )),
+                        time_ns: Some(*time_ns),
+                        ..simple(VerdictKind::Inconclusive, None)
+                    };
+                }
                 let (kind, message) = match spec.invariant_kind(invariant) {
                     Some(InvariantKind::Always) => (VerdictKind::Safety, message.clone()),
                     Some(InvariantKind::Eventually) => (VerdictKind::Liveness, message.clone()),
@@ -437,7 +450,12 @@ fn run_typed<S: Scenario>(
     });
     let record = observer.record();
     Ok(RunResult {
-        verdict: Verdict::from_outcome(&report.outcome, &spec, record.inconclusive.as_deref()),
+        verdict: Verdict::from_outcome(
+            &report.outcome,
+            &spec,
+            record.inconclusive.as_deref(),
+            &options.skip_invariants,
+        ),
         trace_hash: report.trace_hash,
         sim_time_ns: report.sim_time_ns,
         events: report.events,

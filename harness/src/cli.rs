@@ -697,11 +697,21 @@ fn write_failure(out: &mut String, prefix: &str, r: &BatchReport, f: &batch::Fai
                 f.episodes.0, f.plan
             );
         }
+        None if f.episodes.0 == f.episodes.1 => {
+            let _ = writeln!(
+                out,
+                "  plan ({}, as found):\n{}",
+                episodes(f.episodes.0),
+                f.plan
+            );
+        }
         None => {
             let _ = writeln!(
                 out,
-                "  plan (shrunk from {} to {} episodes):\n{}",
-                f.episodes.0, f.episodes.1, f.plan
+                "  plan (shrunk from {} to {}):\n{}",
+                episodes(f.episodes.0),
+                episodes(f.episodes.1),
+                f.plan
             );
         }
     }
@@ -1127,4 +1137,13 @@ fn corpus_check(registry: &Registry, dir: &Path) -> Result<bool, InputError> {
         }
     }
     Ok(ok)
+}
+
+/// "1 episode", "3 episodes".
+fn episodes(count: usize) -> String {
+    if count == 1 {
+        "1 episode".into()
+    } else {
+        format!("{count} episodes")
+    }
 }

@@ -236,7 +236,8 @@ fn identical_in(folder: &Path, text: &str) -> Option<PathBuf> {
 }
 
 /// Saves a failing case found by a hunt in `dir/<scenario>/`, one file per distinct failure:
-/// `[<mutant>-]<verdict>[-<invariant>].json`, replaced by a later find of the same failure.
+/// `[<mutant>-]<verdict>[-<invariant>].json`, replaced by a later find of the same failure
+/// unless the file holds a lower seed (then this case is saved beside it, `...-seed<S>.json`).
 /// Returns the path; when a case file with the same bytes is in the folder already, that
 /// file's path, and nothing is written.
 ///
@@ -258,7 +259,17 @@ pub fn save_failure(dir: &Path, file: &CaseFile) -> Result<PathBuf, CorpusError>
         name.push('-');
         name.push_str(invariant);
     }
-    let path = folder.join(format!("{}.json", file_name_safe(&name)));
+    let mut path = folder.join(format!("{}.json", file_name_safe(&name)));
+    // A lower seed's case of the same failure stays (the batch rule: the lowest failing seed's
+    // case is kept); this one goes beside it, named with its seed. That is what keeps the
+    // shards of one hunt that share a folder from overwriting each other's cases.
+    let kept_seed = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| parse(&path, &text).ok())
+        .map(|kept| kept.seed);
+    if kept_seed.is_some_and(|kept| kept < file.seed) {
+        path = folder.join(format!("{}-seed{}.json", file_name_safe(&name), file.seed));
+    }
     save(&path, file)?;
     Ok(path)
 }

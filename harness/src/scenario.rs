@@ -243,10 +243,14 @@ impl Observer {
         let ok = invariant.kind() == kind && self.declared.iter().any(|d| d == invariant);
         if !ok {
             sim_core::report_error(format!(
-                "{use_}: invariant {:?} ({}) is not declared as a {} invariant in the scenario's spec",
+                "{use_}: invariant {:?} ({}) is not declared as {} in the scenario's spec",
                 invariant.name(),
                 invariant.kind().name(),
-                kind.name()
+                match kind {
+                    InvariantKind::Always => "an always-invariant",
+                    InvariantKind::Eventually => "an eventually-invariant",
+                    InvariantKind::Sometimes => "a sometimes-invariant",
+                }
             ));
         }
         ok
@@ -559,8 +563,8 @@ async fn execute_plan(sim: Sim, plan: FaultPlan) {
             .find(|name| sim.node_id(name).is_none())
         {
             sim_core::report_error(format!(
-                "fault plan episode {index} ({}) names node {name:?}, which the scenario has not built at {} ms",
-                episode.fault, at
+                "the fault plan's episode starting at {} ms ({}) names node {name:?}, which the scenario has not built at {at} ms",
+                episode.at_ms, episode.fault
             ));
             return;
         }

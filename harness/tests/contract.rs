@@ -57,6 +57,8 @@ enum Behaviour {
     Boots(usize),
     /// After healing, returns a violation of `safe` before judging its eventually-invariant.
     FailsAfterHeal,
+    /// Reports `safe` around the harness, with a bare `sim_core::report_violation`.
+    BareReport,
     /// Node `b` sends datagrams to `a`; the checker judges what was sent from a network tap
     /// opened in setup: no datagram may carry a value above 100 (`b` sends 7, then this).
     Sends(u64),
@@ -142,6 +144,7 @@ impl Scenario for Contract {
                 return Err(OTHER.violated("second"));
             }
             Behaviour::Worded(text) => return Err(SAFE.violated(text)),
+            Behaviour::BareReport => sim_core::report_violation("safe", "around the harness"),
             _ => {}
         }
         Ok(())
@@ -284,7 +287,7 @@ fn an_episode_naming_a_node_that_was_never_built_is_an_error() {
     );
     let message = result.verdict.message.unwrap_or_default();
     assert!(message.contains("\"b\""), "{message}");
-    assert!(message.contains("episode 0"), "{message}");
+    assert!(message.contains("starting at 10 ms"), "{message}");
     // Without such an episode the same scenario passes: the error is the plan's node.
     let result = run(Behaviour::SkipsNode, vec![crash("a", 10)]);
     assert_eq!(result.verdict.kind, VerdictKind::Pass, "{}", result.verdict);
@@ -465,4 +468,26 @@ fn a_muted_violation_that_ends_a_phase_early_leaves_the_rest_inconclusive() {
         result.verdict
     );
     assert_eq!(result.skipped.len(), 1);
+}
+
+#[test]
+fn a_muted_invariant_reported_around_the_harness_is_inconclusive_not_a_failure() {
+    let result = run(Behaviour::BareReport, vec![]);
+    assert_eq!(
+        result.verdict.kind,
+        VerdictKind::Safety,
+        "{}",
+        result.verdict
+    );
+    let options = RunOptions {
+        skip_invariants: ["safe".to_string()].into_iter().collect(),
+        ..RunOptions::default()
+    };
+    let result = run_with(Behaviour::BareReport, vec![], &options);
+    assert_eq!(
+        result.verdict.kind,
+        VerdictKind::Inconclusive,
+        "{}",
+        result.verdict
+    );
 }

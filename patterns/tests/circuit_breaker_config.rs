@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use patterns::circuit_breaker::oracle::Oracle;
 use patterns::circuit_breaker::{
-    jitter_unit, Backoff, CircuitBreaker, Config, ConfigError, Mutant, Now, OpenWait, Window,
+    jitter_draw, Backoff, CircuitBreaker, Config, ConfigError, Mutant, Now, OpenWait, Window,
     EVENT_QUEUE_CAPACITY_MAX, HALF_OPEN_PROBES_MAX, WINDOW_SIZE_MAX,
 };
 use rand::SeedableRng;
@@ -266,30 +266,33 @@ fn backoff_grows_caps_and_jitters_within_bounds() {
     // Goal: wait(k) = min(initial * multiplier^k, max) scaled into [1 - jitter, 1 + jitter)
     // and capped at max; a fixed wait ignores the opening count and the draw.
     let fixed = OpenWait::Fixed(secs(3));
-    assert_eq!(fixed.wait(7, 0.99), secs(3));
+    assert_eq!(fixed.wait(7, u32::MAX), secs(3));
     assert!(!fixed.draws_jitter());
     let plain = OpenWait::Backoff(backoff(1, 2.0, 10, 0.0));
-    let waits: Vec<_> = (0..6).map(|k| plain.wait(k, 0.5).as_secs()).collect();
+    let waits: Vec<_> = (0..6).map(|k| plain.wait(k, 1 << 31).as_secs()).collect();
     assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
     assert_eq!(
-        plain.wait(u32::MAX, 0.0),
+        plain.wait(u32::MAX, 0),
         secs(10),
         "a huge exponent saturates at max"
     );
     assert!(!plain.draws_jitter());
     let jittered = OpenWait::Backoff(backoff(4, 2.0, 100, 0.5));
     assert!(jittered.draws_jitter());
-    assert_eq!(jittered.wait(0, 0.0), secs(2));
-    assert_eq!(jittered.wait(0, 0.5), secs(4));
+    assert_eq!(jittered.wait(0, 0), secs(2));
+    assert_eq!(jittered.wait(0, 1 << 31), secs(4));
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     for _ in 0..1000 {
-        let unit = jitter_unit(&mut rng);
-        assert!((0.0..1.0).contains(&unit));
-        let wait = jittered.wait(1, unit);
+        let draw = jitter_draw(&mut rng);
+        let wait = jittered.wait(1, draw);
         assert!(wait >= secs(4) && wait < secs(12), "{wait:?}");
     }
     let capped = OpenWait::Backoff(backoff(8, 2.0, 10, 0.5));
-    assert_eq!(capped.wait(0, 0.99), secs(10), "jitter never exceeds max");
+    assert_eq!(
+        capped.wait(0, u32::MAX),
+        secs(10),
+        "jitter never exceeds max"
+    );
 }
 
 #[test]
@@ -326,4 +329,31 @@ fn config_round_trips_through_json() {
     assert!(json.contains("\"stale_epoch_closes\""), "{json}");
     let back: Config = serde_json::from_str(&json).expect("deserializes");
     assert_eq!(back, config);
+}
+
+#[test]
+fn oracle_backoff_agrees_with_the_breaker_bit_for_bit() {
+    // Goal: the oracle's own integer backoff (incremental, with its own draws) and the
+    // breaker's `OpenWait::wait` give the same waits, opening after opening, with a reset.
+    use patterns::circuit_breaker::oracle::OpenWaits;
+    let config = Config {
+        open_wait: OpenWait::Backoff(backoff(1, 1.7, 9, 0.35)),
+        jitter_seed: 42,
+        ..Config::default()
+    };
+    let mut oracle = OpenWaits::new(&config);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(42);
+    for (round, openings) in [(0, 12u32), (1, 3)] {
+        if round == 1 {
+            oracle.reset();
+        }
+        for k in 0..openings {
+            let draw = jitter_draw(&mut rng);
+            assert_eq!(
+                oracle.next_wait(),
+                config.open_wait.wait(k, draw),
+                "opening {k}"
+            );
+        }
+    }
 }

@@ -65,6 +65,7 @@ struct Script {
     now: Now,
     permits: BTreeMap<u64, Permit>,
     checker: TraceChecker,
+    config: Config,
 }
 
 impl Script {
@@ -75,6 +76,7 @@ impl Script {
             now,
             permits: BTreeMap::new(),
             checker: TraceChecker::new("client-1", &config, now.monotonic).expect("valid"),
+            config,
         }
     }
 
@@ -125,6 +127,11 @@ impl Script {
         })
     }
 
+    /// The configuration the script's breaker was built with.
+    fn checker_config(&self) -> Config {
+        self.config.clone()
+    }
+
     /// Checks `observation` with the script's checker.
     fn check(&mut self, observation: &Observation) -> Checked {
         self.checker.check(observation)
@@ -137,7 +144,14 @@ impl Script {
         }
     }
 
-    /// One call that fails: acquire, send, complete.
+    /// The network tap saw the request of `permit`: the checker must accept it.
+    fn send(&mut self, permit: u64) {
+        if let Err(violation) = self.checker.check_send(PermitId(permit)) {
+            panic!("a faithful send was refused: {violation}");
+        }
+    }
+
+    /// One call that fails: acquire, send (the driver's step and the network's), complete.
     fn failed_call(&mut self) {
         let acquired = self.acquire();
         let Observed::Acquire(Ok(admitted)) = acquired.observed else {
@@ -146,6 +160,7 @@ impl Script {
         self.pass(acquired);
         let sent = self.sent(admitted.permit.0);
         self.pass(sent);
+        self.send(admitted.permit.0);
         let done = self.complete(admitted.permit.0, Outcome::Failure);
         self.pass(done);
     }
@@ -186,6 +201,7 @@ fn checker_accepts_a_faithful_trace_through_every_state() {
     script.pass(probe);
     let sent = script.sent(3);
     script.pass(sent);
+    script.send(3);
     let closed = script.complete(3, Outcome::Success);
     script.pass(closed);
     assert_eq!(script.checker.state(), State::Closed);
@@ -201,17 +217,16 @@ fn checker_accepts_a_faithful_trace_through_every_state() {
 }
 
 #[test]
-fn open_sends_nothing_catches_a_send_while_the_oracle_says_open() {
-    // Goal: a driver that sends after a rejection (or without asking) is caught on the send,
-    // judged by the oracle's state, not the breaker's.
+fn open_sends_nothing_catches_a_send_while_the_breaker_is_open() {
+    // Goal: a driver that sends after a rejection (or without asking) is caught on the send
+    // the network saw, judged by the state the breaker's own events gave.
     let mut script = Script::new(small());
     for _ in 0..3 {
         script.failed_call();
     }
     let rejected = script.acquire();
     script.pass(rejected);
-    let sent = script.sent(3);
-    let violation = expect_violation(script.check(&sent), &OPEN_SENDS_NOTHING);
+    let violation = expect_violation(script.checker.check_send(PermitId(3)), &OPEN_SENDS_NOTHING);
     assert!(
         violation.message().contains("while the breaker is open"),
         "{violation}"
@@ -327,23 +342,51 @@ fn monotonic_open_wait_catches_a_breaker_timed_on_the_wall_clock() {
 }
 
 #[test]
-fn closes_after_heal_reports_every_breaker_not_closed() {
-    // Goal: the liveness probe refuses while a breaker is still open or half-open, whether its
-    // driver's breaker or only its oracle says so, and names each one.
-    let states = |client, breaker, oracle| BreakerStates {
-        client,
-        breaker,
-        oracle,
+fn monotonic_open_wait_catches_a_wrong_time_left_on_a_backoff() {
+    // Goal: the time left reported on a rejection is judged with the checker's own backoff
+    // arithmetic: a breaker that reports one millisecond too much is caught.
+    let config = Config {
+        open_wait: OpenWait::Backoff(Backoff {
+            initial: ms(100),
+            multiplier: 1.5,
+            max: ms(400),
+            jitter: 0.3,
+        }),
+        ..small()
     };
+    let mut script = Script::new(config);
+    for _ in 0..3 {
+        script.failed_call();
+    }
+    script.advance(ms(10));
+    let mut rejected = script.acquire();
+    script.pass(rejected.clone());
+    if let Observed::Acquire(Err(rejection)) = &mut rejected.observed {
+        let left = rejection.retry_after.expect("open reports the time left");
+        rejection.retry_after = Some(left + ms(1));
+    }
+    let mut again = Script::new(script.checker_config());
+    for _ in 0..3 {
+        again.failed_call();
+    }
+    again.advance(ms(10));
+    let violation = expect_violation(again.check(&rejected), &MONOTONIC_OPEN_WAIT);
+    assert!(violation.message().contains("left"), "{violation}");
+}
+
+#[test]
+fn closes_after_heal_reports_every_breaker_not_closed() {
+    // Goal: the liveness probe, which reads the drivers' real breakers, refuses while one is
+    // still open or half-open, and names each one.
+    let states = |client, breaker| BreakerStates { client, breaker };
     let states = vec![
-        states("client-1", State::Closed, State::Closed),
-        states("client-2", State::HalfOpen, State::HalfOpen),
-        states("client-3", State::Open, State::Open),
-        states("client-4", State::Open, State::Closed),
+        states("client-1", State::Closed),
+        states("client-2", State::HalfOpen),
+        states("client-3", State::Open),
     ];
     let refused = closes_after_heal(&states).expect_err("breakers are not closed");
     assert!(
-        refused.contains("client-2 half_open, client-3 open, client-4 open (its oracle: closed)"),
+        refused.contains("client-2 half_open, client-3 open"),
         "{refused}"
     );
     assert!(!refused.contains("client-1"), "{refused}");

@@ -366,3 +366,29 @@ fn faults_none_runs_without_a_plan() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout_json(&output)["passed"], 5);
 }
+
+#[test]
+fn log_info_tells_each_patterns_story_and_mutant_names_are_kebab_case() {
+    // The printed log goes to stderr, stamped with simulated time and the node's name.
+    let output = dst(&["replay", "circuit-breaker", "--seed", "3", "--log", "info"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(log.contains("breaker closed -> open"), "{log}");
+    assert!(log.contains("client-"), "{log}");
+    let output = dst(&["replay", "event-sourcing", "--seed", "3", "--log", "info"]);
+    let log = stderr(&output);
+    assert!(log.contains("recovered 0 events"), "{log}");
+    // madsim's own lines are not shown unless asked for by name.
+    assert!(!log.contains("madsim"), "{log}");
+    let output = dst(&["list", "--json"]);
+    for scenario in stdout_json(&output).as_array().unwrap() {
+        for mutant in scenario["mutants"].as_array().unwrap() {
+            let name = mutant.as_str().unwrap();
+            assert!(!name.contains('_'), "{name} is not kebab-case");
+        }
+    }
+    assert_input_error(
+        &dst(&["run", "event-sourcing", "--mutant", "ack_before_fsync"]),
+        "ack-before-fsync",
+    );
+}

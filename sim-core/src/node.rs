@@ -224,11 +224,6 @@ impl Sim {
     pub fn reset_buggify(&self) {
         crate::world::with(|world| world.buggify.enabled = world.config.buggify.enabled);
     }
-
-    /// Records an invariant violation and stops the run (see [`crate::report_violation`]).
-    pub fn report_violation(&self, invariant: &str, message: impl Into<String>) {
-        crate::runner::report_violation(invariant, message);
-    }
 }
 
 /// Builder of a node, from [`Sim::node`].

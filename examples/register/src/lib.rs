@@ -472,26 +472,47 @@ async fn writer(
                     // one (held in the network and released late): fetch again to adopt the
                     // backup's epoch and state, which hold every acknowledged write. Without
                     // this, one late Fetch fences the live primary for good.
-                    let fetch = Request::Peer(PeerRequest::Fetch { incarnation });
-                    if let Ok(PeerResponse::State {
-                        epoch: e,
-                        version: v,
-                        value: x,
-                    }) = socket.call(backup, &fetch, REPLICATE_TIMEOUT).await
-                    {
-                        epoch = e;
-                        attempted = attempted.max(v);
-                        tracing::info!(epoch, version = v, "primary adopted the backup's epoch");
-                        // The backup's value is at least as new as ours (it holds everything
-                        // we committed); a newer one is a write whose client got no answer.
-                        committed.set(x);
-                    }
+                    resync(&socket, backup, incarnation, &mut epoch, &mut attempted, &committed)
+                        .await;
                     ClientResponse::Unavailable
                 }
-                _ => ClientResponse::Unavailable,
+                Ok(PeerResponse::Fenced) => ClientResponse::Unavailable,
+                _ => {
+                    // The replicate timed out: the backup may or may not hold the write. Ask
+                    // it, so that what this primary serves catches up with what the backup
+                    // will hand a successor (the client was told nothing either way).
+                    resync(&socket, backup, incarnation, &mut epoch, &mut attempted, &committed)
+                        .await;
+                    ClientResponse::Unavailable
+                }
             }
         };
         let _ = socket.reply(request, &response);
+    }
+}
+
+/// Fetches the backup's state and adopts its epoch, version and value. The backup's value is
+/// at least as new as the committed one (it holds everything this primary committed); a newer
+/// one is a write whose client got no answer. A fetch that fails changes nothing.
+async fn resync(
+    socket: &Socket,
+    backup: Addr,
+    incarnation: u64,
+    epoch: &mut u64,
+    attempted: &mut u64,
+    committed: &Cell<u64>,
+) {
+    let fetch = Request::Peer(PeerRequest::Fetch { incarnation });
+    if let Ok(PeerResponse::State {
+        epoch: e,
+        version: v,
+        value: x,
+    }) = socket.call(backup, &fetch, REPLICATE_TIMEOUT).await
+    {
+        *epoch = e;
+        *attempted = (*attempted).max(v);
+        committed.set(x);
+        tracing::info!(epoch = e, version = v, "primary adopted the backup's state");
     }
 }
 

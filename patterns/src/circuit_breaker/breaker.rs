@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::config::{jitter_unit, Config, ConfigError, Window};
+use super::config::{jitter_draw, Config, ConfigError, Window};
 use super::event::{Event, EventKind, EventQueue, Metrics, TransitionReason};
 use super::mutant::Mutant;
 use super::permit::{
@@ -434,12 +434,12 @@ impl CircuitBreaker {
     }
 
     fn start_open_wait(&mut self) {
-        let unit = if self.config.open_wait.draws_jitter() {
-            jitter_unit(&mut self.jitter)
+        let draw = if self.config.open_wait.draws_jitter() {
+            jitter_draw(&mut self.jitter)
         } else {
-            0.0
+            0
         };
-        let wait = self.config.open_wait.wait(self.openings, unit);
+        let wait = self.config.open_wait.wait(self.openings, draw);
         self.openings = self.openings.saturating_add(1);
         self.open_deadline = OpenDeadline {
             until: self.now.monotonic.saturating_add(wait),

@@ -407,33 +407,64 @@ impl ConfigBuilder {
     }
 }
 
+/// The fixed point of the backoff's integer arithmetic: multiplier and jitter are taken in
+/// parts per million (rounded once from the configured `f64`, an exact IEEE operation), so a
+/// wait is the same on every platform.
+pub const BACKOFF_PPM: u64 = 1_000_000;
+
+impl Backoff {
+    /// The multiplier in parts per million, rounded.
+    pub fn multiplier_ppm(&self) -> u64 {
+        // A float-to-int `as` saturates; validation keeps the multiplier finite and >= 1.
+        (self.multiplier * BACKOFF_PPM as f64).round() as u64
+    }
+
+    /// The jitter in parts per million, rounded (below `BACKOFF_PPM` for a valid jitter).
+    pub fn jitter_ppm(&self) -> u64 {
+        ((self.jitter * BACKOFF_PPM as f64).round() as u64).min(BACKOFF_PPM - 1)
+    }
+}
+
 impl OpenWait {
     /// Whether a wait draws from the jitter stream (one draw per opening).
     pub fn draws_jitter(&self) -> bool {
-        matches!(self, OpenWait::Backoff(backoff) if backoff.jitter > 0.0)
+        matches!(self, OpenWait::Backoff(backoff) if backoff.jitter_ppm() > 0)
     }
 
-    /// The wait after the `openings`-th consecutive opening (from 0), where `unit` is the
-    /// opening's jitter draw in `[0, 1)` (ignored without jitter). Never zero for a valid
-    /// configuration.
-    pub fn wait(&self, openings: u32, unit: f64) -> Duration {
+    /// The wait after the `openings`-th consecutive opening (from 0), where `draw` is the
+    /// opening's jitter draw, a fraction of 2^32 (ignored without jitter). Never zero for a
+    /// valid configuration.
+    ///
+    /// Integer arithmetic throughout: `base(0) = min(initial, max)`, then
+    /// `base(k) = min(base(k-1) * multiplier_ppm / 10^6, max)` (rounded down at each step), and
+    /// `wait = base * (10^6 - j + 2 j draw / 2^32) / 10^6` rounded down, capped at `max`, at
+    /// least 1 ns.
+    pub fn wait(&self, openings: u32, draw: u32) -> Duration {
         let backoff = match self {
             OpenWait::Fixed(wait) => return *wait,
             OpenWait::Backoff(backoff) => backoff,
         };
-        let max_ns = backoff.max.as_nanos() as f64;
-        // `powi` overflows to infinity for large exponents, which `min` then caps.
-        let exponent = i32::try_from(openings).unwrap_or(i32::MAX);
-        let base_ns =
-            (backoff.initial.as_nanos() as f64 * backoff.multiplier.powi(exponent)).min(max_ns);
-        let factor = 1.0 - backoff.jitter + 2.0 * backoff.jitter * unit;
-        let wait_ns = (base_ns * factor).min(max_ns);
-        // A float-to-int `as` saturates; at least a nanosecond keeps the wait positive.
-        Duration::from_nanos((wait_ns as u64).max(1))
+        let nanos = |d: Duration| u128::from(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let max = nanos(backoff.max);
+        let multiplier = u128::from(backoff.multiplier_ppm());
+        let ppm = u128::from(BACKOFF_PPM);
+        let mut base = nanos(backoff.initial).min(max);
+        for _ in 0..openings {
+            let next = (base * multiplier / ppm).min(max);
+            // A fixed point (the cap, or growth below a nanosecond) ends the climb early.
+            if next == base {
+                break;
+            }
+            base = next;
+        }
+        let jitter = u128::from(backoff.jitter_ppm());
+        let scaled = base * ((ppm - jitter) << 32) + base * 2 * jitter * u128::from(draw);
+        let wait = (scaled / (ppm << 32)).min(max).max(1);
+        Duration::from_nanos(u64::try_from(wait).unwrap_or(u64::MAX))
     }
 }
 
-/// A uniform draw in `[0, 1)` from the top 53 bits of `rng`'s next word.
-pub fn jitter_unit(rng: &mut impl rand::RngCore) -> f64 {
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+/// One opening's jitter draw: the top 32 bits of `rng`'s next word, a fraction of 2^32.
+pub fn jitter_draw(rng: &mut impl rand::RngCore) -> u32 {
+    (rng.next_u64() >> 32) as u32
 }

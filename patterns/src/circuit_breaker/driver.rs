@@ -53,7 +53,7 @@ use sim_core::time;
 use thiserror::Error;
 
 use super::breaker::CircuitBreaker;
-use super::event::{Event, Metrics};
+use super::event::{Event, EventKind, Metrics};
 use super::permit::{Completion, Outcome, Permit, PermitId, PermitKind, Rejected, State};
 use super::time::Now;
 
@@ -286,6 +286,7 @@ impl Shared {
                 waker.wake();
             }
         }
+        log_step(&observation);
         if let Some(tap) = self.tap.borrow_mut().as_mut() {
             tap(&observation);
         }
@@ -333,6 +334,42 @@ impl Shared {
             *self.pump_waker.borrow_mut() = Some(cx.waker().clone());
             Poll::Pending
         })
+    }
+}
+
+/// Tells the step's story: transitions at info, every decision on a permit at debug.
+fn log_step(observation: &Observation) {
+    for event in &observation.events {
+        if let EventKind::Transition { from, to, reason } = event.kind {
+            tracing::info!(epoch = event.epoch, ?reason, "breaker {from} -> {to}");
+        }
+    }
+    let epoch = observation.metrics.epoch;
+    match &observation.observed {
+        Observed::Acquire(Ok(admitted)) => tracing::debug!(
+            epoch = admitted.epoch,
+            kind = ?admitted.kind,
+            "permit {} admitted",
+            admitted.permit
+        ),
+        Observed::Acquire(Err(rejected)) => tracing::debug!(
+            epoch = rejected.epoch,
+            retry_after = ?rejected.retry_after,
+            "call rejected: {:?} in {}",
+            rejected.reason,
+            rejected.state
+        ),
+        Observed::Complete {
+            permit,
+            outcome,
+            completion,
+        } => tracing::debug!(
+            epoch,
+            "permit {permit} completed: {outcome:?} -> {completion:?}"
+        ),
+        Observed::Release { permit } => tracing::debug!(epoch, "permit {permit} released"),
+        Observed::Sent { permit } => tracing::debug!(epoch, "request of permit {permit} sent"),
+        Observed::Timeout => tracing::trace!(epoch, "deadline handled"),
     }
 }
 

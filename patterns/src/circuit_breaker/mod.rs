@@ -87,7 +87,7 @@ mod window;
 
 pub use breaker::CircuitBreaker;
 pub use config::{
-    jitter_unit, Backoff, Config, ConfigBuilder, ConfigError, OpenWait, Window,
+    jitter_draw, Backoff, Config, ConfigBuilder, ConfigError, OpenWait, Window, BACKOFF_PPM,
     EVENT_QUEUE_CAPACITY_MAX, HALF_OPEN_PROBES_MAX, WINDOW_SIZE_MAX,
 };
 pub use event::{Event, EventKind, Metrics, TransitionReason};

@@ -30,11 +30,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use thiserror::Error;
 
-use super::config::{jitter_unit, Config, ConfigError, Window};
+use super::config::{Config, ConfigError, OpenWait, Window};
 use super::event::{Metrics, TransitionReason};
 use super::permit::{
     CallClass, Completion, Outcome, PermitId, PermitKind, RejectReason, State, TransitionError,
@@ -133,8 +133,7 @@ pub struct Oracle {
     probes_taken: u32,
     half_open_since: Duration,
     open_until: Duration,
-    openings: u32,
-    jitter: Xoshiro256PlusPlus,
+    open_waits: OpenWaits,
     transitions: Vec<TransitionRecord>,
 }
 
@@ -150,14 +149,13 @@ impl Oracle {
             outstanding: BTreeMap::new(),
             records: VecDeque::new(),
             window: config.window,
-            calls_min: u64::from(closed_calls_min(config)),
+            calls_min: u64::from(calls_min_closed(config)),
             window_now: now,
             not_permitted: 0,
             probes_taken: 0,
             half_open_since: now,
             open_until: now,
-            openings: 0,
-            jitter: Xoshiro256PlusPlus::seed_from_u64(config.jitter_seed),
+            open_waits: OpenWaits::new(config),
             transitions: Vec::new(),
             config: config.clone(),
         })
@@ -439,13 +437,7 @@ impl Oracle {
         });
         if to == State::Open {
             // Open keeps the window (and its rejection count) that led to it.
-            let unit = if self.config.open_wait.draws_jitter() {
-                jitter_unit(&mut self.jitter)
-            } else {
-                0.0
-            };
-            self.open_until = self.now + self.config.open_wait.wait(self.openings, unit);
-            self.openings += 1;
+            self.open_until = self.now + self.open_waits.next_wait();
             return;
         }
         self.records.clear();
@@ -458,17 +450,72 @@ impl Oracle {
             };
             self.calls_min = u64::from(self.config.half_open_probes_max);
         } else {
-            self.openings = 0;
+            self.open_waits.reset();
             self.window = self.config.window;
-            self.calls_min = u64::from(closed_calls_min(&self.config));
+            self.calls_min = u64::from(calls_min_closed(&self.config));
         }
     }
 }
 
-/// The closed window's minimum number of calls, capped by the size of a count window.
-fn closed_calls_min(config: &Config) -> u32 {
+/// The closed window's minimum number of calls, capped by the size of a count window: the
+/// checkers' one rule (the breaker has its own, `Config::calls_min_effective`).
+pub fn calls_min_closed(config: &Config) -> u32 {
     match config.window {
         Window::Count { size } => config.calls_min.min(size),
         Window::Time { .. } => config.calls_min,
+    }
+}
+
+/// The waits of consecutive openings, by the oracle's own arithmetic (not the breaker's
+/// `OpenWait::wait`): the first wait since closed is `initial`, each next one the previous
+/// times the multiplier (in parts per million, rounded down), both capped at `max`; the jitter
+/// scales it by `1 - j + 2 j u`, with `u` the top 32 bits of one draw over 2^32, rounded down
+/// and capped at `max` again. Checkers use it on their own, fed by the breaker's transitions.
+#[derive(Clone, Debug)]
+pub struct OpenWaits {
+    open_wait: OpenWait,
+    /// The un-jittered wait of the latest opening since the last reset, in ns.
+    base: Option<u128>,
+    jitter: Xoshiro256PlusPlus,
+}
+
+impl OpenWaits {
+    /// The waits of a breaker built with `config`, before its first opening.
+    pub fn new(config: &Config) -> Self {
+        OpenWaits {
+            open_wait: config.open_wait,
+            base: None,
+            jitter: Xoshiro256PlusPlus::seed_from_u64(config.jitter_seed),
+        }
+    }
+
+    /// The wait of the next opening (one jitter draw, if the backoff jitters).
+    pub fn next_wait(&mut self) -> Duration {
+        let backoff = match self.open_wait {
+            OpenWait::Fixed(wait) => return wait,
+            OpenWait::Backoff(backoff) => backoff,
+        };
+        const PPM: u128 = 1_000_000;
+        let nanos = |d: Duration| d.as_nanos().min(u128::from(u64::MAX));
+        let max = nanos(backoff.max);
+        let multiplier = (backoff.multiplier * 1e6).round() as u128;
+        let base = match self.base {
+            None => nanos(backoff.initial).min(max),
+            Some(previous) => (previous * multiplier / PPM).min(max),
+        };
+        self.base = Some(base);
+        let jitter = ((backoff.jitter * 1e6).round() as u128).min(PPM - 1);
+        if jitter == 0 {
+            return Duration::from_nanos(base.max(1) as u64);
+        }
+        let unit = u128::from(self.jitter.next_u64() >> 32);
+        let factor = ((PPM - jitter) << 32) + 2 * jitter * unit;
+        let wait = (base * factor / (PPM << 32)).clamp(1, max);
+        Duration::from_nanos(wait as u64)
+    }
+
+    /// The breaker closed: the next opening waits `initial` again (the jitter stream goes on).
+    pub fn reset(&mut self) {
+        self.base = None;
     }
 }

@@ -75,6 +75,13 @@
 //!   recovery error. It never serves data it cannot vouch for. A single node cannot repair
 //!   from a replica; an operator must.
 //! * **Crashes** kill the node's tasks; its `init` runs again on what survived on the disk.
+//!
+//! # Logs
+//!
+//! The node tells its story with `tracing` (see `dst replay SCENARIO --seed S --log info`):
+//! recovery, the truncation of a torn tail, a set-aside checkpoint slot, halts on disk errors
+//! and failed opens at `info` and `warn`; the refusal to serve a corrupt log at `error`; each
+//! commit and each recognized retry at `debug`.
 
 use crate::event_sourcing::event::{AppendError, AppendRequest, Appended, RecordedEvent};
 use crate::event_sourcing::store::{
@@ -92,6 +99,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::{debug, error, info, warn};
 
 /// The log file's path on the node's disk.
 pub const LOG_PATH: &str = "events.log";
@@ -244,6 +252,7 @@ pub async fn run_node(config: NodeConfig, hook: NodeHook) {
         Ok(socket) => socket,
         Err(error) => {
             let error = format!("cannot bind port {}: {error}", config.port);
+            error!("the store cannot start: {error}");
             return hook(&NodeEvent::OpenFailed { error });
         }
     };
@@ -253,6 +262,10 @@ pub async fn run_node(config: NodeConfig, hook: NodeHook) {
             Ok(opened) => opened,
             Err(error) => {
                 let error = error.to_string();
+                warn!(
+                    "opening the files failed: {error}; retrying in {} ms",
+                    config.reopen_backoff.as_millis()
+                );
                 hook(&NodeEvent::OpenFailed { error });
                 answering(&socket, &recovering, time::sleep(config.reopen_backoff)).await;
                 continue;
@@ -263,16 +276,43 @@ pub async fn run_node(config: NodeConfig, hook: NodeHook) {
             Err(error) => return refuse_forever(&socket, error, &hook).await,
         };
         let report = store.recovery_report().clone();
+        log_recovery(&report);
         hook(&NodeEvent::Opened { report });
         match Serving::new(&socket, store, files, &config, &hook)
             .run()
             .await
         {
-            Stop::Halted(error) => hook(&NodeEvent::Halted { error }),
-            Stop::SocketClosed => return,
+            Stop::Halted(error) => {
+                warn!(
+                    "a disk error halted the store: {error}; reopening the files in {} ms",
+                    config.reopen_backoff.as_millis()
+                );
+                hook(&NodeEvent::Halted { error });
+            }
+            Stop::SocketClosed => {
+                debug!("the socket closed: the store stops");
+                return;
+            }
         }
         answering(&socket, &recovering, time::sleep(config.reopen_backoff)).await;
     }
+}
+
+/// Logs what recovery found.
+fn log_recovery(report: &RecoveryReport) {
+    if let Some(torn) = &report.torn_tail {
+        warn!(
+            "truncating a torn tail: {} bytes at offset {} ({}), never acknowledged",
+            torn.len, torn.offset, torn.reason
+        );
+    }
+    if let Some(slot) = report.damaged_checkpoint_slot {
+        warn!("checkpoint slot {slot} is damaged; recovered from the other slot");
+    }
+    info!(
+        "recovered {} events: {} valid log bytes, {} synced per the checkpoint",
+        report.events, report.valid_len, report.synced_len
+    );
 }
 
 /// Answers every request with the refusal that `error` calls for, until the socket closes.
@@ -280,6 +320,9 @@ async fn refuse_forever(socket: &Socket, error: OpenError, hook: &NodeHook) {
     let detail = error.to_string();
     let refusal = match error {
         OpenError::Recovery(_) => {
+            error!(
+                "corrupt log: acknowledged data is damaged; refusing to serve for good: {detail}"
+            );
             sim_core::trace::note(
                 "store-refuses",
                 format!("event store refuses to serve: {detail}"),
@@ -289,7 +332,10 @@ async fn refuse_forever(socket: &Socket, error: OpenError, hook: &NodeHook) {
             });
             Refusal::CorruptLog { detail }
         }
-        OpenError::Config(_) => Refusal::Misconfigured { detail },
+        OpenError::Config(_) => {
+            error!("invalid configuration; refusing to serve: {detail}");
+            Refusal::Misconfigured { detail }
+        }
     };
     answering(socket, &refusal, future::pending::<()>()).await;
 }
@@ -522,6 +568,7 @@ impl<'a> Serving<'a> {
             return;
         };
         if matches!(&result, Ok(appended) if appended.last_position < pending.committed_end) {
+            debug!("a retry of an append already committed: answered with its result");
             (self.hook)(&NodeEvent::RetryRecognized);
         }
         let _ = self
@@ -549,6 +596,11 @@ impl<'a> Serving<'a> {
             appends: stats.appends,
             events: stats.events,
         };
+        if appends == 0 {
+            debug!("the recovery commit is durable: serving");
+        } else {
+            debug!("group commit: {appends} appends ({events} events) durable");
+        }
         (self.hook)(&NodeEvent::Committed { appends, events });
     }
 

@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 /// One deliberately re-introduced bug of the event store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Mutant {
     /// The append is acknowledged when its log write completes, before the sync (ES-M5).
     AckBeforeFsync,
@@ -46,12 +46,12 @@ impl Mutant {
     /// The mutant's name as used on command lines and in configs.
     pub fn as_str(self) -> &'static str {
         match self {
-            Mutant::AckBeforeFsync => "ack_before_fsync",
-            Mutant::KeepTornRecord => "keep_torn_record",
-            Mutant::DropAfterBad => "drop_after_bad",
-            Mutant::NonAtomicExpectedVersion => "non_atomic_expected_version",
-            Mutant::SnapshotDoubleApply => "snapshot_double_apply",
-            Mutant::IdempotencyLostOnRestart => "idempotency_lost_on_restart",
+            Mutant::AckBeforeFsync => "ack-before-fsync",
+            Mutant::KeepTornRecord => "keep-torn-record",
+            Mutant::DropAfterBad => "drop-after-bad",
+            Mutant::NonAtomicExpectedVersion => "non-atomic-expected-version",
+            Mutant::SnapshotDoubleApply => "snapshot-double-apply",
+            Mutant::IdempotencyLostOnRestart => "idempotency-lost-on-restart",
         }
     }
 

@@ -430,7 +430,7 @@ impl Store {
         for scanned in &recovery.batches {
             store.load_batch(&scanned.batch);
         }
-        // Under `drop_after_bad` the valid part may end before the synced length.
+        // Under `drop-after-bad` the valid part may end before the synced length.
         store.synced_len = recovery.synced_len.min(recovery.valid_len);
         store.log_end = recovery.valid_len;
         store.recovery = RecoveryReport {
@@ -504,7 +504,7 @@ impl Store {
         self.recovering = true;
         let (synced_len, log_end) = (self.synced_len as usize, self.log_end as usize);
         if log_end > synced_len {
-            // Only under `keep_torn_record` can a kept record end past the file: its missing
+            // Only under `keep-torn-record` can a kept record end past the file: its missing
             // bytes were read as zeros, and are written so.
             let mut kept = log[synced_len..log_end.min(log.len())].to_vec();
             kept.resize(log_end - synced_len, 0);

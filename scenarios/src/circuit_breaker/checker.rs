@@ -1,36 +1,58 @@
-//! The trace checker: an independent oracle fed with what one client's driver observed.
+//! The trace checker: independent rules over what one client was seen to do.
 //!
-//! The driver hands every step to its tap ([`Observation`]): each input it gave the breaker
-//! (acquire attempts, completions, releases, timeouts) with the monotonic reading it used and
-//! what the breaker answered, and each request it put on the network. [`TraceChecker::check`]
-//! feeds the same inputs, with the same monotonic readings (never the wall clock), to the
-//! reference [`Oracle`] and compares, step by step, the decisions, transitions, metrics and
-//! deadlines; it also judges every send against the state the *oracle* expects, not the state
-//! the breaker claims. [`TraceChecker::finish`] then matches what the service received against
-//! the sends the client logged, and checks that every permit was completed or released.
+//! Three sources feed it: the driver's tap ([`Observation`]: each input it gave the breaker
+//! with the monotonic reading it used, what the breaker answered, the events, metrics and next
+//! deadline after it), the network tap (every request the client put on the wire, handed in by
+//! the scenario through [`TraceChecker::check_send`]) and, at the end, the service's receive
+//! log ([`TraceChecker::finish`]).
 //!
-//! A divergence is reported under the always-invariant it breaks (the statics below, such as
-//! [`LEGAL_TRANSITIONS`]); the first one ends the check. The states a trace reached are kept as
-//! sometimes-invariants ([`TraceChecker::reached`]) for the scenario to report.
+//! Each always-invariant is its own rule, with its own bookkeeping ([`rules`]), never a label
+//! put on one mismatch:
+//! - `open-sends-nothing`: a send seen on the network needs a live permit of the current epoch
+//!   and a state (from the breaker's own transition events) that admits calls; an admission
+//!   while those events say open is refused; the service received nothing that was not sent.
+//! - `half-open-probes`: the checker counts the probes of the current half-open epoch itself.
+//! - `legal-transitions`: the events chain and follow the transition relation, and every
+//!   decision (transitions, admissions, completions, deadlines) is the reference oracle's
+//!   ([`Oracle`], fed with the same inputs and readings): the one rule that compares with it.
+//! - `monotonic-open-wait`: from each opening's monotonic time and the wait computed by
+//!   [`OpenWaits`] (the oracle's own backoff arithmetic), the open wait ends neither early nor
+//!   late, and the time left reported on rejections is right.
+//! - `epoch-isolation`: an outcome of a permit from an older epoch records nothing and decides
+//!   nothing.
+//! - `metrics-match`: the breaker's metrics equal counts the checker keeps itself (its own
+//!   window of calls, classed from admission and completion readings).
+//! - `permits-released-once`: every permit is completed or released once, and a probe that is
+//!   given back frees its slot.
+//! - `opens-under-failure`: a closed window whose calls all failed, with at least the minimum
+//!   number of calls, has tripped (its own window and the checkers' `calls_min` rule,
+//!   [`calls_min_closed`]).
+//!
+//! The rules of a step run in that order, the comparison with the oracle last, so a bug a
+//! specific rule sees is reported by it. The first violation ends the check. The states a
+//! trace reached are kept as sometimes-invariants ([`TraceChecker::reached`]).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+mod rules;
+
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use harness::{Checked, Invariant, Violation};
 use patterns::circuit_breaker::driver::{Admitted, Observation, Observed};
-use patterns::circuit_breaker::oracle::{
-    is_legal_transition, Admission, Oracle, Refusal, TransitionRecord,
-};
+use patterns::circuit_breaker::oracle::{calls_min_closed, OpenWaits, Oracle};
 use patterns::circuit_breaker::{
-    Completion, Config, ConfigError, EventKind, Metrics, PermitId, PermitKind, RejectReason,
-    Rejected, State, TransitionReason, Window,
+    Completion, Config, ConfigError, EventKind, Metrics, Outcome, PermitId, PermitKind,
+    RejectReason, Rejected, State, TransitionReason,
 };
+
+use rules::{CallWindow, Expected, FailureWindow, Live, StepContext};
 
 /// No request from a client enters the network while its breaker is open.
 pub static OPEN_SENDS_NOTHING: Invariant = Invariant::always(
     "open-sends-nothing",
-    "no request from a client enters the network while the oracle says its breaker is open; \
-     everything the service received was sent through a breaker",
+    "no request from a client enters the network (as the network tap saw it) while its \
+     breaker's own events say it is open, and none without a live permit of the current \
+     epoch; no call is admitted while open; everything the service received was sent",
 );
 /// Half-open has at most the permitted number of probes out.
 pub static HALF_OPEN_PROBES: Invariant = Invariant::always(
@@ -40,8 +62,8 @@ pub static HALF_OPEN_PROBES: Invariant = Invariant::always(
 /// Only legal transitions, each justified by the oracle's window; none missed.
 pub static LEGAL_TRANSITIONS: Invariant = Invariant::always(
     "legal-transitions",
-    "only legal, chained transitions; each is the oracle's: every trip justified by its window, \
-     none missed (deadlines included)",
+    "only legal, chained transitions; each is the reference oracle's: every trip justified by \
+     its window, none missed (deadlines included), every decision the oracle's",
 );
 /// The open wait is measured on the monotonic clock.
 pub static MONOTONIC_OPEN_WAIT: Invariant = Invariant::always(
@@ -57,7 +79,8 @@ pub static EPOCH_ISOLATION: Invariant = Invariant::always(
 /// The breaker's metrics equal the oracle's window.
 pub static METRICS_MATCH: Invariant = Invariant::always(
     "metrics-match",
-    "the breaker's metrics and call classes equal the oracle's window",
+    "the breaker's metrics and call classes equal the counts the checker keeps itself from \
+     the admissions, outcomes and readings it saw",
 );
 /// Every permit is completed or released exactly once.
 pub static PERMITS_RELEASED_ONCE: Invariant = Invariant::always(
@@ -102,19 +125,34 @@ pub static HALF_OPEN_TIMED_OUT: Invariant = Invariant::sometimes(
 /// which a drifting clock stretches a little.
 pub const DEADLINE_SLACK: Duration = Duration::from_millis(3);
 
-/// Checks one client's trace against the oracle; see the [module docs](self).
+/// Checks one client's trace; see the [module docs](self).
 #[derive(Debug)]
 pub struct TraceChecker {
     client: String,
     config: Config,
+    /// The reference model, for `legal-transitions` only.
     oracle: Oracle,
     /// The breaker's state and epoch as its own transition events tell them.
     reported: (State, u64),
-    /// Permits the oracle issued that are neither completed nor released.
-    issued: BTreeMap<PermitId, Admission>,
-    /// Every permit whose request was sent.
-    sent: BTreeSet<PermitId>,
+    /// The latest monotonic reading seen (the breaker's `now` never goes back).
+    now: Duration,
+    /// Permits admitted and neither completed nor released.
+    live: BTreeMap<PermitId, Live>,
+    /// The next permit id never seen (ids are handed out in order).
+    permit_next: u64,
+    /// Every permit whose request the network tap saw.
+    sent: BTreeMap<PermitId, u64>,
+    /// Probe slots taken in the current half-open epoch, by the checker's count.
+    probe_slots: u32,
+    /// Calls refused since the window started (open keeps the count that led to it).
+    not_permitted: u64,
+    /// The window the metrics must equal, kept by the checker.
+    window: CallWindow,
+    /// The closed window of `opens-under-failure`.
     streak: FailureWindow,
+    /// The waits of consecutive openings, and the end of the current one.
+    open_waits: OpenWaits,
+    open_until: Duration,
     /// Sometimes-invariants reached, by name.
     reached: BTreeMap<&'static str, &'static Invariant>,
     broken: bool,
@@ -128,17 +166,24 @@ impl TraceChecker {
             config: config.clone(),
             oracle: Oracle::new(config, now)?,
             reported: (State::Closed, 0),
-            issued: BTreeMap::new(),
-            sent: BTreeSet::new(),
-            streak: FailureWindow::new(config, 0),
+            now,
+            live: BTreeMap::new(),
+            permit_next: 0,
+            sent: BTreeMap::new(),
+            probe_slots: 0,
+            not_permitted: 0,
+            window: CallWindow::closed(config, now),
+            streak: FailureWindow::new(config.window, calls_min_closed(config)),
+            open_waits: OpenWaits::new(config),
+            open_until: now,
             reached: BTreeMap::new(),
             broken: false,
         })
     }
 
-    /// The state the oracle expects now.
+    /// The breaker's state as its own transition events tell it.
     pub fn state(&self) -> State {
-        self.oracle.state()
+        self.reported.0
     }
 
     /// The sometimes-invariants this trace reached.
@@ -150,13 +195,13 @@ impl TraceChecker {
         self.reached.insert(invariant.name(), invariant);
     }
 
-    /// Requests the client logged as sent.
+    /// Requests the network carried for this client, by the tap.
     pub fn sent_count(&self) -> usize {
         self.sent.len()
     }
 
-    /// Checks one step. After the first violation every later step passes unchecked (the run
-    /// stops at the first one).
+    /// Checks one step of the driver. After the first violation every later step passes
+    /// unchecked (the run stops at the first one).
     pub fn check(&mut self, observation: &Observation) -> Checked {
         if self.broken {
             return Ok(());
@@ -166,78 +211,35 @@ impl TraceChecker {
         result
     }
 
-    fn check_step(&mut self, observation: &Observation) -> Checked {
-        let now = observation.at.monotonic;
-        let due = self.oracle.deadline();
-        let mut completion = None;
-        match &observation.observed {
-            Observed::Sent { permit } => return self.check_sent(*permit),
-            Observed::Acquire(answer) => {
-                let expected = self.oracle.acquire(now);
-                self.check_events(observation)?;
-                self.check_transitions(observation, None)?;
-                self.check_acquire(answer, expected)?;
-            }
-            Observed::Complete {
-                permit,
-                outcome,
-                completion: reported,
-            } => {
-                let expected = self
-                    .oracle
-                    .complete(*permit, *outcome, now)
-                    .map_err(|error| self.violation(&PERMITS_RELEASED_ONCE, error.to_string()))?;
-                completion = Some(expected);
-                self.check_events(observation)?;
-                self.check_transitions(observation, Some(expected))?;
-                self.check_completion(*permit, *reported, expected)?;
-            }
-            Observed::Release { permit } => {
-                let issued = self.issued.get(permit).copied();
-                self.oracle
-                    .release(*permit, now)
-                    .map_err(|error| self.violation(&PERMITS_RELEASED_ONCE, error.to_string()))?;
-                self.check_events(observation)?;
-                self.check_transitions(observation, None)?;
-                self.forget(*permit);
-                let probe_of_epoch = issued.is_some_and(|issued| {
-                    issued.kind == PermitKind::Probe && issued.epoch == self.oracle.epoch()
-                });
-                if probe_of_epoch {
-                    self.reach(&PROBE_RELEASED);
-                }
-            }
-            Observed::Timeout => {
-                self.oracle.timeout(now);
-                self.check_events(observation)?;
-                self.check_transitions(observation, None)?;
-            }
+    /// Judges a request of `permit` the network tap saw the client send, against the state the
+    /// breaker's own events gave since its last step (the driver sends right after admitting,
+    /// without yielding, and the scenario drains the tap before every step).
+    pub fn check_send(&mut self, permit: PermitId) -> Checked {
+        if self.broken {
+            return Ok(());
         }
-        if matches!(completion, Some(Completion::Stale { .. })) {
-            self.reach(&STALE_OUTCOME_IGNORED);
-        }
-        self.check_deadline_kept(observation, due)?;
-        self.check_metrics(observation)?;
-        self.check_deadline(observation)
+        let result = self.judge_send(permit);
+        self.broken = result.is_err();
+        result
     }
 
     /// After the run: every permit was completed or released, and every request the service
-    /// received (by permit) was logged as sent by the client.
+    /// received (by permit) was seen on the network.
     pub fn finish(&self, received: impl IntoIterator<Item = PermitId>) -> Checked {
-        let outstanding: Vec<PermitId> = self.oracle.outstanding().collect();
-        if !outstanding.is_empty() {
+        if !self.live.is_empty() {
+            let outstanding: Vec<&PermitId> = self.live.keys().collect();
             return Err(self.violation(
                 &PERMITS_RELEASED_ONCE,
                 format!("permits never completed nor released: {outstanding:?}"),
             ));
         }
         for permit in received {
-            if !self.sent.contains(&permit) {
+            if !self.sent.contains_key(&permit) {
                 return Err(self.violation(
                     &OPEN_SENDS_NOTHING,
                     format!(
-                        "the service received a request of permit {permit} that the client \
-                         never sent through its breaker"
+                        "the service received a request of permit {permit} that the network \
+                         never saw the client send"
                     ),
                 ));
             }
@@ -249,66 +251,102 @@ impl TraceChecker {
         invariant.violated(format!("{}: {}", self.client, message.into()))
     }
 
-    /// A request entered the network: the oracle must hold a live permit for it, in a state
-    /// that admits calls. (Half-open's bound is judged at admission, against the oracle.)
-    fn check_sent(&mut self, permit: PermitId) -> Checked {
-        let state = self.oracle.state();
+    fn judge_send(&mut self, permit: PermitId) -> Checked {
+        let (state, epoch) = self.reported;
         if matches!(state, State::Open | State::ForcedOpen) {
             return Err(self.violation(
                 &OPEN_SENDS_NOTHING,
                 format!(
-                    "request of permit {permit} entered the network while the breaker is {state} \
-                     (epoch {})",
-                    self.oracle.epoch()
+                    "request of permit {permit} entered the network while the breaker is \
+                     {state} (epoch {epoch})"
                 ),
             ));
         }
-        if !self.issued.contains_key(&permit) {
+        let Some(live) = self.live.get(&permit) else {
             return Err(self.violation(
-                &PERMITS_RELEASED_ONCE,
+                &OPEN_SENDS_NOTHING,
                 format!("request sent under permit {permit}, which is not live"),
             ));
+        };
+        if live.epoch != epoch {
+            return Err(self.violation(
+                &OPEN_SENDS_NOTHING,
+                format!(
+                    "request of permit {permit} (epoch {}) sent in epoch {epoch}",
+                    live.epoch
+                ),
+            ));
         }
-        self.sent.insert(permit);
+        *self.sent.entry(permit).or_default() += 1;
         Ok(())
     }
 
-    /// The breaker's own transition events must chain and be legal; its recorded calls feed the
-    /// failure window of `opens-under-failure`.
-    fn check_events(&mut self, observation: &Observation) -> Checked {
-        let mut recorded = false;
+    fn check_step(&mut self, observation: &Observation) -> Checked {
+        // A send is no input of the breaker's; it is judged from the network tap, not from
+        // what the driver says it sent.
+        if let Observed::Sent { .. } = observation.observed {
+            return Ok(());
+        }
+        self.now = self.now.max(observation.at.monotonic);
+        let due = self.oracle.deadline();
+        let expected = rules::feed_oracle(&mut self.oracle, &observation.observed, self.now);
+        let mut step = StepContext::new(self.reported.1);
+        self.check_events(observation, &mut step)?;
+        match &observation.observed {
+            Observed::Acquire(answer) => self.check_acquire(answer)?,
+            Observed::Complete {
+                permit,
+                outcome,
+                completion,
+            } => self.check_complete(*permit, *outcome, *completion, &step)?,
+            Observed::Release { permit } => self.check_release(*permit, &step)?,
+            Observed::Timeout | Observed::Sent { .. } => {}
+        }
+        self.check_opens_under_failure(&step)?;
+        self.check_metrics(observation)?;
+        self.check_open_deadline(observation)?;
+        self.check_against_oracle(observation, &expected, due)
+    }
+}
+
+impl TraceChecker {
+    /// The breaker's own events, in order: transitions must chain and be legal (and an open
+    /// wait may not end early); each recorded call must be a live permit's of the current
+    /// epoch, classed as the checker classes it.
+    fn check_events(&mut self, observation: &Observation, step: &mut StepContext) -> Checked {
+        if matches!(self.reported.0, State::Closed | State::MetricsOnly) {
+            self.window.advance(self.now);
+        }
+        let mut leading = true;
         for event in &observation.events {
             match event.kind {
                 EventKind::Transition { from, to, reason } => {
-                    self.check_transition_event(from, to, reason, event.epoch)?;
-                    self.note_transition(to, reason);
-                    self.streak = FailureWindow::new(&self.config, event.epoch);
-                }
-                EventKind::Success { .. } | EventKind::Failure { .. } | EventKind::Slow { .. }
-                    if self.reported.0 == State::Closed && self.streak.epoch == event.epoch =>
-                {
-                    let failed = matches!(
-                        event.kind,
-                        EventKind::Failure { .. } | EventKind::Slow { failed: true, .. }
+                    let timed = matches!(
+                        reason,
+                        TransitionReason::OpenWaitElapsed
+                            | TransitionReason::HalfOpenWaitMaxElapsed
                     );
-                    self.streak.record(event.at.monotonic, failed);
-                    recorded = true;
+                    leading &= timed;
+                    step.decided |= !timed;
+                    self.check_transition_event(from, to, reason, event.epoch)?;
+                    self.apply_transition(to, reason);
+                    if leading {
+                        step.handling_epoch = event.epoch;
+                    }
+                }
+                EventKind::Success { permit, .. } => {
+                    leading = false;
+                    self.apply_record(observation, permit, rules::Recorded::fast(false), step)?;
+                }
+                EventKind::Failure { permit, .. } => {
+                    leading = false;
+                    self.apply_record(observation, permit, rules::Recorded::fast(true), step)?;
+                }
+                EventKind::Slow { permit, failed, .. } => {
+                    leading = false;
+                    self.apply_record(observation, permit, rules::Recorded::slow(failed), step)?;
                 }
                 _ => {}
-            }
-        }
-        // Judged right after a record, when the breaker evaluates its window.
-        if recorded && self.reported.0 == State::Closed {
-            if let Some(calls) = self.streak.all_failed() {
-                return Err(self.violation(
-                    &OPENS_UNDER_FAILURE,
-                    format!(
-                        "the breaker is still closed although all {calls} calls of its window \
-                         failed ({:?}, minimum {})",
-                        self.config.window,
-                        self.config.calls_min_effective()
-                    ),
-                ));
             }
         }
         Ok(())
@@ -331,17 +369,42 @@ impl TraceChecker {
                 ),
             ));
         }
-        if !is_legal_transition(from, to, reason) {
+        if !rules::is_legal(from, to, reason) {
             return Err(self.violation(
                 &LEGAL_TRANSITIONS,
                 format!("illegal transition {from} -> {to} ({reason:?})"),
+            ));
+        }
+        if from == State::Open && to == State::HalfOpen && self.now < self.open_until {
+            return Err(self.violation(
+                &MONOTONIC_OPEN_WAIT,
+                format!(
+                    "open -> half-open at {:?} (monotonic), before the open wait ended at {:?}",
+                    self.now, self.open_until
+                ),
             ));
         }
         self.reported = (to, epoch);
         Ok(())
     }
 
-    fn note_transition(&mut self, to: State, reason: TransitionReason) {
+    /// The checker's own bookkeeping of a transition.
+    fn apply_transition(&mut self, to: State, reason: TransitionReason) {
+        self.probe_slots = 0;
+        self.streak = FailureWindow::new(self.config.window, calls_min_closed(&self.config));
+        match to {
+            // Open keeps the window (and the refusals) that led to it.
+            State::Open => self.open_until = self.now + self.open_waits.next_wait(),
+            State::HalfOpen => {
+                self.window = CallWindow::half_open(self.config.half_open_probes_max, self.now);
+                self.not_permitted = 0;
+            }
+            _ => {
+                self.open_waits.reset();
+                self.window = CallWindow::closed(&self.config, self.now);
+                self.not_permitted = 0;
+            }
+        }
         match (to, reason) {
             (State::Open, TransitionReason::HalfOpenWaitMaxElapsed) => {
                 self.reach(&REACHED_OPEN);
@@ -354,159 +417,362 @@ impl TraceChecker {
         }
     }
 
-    /// The transitions the breaker made in this step must be the oracle's.
-    fn check_transitions(
-        &self,
+    fn apply_record(
+        &mut self,
         observation: &Observation,
-        expected_completion: Option<Completion>,
+        permit: PermitId,
+        recorded: rules::Recorded,
+        step: &mut StepContext,
     ) -> Checked {
-        let made: Vec<TransitionRecord> = observation
-            .events
-            .iter()
-            .filter_map(|event| match event.kind {
-                EventKind::Transition { from, to, reason } => Some(TransitionRecord {
-                    at: event.at.monotonic,
-                    from,
-                    to,
-                    epoch: event.epoch,
-                    reason,
-                }),
-                _ => None,
-            })
-            .collect();
-        let expected = self.oracle.last_transitions();
-        let key = |t: &TransitionRecord| (t.from, t.to, t.epoch, t.reason);
-        for index in 0..made.len().max(expected.len()) {
-            let (made, expected) = (made.get(index), expected.get(index));
-            if made.map(key) != expected.map(key) {
-                return Err(self.transition_mismatch(
-                    observation,
-                    made,
-                    expected,
-                    expected_completion,
-                ));
-            }
+        let Observed::Complete { outcome, .. } = observation.observed else {
+            return Err(self.violation(
+                &METRICS_MATCH,
+                format!(
+                    "a call of permit {permit} recorded after {:?}",
+                    observation.observed
+                ),
+            ));
+        };
+        let Some(live) = self.live.get(&permit).copied() else {
+            return Err(self.violation(
+                &PERMITS_RELEASED_ONCE,
+                format!("a call of permit {permit}, which is not live, was recorded"),
+            ));
+        };
+        if live.epoch != self.reported.1 {
+            return Err(self.violation(
+                &EPOCH_ISOLATION,
+                format!(
+                    "the outcome of permit {permit} from epoch {} was recorded in epoch {}",
+                    live.epoch, self.reported.1
+                ),
+            ));
         }
+        let own = rules::Recorded::classify(
+            outcome,
+            self.now.saturating_sub(live.admitted_at),
+            self.config.slow_call_duration_threshold,
+        );
+        if own != Some(recorded) {
+            return Err(self.violation(
+                &METRICS_MATCH,
+                format!(
+                    "permit {permit} ({outcome:?}, {:?} after admission) recorded as {recorded:?}, \
+                     the checker classes it {own:?}",
+                    self.now.saturating_sub(live.admitted_at)
+                ),
+            ));
+        }
+        self.window.push(self.now, recorded);
+        if self.reported.0 == State::Closed {
+            self.streak.record(self.now, recorded.failed);
+        }
+        step.recorded.push(permit);
         Ok(())
     }
+}
 
-    fn transition_mismatch(
-        &self,
-        observation: &Observation,
-        made: Option<&TransitionRecord>,
-        expected: Option<&TransitionRecord>,
-        expected_completion: Option<Completion>,
-    ) -> Violation {
-        let is = |t: Option<&TransitionRecord>, from: State, to: State| {
-            t.is_some_and(|t| t.from == from && t.to == to)
+impl TraceChecker {
+    fn check_acquire(&mut self, answer: &Result<Admitted, Rejected>) -> Checked {
+        let (state, epoch) = self.reported;
+        let admitted = match answer {
+            Ok(admitted) => admitted,
+            Err(rejected) => return self.check_rejection(rejected),
         };
-        let text = format!(
-            "at {:?} (wall {:?}) after {:?}: the breaker made {}, the oracle expected {}",
-            observation.at.monotonic,
-            observation.at.wall,
-            observation.observed,
-            describe(made),
-            describe(expected)
-        );
-        if is(made, State::Open, State::HalfOpen) || is(expected, State::Open, State::HalfOpen) {
-            return self.violation(
-                &MONOTONIC_OPEN_WAIT,
-                format!("{text}; the open wait is measured on the monotonic clock"),
-            );
+        let permit = admitted.permit;
+        if permit.0 < self.permit_next {
+            return Err(self.violation(
+                &PERMITS_RELEASED_ONCE,
+                format!("permit {permit} handed out again"),
+            ));
         }
-        let stale = matches!(expected_completion, Some(Completion::Stale { .. }));
-        if stale && made.is_some() {
-            return self.violation(
-                &EPOCH_ISOLATION,
-                format!("{text}; a late outcome from an older epoch decided a transition"),
-            );
-        }
-        let why = match (made, expected) {
-            (Some(_), None) => "a transition the oracle's window does not justify",
-            (None, Some(_)) => "a missed transition",
-            _ => "a different transition",
+        self.permit_next = permit.0 + 1;
+        let live = Live {
+            epoch,
+            kind: admitted.kind,
+            admitted_at: self.now,
         };
-        self.violation(&LEGAL_TRANSITIONS, format!("{text}: {why}"))
-    }
-
-    fn check_acquire(
-        &mut self,
-        answer: &Result<Admitted, Rejected>,
-        expected: Result<Admission, Refusal>,
-    ) -> Checked {
-        let text = format!("the breaker answered {answer:?}, the oracle expected {expected:?}");
-        match (answer, expected) {
-            (Ok(made), Ok(expected)) => {
-                if made.permit != expected.permit {
-                    return Err(self.violation(&PERMITS_RELEASED_ONCE, text));
-                }
-                if made.epoch != expected.epoch || made.kind != expected.kind {
-                    return Err(self.violation(&LEGAL_TRANSITIONS, text));
-                }
-                self.issued.insert(made.permit, expected);
-                Ok(())
-            }
-            (Ok(_), Err(refusal)) => Err(match refusal.reason {
-                RejectReason::HalfOpenFull => self.violation(
-                    &HALF_OPEN_PROBES,
-                    format!("{text}: a probe beyond the permitted number"),
-                ),
-                RejectReason::Open | RejectReason::ForcedOpen => self.violation(
-                    &OPEN_SENDS_NOTHING,
-                    format!("{text}: a call admitted while open"),
-                ),
-            }),
-            (Err(rejected), Ok(_)) => Err(match rejected.reason {
-                RejectReason::HalfOpenFull => self.violation(
-                    &PERMITS_RELEASED_ONCE,
-                    format!("{text}: a probe slot was not given back"),
-                ),
-                RejectReason::Open => self.violation(
-                    &MONOTONIC_OPEN_WAIT,
-                    format!("{text}: still open after the monotonic open wait"),
-                ),
-                RejectReason::ForcedOpen => self.violation(&LEGAL_TRANSITIONS, text),
-            }),
-            (Err(rejected), Err(refusal)) => {
-                let (state, epoch) = (self.oracle.state(), self.oracle.epoch());
-                if rejected.reason != refusal.reason
-                    || rejected.state != state
-                    || rejected.epoch != epoch
-                {
-                    return Err(self.violation(&LEGAL_TRANSITIONS, text));
-                }
-                if rejected.retry_after != refusal.retry_after {
+        self.live.insert(permit, live);
+        match state {
+            State::Open | State::ForcedOpen => Err(self.violation(
+                &OPEN_SENDS_NOTHING,
+                format!("permit {permit} admitted while the breaker's events say {state}"),
+            )),
+            State::HalfOpen => {
+                self.probe_slots += 1;
+                let max = self.config.half_open_probes_max;
+                if admitted.kind != PermitKind::Probe || self.probe_slots > max {
                     return Err(self.violation(
-                        &MONOTONIC_OPEN_WAIT,
-                        format!("{text}: the open wait left differs"),
+                        &HALF_OPEN_PROBES,
+                        format!(
+                            "permit {permit} ({:?}) admitted in half-open epoch {epoch} as slot \
+                             {} of {max}",
+                            admitted.kind, self.probe_slots
+                        ),
                     ));
                 }
                 Ok(())
             }
+            _ => Ok(()),
         }
     }
 
-    fn check_completion(
+    fn check_rejection(&mut self, rejected: &Rejected) -> Checked {
+        match rejected.reason {
+            RejectReason::Open => {
+                self.not_permitted += 1;
+                if self.now >= self.open_until {
+                    return Err(self.violation(
+                        &MONOTONIC_OPEN_WAIT,
+                        format!(
+                            "rejected as open at {:?} (monotonic), after the open wait ended at \
+                             {:?}",
+                            self.now, self.open_until
+                        ),
+                    ));
+                }
+                let left = self.open_until - self.now;
+                if rejected.retry_after != Some(left) {
+                    return Err(self.violation(
+                        &MONOTONIC_OPEN_WAIT,
+                        format!(
+                            "rejected with {:?} of open wait left; the monotonic clock leaves \
+                             {left:?}",
+                            rejected.retry_after
+                        ),
+                    ));
+                }
+            }
+            RejectReason::HalfOpenFull => {
+                self.not_permitted += 1;
+                let max = self.config.half_open_probes_max;
+                if self.reported.0 == State::HalfOpen && self.probe_slots < max {
+                    return Err(self.violation(
+                        &PERMITS_RELEASED_ONCE,
+                        format!(
+                            "half-open refused a probe with {} of {max} slots taken: a probe \
+                             slot was not given back",
+                            self.probe_slots
+                        ),
+                    ));
+                }
+            }
+            RejectReason::ForcedOpen => {}
+        }
+        Ok(())
+    }
+
+    fn take_live(&mut self, permit: PermitId) -> Result<Live, Violation> {
+        self.live.remove(&permit).ok_or_else(|| {
+            self.violation(
+                &PERMITS_RELEASED_ONCE,
+                format!("permit {permit} completed or released, but it is not live"),
+            )
+        })
+    }
+
+    fn check_complete(
         &mut self,
         permit: PermitId,
-        reported: Completion,
-        expected: Completion,
+        outcome: Outcome,
+        completion: Completion,
+        step: &StepContext,
     ) -> Checked {
-        self.forget(permit);
-        if reported == expected {
+        let live = self.take_live(permit)?;
+        let text = format!(
+            "permit {permit} (epoch {}) completed as {completion:?}",
+            live.epoch
+        );
+        if live.epoch != step.handling_epoch {
+            if completion
+                != (Completion::Stale {
+                    permit_epoch: live.epoch,
+                })
+                || step.decided
+            {
+                return Err(self.violation(
+                    &EPOCH_ISOLATION,
+                    format!(
+                        "{text} in epoch {}, deciding {}: a late outcome must be stale and \
+                         decide nothing",
+                        step.handling_epoch,
+                        if step.decided {
+                            "a transition"
+                        } else {
+                            "nothing"
+                        }
+                    ),
+                ));
+            }
+            self.reach(&STALE_OUTCOME_IGNORED);
             return Ok(());
         }
-        let text =
-            format!("permit {permit} completed as {reported:?}, the oracle expected {expected:?}");
-        let stale = |c: Completion| matches!(c, Completion::Stale { .. });
-        if stale(reported) || stale(expected) {
-            return Err(self.violation(&EPOCH_ISOLATION, text));
+        if matches!(completion, Completion::Stale { .. }) {
+            return Err(self.violation(
+                &EPOCH_ISOLATION,
+                format!("{text}, although its epoch is the current one"),
+            ));
         }
-        Err(self.violation(&METRICS_MATCH, text))
+        if self.reported.0 == State::Disabled {
+            return Ok(());
+        }
+        if outcome == Outcome::Ignored {
+            self.give_back_probe(live);
+            return match completion {
+                Completion::Ignored => Ok(()),
+                _ => Err(self.violation(&METRICS_MATCH, format!("{text}: it was ignored"))),
+            };
+        }
+        let recorded = step.recorded.contains(&permit);
+        match completion {
+            Completion::Recorded(_) if recorded => Ok(()),
+            _ => Err(self.violation(
+                &METRICS_MATCH,
+                format!("{text}; its call recorded: {recorded}, and it must be"),
+            )),
+        }
     }
 
-    fn forget(&mut self, permit: PermitId) {
-        self.issued.remove(&permit);
+    fn check_release(&mut self, permit: PermitId, step: &StepContext) -> Checked {
+        let live = self.take_live(permit)?;
+        if live.epoch == step.handling_epoch && self.give_back_probe(live) {
+            self.reach(&PROBE_RELEASED);
+        }
+        Ok(())
+    }
+
+    /// A probe of the current half-open epoch given back frees its slot.
+    fn give_back_probe(&mut self, live: Live) -> bool {
+        let current = live.epoch == self.reported.1 && self.reported.0 == State::HalfOpen;
+        if current && live.kind == PermitKind::Probe {
+            self.probe_slots = self.probe_slots.saturating_sub(1);
+            return true;
+        }
+        false
+    }
+
+    fn check_opens_under_failure(&self, step: &StepContext) -> Checked {
+        if step.recorded.is_empty() || self.reported.0 != State::Closed {
+            return Ok(());
+        }
+        match self.streak.all_failed() {
+            Some(calls) => Err(self.violation(
+                &OPENS_UNDER_FAILURE,
+                format!(
+                    "the breaker is still closed although all {calls} calls of its window \
+                     failed ({:?}, minimum {})",
+                    self.config.window,
+                    calls_min_closed(&self.config)
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn check_metrics(&self, observation: &Observation) -> Checked {
+        let made = observation.metrics;
+        if made.probe_slots_used != self.probe_slots {
+            return Err(self.violation(
+                &PERMITS_RELEASED_ONCE,
+                format!(
+                    "after {:?}: {} probe slots taken, the checker counts {}: a completed or \
+                     released probe kept its slot",
+                    observation.observed, made.probe_slots_used, self.probe_slots
+                ),
+            ));
+        }
+        let counts = self.window.counts();
+        let own = Metrics {
+            state: self.reported.0,
+            epoch: self.reported.1,
+            buffered_calls: counts.calls,
+            failed_calls: counts.failed,
+            slow_calls: counts.slow,
+            slow_failed_calls: counts.slow_failed,
+            not_permitted_calls: self.not_permitted,
+            calls_min: self.window.calls_min(),
+            probe_slots_used: self.probe_slots,
+        };
+        if made == own {
+            return Ok(());
+        }
+        Err(self.violation(
+            &METRICS_MATCH,
+            format!(
+                "after {:?} at {:?}: the breaker's metrics {made:?} differ from the checker's \
+                 counts {own:?}",
+                observation.observed, observation.at.monotonic
+            ),
+        ))
+    }
+
+    /// With automatic half-open, the deadline of an open breaker is the end of its monotonic
+    /// wait.
+    fn check_open_deadline(&self, observation: &Observation) -> Checked {
+        let auto = self.config.auto_half_open;
+        if self.reported.0 != State::Open || !auto || observation.deadline == Some(self.open_until)
+        {
+            return Ok(());
+        }
+        Err(self.violation(
+            &MONOTONIC_OPEN_WAIT,
+            format!(
+                "open until {:?} (monotonic), but the breaker's next deadline is {:?}",
+                self.open_until, observation.deadline
+            ),
+        ))
+    }
+}
+
+impl TraceChecker {
+    /// `legal-transitions`, the one rule that compares with the reference oracle: the same
+    /// transitions, decisions and deadlines, and a deadline's transition made by the pump.
+    fn check_against_oracle(
+        &self,
+        observation: &Observation,
+        expected: &Expected,
+        due: Option<Duration>,
+    ) -> Checked {
+        let made: Vec<(State, State, u64, TransitionReason)> = observation
+            .events
+            .iter()
+            .filter_map(|event| match event.kind {
+                EventKind::Transition { from, to, reason } => Some((from, to, event.epoch, reason)),
+                _ => None,
+            })
+            .collect();
+        let oracle: Vec<(State, State, u64, TransitionReason)> = self
+            .oracle
+            .last_transitions()
+            .iter()
+            .map(|t| (t.from, t.to, t.epoch, t.reason))
+            .collect();
+        let at = format!(
+            "at {:?} (wall {:?}) after {:?}",
+            observation.at.monotonic, observation.at.wall, observation.observed
+        );
+        if made != oracle {
+            return Err(self.violation(
+                &LEGAL_TRANSITIONS,
+                format!("{at}: the breaker made {made:?}, the oracle expected {oracle:?}"),
+            ));
+        }
+        if let Some(text) = rules::decision_mismatch(&observation.observed, expected) {
+            return Err(self.violation(&LEGAL_TRANSITIONS, format!("{at}: {text}")));
+        }
+        self.check_deadline_kept(observation, due)?;
+        if observation.deadline != self.oracle.deadline() {
+            return Err(self.violation(
+                &LEGAL_TRANSITIONS,
+                format!(
+                    "{at}: in {} the breaker's next deadline is {:?}, the oracle's {:?}",
+                    self.oracle.state(),
+                    observation.deadline,
+                    self.oracle.deadline()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// A transition due at a deadline must be made at the deadline (by the driver's pump), not
@@ -533,115 +799,5 @@ impl TraceChecker {
             )),
             _ => Ok(()),
         }
-    }
-
-    fn check_metrics(&self, observation: &Observation) -> Checked {
-        let expected = self.oracle.metrics();
-        if observation.metrics == expected {
-            return Ok(());
-        }
-        let slots_only = Metrics {
-            probe_slots_used: expected.probe_slots_used,
-            ..observation.metrics
-        } == expected;
-        if slots_only {
-            return Err(self.violation(
-                &PERMITS_RELEASED_ONCE,
-                format!(
-                    "after {:?}: {} probe slots taken, the oracle expected {}: a completed or \
-                     released probe kept its slot",
-                    observation.observed,
-                    observation.metrics.probe_slots_used,
-                    expected.probe_slots_used
-                ),
-            ));
-        }
-        Err(self.violation(
-            &METRICS_MATCH,
-            format!(
-                "after {:?} at {:?}: the breaker's metrics {:?} differ from the oracle's window \
-                 {expected:?}",
-                observation.observed, observation.at.monotonic, observation.metrics
-            ),
-        ))
-    }
-
-    fn check_deadline(&self, observation: &Observation) -> Checked {
-        let expected = self.oracle.deadline();
-        if observation.deadline == expected {
-            return Ok(());
-        }
-        let text = format!(
-            "in {} the breaker's next deadline is {:?}, the oracle's {expected:?}",
-            self.oracle.state(),
-            observation.deadline
-        );
-        match self.oracle.state() {
-            State::Open => Err(self.violation(&MONOTONIC_OPEN_WAIT, text)),
-            _ => Err(self.violation(
-                &LEGAL_TRANSITIONS,
-                format!("{text}: the transition at the deadline would be missed"),
-            )),
-        }
-    }
-}
-
-fn describe(transition: Option<&TransitionRecord>) -> String {
-    match transition {
-        None => "no transition".to_string(),
-        Some(t) => format!(
-            "{} -> {} (epoch {}, {:?}) at {:?}",
-            t.from, t.to, t.epoch, t.reason, t.at
-        ),
-    }
-}
-
-/// The calls of the current closed window, by the simplest rule that can fail: a window whose
-/// calls all failed, with at least the minimum number of calls, must have tripped, whatever the
-/// threshold. Independent of the oracle's and the breaker's windows.
-#[derive(Clone, Debug)]
-struct FailureWindow {
-    epoch: u64,
-    window: Window,
-    calls_min: usize,
-    /// Monotonic second and failure of each call in the window, oldest first.
-    calls: VecDeque<(u64, bool)>,
-}
-
-impl FailureWindow {
-    fn new(config: &Config, epoch: u64) -> Self {
-        FailureWindow {
-            epoch,
-            window: config.window,
-            calls_min: config.calls_min_effective() as usize,
-            calls: VecDeque::new(),
-        }
-    }
-
-    fn record(&mut self, at: Duration, failed: bool) {
-        let second = at.as_secs();
-        self.calls.push_back((second, failed));
-        match self.window {
-            Window::Count { size } => {
-                while self.calls.len() > size as usize {
-                    self.calls.pop_front();
-                }
-            }
-            Window::Time { seconds } => {
-                while self
-                    .calls
-                    .front()
-                    .is_some_and(|(first, _)| first + u64::from(seconds) <= second)
-                {
-                    self.calls.pop_front();
-                }
-            }
-        }
-    }
-
-    /// The number of calls if the window holds at least the minimum and all of them failed.
-    fn all_failed(&self) -> Option<usize> {
-        let all = self.calls.iter().all(|(_, failed)| *failed);
-        (all && self.calls.len() >= self.calls_min).then_some(self.calls.len())
     }
 }

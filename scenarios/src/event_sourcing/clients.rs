@@ -2,6 +2,7 @@
 //! optimistic concurrency and idempotent retries, a reader, and a subscriber. Each records
 //! what it observes in the oracle and the linearizability history.
 
+use super::fold::{AccountModel, Intent};
 use super::oracle::{Oracle, ReadKind, ReadObservation, IDEMPOTENT, LINEARIZABLE};
 use super::{
     Command, ReaderOp, ReaderRead, WriterOp, AUDIT_STREAM, REPLAY_EQUALS_LIVE,
@@ -48,6 +49,8 @@ pub struct Ctx {
     pub store: Addr,
     /// The oracle.
     pub oracle: RefCell<Oracle>,
+    /// The oracle's account model (what each account event means, and its own fold).
+    pub model: RefCell<AccountModel>,
     /// Appends and stream reads, for the linearizability check.
     pub history: RefCell<LogHistory>,
     /// Every live state a writer computed after its own acknowledged append: (stream, state).
@@ -350,6 +353,10 @@ impl<'a> Writer<'a> {
                     })
                     .collect(),
             };
+            for (data, (_, event)) in append.events.iter().zip(&decided) {
+                let intent = Intent::of(event);
+                self.ctx.model.borrow_mut().intend(data.event_id, intent);
+            }
             match self.ctx.append(&self.client, self.index, &append).await? {
                 AppendOutcome::Appended(appended) => {
                     return self.applied(stream, loaded, &decided, &appended);
@@ -383,6 +390,8 @@ impl<'a> Writer<'a> {
         loaded
             .apply_appended(&events, appended)
             .expect("the version was checked above");
+        let what = "the live state after an acknowledged append";
+        self.judge(stream, what, &loaded)?;
         self.ctx
             .lives
             .borrow_mut()
@@ -391,8 +400,14 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// `replay-equals-live` for one state of `stream` (see [`AccountModel::judge`]).
+    fn judge(&self, stream: &str, what: &str, loaded: &Loaded<Account>) -> Checked {
+        let (model, oracle) = (self.ctx.model.borrow(), self.ctx.oracle.borrow());
+        model.judge(&oracle, stream, what, loaded)
+    }
+
     /// Loads a stream the way an application does (from the writer's snapshot plus the tail),
-    /// and checks it against a full replay and against the writer's live state.
+    /// and checks it and a full replay against the oracle's model of the stream.
     async fn load(&mut self, stream: &str) -> Result<Option<Loaded<Account>>, Violation> {
         let ctx = self.ctx;
         let Some(events) = ctx.read_stream(&self.client, self.index, stream).await? else {
@@ -408,20 +423,16 @@ impl<'a> Writer<'a> {
             .collect();
         let loaded = rehydrate(cache.snapshot.as_ref(), &tail, &ctx.upcasters, &ctx.mutants)
             .map_err(|error| replay_violation(stream, &error.to_string()))?;
-        if loaded != full {
-            let snapshot_version = cache.snapshot.as_ref().map(|s| s.version);
-            return Err(replay_violation(
-                stream,
-                &format!(
-                    "snapshot at v{snapshot_version:?} plus tail gives {loaded:?}, full replay \
-                     gives {full:?}"
-                ),
-            ));
-        }
-        if let Some(live) = &cache.live {
-            check_live(stream, live, &events, &ctx.upcasters)?;
-        }
         let snapshot_version = cache.snapshot.as_ref().map(|s| s.version);
+        {
+            let (model, oracle) = (ctx.model.borrow(), ctx.oracle.borrow());
+            model.judge(&oracle, stream, "a full replay", &full)?;
+            let what = match snapshot_version {
+                Some(version) => format!("a load from the snapshot at v{version} plus the tail"),
+                None => "a load without a snapshot".to_owned(),
+            };
+            model.judge(&oracle, stream, &what, &loaded)?;
+        }
         if let Some(version) = loaded.version {
             if SNAPSHOT_POLICY.due(snapshot_version, version) {
                 cache.snapshot = Snapshot::of(&loaded);
@@ -444,13 +455,17 @@ fn replay_or_violation(
     replay(events, upcasters).map_err(|error| replay_violation(stream, &format!("replay: {error}")))
 }
 
-/// A live state at version `v` equals the replay of the stream's events up to `v`.
+/// A live state at version `v`, and the replay of `events` (a read of the stream) up to `v`,
+/// each equal the oracle's model of the stream at `v`.
 pub fn check_live(
+    model: &AccountModel,
+    oracle: &Oracle,
     stream: &str,
     live: &Loaded<Account>,
     events: &[RecordedEvent],
     upcasters: &Upcasters,
 ) -> Checked {
+    model.judge(oracle, stream, "a live state", live)?;
     let Some(version) = live.version else {
         return Ok(());
     };
@@ -460,13 +475,8 @@ pub fn check_live(
         .cloned()
         .collect();
     let replayed = replay_or_violation(&prefix, upcasters, stream)?;
-    if replayed != *live {
-        return Err(replay_violation(
-            stream,
-            &format!("live state {live:?} but the replay up to v{version} gives {replayed:?}"),
-        ));
-    }
-    Ok(())
+    let what = format!("the replay of a read up to v{version}");
+    model.judge(oracle, stream, &what, &replayed)
 }
 
 /// Deterministic filler text of `len` bytes.

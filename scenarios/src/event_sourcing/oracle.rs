@@ -163,6 +163,11 @@ impl Oracle {
         Oracle::default()
     }
 
+    /// The event observed (acknowledged or served) at version `version` of `stream`.
+    pub fn event_at(&self, stream: &str, version: u64) -> Option<EventId> {
+        self.by_version.get(&(stream.to_owned(), version)).copied()
+    }
+
     /// Records a batch a client is about to send (again, for a retry: then it must be the same).
     ///
     /// # Panics
