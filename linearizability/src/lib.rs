@@ -80,6 +80,7 @@
 pub mod generate;
 pub mod history;
 pub mod html;
+mod memo;
 pub mod models;
 mod report;
 mod run;

@@ -20,7 +20,11 @@
 
 use super::Model;
 use crate::history::{OpId, Operation};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::memo::{BitSet, FixedState, Memo, MEMO_ENTRY_OVERHEAD_BYTES};
+// Looked up, never iterated: the transitions' order never shows.
+use std::collections::BTreeMap;
+#[allow(clippy::disallowed_types)]
+use std::collections::HashMap;
 use std::mem::size_of;
 
 /// How a finished search of one partition ended.
@@ -114,79 +118,6 @@ impl EventLists {
     }
 }
 
-/// A fixed-size set of operation indices that keeps its compact key cheap: operations are
-/// numbered in call order and the search linearizes roughly in that order, so the set is
-/// mostly a run of full words, a few mixed words, then zero words.
-struct BitSet {
-    words: Vec<u64>,
-    /// How many leading words are full.
-    full_words: usize,
-    /// How many leading words hold every set bit (the rest are zero).
-    used_words: usize,
-}
-
-impl BitSet {
-    fn new(len: usize) -> Self {
-        Self {
-            words: vec![0; len.div_ceil(64)],
-            full_words: 0,
-            used_words: 0,
-        }
-    }
-
-    fn set(&mut self, index: usize, member: bool) {
-        let (word, bit) = (index / 64, 1 << (index % 64));
-        if member {
-            self.words[word] |= bit;
-            self.used_words = self.used_words.max(word + 1);
-            while self.full_words < self.words.len() && self.words[self.full_words] == u64::MAX {
-                self.full_words += 1;
-            }
-        } else {
-            self.words[word] &= !bit;
-            self.full_words = self.full_words.min(word);
-            while self.used_words > 0 && self.words[self.used_words - 1] == 0 {
-                self.used_words -= 1;
-            }
-        }
-    }
-
-    /// The count of leading full words, then the used words after them: O(mixed words).
-    fn key(&self) -> BitKey {
-        let rest = self.words[self.full_words..self.used_words.max(self.full_words)].into();
-        BitKey {
-            full_words: self.full_words,
-            rest,
-        }
-    }
-
-    /// The used words: a key for sets with no long full prefix.
-    fn trimmed(&self) -> Box<[u64]> {
-        self.words[..self.used_words].into()
-    }
-}
-
-/// Whether the trimmed set `small` is a subset of the trimmed set `large`.
-fn is_subset(small: &[u64], large: &[u64]) -> bool {
-    small.len() <= large.len() && small.iter().zip(large).all(|(s, l)| s & !l == 0)
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct BitKey {
-    full_words: usize,
-    rest: Box<[u64]>,
-}
-
-/// An explored configuration. Entries with the same completed set and state are adjacent
-/// in the memo's order, so the dominance check scans one short range.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct MemoKey {
-    completed: BitKey,
-    state: StateId,
-    /// The linearized indeterminate operations, trimmed.
-    open: Box<[u64]>,
-}
-
 /// Where the scan for the next operation to linearize is.
 #[derive(Clone, Copy)]
 enum Cursor {
@@ -197,13 +128,13 @@ enum Cursor {
 }
 
 /// One linearized operation on the search stack.
-struct Frame<S> {
+struct Frame {
     node: usize,
     op: usize,
     /// The interned state before the operation.
     state_before: StateId,
-    /// Successor states not tried yet, tried from the back.
-    untried: Vec<S>,
+    /// How many of the operation's successor states (from `state_before`) were tried.
+    tried: usize,
     /// The blocking return when the operation was taken from the open list.
     blocking: Option<usize>,
 }
@@ -212,9 +143,38 @@ struct Frame<S> {
 /// state is stored once however many configurations reach it.
 type StateId = u32;
 
-/// The bytes a memo entry costs beyond its key's inline size: the B-tree's share of node
-/// headers and spare slots (its nodes hold 11 keys and are at least half full).
-const MEMO_ENTRY_OVERHEAD_BYTES: usize = 16;
+/// The most transitions kept; the cache is emptied when it holds this many (about 2 MB).
+const TRANSITIONS_MAX: usize = 1 << 16;
+
+/// The successor states already computed, by (state, operation). The model is a function
+/// of its arguments, so a transition never changes, and the search asks for the same ones
+/// again and again (each configuration with the same state tries the same operations);
+/// caching them saves the model's step and the look-up of its states. Emptying the cache
+/// changes nothing but time.
+#[derive(Default)]
+#[allow(clippy::disallowed_types)] // Looked up, never iterated.
+struct Transitions {
+    /// (state << 32 | operation) to a range of `ids`.
+    ranges: HashMap<u64, (usize, usize), FixedState>,
+    ids: Vec<StateId>,
+}
+
+impl Transitions {
+    fn get(&self, key: u64) -> Option<std::ops::Range<usize>> {
+        self.ranges.get(&key).map(|&(start, end)| start..end)
+    }
+
+    fn insert(&mut self, key: u64, ids: Vec<StateId>) -> std::ops::Range<usize> {
+        if self.ranges.len() >= TRANSITIONS_MAX {
+            self.ranges.clear();
+            self.ids.clear();
+        }
+        let start = self.ids.len();
+        self.ids.extend(ids);
+        self.ranges.insert(key, (start, self.ids.len()));
+        start..self.ids.len()
+    }
+}
 
 /// The search over one partition, resumable: [`Search::run_until`] runs it for a number of
 /// steps and can be called again, so partitions can share a budget in quanta.
@@ -236,15 +196,19 @@ pub(crate) struct Search<'a, M: Model> {
     /// Every state reached, once, by id.
     states: Vec<M::State>,
     state_ids: BTreeMap<M::State, StateId>,
+    /// Whether each state's bytes are counted: when it is first tried as a successor (or
+    /// is the initial state), not when a transition first computes it.
+    state_counted: Vec<bool>,
+    transitions: Transitions,
     /// The linearized completed operations.
     completed_set: BitSet,
     /// The linearized indeterminate operations.
     open_set: BitSet,
     completed_unlinearized: usize,
-    stack: Vec<Frame<M::State>>,
-    memo: BTreeSet<MemoKey>,
-    /// The estimated bytes held by `memo`, `states` and `state_ids`.
-    memo_bytes: usize,
+    stack: Vec<Frame>,
+    memo: Memo,
+    /// The estimated bytes held by `states` and `state_ids` (the memo counts its own).
+    state_bytes: usize,
     steps: u64,
     cursor: Cursor,
     depth_max: usize,
@@ -260,6 +224,11 @@ impl<'a, M: Model> Search<'a, M> {
         record_depth: Option<usize>,
     ) -> Self {
         ops.sort_by_key(|op| (op.call_ns, op.id));
+        // Transitions are keyed by (state, operation) in 32 bits each.
+        assert!(
+            u32::try_from(ops.len()).is_ok(),
+            "fewer than 2^32 operations"
+        );
         let completed_count = ops.iter().filter(|op| op.is_complete()).count();
         let open_count = ops.len() - completed_count;
         let lists = EventLists::new(2 * completed_count, open_count);
@@ -275,12 +244,14 @@ impl<'a, M: Model> Search<'a, M> {
             state: 0,
             states: Vec::new(),
             state_ids: BTreeMap::new(),
+            state_counted: Vec::new(),
+            transitions: Transitions::default(),
             completed_set: BitSet::new(completed_count),
             open_set: BitSet::new(open_count),
             completed_unlinearized: completed_count,
             stack: Vec::new(),
-            memo: BTreeSet::new(),
-            memo_bytes: 0,
+            memo: Memo::default(),
+            state_bytes: 0,
             steps: 0,
             cursor: Cursor::Main(MAIN_HEAD),
             depth_max: 0,
@@ -290,6 +261,7 @@ impl<'a, M: Model> Search<'a, M> {
             ops,
         };
         search.state = search.intern(model.init());
+        search.count_state(search.state);
         search.cursor = Cursor::Main(search.lists.next[MAIN_HEAD]);
         search.place_events();
         search.link_equal_inputs();
@@ -304,12 +276,12 @@ impl<'a, M: Model> Search<'a, M> {
 
     /// The number of explored configurations kept.
     pub(crate) fn memo_entries(&self) -> usize {
-        self.memo.len()
+        self.memo.entries()
     }
 
     /// The estimated bytes of the memo and the interned states.
     pub(crate) fn memo_bytes(&self) -> usize {
-        self.memo_bytes
+        self.state_bytes + self.memo.bytes()
     }
 
     /// Fills `next_equal`. Quadratic in the number of indeterminate operations, which the
@@ -444,8 +416,7 @@ impl<'a, M: Model> Search<'a, M> {
     /// Tries to linearize the operation called at `node` next; returns where to scan next.
     fn try_at(&mut self, node: usize, blocking: Option<usize>) -> Cursor {
         let op = self.node_op[node];
-        let successors = self.successors(op);
-        if self.push_first_new(node, op, successors, blocking) {
+        if self.push_first_new(node, op, 0, blocking) {
             Cursor::Main(self.lists.next[MAIN_HEAD])
         } else {
             self.after(node, blocking)
@@ -461,17 +432,21 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
-    /// The states `op` may lead to from the current state, in the order to try them (from
-    /// the back: so the model's order).
-    fn successors(&self, op: usize) -> Vec<M::State> {
+    /// The states `op` may lead to from `state`, in the model's order, as a range of
+    /// `transitions.ids` (valid until the next call).
+    fn successors(&mut self, state: StateId, op: usize) -> std::ops::Range<usize> {
+        let key = (u64::from(state) << 32) | op as u64;
+        if let Some(range) = self.transitions.get(key) {
+            return range;
+        }
         let operation = self.ops[op];
-        let state = &self.states[self.state as usize];
-        let mut states = match &operation.output {
-            Some(output) => self.model.step_all(state, &operation.input, output),
-            None => self.model.step_unknown(state, &operation.input),
+        let current = &self.states[state as usize];
+        let states = match &operation.output {
+            Some(output) => self.model.step_all(current, &operation.input, output),
+            None => self.model.step_unknown(current, &operation.input),
         };
-        states.reverse();
-        states
+        let ids: Vec<StateId> = states.into_iter().map(|next| self.intern(next)).collect();
+        self.transitions.insert(key, ids)
     }
 
     /// The id of `state`, storing it if it is new.
@@ -480,33 +455,47 @@ impl<'a, M: Model> Search<'a, M> {
             return id;
         }
         let id = StateId::try_from(self.states.len()).expect("fewer than 2^32 distinct states");
-        // Two copies (the list and the index) and the index's share of B-tree nodes.
-        self.memo_bytes += 2 * self.model.state_bytes(&state) + size_of::<StateId>();
-        self.memo_bytes += MEMO_ENTRY_OVERHEAD_BYTES;
         self.states.push(state.clone());
         self.state_ids.insert(state, id);
+        self.state_counted.push(false);
         id
     }
 
-    /// Linearizes `op` next with the first untried successor state whose configuration is
-    /// not covered by an explored one. Returns whether one was found.
+    /// Counts the bytes of state `id` towards the memo budget, once.
+    fn count_state(&mut self, id: StateId) {
+        let counted = &mut self.state_counted[id as usize];
+        if !*counted {
+            *counted = true;
+            let state = &self.states[id as usize];
+            // Two copies (the list and the index) and the index's share of B-tree nodes.
+            self.state_bytes += 2 * self.model.state_bytes(state) + size_of::<StateId>();
+            self.state_bytes += MEMO_ENTRY_OVERHEAD_BYTES;
+        }
+    }
+
+    /// Linearizes `op` next with the first successor state after the `tried` first whose
+    /// configuration is not covered by an explored one. Returns whether one was found.
     fn push_first_new(
         &mut self,
         node: usize,
         op: usize,
-        mut untried: Vec<M::State>,
+        mut tried: usize,
         blocking: Option<usize>,
     ) -> bool {
+        let state_before = self.state;
+        let successors = self.successors(state_before, op);
         self.mark(op, true);
-        while let Some(candidate) = untried.pop() {
-            let candidate = self.intern(candidate);
+        while tried < successors.len() {
+            let candidate = self.transitions.ids[successors.start + tried];
+            tried += 1;
+            self.count_state(candidate);
             if self.memo_insert(candidate) {
-                let state_before = std::mem::replace(&mut self.state, candidate);
+                self.state = candidate;
                 let frame = Frame {
                     node,
                     op,
                     state_before,
-                    untried,
+                    tried,
                     blocking,
                 };
                 self.stack.push(frame);
@@ -526,7 +515,7 @@ impl<'a, M: Model> Search<'a, M> {
         self.state = frame.state_before;
         self.mark(frame.op, false);
         self.unlift(frame.op);
-        if self.push_first_new(frame.node, frame.op, frame.untried, frame.blocking) {
+        if self.push_first_new(frame.node, frame.op, frame.tried, frame.blocking) {
             Some(Cursor::Main(self.lists.next[MAIN_HEAD]))
         } else {
             Some(self.after(frame.node, frame.blocking))
@@ -555,34 +544,9 @@ impl<'a, M: Model> Search<'a, M> {
     /// states depend only on the state, also shared; so the search tried y from V, and V+y
     /// was recorded or found covered. Either way Pi+1 is covered: a contradiction.
     fn memo_insert(&mut self, state: StateId) -> bool {
-        let mut key = MemoKey {
-            completed: self.completed_set.key(),
-            state,
-            open: Box::new([]),
-        };
-        let open = self.open_set.trimmed();
-        let mut compared = 0;
-        let covered = self
-            .memo
-            .range(&key..)
-            .take_while(|seen| seen.completed == key.completed && seen.state == key.state)
-            .any(|seen| {
-                compared += 1;
-                is_subset(&seen.open, &open)
-            });
+        let (inserted, compared) = self.memo.insert(&self.completed_set, state, &self.open_set);
         // Each comparison counts as a step, so that the step budget bounds the work.
         self.steps += compared;
-        if covered {
-            return false;
-        }
-        key.open = open;
-        let bytes = size_of::<MemoKey>()
-            + size_of::<u64>() * (key.completed.rest.len() + key.open.len())
-            + MEMO_ENTRY_OVERHEAD_BYTES;
-        let inserted = self.memo.insert(key);
-        if inserted {
-            self.memo_bytes += bytes;
-        }
         inserted
     }
 
@@ -631,41 +595,6 @@ impl<'a, M: Model> Search<'a, M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bitset_key_compresses_full_prefix_and_trailing_zeros() {
-        let mut bits = BitSet::new(64 * 4);
-        for i in 0..64 {
-            bits.set(i, true);
-        }
-        bits.set(64 + 3, true);
-        let key = bits.key();
-        assert_eq!(key.full_words, 1);
-        assert_eq!(&*key.rest, &[1 << 3]);
-        bits.set(64 + 3, false);
-        assert_eq!(bits.key().rest.len(), 0);
-        bits.set(0, false);
-        assert_eq!(bits.key().full_words, 0);
-        assert_eq!(&*bits.key().rest, &[u64::MAX - 1]);
-        assert_eq!(bits.trimmed().len(), 1);
-        bits.set(0, true);
-        assert_eq!(bits.key().full_words, 1);
-        for i in 0..64 {
-            bits.set(i, false);
-        }
-        assert_eq!((bits.key().full_words, bits.trimmed().len()), (0, 0));
-        bits.set(64 * 3 + 1, true);
-        assert_eq!(&*bits.trimmed(), &[0, 0, 0, 2]);
-    }
-
-    #[test]
-    fn subset_of_trimmed_sets() {
-        assert!(is_subset(&[], &[]));
-        assert!(is_subset(&[], &[5]));
-        assert!(is_subset(&[0b01], &[0b11]));
-        assert!(!is_subset(&[0b10], &[0b01]));
-        assert!(!is_subset(&[0, 1], &[u64::MAX]));
-    }
 
     #[test]
     fn event_lists_are_two_chains_that_unlink_and_relink_in_lifo_order() {

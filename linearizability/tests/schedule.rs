@@ -6,7 +6,7 @@ use linearizability::generate::{kv_history, KvHistory, KvHistoryShape};
 use linearizability::history::{History, OpId};
 use linearizability::models::{KeyValue, KvInput, KvOutput};
 use linearizability::{
-    check_parallel, check_with, CheckOptions, CheckResult, Limit, Model, PartitionVerdict,
+    check_parallel, check_with, CheckOptions, CheckResult, Limit, Model, PartitionVerdict, Report,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -129,6 +129,49 @@ fn sequential_and_parallel_checks_give_the_same_report() {
             "the hard keys stop at the budget"
         );
     }
+}
+
+#[test]
+fn step_counts_and_memo_sizes_are_the_ordered_memo_s() {
+    // Goal: the memo's data structures change only the time. Step counts (and with them
+    // where every budget stops a search), memo entries and the byte estimate are pinned to
+    // what the memo kept as one ordered set of (completed, state, indeterminate) keys
+    // reported, on an illegal history with hard keys under the step budget and under a
+    // memo byte budget.
+    let model = KeyValue::new();
+    let history = kv_history(&KvHistoryShape {
+        seed: 1,
+        operation_count: 2_000,
+        key_count: 10,
+        hard_key_count: 3,
+        hard_writes: 25,
+        indeterminate_per_mille: 20,
+        illegal: true,
+        ..KvHistoryShape::default()
+    });
+    let memo = |report: &Report| {
+        let entries: usize = report.partitions.iter().map(|p| p.memo_entries).sum();
+        let bytes: usize = report.partitions.iter().map(|p| p.memo_bytes).sum();
+        (report.steps, report.rounds, entries, bytes)
+    };
+    let steps = CheckOptions {
+        steps_max: 3_000_000,
+        memo_bytes_max: 100_000_000,
+        quantum_steps: 10_000,
+        ..CheckOptions::default()
+    };
+    let report = check_with(&model, &history, &steps);
+    assert!(report.result.is_illegal(), "{}", report.result);
+    assert_eq!(memo(&report), (474_063, 9, 50_552, 3_901_136));
+    let bytes = CheckOptions {
+        steps_max: 5_000_000,
+        memo_bytes_max: 300_000,
+        quantum_steps: 5_000,
+        ..CheckOptions::default()
+    };
+    let report = check_with(&model, &history, &bytes);
+    assert!(report.result.is_unknown(), "{}", report.result);
+    assert_eq!(memo(&report), (128_286, 8, 17_085, 1_365_656));
 }
 
 /// Replays `witness` through `model` from its initial state, following every possible
