@@ -63,6 +63,17 @@ pub(crate) fn start(sim: &Sim, fault: &Fault) {
         Fault::PartitionOneWay { from, to } => {
             let _ = net.partition_one_way(&nodes(sim, from), &nodes(sim, to));
         }
+        Fault::Cut { one_way, links, .. } => {
+            for [from, to] in links {
+                if let Some((from, to)) = link_ids(sim, from, to) {
+                    let _ = if *one_way {
+                        net.partition_one_way(&[from], &[to])
+                    } else {
+                        net.partition(&[from], &[to])
+                    };
+                }
+            }
+        }
         Fault::LinkLoss {
             from,
             to,
@@ -116,6 +127,17 @@ pub(crate) fn end(sim: &Sim, fault: &Fault) {
         }
         Fault::PartitionOneWay { from, to } => {
             let _ = net.heal_one_way(&nodes(sim, from), &nodes(sim, to));
+        }
+        Fault::Cut { one_way, links, .. } => {
+            for [from, to] in links {
+                if let Some((from, to)) = link_ids(sim, from, to) {
+                    let _ = if *one_way {
+                        net.heal_one_way(&[from], &[to])
+                    } else {
+                        net.heal(&[from], &[to])
+                    };
+                }
+            }
         }
         Fault::LinkLoss { from, to, .. }
         | Fault::LinkDuplicate { from, to, .. }
@@ -184,5 +206,112 @@ pub(crate) fn mermaid_line(timeline: &Timeline, event: &NetEvent, at: &str) -> O
         }
         NetEvent::HealAll => Some(format!("Note over supervisor: {at} heal all")),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::generate::{plan_strategy, tree_for_seed, FaultBudget, SwarmProfile};
+    use crate::plan::{Fault, FaultKind, PartitionShape};
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_partition_shape_is_generated_and_applied() {
+        // Goal: plans draw each of Jepsen's partition shapes, both ways and one way, and
+        // applying one cuts exactly its links (and ending it heals them).
+        let names: Vec<String> = (1..=5).map(|n| format!("n{n}")).collect();
+        let kinds: BTreeSet<FaultKind> = [FaultKind::Partition, FaultKind::OneWay].into();
+        let budget = FaultBudget {
+            kinds: kinds.clone(),
+            ..FaultBudget::default()
+        };
+        let swarm = SwarmProfile {
+            kinds,
+            episodes_max: 8,
+            ..SwarmProfile::quiet()
+        };
+        let strategy = plan_strategy(&names, &budget, &swarm);
+        let mut cuts = Vec::new();
+        let mut seen = BTreeSet::new();
+        for seed in 0..100 {
+            for episode in tree_for_seed(&strategy, seed).current().episodes {
+                if let Fault::Cut { shape, one_way, .. } = &episode.fault {
+                    if seen.insert((*shape, *one_way)) {
+                        cuts.push(episode.fault.clone());
+                    }
+                }
+            }
+        }
+        let expected: BTreeSet<(PartitionShape, bool)> = PartitionShape::GENERATED
+            .into_iter()
+            .flat_map(|shape| [(shape, false), (shape, true)])
+            .collect();
+        assert_eq!(seen, expected);
+        let report = sim_core::run(1, sim_core::SimConfig::default(), move |sim| async move {
+            let ids: Vec<sim_core::NodeId> = names
+                .iter()
+                .map(|name| sim.node(name.as_str()).build())
+                .collect();
+            let cut_now = || -> BTreeSet<(usize, usize)> {
+                let net = sim.net();
+                (0..ids.len())
+                    .flat_map(|a| (0..ids.len()).map(move |b| (a, b)))
+                    .filter(|&(a, b)| a != b && net.is_cut(ids[a], ids[b]))
+                    .collect()
+            };
+            let index = |name: &str| names.iter().position(|n| n == name).unwrap();
+            for fault in &cuts {
+                let Fault::Cut { one_way, links, .. } = fault else {
+                    unreachable!()
+                };
+                let mut expected = BTreeSet::new();
+                for [from, to] in links {
+                    expected.insert((index(from), index(to)));
+                    if !one_way {
+                        expected.insert((index(to), index(from)));
+                    }
+                }
+                assert!(!expected.is_empty(), "{fault}");
+                super::start(&sim, fault);
+                assert_eq!(cut_now(), expected, "{fault}");
+                super::end(&sim, fault);
+                assert!(cut_now().is_empty(), "{fault}");
+            }
+            Ok(())
+        });
+        assert!(report.outcome.is_pass(), "{:?}", report.outcome);
+    }
+
+    #[test]
+    fn the_ring_and_the_bridge_are_not_transitive() {
+        // Goal: in a ring every node reaches a majority yet two neighbours see different
+        // majorities; a bridge reaches both halves that cannot reach each other.
+        let names: Vec<String> = (1..=5).map(|n| format!("n{n}")).collect();
+        let reaches = |links: &[[String; 2]], a: &str| -> BTreeSet<String> {
+            names
+                .iter()
+                .filter(|b| {
+                    b.as_str() == a
+                        || !links
+                            .iter()
+                            .any(|[x, y]| (x == a && y == *b) || (y == a && x == *b))
+                })
+                .cloned()
+                .collect()
+        };
+        let ring = PartitionShape::Ring.links(&names, &names, false, false);
+        let views: Vec<BTreeSet<String>> = names.iter().map(|n| reaches(&ring, n)).collect();
+        assert!(views.iter().all(|view| view.len() == 3), "{views:?}");
+        assert_eq!(views.iter().collect::<BTreeSet<_>>().len(), 5, "{views:?}");
+        let bridge = PartitionShape::Bridge.links(&names, &names, false, false);
+        assert_eq!(reaches(&bridge, "n1").len(), 5);
+        assert_eq!(
+            reaches(&bridge, "n2"),
+            ["n1", "n2", "n3"].map(String::from).into()
+        );
+        assert_eq!(
+            reaches(&bridge, "n4"),
+            ["n1", "n4", "n5"].map(String::from).into()
+        );
     }
 }

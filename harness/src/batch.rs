@@ -111,6 +111,10 @@ pub struct Failure {
     pub plan: String,
     /// Episodes before and after shrinking.
     pub episodes: (usize, usize),
+    /// Whether the shrunk plan was checked 1-minimal (every episode left is needed); `None`
+    /// when the plan was not shrunk.
+    #[serde(default)]
+    pub plan_minimal: Option<bool>,
     /// Set when the failure is a determinism failure: the first diverging event.
     pub divergence: Option<String>,
     /// When a lower seed of the batch failed the same way (verdict and invariant), that seed:
@@ -458,6 +462,7 @@ fn input_failure(seed: u64, message: String) -> Failure {
         file: None,
         plan: String::new(),
         episodes: (0, 0),
+        plan_minimal: None,
         divergence: None,
         same_as: None,
     }
@@ -524,6 +529,7 @@ fn nondeterministic(
         file: None,
         plan: case.plan.to_string(),
         episodes: (case.plan.episodes.len(), case.plan.episodes.len()),
+        plan_minimal: None,
         divergence: Some(divergence),
         same_as: None,
     }
@@ -599,6 +605,7 @@ fn as_found(case: &Case, result: &RunResult, same_as: Option<u64>) -> Failure {
         file: None,
         plan: case.plan.to_string(),
         episodes: (case.plan.episodes.len(), case.plan.episodes.len()),
+        plan_minimal: None,
         divergence: None,
         same_as,
     }
@@ -677,17 +684,28 @@ fn shrink_and_save(
     result: &RunResult,
     options: &BatchOptions,
 ) -> Failure {
-    let (case_out, verdict, hash) = if options.shrink {
+    let (case_out, verdict, hash, plan_minimal) = if options.shrink {
         let shrunk = shrink::shrink(scenario, case, &result.verdict, &options.run_options(false));
         if shrunk.reproduced && shrunk.verdict.same_failure(&result.verdict) {
-            (shrunk.case, shrunk.verdict, shrunk.trace_hash)
+            let minimal = Some(shrunk.minimal);
+            (shrunk.case, shrunk.verdict, shrunk.trace_hash, minimal)
         } else {
             // The shrunk case did not fail the same way when rerun: keep the found case,
             // which reproduced.
-            (case.clone(), result.verdict.clone(), result.trace_hash)
+            (
+                case.clone(),
+                result.verdict.clone(),
+                result.trace_hash,
+                None,
+            )
         }
     } else {
-        (case.clone(), result.verdict.clone(), result.trace_hash)
+        (
+            case.clone(),
+            result.verdict.clone(),
+            result.trace_hash,
+            None,
+        )
     };
     let file = options
         .corpus_dir
@@ -702,6 +720,7 @@ fn shrink_and_save(
         file,
         plan: case_out.plan.to_string(),
         episodes: (case.plan.episodes.len(), case_out.plan.episodes.len()),
+        plan_minimal,
         divergence: None,
         same_as: None,
     }

@@ -697,7 +697,7 @@ fn write_failure(out: &mut String, prefix: &str, r: &BatchReport, f: &batch::Fai
                 f.episodes.0, f.plan
             );
         }
-        None if f.episodes.0 == f.episodes.1 => {
+        None if f.plan_minimal.is_none() => {
             let _ = writeln!(
                 out,
                 "  plan ({}, as found):\n{}",
@@ -706,9 +706,14 @@ fn write_failure(out: &mut String, prefix: &str, r: &BatchReport, f: &batch::Fai
             );
         }
         None => {
+            let minimal = if f.plan_minimal == Some(true) {
+                "1-minimal: each episode is needed"
+            } else {
+                "not checked 1-minimal: the shrink budget ran out"
+            };
             let _ = writeln!(
                 out,
-                "  plan (shrunk from {} to {}):\n{}",
+                "  plan (shrunk from {} to {}; {minimal}):\n{}",
                 episodes(f.episodes.0),
                 episodes(f.episodes.1),
                 f.plan
@@ -1050,11 +1055,16 @@ fn shrink_file(registry: &Registry, file: &Path) -> Result<bool, InputError> {
     updated.skip_invariants = case_file.skip_invariants.clone();
     corpus::save(file, &updated)?;
     eprintln!(
-        "{}: {} episodes -> {} ({} runs)\n{}",
+        "{}: {} episodes -> {} ({} runs; {})\n{}",
         file.display(),
         case.plan.episodes.len(),
         shrunk.case.plan.episodes.len(),
         shrunk.runs,
+        if shrunk.minimal {
+            "1-minimal: each episode is needed"
+        } else {
+            "not checked 1-minimal: the shrink budget ran out"
+        },
         shrunk.case.plan
     );
     Ok(true)

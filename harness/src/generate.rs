@@ -8,7 +8,7 @@
 //! Everything is drawn from proptest's ChaCha generator seeded from the case's seed, so the seed
 //! alone determines the case.
 
-use crate::plan::{Episode, Fault, FaultKind, FaultPlan};
+use crate::plan::{Episode, Fault, FaultKind, FaultPlan, PartitionShape};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -150,6 +150,39 @@ pub fn within_budget(plan: FaultPlan, down_max: usize) -> FaultPlan {
     kept
 }
 
+/// The parameters of one episode, each its own draw: shrinking one never changes another
+/// (a shorter clock step stays a clock step of the same kind on the same node).
+#[derive(Clone, Debug)]
+struct Draws {
+    kind: FaultKind,
+    at_ms: u64,
+    duration_ms: u64,
+    target: String,
+    peer: String,
+    crash_target: String,
+    shape: PartitionShape,
+    shuffled: Vec<String>,
+    reverse: bool,
+    clock: ClockFault,
+    disk: DiskFault,
+    /// Magnitudes in [0, 1): the first sizes the fault, the others the disk's further rates.
+    units: [f64; 3],
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ClockFault {
+    Offset,
+    Drift,
+    Jump,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum DiskFault {
+    Errors,
+    Latency,
+    Full,
+}
+
 fn episode_strategy(
     targets: Vec<String>,
     crash_targets: Vec<String>,
@@ -160,75 +193,107 @@ fn episode_strategy(
     let plan_duration = budget.plan_duration_ms.max(1);
     let duration_max = budget.episode_duration_max_ms.max(1);
     let swarm = swarm.clone();
+    let shapes: Vec<PartitionShape> = PartitionShape::GENERATED
+        .into_iter()
+        .filter(|shape| shape.nodes_min() <= targets.len().max(2))
+        .collect();
+    let listed = targets.clone();
+    let unit = || 0.0f64..1.0;
     (
-        proptest::sample::select(kinds),
-        0..plan_duration,
-        1..=duration_max,
-        proptest::sample::select(targets.clone()),
-        proptest::sample::select(targets.clone()),
-        any::<u64>(),
+        (
+            proptest::sample::select(kinds),
+            0..plan_duration,
+            1..=duration_max,
+        ),
+        (
+            proptest::sample::select(targets.clone()),
+            proptest::sample::select(targets.clone()),
+            proptest::sample::select(crash_targets),
+        ),
+        (
+            proptest::sample::select(shapes),
+            Just(targets.clone()).prop_shuffle(),
+            any::<bool>(),
+        ),
+        (
+            proptest::sample::select(vec![
+                ClockFault::Offset,
+                ClockFault::Drift,
+                ClockFault::Jump,
+            ]),
+            proptest::sample::select(vec![DiskFault::Errors, DiskFault::Latency, DiskFault::Full]),
+        ),
+        (unit(), unit(), unit()),
     )
-        .prop_map(move |(kind, at_ms, duration_ms, target, other, draw)| {
-            let target = if matches!(kind, FaultKind::Crash | FaultKind::Pause)
-                && !crash_targets.contains(&target)
-            {
-                crash_targets[(draw % crash_targets.len() as u64) as usize].clone()
-            } else {
-                target
-            };
-            let fault = fault_of(kind, &target, &other, &targets, draw, &swarm);
-            Episode {
-                at_ms,
-                duration_ms: Some(duration_ms),
-                fault,
-            }
-        })
+        .prop_map(
+            move |(
+                (kind, at_ms, duration_ms),
+                (target, peer, crash_target),
+                (shape, shuffled, reverse),
+                (clock, disk),
+                (unit_a, unit_b, unit_c),
+            )| {
+                let draws = Draws {
+                    kind,
+                    at_ms,
+                    duration_ms,
+                    target,
+                    peer,
+                    crash_target,
+                    shape,
+                    shuffled,
+                    reverse,
+                    clock,
+                    disk,
+                    units: [unit_a, unit_b, unit_c],
+                };
+                Episode {
+                    at_ms: draws.at_ms,
+                    duration_ms: Some(draws.duration_ms),
+                    fault: fault_of(&draws, &listed, &swarm),
+                }
+            },
+        )
         .boxed()
 }
 
-/// Builds one fault of `kind` from a target, another node and a number to draw values from.
-fn fault_of(
-    kind: FaultKind,
-    target: &str,
-    other: &str,
-    targets: &[String],
-    draw: u64,
-    swarm: &SwarmProfile,
-) -> Fault {
-    let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
-    let node = target.to_string();
-    let peer = if other == target {
-        targets
-            .iter()
-            .find(|name| name.as_str() != target)
-            .cloned()
-            .unwrap_or_else(|| other.to_string())
+/// Builds the fault an episode's draws describe.
+fn fault_of(draws: &Draws, targets: &[String], swarm: &SwarmProfile) -> Fault {
+    let [unit, unit_b, unit_c] = draws.units;
+    let node = draws.target.clone();
+    // A link needs two ends: a peer drawn equal to the target stands for the next target.
+    let peer = if draws.peer == draws.target {
+        let index = targets.iter().position(|n| *n == draws.target).unwrap_or(0);
+        targets[(index + 1) % targets.len()].clone()
     } else {
-        other.to_string()
+        draws.peer.clone()
     };
-    match kind {
-        FaultKind::Partition => Fault::Partition {
-            groups: vec![
-                vec![node.clone()],
-                targets.iter().filter(|n| **n != node).cloned().collect(),
-            ],
+    let cut = |one_way: bool| Fault::Cut {
+        shape: draws.shape,
+        one_way,
+        links: draws
+            .shape
+            .links(targets, &draws.shuffled, one_way, draws.reverse),
+    };
+    match draws.kind {
+        FaultKind::Partition => cut(false),
+        FaultKind::OneWay => cut(true),
+        FaultKind::Crash => Fault::Crash {
+            node: draws.crash_target.clone(),
         },
-        FaultKind::OneWay => Fault::PartitionOneWay {
-            from: vec![node],
-            to: vec![peer],
+        FaultKind::Pause => Fault::Pause {
+            node: draws.crash_target.clone(),
         },
-        FaultKind::Crash => Fault::Crash { node },
-        FaultKind::Pause => Fault::Pause { node },
-        FaultKind::Clock => match draw % 3 {
-            0 => Fault::ClockOffset {
+        FaultKind::Clock => match draws.clock {
+            ClockFault::Offset => Fault::ClockOffset {
                 node,
                 offset_ms: (unit * 20_000.0) as i64 - 10_000,
             },
-            1 => Fault::ClockDrift {
+            ClockFault::Drift => Fault::ClockDrift {
                 node,
                 ppm: (unit * 400_000.0) as i64 - 200_000,
             },
-            _ => Fault::ClockJump {
+            ClockFault::Jump => Fault::ClockJump {
                 node,
                 delta_ms: (unit * 120_000.0) as i64 - 60_000,
             },
@@ -256,19 +321,19 @@ fn fault_of(
             from: node,
             to: peer,
         },
-        FaultKind::Disk => match draw % 3 {
-            0 => Fault::DiskErrors {
+        FaultKind::Disk => match draws.disk {
+            DiskFault::Errors => Fault::DiskErrors {
                 node,
                 read_error: round2(unit * swarm.disk_error_max),
-                write_error: round2(unit * swarm.disk_error_max),
-                fsync_error: round2(unit * swarm.disk_error_max / 2.0),
+                write_error: round2(unit_b * swarm.disk_error_max),
+                fsync_error: round2(unit_c * swarm.disk_error_max / 2.0),
             },
-            1 => Fault::DiskLatency {
+            DiskFault::Latency => Fault::DiskLatency {
                 node,
                 min_ms: 1,
                 max_ms: 1 + (unit * 50.0) as u64,
             },
-            _ => Fault::DiskFull {
+            DiskFault::Full => Fault::DiskFull {
                 node,
                 free_bytes: (unit * 65_536.0) as u64,
             },

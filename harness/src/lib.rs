@@ -45,5 +45,5 @@ mod apply_io;
 pub use case::{Case, DynScenario, Registry, RunOptions, RunResult, Verdict, VerdictKind};
 pub use generate::{FaultBudget, SwarmProfile};
 pub use invariant::{Checked, Invariant, InvariantKind, Violation};
-pub use plan::{Episode, Fault, FaultKind, FaultPlan};
+pub use plan::{Episode, Fault, FaultKind, FaultPlan, PartitionShape};
 pub use scenario::{Env, MutantSpec, Observer, Scenario, ScenarioSpec};

@@ -56,6 +56,17 @@ pub enum Fault {
         /// Receivers cut off.
         to: Vec<String>,
     },
+    /// Links cut in one of the shapes Jepsen's nemeses draw, non-transitive ones included:
+    /// messages on each listed link are lost, both ways unless `one_way`.
+    Cut {
+        /// The shape the links were drawn in; the links are what is applied.
+        shape: PartitionShape,
+        /// Cut only from the first node of each link to the second.
+        #[serde(default)]
+        one_way: bool,
+        /// The cut links, `[from, to]`.
+        links: Vec<[String; 2]>,
+    },
     /// The node crashes (volatile state and unsynced writes lost); restarts at the end.
     Crash {
         /// Node name.
@@ -159,13 +170,127 @@ pub enum Fault {
     Buggify,
 }
 
+/// How a [`Fault::Cut`] splits the nodes (Jepsen's partition nemeses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionShape {
+    /// One node from all the others.
+    Isolate,
+    /// The nodes in their listed order cut in two: the first half (a minority when the
+    /// count is odd) from the rest.
+    Halves,
+    /// The nodes shuffled, then cut in two halves.
+    RandomHalves,
+    /// Two halves that cannot reach each other, and one node that reaches both (at least
+    /// three nodes). Each half believes it can reach a majority through the bridge.
+    Bridge,
+    /// The nodes shuffled into a ring; each reaches its nearest neighbours, a majority with
+    /// itself, and no node the same majority as the next (at least four nodes).
+    Ring,
+    /// Links chosen by hand.
+    Custom,
+}
+
+impl PartitionShape {
+    /// Every shape a generator draws, in a fixed order.
+    pub const GENERATED: [PartitionShape; 5] = [
+        PartitionShape::Isolate,
+        PartitionShape::Halves,
+        PartitionShape::RandomHalves,
+        PartitionShape::Bridge,
+        PartitionShape::Ring,
+    ];
+
+    /// The fewest nodes for which the shape cuts anything and differs from a simpler one.
+    pub fn nodes_min(self) -> usize {
+        match self {
+            PartitionShape::Bridge => 3,
+            PartitionShape::Ring => 4,
+            _ => 2,
+        }
+    }
+
+    /// The name used in files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionShape::Isolate => "isolate",
+            PartitionShape::Halves => "halves",
+            PartitionShape::RandomHalves => "random_halves",
+            PartitionShape::Bridge => "bridge",
+            PartitionShape::Ring => "ring",
+            PartitionShape::Custom => "custom",
+        }
+    }
+
+    /// The links this shape cuts among `nodes`, given as `listed` (their order in the
+    /// budget) and `shuffled` (a permutation of them: the shape's random choice), both ways
+    /// unless `one_way`, which cuts them from the first side to the second only (`reverse`
+    /// swaps the sides). Each undirected link appears once when not `one_way`.
+    pub fn links(
+        self,
+        listed: &[String],
+        shuffled: &[String],
+        one_way: bool,
+        reverse: bool,
+    ) -> Vec<[String; 2]> {
+        let count = shuffled.len();
+        let across = |a: &[String], b: &[String]| -> Vec<[String; 2]> {
+            let (a, b) = if one_way && reverse { (b, a) } else { (a, b) };
+            a.iter()
+                .flat_map(|x| b.iter().map(move |y| [x.clone(), y.clone()]))
+                .collect()
+        };
+        match self {
+            PartitionShape::Isolate if count >= 2 => across(&shuffled[..1], &shuffled[1..]),
+            PartitionShape::Halves if count >= 2 => {
+                across(&listed[..count / 2], &listed[count / 2..])
+            }
+            PartitionShape::RandomHalves if count >= 2 => {
+                across(&shuffled[..count / 2], &shuffled[count / 2..])
+            }
+            PartitionShape::Bridge if count >= 3 => {
+                // shuffled[0] is the bridge, in neither half.
+                let middle = 1 + (count - 1) / 2;
+                across(&shuffled[1..middle], &shuffled[middle..])
+            }
+            PartitionShape::Ring if count >= 4 => {
+                // Each node reaches the `reach` nearest on either side: 2 * reach + 1 nodes,
+                // a majority, and fewer than all.
+                let reach = (count / 2).div_ceil(2);
+                let mut links = Vec::new();
+                for i in 0..count {
+                    for j in i + 1..count {
+                        let distance = (j - i).min(count - (j - i));
+                        if distance > reach {
+                            let (a, b) = (&shuffled[i], &shuffled[j]);
+                            if one_way && reverse {
+                                links.push([b.clone(), a.clone()]);
+                            } else {
+                                links.push([a.clone(), b.clone()]);
+                            }
+                        }
+                    }
+                }
+                links
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for PartitionShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The kinds of fault, for budgets, swarm profiles and `--faults`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
-    /// [`Fault::Partition`].
+    /// [`Fault::Partition`], [`Fault::Cut`] both ways.
     Partition,
-    /// [`Fault::PartitionOneWay`].
+    /// [`Fault::PartitionOneWay`], [`Fault::Cut`] one way.
     OneWay,
     /// [`Fault::Crash`].
     Crash,
@@ -270,6 +395,8 @@ impl Fault {
         match self {
             Fault::Partition { .. } => FaultKind::Partition,
             Fault::PartitionOneWay { .. } => FaultKind::OneWay,
+            Fault::Cut { one_way: false, .. } => FaultKind::Partition,
+            Fault::Cut { one_way: true, .. } => FaultKind::OneWay,
             Fault::Crash { .. } => FaultKind::Crash,
             Fault::Pause { .. } => FaultKind::Pause,
             Fault::ClockOffset { .. } | Fault::ClockDrift { .. } | Fault::ClockJump { .. } => {
@@ -294,6 +421,7 @@ impl Fault {
             Fault::PartitionOneWay { from, to } => {
                 from.iter().chain(to.iter()).map(String::as_str).collect()
             }
+            Fault::Cut { links, .. } => links.iter().flatten().map(String::as_str).collect(),
             Fault::Crash { node }
             | Fault::Pause { node }
             | Fault::ClockOffset { node, .. }
@@ -363,6 +491,9 @@ impl Fault {
             Fault::Partition { groups } if groups.len() < 2 => {
                 Err("a partition needs at least two groups".into())
             }
+            Fault::Cut { links, .. } if links.iter().any(|[from, to]| from == to) => {
+                Err("a cut link needs two different nodes".into())
+            }
             Fault::ClockDrift { ppm, .. } if ppm.abs() > sim_core::time::DRIFT_MAX_PPM => {
                 Err(format!(
                     "drift must be within ±{} ppm",
@@ -419,6 +550,24 @@ impl fmt::Display for Fault {
             }
             Fault::PartitionOneWay { from, to } => {
                 write!(f, "one-way partition {} -/-> {}", from.join(","), to.join(","))
+            }
+            Fault::Cut {
+                shape,
+                one_way,
+                links,
+            } => {
+                let arrow = if *one_way { "-/->" } else { "-/-" };
+                let links: Vec<String> = links
+                    .iter()
+                    .map(|[from, to]| format!("{from} {arrow} {to}"))
+                    .collect();
+                let links = if links.is_empty() {
+                    "(no link)".to_string()
+                } else {
+                    links.join(", ")
+                };
+                let way = if *one_way { " one way" } else { "" };
+                write!(f, "cut {shape}{way}: {links}")
             }
             Fault::Crash { node } => write!(f, "crash {node}"),
             Fault::Pause { node } => write!(f, "pause {node}"),

@@ -602,6 +602,14 @@ fn fault_fields(fault: &Fault) -> (&'static str, Vec<FaultField>) {
             fields.push(FaultField::GroupEnd);
             ("partition_one_way", fields)
         }
+        // The shape is a label: the links are what happens.
+        Fault::Cut { one_way, links, .. } => {
+            let mut fields = Vec::new();
+            for [from, to] in links {
+                fields.extend([node(from), node(to), FaultField::GroupEnd]);
+            }
+            (if *one_way { "cut_one_way" } else { "cut" }, fields)
+        }
         Fault::Crash { node: name } => ("crash", vec![node(name)]),
         Fault::Pause { node: name } => ("pause", vec![node(name)]),
         Fault::ClockOffset {

@@ -4,7 +4,14 @@
 //! 1. proptest's own value-tree shrinking over the whole generated case (swarm profile, plan,
 //!    workload), when the case is the one its seed generates;
 //! 2. a structural pass over the plan that works on any plan, hand-written ones included:
-//!    drop each episode in turn, then halve each duration while the failure persists.
+//!    drop each episode in turn, then halve each duration while the failure persists, and
+//!    again until a whole round changes nothing.
+//!
+//! The result is checked to be **1-minimal**: the last round ran the case without each of its
+//! episodes in turn, and none of those runs failed the same way, so every episode left is
+//! needed. Randomness drawn per link, per disk and per episode (see `sim_core::rng`) is what
+//! makes this meaningful: removing an episode does not reshuffle the others' random choices.
+//! When a budget runs out first, [`Shrunk::minimal`] says so.
 //!
 //! "The same way" means the same verdict and the same invariant ([`Verdict::same_failure`]).
 //! The simulation seed never changes. Budgets are counts of runs, never wall time, so the same
@@ -32,6 +39,9 @@ pub struct Shrunk {
     pub runs: usize,
     /// Whether the final run of the case matched the run that chose it (verdict and hash).
     pub reproduced: bool,
+    /// Whether the case was checked to be 1-minimal: without any one of its episodes, it
+    /// did not fail the same way. False when a budget ran out before the check.
+    pub minimal: bool,
 }
 
 /// Shrinks `case`, which failed with `verdict` when run with `options` (whose muted
@@ -52,10 +62,14 @@ pub fn shrink(
         ..options.clone()
     };
     let mut runs = 0;
+    let mut exhausted = false;
     let mut last: Option<(Case, Verdict, u64)> = None;
-    let best = {
+    let (best, minimal) = {
         let mut still_fails = |candidate: &Case| -> bool {
             if runs >= RUNS_MAX {
+                // Past the budget every candidate counts as passing, which would wrongly
+                // confirm minimality: remembered, and the claim dropped below.
+                exhausted = true;
                 return false;
             }
             runs += 1;
@@ -88,27 +102,61 @@ pub fn shrink(
         trace_hash: result.trace_hash,
         runs,
         reproduced,
+        minimal: minimal && !exhausted,
     }
 }
 
-/// Pass 2: drop episodes, then halve durations, while the failure persists.
-pub fn structural(case: &Case, still_fails: &mut dyn FnMut(&Case) -> bool) -> Case {
+/// Pass 2: drop episodes, then halve durations, in rounds until a round changes nothing.
+/// Returns the smallest case and whether it is 1-minimal (false when the budget ran out).
+pub fn structural(case: &Case, still_fails: &mut dyn FnMut(&Case) -> bool) -> (Case, bool) {
     let mut best = case.clone();
     let mut budget = STRUCTURAL_RUNS_MAX;
-    // Drop episodes, last first (later faults are less often the cause).
-    let mut index = best.plan.episodes.len();
-    while index > 0 && budget > 0 {
-        index -= 1;
-        let mut candidate = best.clone();
-        candidate.plan.episodes.remove(index);
-        budget -= 1;
-        if still_fails(&candidate) {
-            best = candidate;
+    loop {
+        let Some(dropped) = drop_episodes(&mut best, &mut budget, still_fails) else {
+            return (best, false);
+        };
+        let shortened = shorten_episodes(&mut best, &mut budget, still_fails);
+        if !dropped && !shortened {
+            // The drop round just ran this very case without each of its episodes.
+            return (best, true);
         }
     }
-    // Shorten what is left.
+}
+
+/// Drops each episode in turn, last first (later faults are less often the cause), keeping
+/// the drops that still fail. Whether any was dropped; `None` if the budget ran out.
+fn drop_episodes(
+    best: &mut Case,
+    budget: &mut usize,
+    still_fails: &mut dyn FnMut(&Case) -> bool,
+) -> Option<bool> {
+    let mut dropped = false;
+    let mut index = best.plan.episodes.len();
+    while index > 0 {
+        index -= 1;
+        if *budget == 0 {
+            return None;
+        }
+        *budget -= 1;
+        let mut candidate = best.clone();
+        candidate.plan.episodes.remove(index);
+        if still_fails(&candidate) {
+            *best = candidate;
+            dropped = true;
+        }
+    }
+    Some(dropped)
+}
+
+/// Halves each episode's duration while the failure persists. Whether any was shortened.
+fn shorten_episodes(
+    best: &mut Case,
+    budget: &mut usize,
+    still_fails: &mut dyn FnMut(&Case) -> bool,
+) -> bool {
+    let mut shortened = false;
     for index in 0..best.plan.episodes.len() {
-        while budget > 0 {
+        while *budget > 0 {
             let Some(duration) = best.plan.episodes[index].duration_ms else {
                 break;
             };
@@ -117,13 +165,14 @@ pub fn structural(case: &Case, still_fails: &mut dyn FnMut(&Case) -> bool) -> Ca
             }
             let mut candidate = best.clone();
             candidate.plan.episodes[index].duration_ms = Some(duration / 2);
-            budget -= 1;
+            *budget -= 1;
             if still_fails(&candidate) {
-                best = candidate;
+                *best = candidate;
+                shortened = true;
             } else {
                 break;
             }
         }
     }
-    best
+    shortened
 }

@@ -449,3 +449,36 @@ fn expect_caught_refuses_an_undeclared_invariant() {
 fn a_nondeterministic_failure_does_not_count_as_caught() {
     harness::testing::expect_caught(&Toy::with(Mode::Drifting), "fragile", "a-survives-crash", 3);
 }
+
+#[test]
+fn a_two_episode_case_shrinks_to_the_episode_that_matters() {
+    // Goal: of a pause of b (harmless) and a crash of a (the cause), shrinking keeps only the
+    // crash and checks that the result is 1-minimal.
+    let toy = Toy::default();
+    let faults: std::collections::BTreeSet<FaultKind> = FaultKind::ALL.into_iter().collect();
+    let mut case = toy.generate(0, Some("fragile".into()), faults);
+    let episode = |at_ms: u64, fault: Fault| harness::Episode {
+        at_ms,
+        duration_ms: Some(200),
+        fault,
+    };
+    case.plan.episodes = vec![
+        episode(100, Fault::Pause { node: "b".into() }),
+        episode(300, Fault::Crash { node: "a".into() }),
+    ];
+    let options = RunOptions::default();
+    let verdict = toy.run_case(&case, &options).unwrap().verdict;
+    assert!(!verdict.is_pass(), "{verdict}");
+    let shrunk = harness::shrink::shrink(&toy, &case, &verdict, &options);
+    assert!(shrunk.reproduced && shrunk.minimal, "{shrunk:?}");
+    assert_eq!(
+        shrunk
+            .case
+            .plan
+            .episodes
+            .iter()
+            .map(|e| e.fault.clone())
+            .collect::<Vec<_>>(),
+        vec![Fault::Crash { node: "a".into() }]
+    );
+}

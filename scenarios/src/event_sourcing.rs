@@ -282,7 +282,7 @@ fn invariants() -> Vec<Invariant> {
 
 /// The core's mutant under its scenario name: kebab-case, as every scenario's mutants.
 pub fn mutant_name(mutant: Mutant) -> String {
-    mutant.as_str().replace('_', "-")
+    mutant.as_str().to_string()
 }
 
 fn mutants() -> Vec<MutantSpec> {
@@ -532,10 +532,7 @@ fn mutants_of(env: &Env) -> Mutants {
         None => Mutants::none(),
         Some(name) => {
             // The harness checked the name against the spec, which lists exactly these.
-            let mutant: Mutant = name
-                .replace('-', "_")
-                .parse()
-                .expect("a mutant of the spec");
+            let mutant: Mutant = name.parse().expect("a mutant of the spec");
             Mutants::only(mutant)
         }
     }

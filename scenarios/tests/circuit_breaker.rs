@@ -43,7 +43,7 @@ fn every_core_mutant_is_caught_within_500_seeds() {
         (Mutant::StaleEpochCloses, &EPOCH_ISOLATION),
         (Mutant::BucketNotReset, &METRICS_MATCH),
         (Mutant::OpenWaitWallClock, &MONOTONIC_OPEN_WAIT),
-        (Mutant::HalfOpenStuck, &PERMITS_RELEASED_ONCE),
+        (Mutant::HalfOpenStuck, &LEGAL_TRANSITIONS),
     ];
     assert_eq!(expected.len(), Mutant::all().len());
     for (mutant, invariant) in expected {

@@ -12,7 +12,9 @@
 //!   `Fetch` with its state and a new epoch; replicates from an older epoch (a crashed
 //!   primary's, still in flight) are fenced off. A primary whose replicate is fenced although
 //!   it is alive has met a late `Fetch` of an earlier incarnation (held in the network and
-//!   released after it recovered): it fetches again to adopt the newer epoch.
+//!   released after it recovered): it fetches again to adopt the newer epoch. A primary whose
+//!   replicate timed out fetches too (the backup may or may not hold that write): it serves
+//!   what the backup holds.
 //! - The primary keeps its state in memory only: when it restarts, it fetches the backup's
 //!   state before serving anything. The backup holds every acknowledged write, so nothing
 //!   acknowledged is lost. (It may also hold a write whose client got an error: such a write
@@ -40,8 +42,9 @@
 //! - `no-recovery`: the restarted primary serves from empty state instead of fetching the
 //!   backup's.
 //! - `epoch-churn`: the backup opens a new epoch on every `Fetch`, retries and duplicates
-//!   included, and a fenced primary never fetches again: a late or duplicated `Fetch` fences
-//!   the live primary for good (`available-after-heal` catches it). The unmutated register
+//!   included, and a fenced primary never fetches again: a `Fetch` whose answer is lost, or a
+//!   late or duplicated one, fences the live primary for good (`available-after-heal` catches
+//!   it). The unmutated register
 //!   had a rarer form of this bug (seed 11159 of a 20,000-seed hunt; its case is kept in
 //!   `corpus/register/` as a regression that must pass).
 
@@ -472,8 +475,15 @@ async fn writer(
                     // one (held in the network and released late): fetch again to adopt the
                     // backup's epoch and state, which hold every acknowledged write. Without
                     // this, one late Fetch fences the live primary for good.
-                    resync(&socket, backup, incarnation, &mut epoch, &mut attempted, &committed)
-                        .await;
+                    resync(
+                        &socket,
+                        backup,
+                        incarnation,
+                        &mut epoch,
+                        &mut attempted,
+                        &committed,
+                    )
+                    .await;
                     ClientResponse::Unavailable
                 }
                 Ok(PeerResponse::Fenced) => ClientResponse::Unavailable,
@@ -481,8 +491,15 @@ async fn writer(
                     // The replicate timed out: the backup may or may not hold the write. Ask
                     // it, so that what this primary serves catches up with what the backup
                     // will hand a successor (the client was told nothing either way).
-                    resync(&socket, backup, incarnation, &mut epoch, &mut attempted, &committed)
-                        .await;
+                    resync(
+                        &socket,
+                        backup,
+                        incarnation,
+                        &mut epoch,
+                        &mut attempted,
+                        &committed,
+                    )
+                    .await;
                     ClientResponse::Unavailable
                 }
             }
