@@ -86,6 +86,7 @@ impl BatchOptions {
     fn run_options(&self, keep_trace: bool) -> RunOptions {
         RunOptions {
             keep_trace,
+            keep_history: false,
             log: None,
             skip_invariants: self.skip_invariants.clone(),
         }

@@ -257,6 +257,10 @@ pub struct RunResult {
     pub skipped: Vec<(String, String)>,
     /// The kept timeline, when asked for.
     pub timeline: Option<Timeline>,
+    /// The HTML view of the last client history the run checked for linearizability
+    /// ([`crate::Env::linearizable`], [`crate::Env::keep_history`]), when asked for
+    /// ([`RunOptions::keep_history`]); `None` when the run checked none.
+    pub history: Option<String>,
     /// Wall-clock milliseconds.
     pub wall_ms: u64,
 }
@@ -266,6 +270,8 @@ pub struct RunResult {
 pub struct RunOptions {
     /// Keep the timeline.
     pub keep_trace: bool,
+    /// Draw the last client history checked for linearizability ([`RunResult::history`]).
+    pub keep_history: bool,
     /// Application log filter, printed live.
     pub log: Option<String>,
     /// Invariants muted for this run (`--skip-invariant`): a violation of one is noted in the
@@ -439,7 +445,11 @@ fn run_typed<S: Scenario>(
     config
         .validate()
         .map_err(|error| CaseError::BadConfig(error.to_string()))?;
-    let observer = Observer::new(&spec.invariants, options.skip_invariants.clone());
+    let observer = Observer::new(
+        &spec.invariants,
+        options.skip_invariants.clone(),
+        options.keep_history,
+    );
     let scenario = scenario.clone();
     let (mutant, plan, seen) = (case.mutant.clone(), case.plan.clone(), observer.clone());
     let declared = spec.invariants.clone();
@@ -463,6 +473,7 @@ fn run_typed<S: Scenario>(
         sometimes: record.reached.clone(),
         skipped: record.skipped.clone(),
         timeline: report.timeline,
+        history: record.history.clone(),
         wall_ms: report.wall_ms,
     })
 }

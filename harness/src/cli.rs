@@ -70,6 +70,11 @@ enum Command {
         /// Write a Mermaid sequence diagram of the run's messages and faults to this file.
         #[arg(long, value_name = "FILE")]
         mermaid: Option<PathBuf>,
+        /// Write the HTML view of the client history the run checked for linearizability to
+        /// this file: operations as bars per client over time, the linearization found or the
+        /// longest linearizable prefix and the operation that cannot be placed.
+        #[arg(long, value_name = "FILE")]
+        history: Option<PathBuf>,
         /// Print application logs matching this `tracing` filter (such as `info`).
         #[arg(long, value_name = "FILTER")]
         log: Option<String>,
@@ -248,12 +253,14 @@ pub fn main(registry: Registry) -> ExitCode {
             skip_invariant,
             trace,
             mermaid,
+            history,
             log,
             json,
         } => {
             let show = Show {
                 trace,
                 mermaid,
+                history,
                 log,
                 json,
             };
@@ -802,6 +809,7 @@ fn load_case(
 struct Show {
     trace: bool,
     mermaid: Option<PathBuf>,
+    history: Option<PathBuf>,
     log: Option<String>,
     json: bool,
 }
@@ -862,7 +870,8 @@ fn replay_seed(
     Ok(!failed)
 }
 
-/// Runs `case`, printing the timeline (`--trace`) and writing the diagram (`--mermaid`).
+/// Runs `case`, printing the timeline (`--trace`) and writing the diagram (`--mermaid`) and
+/// the history's picture (`--history`).
 fn run_shown(
     scenario: &dyn DynScenario,
     case: &crate::case::Case,
@@ -871,6 +880,7 @@ fn run_shown(
 ) -> Result<crate::case::RunResult, InputError> {
     let options = RunOptions {
         keep_trace: show.trace || show.mermaid.is_some(),
+        keep_history: show.history.is_some(),
         log: show.log.clone(),
         ..options
     };
@@ -895,6 +905,19 @@ fn run_shown(
                 .map_err(|error| InputError(format!("{}: {error}", path.display())))?;
             eprintln!("wrote {}", path.display());
         }
+    }
+    if let Some(path) = &show.history {
+        let Some(page) = &result.history else {
+            return Err(InputError(format!(
+                "--history {}: this run of {} checked no client history for linearizability \
+                 (the scenario keeps none, or the run ended before its check)",
+                path.display(),
+                scenario.spec().name
+            )));
+        };
+        std::fs::write(path, page)
+            .map_err(|error| InputError(format!("{}: {error}", path.display())))?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(result)
 }

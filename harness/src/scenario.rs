@@ -47,7 +47,7 @@
 use crate::generate::FaultBudget;
 use crate::history::History;
 use crate::invariant::{Checked, Invariant, InvariantKind};
-use crate::linearizability::{CheckLimits, CheckResult, Model};
+use crate::linearizability::{check_with, CheckLimits, CheckOptions, CheckResult, Model, Report};
 use crate::plan::{Episode, Fault, FaultPlan};
 use proptest::strategy::BoxedStrategy;
 use serde::de::DeserializeOwned;
@@ -214,6 +214,8 @@ pub(crate) struct RunRecord {
     pub skipped: Vec<(String, String)>,
     /// Eventually-invariants judged.
     pub judged: BTreeSet<String>,
+    /// The HTML view of the last client history checked, when asked for.
+    pub history: Option<String>,
 }
 
 /// The handle nodes and checkers use to report to the harness: sometimes-invariants reached,
@@ -223,14 +225,17 @@ pub struct Observer {
     record: Arc<Mutex<RunRecord>>,
     declared: Arc<[Invariant]>,
     muted: Arc<BTreeSet<String>>,
+    /// Whether checked histories are drawn ([`Env::keep_history`]).
+    keep_history: bool,
 }
 
 impl Observer {
-    pub(crate) fn new(declared: &[Invariant], muted: BTreeSet<String>) -> Self {
+    pub(crate) fn new(declared: &[Invariant], muted: BTreeSet<String>, keep_history: bool) -> Self {
         Observer {
             record: Arc::default(),
             declared: declared.into(),
             muted: Arc::new(muted),
+            keep_history,
         }
     }
 
@@ -406,13 +411,28 @@ impl Env {
             ));
             return Ok(());
         }
-        match crate::linearizability::check(model, history, &CheckLimits::default()) {
+        let report = check_with(model, history, &CheckOptions::from(&CheckLimits::default()));
+        self.keep_history(history, &report);
+        match report.result {
             CheckResult::Ok => Ok(()),
             CheckResult::Unknown { reason } => {
                 self.inconclusive(format!("{}: checker gave up: {reason}", invariant.name()));
                 Ok(())
             }
             illegal => Err(invariant.violated(illegal.to_string())),
+        }
+    }
+
+    /// Hands a checked client history and the checker's report on it to the harness, which
+    /// draws it ([`crate::linearizability::html::render`]) when the run was asked for its
+    /// history (`dst replay --history FILE`, [`crate::RunOptions::keep_history`]) and does
+    /// nothing otherwise. [`Env::linearizable`] calls it; a scenario that runs the checker
+    /// itself ([`check_with`]) calls it with the report. The last history handed over is the
+    /// one kept.
+    pub fn keep_history<I: Debug, O: Debug>(&self, history: &History<I, O>, report: &Report) {
+        if self.observer.keep_history {
+            let page = crate::linearizability::html::render(history, report);
+            self.observer.record().history = Some(page);
         }
     }
 

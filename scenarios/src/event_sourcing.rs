@@ -64,7 +64,7 @@ pub use clients::{check_live, LogHistory};
 use clients::{true_ns, Ctx, CALL_TIMEOUT, READ_COUNT_MAX};
 use fold::AccountModel;
 use harness::linearizability::models::EventLog;
-use harness::linearizability::{check, CheckLimits, CheckResult};
+use harness::linearizability::{check_with, CheckLimits, CheckOptions, CheckResult, Report};
 use harness::{
     Checked, Env, FaultBudget, FaultKind, Invariant, MutantSpec, Observer, Scenario, ScenarioSpec,
     Violation,
@@ -631,25 +631,39 @@ pub enum Linearizability {
 /// Checks a history of appends and stream reads against the `EventLog` model, partitioned by
 /// stream.
 pub fn check_linearizable(history: &LogHistory) -> Linearizability {
+    check_with_report(history).0
+}
+
+/// [`check_linearizable`], with the checker's report (none when the history refused
+/// operations: it is not checked then).
+fn check_with_report(history: &LogHistory) -> (Linearizability, Option<Report>) {
     if history.refused() > 0 {
         let refused = history.refused();
-        return Linearizability::Unknown(format!(
-            "the history was full and refused {refused} operations"
-        ));
+        let reason = format!("the history was full and refused {refused} operations");
+        return (Linearizability::Unknown(reason), None);
     }
-    match check(&EventLog::new(), history, &LINEARIZABILITY_LIMITS) {
+    let options = CheckOptions::from(&LINEARIZABILITY_LIMITS);
+    let report = check_with(&EventLog::new(), history, &options);
+    let found = match &report.result {
         CheckResult::Ok => Linearizability::Linearizable,
         CheckResult::Unknown { reason } => {
             Linearizability::Unknown(format!("the checker gave up: {reason}"))
         }
         illegal => Linearizability::Violated(oracle::LINEARIZABLE.violated(illegal.to_string())),
-    }
+    };
+    (found, Some(report))
 }
 
 /// Judges `linearizable` over the history so far, and counts the check; a check that cannot
-/// decide makes the run inconclusive (never a pass).
+/// decide makes the run inconclusive (never a pass). The history and the report go to the
+/// harness for `dst replay --history`.
 fn judge_linearizable(env: &Env, system: &System) -> Checked {
-    let found = check_linearizable(&system.ctx.history.borrow());
+    let history = system.ctx.history.borrow();
+    let (found, report) = check_with_report(&history);
+    if let Some(report) = &report {
+        env.keep_history(&history, report);
+    }
+    drop(history);
     measure(&system.measurements, |m| m.linearizability_checks += 1);
     match found {
         Linearizability::Linearizable => Ok(()),

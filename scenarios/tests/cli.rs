@@ -329,6 +329,29 @@ fn a_failure_is_saved_then_replayed_shrunk_and_blessed_by_other_processes() {
     assert!(diagram.starts_with("sequenceDiagram"));
     assert!(diagram.contains("->>"), "no message drawn");
 
+    // The history's picture marks the operation that cannot be placed; drawing it changes
+    // neither verdict nor hash.
+    let history = dir.path().join("history.html");
+    let drawn = dst(&[
+        "replay",
+        &file,
+        "--history",
+        history.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(drawn.status.success(), "{}", stderr(&drawn));
+    assert_eq!(stdout_json(&drawn)["reproduced"], true);
+    let page = std::fs::read_to_string(&history).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(
+        page.contains("not linearizable"),
+        "the verdict is in the page"
+    );
+    assert!(
+        page.contains("\"blocking\":"),
+        "the blocking operation is in the page"
+    );
+
     // Shrinking again keeps it failing the same way.
     let shrink = dst(&["shrink", &file]);
     assert!(shrink.status.success(), "{}", stderr(&shrink));
@@ -356,6 +379,52 @@ fn a_failure_is_saved_then_replayed_shrunk_and_blessed_by_other_processes() {
     let refused = dst(&["corpus", "bless", "--corpus", corpus_dir]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(stderr(&refused).contains("not blessed"));
+}
+
+#[test]
+fn replay_history_draws_the_checked_history_or_says_in_one_line_why_not() {
+    // Goal: `--history` on the scenarios that check histories (the register through
+    // `Env::linearizable`, event sourcing through `Env::keep_history`), and a one-line error,
+    // status 2, for a scenario with none and for a path that cannot be written.
+    let dir = tempfile::tempdir().unwrap();
+    for scenario in ["register", "event-sourcing"] {
+        let path = dir.path().join(format!("{scenario}.html"));
+        let output = dst(&[
+            "replay",
+            scenario,
+            "--seed",
+            "0",
+            "--history",
+            path.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(stderr(&output).contains("wrote "), "{}", stderr(&output));
+        let page = std::fs::read_to_string(&path).unwrap();
+        assert!(page.starts_with("<!DOCTYPE html>"), "{scenario}");
+        assert!(page.contains("\"result\":\"linearizable\""), "{scenario}");
+    }
+    let none = dir.path().join("none.html");
+    let output = dst(&[
+        "replay",
+        "circuit-breaker",
+        "--seed",
+        "0",
+        "--history",
+        none.to_str().unwrap(),
+    ]);
+    assert_input_error(&output, "checked no client history");
+    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+    assert!(!none.exists());
+    let unwritable = dir.path().join("no-such-folder/history.html");
+    let output = dst(&[
+        "replay",
+        "register",
+        "--seed",
+        "0",
+        "--history",
+        unwritable.to_str().unwrap(),
+    ]);
+    assert_input_error(&output, unwritable.to_str().unwrap());
 }
 
 #[test]

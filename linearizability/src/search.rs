@@ -18,59 +18,51 @@
 //! uses an earlier one can always be changed into one that does not: use the latest one
 //! instead, and the earlier one where the path used the latest, if it did.
 
-use super::{CheckLimits, Model};
-use crate::history::Operation;
-use std::collections::BTreeSet;
+use super::Model;
+use crate::history::{OpId, Operation};
+use crate::memo::{BitSet, FixedState, Memo, MEMO_ENTRY_OVERHEAD_BYTES};
+// Looked up, never iterated: the transitions' order never shows.
+use std::collections::BTreeMap;
+#[allow(clippy::disallowed_types)]
+use std::collections::HashMap;
+use std::mem::size_of;
 
-/// The result of searching one partition.
-pub(super) enum Outcome<'a, I, O> {
-    Linearizable,
-    Illegal(Deepest<'a, I, O>),
-    LimitReached(String),
-}
-
-/// Where the search got furthest, recorded for the explanation.
-pub(super) struct Deepest<'a, I, O> {
-    pub(super) linearized: Vec<&'a Operation<I, O>>,
-    pub(super) state_after: String,
-    pub(super) candidates: Vec<&'a Operation<I, O>>,
-    pub(super) blocking: &'a Operation<I, O>,
-}
-
-/// Searches for a linearization of `ops` (one partition) within `limits`.
-///
-/// Recording the deepest position while searching would copy the stack each time the
-/// search reaches a new depth, quadratic on long histories; so the search only notes the
-/// depth, and when it fails it runs again (it is deterministic) to record the position at
-/// the first dead end at that depth.
-pub(super) fn search<'a, M: Model>(
-    model: &'a M,
-    ops: Vec<&'a Operation<M::Input, M::Output>>,
-    limits: &'a CheckLimits,
-) -> Outcome<'a, M::Input, M::Output> {
-    match Search::new(model, ops.clone(), limits, None).run() {
-        RunOutcome::Linearizable => Outcome::Linearizable,
-        RunOutcome::LimitReached(limit) => Outcome::LimitReached(limit),
-        RunOutcome::Illegal { depth_max, .. } => {
-            match Search::new(model, ops, limits, Some(depth_max)).run() {
-                RunOutcome::Illegal {
-                    deepest: Some(deepest),
-                    ..
-                } => Outcome::Illegal(deepest),
-                _ => unreachable!("a deterministic search changed its verdict"),
-            }
-        }
-    }
-}
-
-/// The result of one run of the search.
-enum RunOutcome<'a, I, O> {
-    Linearizable,
+/// How a finished search of one partition ended.
+pub(crate) enum Finished<'a, I, O> {
+    /// Every completed operation was linearized; the order found, indeterminate operations
+    /// that took effect included.
+    Linearizable(Vec<OpId>),
+    /// No linearization exists. `deepest` is recorded only by a run with `record_depth`.
     Illegal {
         depth_max: usize,
         deepest: Option<Deepest<'a, I, O>>,
     },
-    LimitReached(String),
+}
+
+/// Where the search got furthest, recorded for the explanation.
+pub(crate) struct Deepest<'a, I, O> {
+    pub(crate) linearized: Vec<&'a Operation<I, O>>,
+    pub(crate) state_after: String,
+    pub(crate) candidates: Vec<&'a Operation<I, O>>,
+    pub(crate) blocking: &'a Operation<I, O>,
+}
+
+/// Runs a fresh search of `ops` to its end, recording the position at the first dead end at
+/// `record_depth`. Recording the deepest position while searching would copy the stack each
+/// time the search reaches a new depth, quadratic on long histories; so the first search
+/// only notes the depth, and when it fails this one runs again (it is deterministic, and
+/// pausing between quanta changes nothing in its path) to record the position. It takes as
+/// many steps as the first, which bounds it.
+pub(crate) fn explain<'a, M: Model>(
+    model: &'a M,
+    ops: Vec<&'a Operation<M::Input, M::Output>>,
+    record_depth: usize,
+) -> Option<Deepest<'a, M::Input, M::Output>> {
+    let mut search = Search::new(model, ops, Some(record_depth));
+    match search.run_until(u64::MAX) {
+        Some(Finished::Illegal { deepest, .. }) => deepest,
+        _ => None,
+    }
 }
 
 /// Two doubly linked lists over fixed nodes, with O(1) removal and re-insertion in LIFO
@@ -126,96 +118,6 @@ impl EventLists {
     }
 }
 
-/// A fixed-size set of operation indices that keeps its compact key cheap: operations are
-/// numbered in call order and the search linearizes roughly in that order, so the set is
-/// mostly a run of full words, a few mixed words, then zero words.
-struct BitSet {
-    words: Vec<u64>,
-    /// How many leading words are full.
-    full_words: usize,
-    /// How many leading words hold every set bit (the rest are zero).
-    used_words: usize,
-}
-
-impl BitSet {
-    fn new(len: usize) -> Self {
-        Self {
-            words: vec![0; len.div_ceil(64)],
-            full_words: 0,
-            used_words: 0,
-        }
-    }
-
-    fn set(&mut self, index: usize, member: bool) {
-        let (word, bit) = (index / 64, 1 << (index % 64));
-        if member {
-            self.words[word] |= bit;
-            self.used_words = self.used_words.max(word + 1);
-            while self.full_words < self.words.len() && self.words[self.full_words] == u64::MAX {
-                self.full_words += 1;
-            }
-        } else {
-            self.words[word] &= !bit;
-            self.full_words = self.full_words.min(word);
-            while self.used_words > 0 && self.words[self.used_words - 1] == 0 {
-                self.used_words -= 1;
-            }
-        }
-    }
-
-    /// The count of leading full words, then the used words after them: O(mixed words).
-    fn key(&self) -> BitKey {
-        let rest = self.words[self.full_words..self.used_words.max(self.full_words)].into();
-        BitKey {
-            full_words: self.full_words,
-            rest,
-        }
-    }
-
-    /// The used words: a key for sets with no long full prefix.
-    fn trimmed(&self) -> Box<[u64]> {
-        self.words[..self.used_words].into()
-    }
-}
-
-/// Whether the trimmed set `small` is a subset of the trimmed set `large`.
-fn is_subset(small: &[u64], large: &[u64]) -> bool {
-    small.len() <= large.len() && small.iter().zip(large).all(|(s, l)| s & !l == 0)
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct BitKey {
-    full_words: usize,
-    rest: Box<[u64]>,
-}
-
-/// An explored configuration. Entries with the same completed set and state are adjacent
-/// in the memo's order, so the dominance check scans one short range.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct MemoKey<S> {
-    completed: BitKey,
-    state: S,
-    /// The linearized indeterminate operations, trimmed.
-    open: Box<[u64]>,
-}
-
-/// The states an operation may lead to, tried one after the other.
-enum Successors<S> {
-    /// A completed operation: at most one state.
-    Known(Option<S>),
-    /// An indeterminate operation: any number of states, tried from the back.
-    Unknown(Vec<S>),
-}
-
-impl<S> Successors<S> {
-    fn pop(&mut self) -> Option<S> {
-        match self {
-            Successors::Known(state) => state.take(),
-            Successors::Unknown(states) => states.pop(),
-        }
-    }
-}
-
 /// Where the scan for the next operation to linearize is.
 #[derive(Clone, Copy)]
 enum Cursor {
@@ -226,19 +128,58 @@ enum Cursor {
 }
 
 /// One linearized operation on the search stack.
-struct Frame<S> {
+struct Frame {
     node: usize,
     op: usize,
-    state_before: S,
-    untried: Successors<S>,
+    /// The interned state before the operation.
+    state_before: StateId,
+    /// How many of the operation's successor states (from `state_before`) were tried.
+    tried: usize,
     /// The blocking return when the operation was taken from the open list.
     blocking: Option<usize>,
 }
 
-/// The search over one partition.
-struct Search<'a, M: Model> {
+/// An interned model state: the memo and the stack hold this index, so each distinct
+/// state is stored once however many configurations reach it.
+type StateId = u32;
+
+/// The most transitions kept; the cache is emptied when it holds this many (about 2 MB).
+const TRANSITIONS_MAX: usize = 1 << 16;
+
+/// The successor states already computed, by (state, operation). The model is a function
+/// of its arguments, so a transition never changes, and the search asks for the same ones
+/// again and again (each configuration with the same state tries the same operations);
+/// caching them saves the model's step and the look-up of its states. Emptying the cache
+/// changes nothing but time.
+#[derive(Default)]
+#[allow(clippy::disallowed_types)] // Looked up, never iterated.
+struct Transitions {
+    /// (state << 32 | operation) to a range of `ids`.
+    ranges: HashMap<u64, (usize, usize), FixedState>,
+    ids: Vec<StateId>,
+}
+
+impl Transitions {
+    fn get(&self, key: u64) -> Option<std::ops::Range<usize>> {
+        self.ranges.get(&key).map(|&(start, end)| start..end)
+    }
+
+    fn insert(&mut self, key: u64, ids: Vec<StateId>) -> std::ops::Range<usize> {
+        if self.ranges.len() >= TRANSITIONS_MAX {
+            self.ranges.clear();
+            self.ids.clear();
+        }
+        let start = self.ids.len();
+        self.ids.extend(ids);
+        self.ranges.insert(key, (start, self.ids.len()));
+        start..self.ids.len()
+    }
+}
+
+/// The search over one partition, resumable: [`Search::run_until`] runs it for a number of
+/// steps and can be called again, so partitions can share a budget in quanta.
+pub(crate) struct Search<'a, M: Model> {
     model: &'a M,
-    limits: &'a CheckLimits,
     /// The partition's operations in call order.
     ops: Vec<&'a Operation<M::Input, M::Output>>,
     /// Each operation's index in `completed_set` or `open_set` (by whether it completed).
@@ -251,15 +192,25 @@ struct Search<'a, M: Model> {
     return_node: Vec<Option<usize>>,
     /// For an indeterminate operation: the next one in call order with an equal input.
     next_equal: Vec<Option<usize>>,
-    state: M::State,
+    state: StateId,
+    /// Every state reached, once, by id.
+    states: Vec<M::State>,
+    state_ids: BTreeMap<M::State, StateId>,
+    /// Whether each state's bytes are counted: when it is first tried as a successor (or
+    /// is the initial state), not when a transition first computes it.
+    state_counted: Vec<bool>,
+    transitions: Transitions,
     /// The linearized completed operations.
     completed_set: BitSet,
     /// The linearized indeterminate operations.
     open_set: BitSet,
     completed_unlinearized: usize,
-    stack: Vec<Frame<M::State>>,
-    memo: BTreeSet<MemoKey<M::State>>,
+    stack: Vec<Frame>,
+    memo: Memo,
+    /// The estimated bytes held by `states` and `state_ids` (the memo counts its own).
+    state_bytes: usize,
     steps: u64,
+    cursor: Cursor,
     depth_max: usize,
     /// Where to record the position: at the first dead end at this depth.
     record_depth: Option<usize>,
@@ -267,42 +218,70 @@ struct Search<'a, M: Model> {
 }
 
 impl<'a, M: Model> Search<'a, M> {
-    fn new(
+    pub(crate) fn new(
         model: &'a M,
         mut ops: Vec<&'a Operation<M::Input, M::Output>>,
-        limits: &'a CheckLimits,
         record_depth: Option<usize>,
     ) -> Self {
         ops.sort_by_key(|op| (op.call_ns, op.id));
+        // Transitions are keyed by (state, operation) in 32 bits each.
+        assert!(
+            u32::try_from(ops.len()).is_ok(),
+            "fewer than 2^32 operations"
+        );
         let completed_count = ops.iter().filter(|op| op.is_complete()).count();
         let open_count = ops.len() - completed_count;
         let lists = EventLists::new(2 * completed_count, open_count);
         let nodes = lists.open_tail + 1;
         let mut search = Self {
             model,
-            limits,
             op_bit: vec![0; ops.len()],
             node_op: vec![usize::MAX; nodes],
             node_is_call: vec![false; nodes],
             call_node: vec![0; ops.len()],
             return_node: vec![None; ops.len()],
             next_equal: vec![None; ops.len()],
-            state: model.init(),
+            state: 0,
+            states: Vec::new(),
+            state_ids: BTreeMap::new(),
+            state_counted: Vec::new(),
+            transitions: Transitions::default(),
             completed_set: BitSet::new(completed_count),
             open_set: BitSet::new(open_count),
             completed_unlinearized: completed_count,
             stack: Vec::new(),
-            memo: BTreeSet::new(),
+            memo: Memo::default(),
+            state_bytes: 0,
             steps: 0,
+            cursor: Cursor::Main(MAIN_HEAD),
             depth_max: 0,
             record_depth,
             deepest: None,
             lists,
             ops,
         };
+        search.state = search.intern(model.init());
+        search.count_state(search.state);
+        search.cursor = Cursor::Main(search.lists.next[MAIN_HEAD]);
         search.place_events();
         search.link_equal_inputs();
         search
+    }
+
+    /// The steps taken so far: a look at one candidate operation, one backtrack, or one
+    /// comparison with an explored configuration.
+    pub(crate) fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The number of explored configurations kept.
+    pub(crate) fn memo_entries(&self) -> usize {
+        self.memo.entries()
+    }
+
+    /// The estimated bytes of the memo and the interned states.
+    pub(crate) fn memo_bytes(&self) -> usize {
+        self.state_bytes + self.memo.bytes()
     }
 
     /// Fills `next_equal`. Quadratic in the number of indeterminate operations, which the
@@ -374,17 +353,23 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
-    fn run(mut self) -> RunOutcome<'a, M::Input, M::Output> {
-        let mut cursor = Cursor::Main(self.lists.next[MAIN_HEAD]);
+    /// Runs the search until it finishes or has taken `steps_until` steps (it may pass that
+    /// by the comparisons of one memo look-up). `None`: not finished; call again to go on.
+    /// A finished search answers the same again.
+    pub(crate) fn run_until(
+        &mut self,
+        steps_until: u64,
+    ) -> Option<Finished<'a, M::Input, M::Output>> {
         loop {
             if self.completed_unlinearized == 0 {
-                return RunOutcome::Linearizable;
+                let witness = self.stack.iter().map(|frame| self.ops[frame.op].id);
+                return Some(Finished::Linearizable(witness.collect()));
             }
-            if let Some(limit) = self.limit_reached() {
-                return RunOutcome::LimitReached(limit);
+            if self.steps >= steps_until {
+                return None;
             }
             self.steps += 1;
-            cursor = match cursor {
+            self.cursor = match self.cursor {
                 Cursor::Main(node) if self.node_is_call[node] => self.try_at(node, None),
                 Cursor::Main(node) => {
                     // A completed operation is unlinearized, so its return comes first.
@@ -407,30 +392,15 @@ impl<'a, M: Model> Search<'a, M> {
                     match self.backtrack() {
                         Some(cursor) => cursor,
                         None => {
-                            let (depth_max, deepest) = (self.depth_max, self.deepest);
-                            return RunOutcome::Illegal { depth_max, deepest };
+                            // The cursor stays at the dead end: a later call answers the same.
+                            let depth_max = self.depth_max;
+                            let deepest = self.deepest.take();
+                            return Some(Finished::Illegal { depth_max, deepest });
                         }
                     }
                 }
             };
         }
-    }
-
-    fn limit_reached(&self) -> Option<String> {
-        let ops = self.ops.len();
-        if self.steps >= self.limits.steps_max {
-            let steps = self.steps;
-            return Some(format!(
-                "search limit reached: {steps} steps (steps_max), {ops} operations"
-            ));
-        }
-        if self.memo.len() >= self.limits.memo_entries_max {
-            let entries = self.memo.len();
-            return Some(format!(
-                "search limit reached: {entries} memo entries (memo_entries_max), {ops} operations"
-            ));
-        }
-        None
     }
 
     /// Whether the open list's `node` is an indeterminate operation called before the
@@ -446,8 +416,7 @@ impl<'a, M: Model> Search<'a, M> {
     /// Tries to linearize the operation called at `node` next; returns where to scan next.
     fn try_at(&mut self, node: usize, blocking: Option<usize>) -> Cursor {
         let op = self.node_op[node];
-        let successors = self.successors(op);
-        if self.push_first_new(node, op, successors, blocking) {
+        if self.push_first_new(node, op, 0, blocking) {
             Cursor::Main(self.lists.next[MAIN_HEAD])
         } else {
             self.after(node, blocking)
@@ -463,38 +432,70 @@ impl<'a, M: Model> Search<'a, M> {
         }
     }
 
-    fn successors(&self, op: usize) -> Successors<M::State> {
+    /// The states `op` may lead to from `state`, in the model's order, as a range of
+    /// `transitions.ids` (valid until the next call).
+    fn successors(&mut self, state: StateId, op: usize) -> std::ops::Range<usize> {
+        let key = (u64::from(state) << 32) | op as u64;
+        if let Some(range) = self.transitions.get(key) {
+            return range;
+        }
         let operation = self.ops[op];
-        match &operation.output {
-            Some(output) => {
-                Successors::Known(self.model.step(&self.state, &operation.input, output))
-            }
-            None => {
-                let mut states = self.model.step_unknown(&self.state, &operation.input);
-                states.reverse(); // tried from the back, so in the model's order
-                Successors::Unknown(states)
-            }
+        let current = &self.states[state as usize];
+        let states = match &operation.output {
+            Some(output) => self.model.step_all(current, &operation.input, output),
+            None => self.model.step_unknown(current, &operation.input),
+        };
+        let ids: Vec<StateId> = states.into_iter().map(|next| self.intern(next)).collect();
+        self.transitions.insert(key, ids)
+    }
+
+    /// The id of `state`, storing it if it is new.
+    fn intern(&mut self, state: M::State) -> StateId {
+        if let Some(&id) = self.state_ids.get(&state) {
+            return id;
+        }
+        let id = StateId::try_from(self.states.len()).expect("fewer than 2^32 distinct states");
+        self.states.push(state.clone());
+        self.state_ids.insert(state, id);
+        self.state_counted.push(false);
+        id
+    }
+
+    /// Counts the bytes of state `id` towards the memo budget, once.
+    fn count_state(&mut self, id: StateId) {
+        let counted = &mut self.state_counted[id as usize];
+        if !*counted {
+            *counted = true;
+            let state = &self.states[id as usize];
+            // Two copies (the list and the index) and the index's share of B-tree nodes.
+            self.state_bytes += 2 * self.model.state_bytes(state) + size_of::<StateId>();
+            self.state_bytes += MEMO_ENTRY_OVERHEAD_BYTES;
         }
     }
 
-    /// Linearizes `op` next with the first untried successor state whose configuration is
-    /// not covered by an explored one. Returns whether one was found.
+    /// Linearizes `op` next with the first successor state after the `tried` first whose
+    /// configuration is not covered by an explored one. Returns whether one was found.
     fn push_first_new(
         &mut self,
         node: usize,
         op: usize,
-        mut untried: Successors<M::State>,
+        mut tried: usize,
         blocking: Option<usize>,
     ) -> bool {
+        let state_before = self.state;
+        let successors = self.successors(state_before, op);
         self.mark(op, true);
-        while let Some(candidate) = untried.pop() {
-            if self.memo_insert(&candidate) {
-                let state_before = std::mem::replace(&mut self.state, candidate);
+        while tried < successors.len() {
+            let candidate = self.transitions.ids[successors.start + tried];
+            tried += 1;
+            self.count_state(candidate);
+            if self.memo_insert(candidate) {
+                self.state = candidate;
                 let frame = Frame {
                     node,
                     op,
                     state_before,
-                    untried,
+                    tried,
                     blocking,
                 };
                 self.stack.push(frame);
@@ -514,7 +515,7 @@ impl<'a, M: Model> Search<'a, M> {
         self.state = frame.state_before;
         self.mark(frame.op, false);
         self.unlift(frame.op);
-        if self.push_first_new(frame.node, frame.op, frame.untried, frame.blocking) {
+        if self.push_first_new(frame.node, frame.op, frame.tried, frame.blocking) {
             Some(Cursor::Main(self.lists.next[MAIN_HEAD]))
         } else {
             Some(self.after(frame.node, frame.blocking))
@@ -542,29 +543,11 @@ impl<'a, M: Model> Search<'a, M> {
     /// indeterminate operation precedes nothing), which V shares with Pi, and its successor
     /// states depend only on the state, also shared; so the search tried y from V, and V+y
     /// was recorded or found covered. Either way Pi+1 is covered: a contradiction.
-    fn memo_insert(&mut self, state: &M::State) -> bool {
-        let mut key = MemoKey {
-            completed: self.completed_set.key(),
-            state: state.clone(),
-            open: Box::new([]),
-        };
-        let open = self.open_set.trimmed();
-        let mut compared = 0;
-        let covered = self
-            .memo
-            .range(&key..)
-            .take_while(|seen| seen.completed == key.completed && seen.state == key.state)
-            .any(|seen| {
-                compared += 1;
-                is_subset(&seen.open, &open)
-            });
-        // Each comparison counts as a step, so that `steps_max` bounds the work.
+    fn memo_insert(&mut self, state: StateId) -> bool {
+        let (inserted, compared) = self.memo.insert(&self.completed_set, state, &self.open_set);
+        // Each comparison counts as a step, so that the step budget bounds the work.
         self.steps += compared;
-        if covered {
-            return false;
-        }
-        key.open = open;
-        self.memo.insert(key)
+        inserted
     }
 
     fn lift(&mut self, op: usize) {
@@ -602,7 +585,7 @@ impl<'a, M: Model> Search<'a, M> {
         }
         self.deepest = Some(Deepest {
             linearized: self.stack.iter().map(|frame| self.ops[frame.op]).collect(),
-            state_after: format!("{:?}", self.state),
+            state_after: format!("{:?}", self.states[self.state as usize]),
             candidates,
             blocking: self.ops[self.node_op[blocking]],
         });
@@ -612,41 +595,6 @@ impl<'a, M: Model> Search<'a, M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bitset_key_compresses_full_prefix_and_trailing_zeros() {
-        let mut bits = BitSet::new(64 * 4);
-        for i in 0..64 {
-            bits.set(i, true);
-        }
-        bits.set(64 + 3, true);
-        let key = bits.key();
-        assert_eq!(key.full_words, 1);
-        assert_eq!(&*key.rest, &[1 << 3]);
-        bits.set(64 + 3, false);
-        assert_eq!(bits.key().rest.len(), 0);
-        bits.set(0, false);
-        assert_eq!(bits.key().full_words, 0);
-        assert_eq!(&*bits.key().rest, &[u64::MAX - 1]);
-        assert_eq!(bits.trimmed().len(), 1);
-        bits.set(0, true);
-        assert_eq!(bits.key().full_words, 1);
-        for i in 0..64 {
-            bits.set(i, false);
-        }
-        assert_eq!((bits.key().full_words, bits.trimmed().len()), (0, 0));
-        bits.set(64 * 3 + 1, true);
-        assert_eq!(&*bits.trimmed(), &[0, 0, 0, 2]);
-    }
-
-    #[test]
-    fn subset_of_trimmed_sets() {
-        assert!(is_subset(&[], &[]));
-        assert!(is_subset(&[], &[5]));
-        assert!(is_subset(&[0b01], &[0b11]));
-        assert!(!is_subset(&[0b10], &[0b01]));
-        assert!(!is_subset(&[0, 1], &[u64::MAX]));
-    }
 
     #[test]
     fn event_lists_are_two_chains_that_unlink_and_relink_in_lifo_order() {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::marker::PhantomData;
+use std::mem::size_of;
 
 /// A request to a single register.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +107,14 @@ pub enum KvInput<K, V> {
         /// The key.
         key: K,
     },
+    /// Append `value` to a key's value (to the missing-key value, or to nothing, when
+    /// absent); needs a model built with [`KeyValue::with_append`].
+    Append {
+        /// The key.
+        key: K,
+        /// The suffix.
+        value: V,
+    },
     /// Set a key to `new` if its value equals `expected` (`None`: absent).
     Cas {
         /// The key.
@@ -124,6 +133,7 @@ impl<K, V> KvInput<K, V> {
             KvInput::Get { key }
             | KvInput::Put { key, .. }
             | KvInput::Delete { key }
+            | KvInput::Append { key, .. }
             | KvInput::Cas { key, .. } => key,
         }
     }
@@ -138,6 +148,8 @@ pub enum KvOutput<V> {
     PutOk,
     /// A delete took effect (whether or not the key existed).
     DeleteOk,
+    /// An append took effect.
+    AppendOk,
     /// A compare-and-set took effect.
     CasOk,
     /// A compare-and-set found another value and changed nothing.
@@ -145,17 +157,75 @@ pub enum KvOutput<V> {
 }
 
 /// A key-value map where every key starts absent, partitioned by key.
-#[derive(Clone, Debug, Default)]
+///
+/// Systems differ on what a read of a missing key returns: `None` here by default,
+/// [`KeyValue::with_missing`] for systems that answer a value (often `""`). Appends need
+/// to know how values concatenate: [`KeyValue::with_append`].
+#[derive(Clone, Debug)]
 pub struct KeyValue<K, V> {
-    marker: PhantomData<(K, V)>,
+    /// What a read of an absent key returns, and what an append to it extends.
+    missing: Option<V>,
+    /// How an append extends a value; `None`: appends are not part of the model, and an
+    /// `Append` can never be linearized.
+    append: Option<fn(&V, &V) -> V>,
+    marker: PhantomData<K>,
+}
+
+impl<K, V> Default for KeyValue<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<K, V> KeyValue<K, V> {
-    /// The model of a map whose keys all start absent.
+    /// The model of a map whose keys all start absent and read as `None`, without appends.
     pub fn new() -> Self {
         Self {
+            missing: None,
+            append: None,
             marker: PhantomData,
         }
+    }
+
+    /// The same model where a read of an absent key returns `GetOk(Some(missing))` (and
+    /// `GetOk(None)` never happens), and an append to it extends `missing`.
+    pub fn with_missing(mut self, missing: V) -> Self {
+        self.missing = Some(missing);
+        self
+    }
+
+    /// The same model with appends: `append(current, suffix)` is the value after appending
+    /// `suffix` to `current`.
+    pub fn with_append(mut self, append: fn(&V, &V) -> V) -> Self {
+        self.append = Some(append);
+        self
+    }
+}
+
+impl<K> KeyValue<K, String> {
+    /// A map of strings where an append concatenates and a missing key reads as `""`
+    /// (the usual shape of Jepsen's and Porcupine's key-value tests).
+    pub fn strings() -> Self {
+        Self::new()
+            .with_missing(String::new())
+            .with_append(|current, suffix| format!("{current}{suffix}"))
+    }
+}
+
+impl<K: Clone + Ord, V: Clone> KeyValue<K, V> {
+    /// The value a read of `key` returns in `state`.
+    fn current<'s>(&'s self, state: &'s BTreeMap<K, V>, key: &K) -> Option<&'s V> {
+        state.get(key).or(self.missing.as_ref())
+    }
+
+    /// `state` after appending `suffix` to `key`, if the model has appends.
+    fn appended(&self, state: &BTreeMap<K, V>, key: &K, suffix: &V) -> Option<BTreeMap<K, V>> {
+        let append = self.append?;
+        let value = match self.current(state, key) {
+            Some(current) => append(current, suffix),
+            None => suffix.clone(),
+        };
+        Some(with(state, key, Some(&value)))
     }
 }
 
@@ -176,13 +246,16 @@ impl<K: Clone + Ord + Debug, V: Clone + Ord + Debug> Model for KeyValue<K, V> {
         input: &KvInput<K, V>,
         output: &KvOutput<V>,
     ) -> Option<Self::State> {
-        let current = state.get(input.key());
+        let current = self.current(state, input.key());
         match (input, output) {
             (KvInput::Get { .. }, KvOutput::GetOk(seen)) => {
                 (seen.as_ref() == current).then(|| state.clone())
             }
             (KvInput::Put { key, value }, KvOutput::PutOk) => Some(with(state, key, Some(value))),
             (KvInput::Delete { key }, KvOutput::DeleteOk) => Some(with(state, key, None)),
+            (KvInput::Append { key, value }, KvOutput::AppendOk) => {
+                self.appended(state, key, value)
+            }
             (KvInput::Cas { key, expected, new }, KvOutput::CasOk) => {
                 (expected.as_ref() == current).then(|| with(state, key, Some(new)))
             }
@@ -198,11 +271,21 @@ impl<K: Clone + Ord + Debug, V: Clone + Ord + Debug> Model for KeyValue<K, V> {
             KvInput::Get { .. } => Vec::new(),
             KvInput::Put { key, value } => vec![with(state, key, Some(value))],
             KvInput::Delete { key } => vec![with(state, key, None)],
-            KvInput::Cas { key, expected, new } if expected.as_ref() == state.get(key) => {
+            KvInput::Append { key, value } => {
+                self.appended(state, key, value).into_iter().collect()
+            }
+            KvInput::Cas { key, expected, new }
+                if expected.as_ref() == self.current(state, key) =>
+            {
                 vec![with(state, key, Some(new))]
             }
             KvInput::Cas { .. } => Vec::new(),
         }
+    }
+
+    fn state_bytes(&self, state: &Self::State) -> usize {
+        // Inline sizes only: the values' own heap (a string's bytes) is not seen here.
+        size_of::<Self::State>() + state.len() * (size_of::<K>() + size_of::<V>() + 16)
     }
 
     fn partition(&self, operations: &[Operation<KvInput<K, V>, KvOutput<V>>]) -> Vec<Partition> {
@@ -465,6 +548,34 @@ mod tests {
         );
         let deleted = model.step(&one, &KvInput::Delete { key: "a" }, &KvOutput::DeleteOk);
         assert_eq!(deleted, Some(empty));
+    }
+
+    #[test]
+    fn kv_appends_and_reads_missing_keys_as_configured() {
+        let model: KeyValue<&str, String> = KeyValue::strings();
+        let empty = model.init();
+        let get = KvInput::Get { key: "a" };
+        let seen = |value: &str| KvOutput::GetOk(Some(value.to_string()));
+        assert!(model.step(&empty, &get, &seen("")).is_some());
+        assert!(model.step(&empty, &get, &KvOutput::GetOk(None)).is_none());
+        let append = |value: &str| KvInput::Append {
+            key: "a",
+            value: value.to_string(),
+        };
+        let x = model
+            .step(&empty, &append("x"), &KvOutput::AppendOk)
+            .unwrap();
+        let xy = model.step(&x, &append("y"), &KvOutput::AppendOk).unwrap();
+        assert!(model.step(&xy, &get, &seen("xy")).is_some());
+        assert!(model.step(&xy, &get, &seen("yx")).is_none());
+        assert_eq!(model.step_unknown(&x, &append("y")), vec![xy]);
+        let plain: KeyValue<&str, String> = KeyValue::new();
+        assert!(
+            plain
+                .step(&empty, &append("x"), &KvOutput::AppendOk)
+                .is_none(),
+            "appends are not in a model without with_append"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! `a` returned strictly before `b` was called; equal times mean the two are concurrent.
 //!
 //! ```
-//! use harness::history::History;
+//! use linearizability::history::History;
 //!
 //! let mut history: History<&str, u64> = History::new();
 //! let write = history.invoke(1, "write 7", 100).unwrap();
@@ -101,11 +101,47 @@ pub enum HistoryError {
         /// The first offending operation.
         op: OpId,
     },
+    /// An event list where a client returns with no call outstanding.
+    #[error("event {position}: client {client} returns with no call outstanding")]
+    ReturnWithoutCall {
+        /// The event's position in the list.
+        position: usize,
+        /// The client.
+        client: u64,
+    },
+    /// An event list where a client calls while its previous call is outstanding.
+    #[error("event {position}: client {client} calls while its previous call is outstanding")]
+    CallWhileOutstanding {
+        /// The event's position in the list.
+        position: usize,
+        /// The client.
+        client: u64,
+    },
     /// A stored operation with an output but no return time, or the reverse.
     #[error("operation {op} must have both an output and a return time, or neither")]
     HalfComplete {
         /// The offending operation.
         op: OpId,
+    },
+}
+
+/// One event of a history known only by its order (Porcupine's and Jepsen's event lists):
+/// a client's call or return. A client has at most one call outstanding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event<I, O> {
+    /// The client sent a request.
+    Call {
+        /// The client.
+        client: u64,
+        /// The request.
+        input: I,
+    },
+    /// The client's outstanding request returned.
+    Return {
+        /// The client.
+        client: u64,
+        /// The response.
+        output: O,
     },
 }
 
@@ -220,6 +256,37 @@ impl<I, O> History<I, O> {
             refused: 0,
             operations,
         })
+    }
+
+    /// A history of events known only by their order: each event's time is its position in
+    /// `events` (the checker uses times only to order calls and returns, so no time is
+    /// invented). Calls without a return stay indeterminate. Holds at most `ops_max`
+    /// operations.
+    pub fn from_events(
+        events: impl IntoIterator<Item = Event<I, O>>,
+        ops_max: usize,
+    ) -> Result<Self, HistoryError> {
+        let mut history = Self::with_ops_max(ops_max);
+        let mut outstanding: BTreeMap<u64, OpId> = BTreeMap::new();
+        for (position, event) in events.into_iter().enumerate() {
+            let now_ns = position as u64;
+            match event {
+                Event::Call { client, input } => {
+                    if outstanding.contains_key(&client) {
+                        return Err(HistoryError::CallWhileOutstanding { position, client });
+                    }
+                    let op = history.invoke(client, input, now_ns)?;
+                    outstanding.insert(client, op);
+                }
+                Event::Return { client, output } => {
+                    let Some(op) = outstanding.remove(&client) else {
+                        return Err(HistoryError::ReturnWithoutCall { position, client });
+                    };
+                    history.complete(op, output, now_ns)?;
+                }
+            }
+        }
+        Ok(history)
     }
 
     /// The stated maximum number of operations.
@@ -515,6 +582,39 @@ mod tests {
         let stale_next = json.replace("\"next_id\":2", "\"next_id\":0");
         let err = serde_json::from_str::<History<String, u32>>(&stale_next).unwrap_err();
         assert!(err.to_string().contains("strictly increasing"), "{err}");
+    }
+
+    #[test]
+    fn from_events_orders_by_position_and_refuses_bad_lists() {
+        let call = |client, input| Event::Call { client, input };
+        let ret = |client, output| Event::Return { client, output };
+        let events = vec![call(1, "w"), call(2, "r"), ret(1, "ok"), call(1, "r2")];
+        let history: History<&str, &str> = History::from_events(events, 10).unwrap();
+        let ops = history.operations();
+        assert_eq!(ops.len(), 3);
+        assert_eq!((ops[0].call_ns, ops[0].return_ns), (0, Some(2)));
+        assert_eq!((ops[1].call_ns, ops[1].return_ns), (1, None));
+        assert!(ops[0].precedes(&ops[2]));
+        assert!(!ops[0].precedes(&ops[1]));
+        let err = History::<&str, &str>::from_events(vec![ret(1, "ok")], 10).unwrap_err();
+        assert_eq!(
+            err,
+            HistoryError::ReturnWithoutCall {
+                position: 0,
+                client: 1
+            }
+        );
+        let twice = vec![call(1, "a"), call(1, "b")];
+        let err = History::<&str, &str>::from_events(twice, 10).unwrap_err();
+        assert_eq!(
+            err,
+            HistoryError::CallWhileOutstanding {
+                position: 1,
+                client: 1
+            }
+        );
+        let err = History::<&str, &str>::from_events(vec![call(1, "a")], 0).unwrap_err();
+        assert_eq!(err, HistoryError::Full { ops_max: 0 });
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Measures the linearizability checker on register histories from 5 clients.
 //!
-//! `cargo run --release -p harness --example linearizability_bench`
+//! `cargo run --release -p linearizability --example register_bench`
 //!
 //! Each history comes from a sequential execution with overlapping client intervals (so it
 //! is linearizable), optionally with some operations left without a response, and a copy
 //! where the last read returns a value never written (illegal).
 
-use harness::history::History;
-use harness::linearizability::models::{Register, RegisterInput, RegisterOutput};
-use harness::linearizability::{check, CheckLimits, CheckResult};
+use linearizability::history::History;
+use linearizability::models::{Register, RegisterInput, RegisterOutput};
+use linearizability::{check, CheckLimits, CheckResult};
 use std::time::Duration;
 
 const CLIENT_COUNT: usize = 5;

@@ -3,12 +3,12 @@
 //! property tests against histories generated from sequential executions and against a
 //! brute-force oracle.
 
-use harness::history::{History, OpId, Operation};
-use harness::linearizability::models::{
+use linearizability::history::{History, OpId, Operation};
+use linearizability::models::{
     EventLog, ExpectedVersion, KeyValue, KvInput, KvOutput, LogInput, LogOutput, Register,
     RegisterInput, RegisterOutput,
 };
-use harness::linearizability::{check, CheckLimits, CheckResult, Model, Partition};
+use linearizability::{check, CheckLimits, CheckResult, Model, Partition};
 use proptest::prelude::*;
 
 /// One recorded operation: client, input, call time, and the output with its return time

@@ -18,14 +18,42 @@
 //! can), and among indeterminate operations with equal inputs only the latest called is tried
 //! (an earlier one stays available whenever a later one is).
 //! A model may split a history into independent parts ([`Model::partition`], for example per
-//! key or per stream); each part is checked alone, which is what makes the check fast on
-//! long histories (Horn & Kroening, "Faster linearizability checking via
-//! P-compositionality", 2015). The search is bounded by [`CheckLimits`] and answers
-//! [`CheckResult::Unknown`] rather than running for ever.
+//! key or per stream); each part is searched on its own, which is what makes the check fast
+//! on long histories (Horn & Kroening, "Faster linearizability checking via
+//! P-compositionality", 2015). The parts are searched together, in rounds of equal step
+//! quanta from one shared budget ([`CheckOptions`]): a part that is quick to refute answers
+//! `illegal` for the whole history however hard the others are, and the answer is the same
+//! on one thread or several ([`check_parallel`]) and on any machine. The budgets are steps
+//! and memo bytes (deterministic, for simulation runs), plus an optional wall-clock deadline
+//! for callers outside simulation; a search they stop answers [`CheckResult::Unknown`],
+//! never a pass. [`check_with`] returns a [`Report`]: per part the verdict, steps, memo size
+//! and time, a witness order for linearizable parts, and for an illegal part the longest
+//! linearizable prefix and the operation that cannot be placed ([`html::render`] draws it).
+//!
+//! This crate needs neither the simulator nor `--cfg madsim`; `harness` re-exports it as
+//! `harness::linearizability` and `harness::history`.
+//!
+//! ## Modules
+//! - [`history`]: histories built call by call ([`History::invoke`]), from recorded
+//!   operations, or from ordered call/return events ([`History::from_events`]).
+//! - [`models`]: register (read, write, compare-and-set), key-value map (get, put, delete,
+//!   append, compare-and-set; a configurable missing-key value), event log.
+//! - [`html`]: the picture of a checked history.
+//! - [`generate`]: seeded key-value histories for tests and benchmarks.
+//!
+//! ## Writing your own model
+//! Implement [`Model`]: a `State` (`Clone + Ord + Debug`: states are interned in an ordered
+//! map, each distinct state stored once), `init`, `step` (the state after an operation with
+//! its observed output, `None` if that output is impossible), `step_unknown` (the states an
+//! unanswered operation may lead to if it took effect), and optionally `partition` (split
+//! by key), `step_all` (several possible next states: override it and write `step` as
+//! `self.step_all(..).into_iter().next()`), `state_bytes` (heap held by a state, for the
+//! memo budget). Equal inputs must have equal effects.
 //!
 //! ## Cost
 //! Measured in a release build on register histories from 5 clients (see
-//! `examples/linearizability_bench.rs`): a linearizable history takes about 2 ms for 1,000
+//! `examples/register_bench.rs`; `examples/kv_bench.rs` measures 50-client key-value
+//! histories with hard keys): a linearizable history takes about 2 ms for 1,000
 //! operations, 25-40 ms for 10,000 and 0.5 s for 100,000; refuting an illegal one (a
 //! read of a value never written, at the end) takes about 40 ms for 1,000 and 0.25-0.4 s
 //! for 10,000 operations. Indeterminate operations are what makes a search expensive: each
@@ -36,9 +64,9 @@
 //! (per key, per stream), write unique values, and keep each partition's history short.
 //!
 //! ```
-//! use harness::history::History;
-//! use harness::linearizability::{check, CheckLimits, CheckResult};
-//! use harness::linearizability::models::{Register, RegisterInput, RegisterOutput};
+//! use linearizability::history::History;
+//! use linearizability::{check, CheckLimits, CheckResult};
+//! use linearizability::models::{Register, RegisterInput, RegisterOutput};
 //!
 //! let mut history = History::new();
 //! let write = history.invoke(1, RegisterInput::Write(1), 0).unwrap();
@@ -49,14 +77,24 @@
 //! assert!(result.is_illegal(), "{result}");
 //! ```
 
+pub mod generate;
+pub mod history;
+pub mod html;
+mod memo;
 pub mod models;
+mod report;
+mod run;
 mod search;
 
+pub use report::{Limit, PartitionReport, PartitionVerdict, Report};
+
 use crate::history::{describe, render_timeline, History, OpId, Operation};
-use search::{Deepest, Outcome};
+use search::Deepest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::{self, Debug, Display, Write as _};
+use std::mem::size_of;
+use std::time::Duration;
 
 /// A sequential specification: the state machine that a linearizable history must match.
 pub trait Model {
@@ -80,6 +118,28 @@ pub trait Model {
         input: &Self::Input,
         output: &Self::Output,
     ) -> Option<Self::State>;
+
+    /// Every state that `input` answered with `output` may lead to from `state`; empty when
+    /// that output is impossible from that state. The checker calls only this method; the
+    /// default wraps [`Model::step`]. A model whose operations have nondeterministic effects
+    /// (a completed operation that can leave several states) overrides it and implements
+    /// `step` as `self.step_all(state, input, output).into_iter().next()`.
+    fn step_all(
+        &self,
+        state: &Self::State,
+        input: &Self::Input,
+        output: &Self::Output,
+    ) -> Vec<Self::State> {
+        self.step(state, input, output).into_iter().collect()
+    }
+
+    /// The estimated bytes of one copy of `state`, for the memo's byte budget
+    /// ([`CheckOptions::memo_bytes_max`]). The default is the state's inline size; a state
+    /// with heap data (a map, a string) should add what it holds there.
+    fn state_bytes(&self, state: &Self::State) -> usize {
+        let _ = state;
+        size_of::<Self::State>()
+    }
 
     /// The states an indeterminate operation (no response seen) can lead to *if it took
     /// effect*, with any output. The checker separately considers that it never took
@@ -230,9 +290,61 @@ impl Display for Explanation {
     }
 }
 
-/// Checks `history` against `model`, partition by partition, within `limits` per
-/// partition. Returns the first illegal partition found; otherwise `Unknown` if the limit
-/// stopped any partition; otherwise `Ok`.
+/// The nominal bytes of one memo entry, to turn [`CheckLimits::memo_entries_max`] into a
+/// byte budget (an entry with its share of the distinct states took 60 to 100 bytes on the
+/// register and key-value models).
+pub const MEMO_BYTES_PER_ENTRY: usize = 100;
+
+/// Everything [`check_with`] can be told: shared budgets, the quantum, a deadline,
+/// threads, and whether to measure time.
+///
+/// Inside a simulation run, keep `deadline` off, `threads` at 1 and `measure_time` off: the
+/// step and byte budgets alone make the answer a function of the history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckOptions {
+    /// The most search steps of all partitions together (a step is a look at one candidate
+    /// operation, one backtrack, or one comparison with an explored configuration).
+    pub steps_max: u64,
+    /// The most estimated bytes held by the memos of the undecided partitions together;
+    /// above it, the partition with the largest memo is stopped as unknown.
+    pub memo_bytes_max: usize,
+    /// The steps each undecided partition runs per round. Smaller answers sooner when one
+    /// partition is quick to refute among slow ones; larger costs less switching. Part of
+    /// the answer's definition: the same quantum gives the same answer everywhere.
+    pub quantum_steps: u64,
+    /// A wall-clock bound on the whole check, for callers outside simulation; `None` (the
+    /// default) for none. The only option that makes the answer depend on the machine.
+    pub deadline: Option<Duration>,
+    /// Threads for [`check_parallel`] (1: on the caller's thread). Changes only the time.
+    pub threads: usize,
+    /// Whether to measure wall time per partition for the [`Report`].
+    pub measure_time: bool,
+}
+
+impl Default for CheckOptions {
+    /// The default [`CheckLimits`], a quantum of 10,000 steps (about a millisecond), no
+    /// deadline, one thread, no timing.
+    fn default() -> Self {
+        Self::from(&CheckLimits::default())
+    }
+}
+
+impl From<&CheckLimits> for CheckOptions {
+    fn from(limits: &CheckLimits) -> Self {
+        Self {
+            steps_max: limits.steps_max,
+            memo_bytes_max: limits.memo_entries_max.saturating_mul(MEMO_BYTES_PER_ENTRY),
+            quantum_steps: 10_000,
+            deadline: None,
+            threads: 1,
+            measure_time: false,
+        }
+    }
+}
+
+/// Checks `history` against `model` within `limits`, which all partitions share (see
+/// [`check_with`]). Returns the first illegal partition found; otherwise `Unknown` if a
+/// limit stopped any partition; otherwise `Ok`.
 ///
 /// # Panics
 /// If the model's [`Model::partition`] returns an index out of range (a bug in the model).
@@ -241,45 +353,56 @@ pub fn check<M: Model>(
     history: &History<M::Input, M::Output>,
     limits: &CheckLimits,
 ) -> CheckResult {
-    let operations = history.operations();
-    let mut unknown = None;
-    for partition in model.partition(operations) {
-        let ops: Vec<&Operation<M::Input, M::Output>> = partition
-            .operations
-            .iter()
-            .map(|&i| {
-                assert!(
-                    i < operations.len(),
-                    "Model::partition returned index {i} for {} operations",
-                    operations.len()
-                );
-                &operations[i]
-            })
-            .collect();
-        match search::search(model, ops, limits) {
-            Outcome::Linearizable => {}
-            Outcome::Illegal(deepest) => {
-                return CheckResult::Illegal {
-                    explanation: deepest.explain(&partition.label),
-                    partition: partition.label,
-                };
-            }
-            Outcome::LimitReached(limit) => {
-                unknown.get_or_insert_with(|| format!("partition {}: {limit}", partition.label));
-            }
-        }
+    check_with(model, history, &CheckOptions::from(limits)).result
+}
+
+/// Checks `history` against `model` with every partition searched in rounds of equal step
+/// quanta from the shared budgets of `options`, on the caller's thread; the first round in
+/// which a partition is refuted ends the check. Returns the full [`Report`].
+///
+/// # Panics
+/// If the model's [`Model::partition`] returns an index out of range (a bug in the model).
+pub fn check_with<M: Model>(
+    model: &M,
+    history: &History<M::Input, M::Output>,
+    options: &CheckOptions,
+) -> Report {
+    run::run(model, history, options, &run::sequential)
+}
+
+/// As [`check_with`], with each round's quanta spread over `options.threads` threads. The
+/// report is the same as [`check_with`]'s but for the times: a search's path does not depend
+/// on when its quanta run, and each round is settled in partition order. Not for use
+/// inside a simulation run, which has no real threads.
+///
+/// # Panics
+/// If the model's [`Model::partition`] returns an index out of range (a bug in the model).
+pub fn check_parallel<M>(
+    model: &M,
+    history: &History<M::Input, M::Output>,
+    options: &CheckOptions,
+) -> Report
+where
+    M: Model + Sync,
+    M::State: Send,
+    M::Input: Sync,
+    M::Output: Sync,
+{
+    let threads = options.threads;
+    if threads <= 1 {
+        return check_with(model, history, options);
     }
-    match unknown {
-        Some(reason) => CheckResult::Unknown { reason },
-        None => CheckResult::Ok,
-    }
+    let round = move |slots: &mut [run::Slot<'_, M>], quantum: u64, measure_time: bool| {
+        run::parallel(slots, quantum, measure_time, threads);
+    };
+    run::run(model, history, options, &round)
 }
 
 /// At most this many operations of the prefix are listed in a report.
 const REPORT_PREFIX_MAX: usize = 20;
 
 impl<I: Debug, O: Debug> Deepest<'_, I, O> {
-    fn explain(&self, label: &str) -> Explanation {
+    pub(crate) fn explain(&self, label: &str) -> Explanation {
         let total = self.linearized.len();
         let shown = total.min(REPORT_PREFIX_MAX);
         let mut report =
