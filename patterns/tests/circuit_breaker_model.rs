@@ -294,6 +294,24 @@ fn model_catches_half_open_stuck() {
     assert_model_catches(Mutant::HalfOpenStuck);
 }
 
+#[test]
+fn model_catches_ignored_probe_keeps_slot() {
+    let reason = assert_model_catches(Mutant::IgnoredProbeKeepsSlot);
+    assert!(
+        reason.contains("probe_slots_used") || reason.contains("HalfOpenFull"),
+        "caught by the slot it kept: {reason}"
+    );
+}
+
+#[test]
+fn model_catches_ignored_probe_fails() {
+    let reason = assert_model_catches(Mutant::IgnoredProbeFails);
+    assert!(
+        reason.contains("Ignored"),
+        "caught by the ignored outcome it recorded: {reason}"
+    );
+}
+
 /// Runs `script` with and without `mutant`: it must pass without and diverge with it.
 fn targeted(mutant: Mutant, config: Config, script: &str) -> String {
     run_script(config.clone(), script).expect("the unmutated breaker agrees with the oracle");
@@ -380,6 +398,25 @@ fn script_catches_half_open_stuck_on_release() {
     // again: an abandoned probe consumes the only trial for ever (resilience4j#903).
     let script = "trip\nwait 5s\nacquire\nrelease p0\nacquire";
     let trace = targeted(Mutant::HalfOpenStuck, one_probe(), script);
+    insta::assert_snapshot!(trace);
+}
+
+#[test]
+fn script_catches_ignored_probe_keeps_slot() {
+    // Goal: an ignored probe keeps the only slot (the metrics show it at once), so half-open
+    // would refuse every later probe and, with no maximum wait, never decide (resilience4j#544,
+    // Polly#1979).
+    let script = "trip\nwait 5s\nacquire\nignore p0";
+    let trace = targeted(Mutant::IgnoredProbeKeepsSlot, one_probe(), script);
+    insta::assert_snapshot!(trace);
+}
+
+#[test]
+fn script_catches_ignored_probe_fails() {
+    // Goal: an ignored outcome of the probe is recorded as a failure and reopens the breaker
+    // (Hystrix#1610, Polly#311).
+    let script = "trip\nwait 5s\nacquire\nignore p0";
+    let trace = targeted(Mutant::IgnoredProbeFails, one_probe(), script);
     insta::assert_snapshot!(trace);
 }
 

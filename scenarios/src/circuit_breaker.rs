@@ -14,6 +14,15 @@
 //! the workload also jumps the clients' wall clocks. After the plan the faults heal and the
 //! service turns healthy.
 //!
+//! The service limits each client's rate (a token bucket: bursts of three requests, one more
+//! per 5 ms) and throttles the excess at once with a 429 (`Busy`), which the callers classify
+//! as ignored: it says nothing about the service's health. Without faults no client reaches
+//! the limit while its breaker is half-open (it has at most three probes out, sent at least
+//! an open wait after the calls that tripped it), nor, as measured, at all; a backlog
+//! delivered at once (the service resumes after a pause, a held link is released) is
+//! throttled beyond the burst, and its newest requests, often a half-open breaker's probes,
+//! get the 429. So only the faults exercise the breaker's ignored outcomes.
+//!
 //! ## The checks
 //! Each client's driver hands every step to a [`TraceChecker`]; the network tap, opened in
 //! `setup` and drained before every step, hands it every request the client put on the wire;
@@ -43,12 +52,28 @@
 //!   back.
 //!
 //! ## Mutants
-//! The core's mutants ([`Mutant`]), named with dashes: `half-open-unbounded`,
-//! `stale-epoch-closes`, `bucket-not-reset`, `open-wait-wall-clock`, `half-open-stuck`.
+//! The core's mutants ([`Mutant`]), named with dashes, each with the invariant that catches it:
+//! - `half-open-unbounded` (`half-open-probes`), `stale-epoch-closes` (`epoch-isolation`),
+//!   `bucket-not-reset` (`metrics-match`), `open-wait-wall-clock` (`monotonic-open-wait`),
+//!   `half-open-stuck` (`permits-released-once`): the workload alone reaches these bugs (slow
+//!   and unresponsive phases, callers that give up, wall-clock jumps), so `--faults none`
+//!   catches them as fast as all faults do.
+//! - `ignored-probe-keeps-slot` (`permits-released-once`): an ignored probe keeps its slot, so
+//!   the ignored error consumes the trial (CB-M5, CB-S10: resilience4j#544, Polly#311 and
+//!   #1979).
+//! - `ignored-probe-fails` (`metrics-match`): half-open records an ignored outcome as a failure
+//!   and reopens (CB-M5: Hystrix#1610 and #674, Polly#311).
+//!
+//! The last two need the faults: a probe gets an ignored outcome only from the service's rate
+//! limit, which only a backlog delivered at once reaches (see above). Measured (`dst run
+//! circuit-breaker --mutant NAME --seeds 200`, then with `--faults none --seeds 1000`): both
+//! are first caught at seed 23, by 4 of the 200 seeds (each failing seed pauses the service),
+//! and by none of the 1000 seeds without faults.
 
 pub mod checker;
 
 use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -95,6 +120,14 @@ const SERVICE: &str = "service";
 const CLIENTS: [&str; 3] = ["client-1", "client-2", "client-3"];
 /// Requests the service handles at once, at most; beyond, it fails them at once.
 const HANDLERS_MAX: usize = 64;
+/// The service's rate limit per client, a token bucket: bursts of this many requests (a
+/// client has at most three callers, each with one call out)...
+const BURST_MAX: u32 = 3;
+/// ...and one more request per this much time. A backlog that arrives at once (the service
+/// resumes after a pause, a held link is released) is throttled beyond the burst; without
+/// faults the half-open probes of a client (at most three, sent at least an open wait after
+/// the calls that tripped it) always find a full bucket.
+const REFILL_EVERY: Duration = Duration::from_millis(5);
 /// Think time of the callers after healing.
 const LIVENESS_THINK: Duration = Duration::from_millis(20);
 /// Longest round trip after healing: the default links take 1 to 10 ms each way.
@@ -117,6 +150,11 @@ struct ServiceRequest {
 enum ServiceResponse {
     Ok,
     Failed,
+    /// Throttled (an HTTP 429): the client sent more than its rate limit allows. It says
+    /// nothing about the service's health, so the callers classify it as ignored (as
+    /// resilience4j users ignore `RequestNotPermitted`, and as Hystrix does not count a
+    /// `HystrixBadRequestException`).
+    Busy,
 }
 
 /// What the service does with the requests of a phase.
@@ -283,6 +321,7 @@ impl Scenario for CircuitBreakerScenario {
             behaviour: Behaviour::Healthy { fail_percent: 0 },
             received: Vec::new(),
             handlers: 0,
+            buckets: BTreeMap::new(),
         }));
         let service = {
             let state = service_state.clone();
@@ -489,6 +528,42 @@ struct ServiceState {
     /// `(client, permit)` of every request received, duplicates included.
     received: Vec<(u32, u64)>,
     handlers: usize,
+    /// The rate limit's buckets, by client (lost when the service crashes).
+    buckets: BTreeMap<u32, Bucket>,
+}
+
+/// One client's token bucket on the service's monotonic clock.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: u32,
+    /// When the tokens were last counted.
+    refilled_at: Duration,
+}
+
+impl Bucket {
+    fn full(now: Duration) -> Self {
+        Bucket {
+            tokens: BURST_MAX,
+            refilled_at: now,
+        }
+    }
+
+    /// Takes a token at `now` if there is one.
+    fn take(&mut self, now: Duration) -> bool {
+        let earned = now.saturating_sub(self.refilled_at).as_nanos() / REFILL_EVERY.as_nanos();
+        let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+        if self.tokens.saturating_add(earned) >= BURST_MAX {
+            *self = Bucket::full(now);
+        } else {
+            self.tokens += earned;
+            self.refilled_at += REFILL_EVERY * earned;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
 }
 
 /// Shared between the phases and the service node (a run is single-threaded).
@@ -663,6 +738,7 @@ async fn call_once(driver: &Driver, client: u32, give_up_ms: Option<u64>) {
     let call = guard.call(&request, |response: &ServiceResponse| match response {
         ServiceResponse::Ok => Outcome::Success,
         ServiceResponse::Failed => Outcome::Failure,
+        ServiceResponse::Busy => Outcome::Ignored,
     });
     match give_up_ms {
         // Dropping the call drops its guard, which releases the permit.
@@ -777,27 +853,38 @@ impl SendWatch {
 /// The service's program: logs and answers each request in its own task.
 async fn service_main(state: SharedService) {
     let socket = Rc::new(Socket::bind(PORT).expect("the service binds its port"));
-    // A crash killed the handlers of the previous incarnation.
+    // A crash killed the handlers of the previous incarnation, and its rate limit.
     state.borrow_mut().handlers = 0;
+    state.borrow_mut().buckets.clear();
     loop {
         let (request, body) = match socket.recv_request::<ServiceRequest>().await {
             Ok(received) => received,
             Err(sim_core::net::NetError::Decode { .. }) => continue,
             Err(_) => return,
         };
-        let behaviour = {
+        let answer = {
             let mut state = state.borrow_mut();
             state.received.push((body.client, body.permit));
-            if state.handlers >= HANDLERS_MAX {
-                None
+            let now = time::now().since_origin();
+            let bucket = state
+                .buckets
+                .entry(body.client)
+                .or_insert(Bucket::full(now));
+            if !bucket.take(now) {
+                Err(ServiceResponse::Busy)
+            } else if state.handlers >= HANDLERS_MAX {
+                Err(ServiceResponse::Failed)
             } else {
                 state.handlers += 1;
-                Some(state.behaviour)
+                Ok(state.behaviour)
             }
         };
-        let Some(behaviour) = behaviour else {
-            let _ = socket.reply(request, &ServiceResponse::Failed);
-            continue;
+        let behaviour = match answer {
+            Ok(behaviour) => behaviour,
+            Err(at_once) => {
+                let _ = socket.reply(request, &at_once);
+                continue;
+            }
         };
         sim_core::task::spawn(handle(socket.clone(), request, behaviour, state.clone()));
     }

@@ -152,11 +152,14 @@ impl CircuitBreaker {
             return self.on_stale(&permit, outcome);
         }
         let threshold = self.config.slow_call_duration_threshold;
-        let class = CallClass::classify(outcome, duration, threshold);
+        let class = CallClass::classify(self.recorded_as(outcome), duration, threshold);
         match (self.state, class) {
             (State::Disabled, _) => Completion::Unrecorded,
             (_, None) => {
-                self.give_back_probe_slot();
+                // The mutant: like resilience4j#544, the ignored probe keeps its slot.
+                if !self.config.has_mutant(Mutant::IgnoredProbeKeepsSlot) {
+                    self.give_back_probe_slot();
+                }
                 self.publish(EventKind::Ignored {
                     permit: permit.id,
                     duration,
@@ -316,6 +319,19 @@ impl CircuitBreaker {
             epoch: self.epoch,
             reason,
             retry_after,
+        }
+    }
+
+    /// The outcome recorded for `outcome`: itself, except under the `ignored_probe_fails`
+    /// mutant, which (like Polly#311) counts an ignored outcome in half-open as a failure.
+    fn recorded_as(&self, outcome: Outcome) -> Outcome {
+        let fails = self.config.has_mutant(Mutant::IgnoredProbeFails)
+            && self.state == State::HalfOpen
+            && outcome == Outcome::Ignored;
+        if fails {
+            Outcome::Failure
+        } else {
+            outcome
         }
     }
 

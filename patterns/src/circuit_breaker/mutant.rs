@@ -26,15 +26,23 @@ pub enum Mutant {
     /// Half-open ignores its maximum wait and never gets back the slot of a released or ignored
     /// probe, so a probe that never returns keeps it half-open for ever.
     HalfOpenStuck,
+    /// An ignored probe neither records an outcome nor gives its slot back: the ignored error
+    /// consumes the trial.
+    IgnoredProbeKeepsSlot,
+    /// Half-open records an ignored outcome as a failure, so an error the configuration ignores
+    /// reopens the breaker.
+    IgnoredProbeFails,
 }
 
 /// Every mutant, in a fixed order.
-const ALL: [Mutant; 5] = [
+const ALL: [Mutant; 7] = [
     Mutant::HalfOpenUnbounded,
     Mutant::StaleEpochCloses,
     Mutant::BucketNotReset,
     Mutant::OpenWaitWallClock,
     Mutant::HalfOpenStuck,
+    Mutant::IgnoredProbeKeepsSlot,
+    Mutant::IgnoredProbeFails,
 ];
 
 impl Mutant {
@@ -51,6 +59,8 @@ impl Mutant {
             Mutant::BucketNotReset => "bucket_not_reset",
             Mutant::OpenWaitWallClock => "open_wait_wall_clock",
             Mutant::HalfOpenStuck => "half_open_stuck",
+            Mutant::IgnoredProbeKeepsSlot => "ignored_probe_keeps_slot",
+            Mutant::IgnoredProbeFails => "ignored_probe_fails",
         }
     }
 
@@ -79,6 +89,16 @@ impl Mutant {
                  half-open and the slot of a released or ignored probe are ignored \
                  (resilience4j#903, #935)"
             }
+            Mutant::IgnoredProbeKeepsSlot => {
+                "an ignored outcome of a half-open probe is neither recorded nor given back, so \
+                 the ignored error consumes the trial and half-open refuses every later probe \
+                 (resilience4j#544, Polly#311 and #1979)"
+            }
+            Mutant::IgnoredProbeFails => {
+                "half-open records an ignored outcome as a failure, so an error the \
+                 configuration ignores reopens the breaker (Hystrix#1610 and #674, Polly#311, \
+                 smallrye-fault-tolerance#320)"
+            }
         }
     }
 }
@@ -91,7 +111,7 @@ impl fmt::Display for Mutant {
 
 /// A mutant name that names no mutant.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
-#[error("unknown circuit-breaker mutant `{name}` (known: half_open_unbounded, stale_epoch_closes, bucket_not_reset, open_wait_wall_clock, half_open_stuck)")]
+#[error("unknown circuit-breaker mutant `{name}` (known: half_open_unbounded, stale_epoch_closes, bucket_not_reset, open_wait_wall_clock, half_open_stuck, ignored_probe_keeps_slot, ignored_probe_fails)")]
 pub struct UnknownMutant {
     /// The name that was given.
     pub name: String,
