@@ -157,7 +157,8 @@ async fn perform<T>(
             world.record(node, Event::Disk(event));
         })?;
         let latency = world.disk.node(node).faults.latency;
-        Ok(latency.map(|latency| latency.draw(world.stream(crate::rng::DISK))))
+        let stream = super::disk_stream(world, node);
+        Ok(latency.map(|latency| latency.draw(world.stream(&stream))))
     })?;
     if let Some(delay) = delay {
         // Disk latency is physics: true time, not the node's clock.
@@ -172,7 +173,8 @@ async fn perform<T>(
                 return Err(error);
             }
         };
-        let mut rng = world.stream(crate::rng::DISK).clone();
+        let stream = super::disk_stream(world, node);
+        let mut rng = world.stream(&stream).clone();
         let state = &mut world.disk;
         let mut ctx = Ctx {
             disk: state.nodes.get_mut(&node).expect("every node has a disk"),
@@ -184,7 +186,7 @@ async fn perform<T>(
         };
         let result = body(&mut ctx, &mut record);
         let events = ctx.events;
-        *world.stream(crate::rng::DISK) = rng;
+        *world.stream(&stream) = rng;
         let outcome = result.as_ref().map(|_| ()).map_err(DiskError::kind);
         world.record(Some(node), Event::Disk(record.event(outcome)));
         for event in events {

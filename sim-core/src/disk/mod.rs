@@ -44,7 +44,8 @@
 //!   old name until the directory is synced.
 //!
 //! What was synced is never lost by a crash. What was not is decided per crash, from the
-//! disk's seeded stream ([`crate::rng::DISK`]), within the [`CrashModel`] of the node's disk:
+//! stream of the node's disk ([`crate::rng::disk_stream_name`]), within the [`CrashModel`] of
+//! the node's disk:
 //! - `lose_unsynced` off: nothing unsynced is lost (a drive with power-loss protection: a
 //!   crash loses only process memory).
 //! - otherwise, with `reorder_unsynced` off, the page cache was written back in order until
@@ -335,13 +336,21 @@ impl DiskState {
     }
 }
 
+/// The name of `node`'s disk stream: each node's disk draws from its own stream (see
+/// [`crate::rng::disk_stream_name`]), so a fault on one node's disk never shifts what another
+/// node's disk draws, and a shrunk plan can drop the episodes that do not matter.
+pub(crate) fn disk_stream(world: &crate::world::World, node: NodeId) -> String {
+    crate::rng::disk_stream_name(&world.node(node).name)
+}
+
 /// Crash effects on the disk: the crash model decides what unsynced data survives, the page
 /// cache is gone. Called by every crash path of sim-core, with the world borrowed.
 pub(crate) fn on_crash(world: &mut crate::world::World, node: NodeId) {
-    let mut rng = world.stream(crate::rng::DISK).clone();
+    let stream = disk_stream(world, node);
+    let mut rng = world.stream(&stream).clone();
     let sector_bytes = world.disk.settings.sector_size_bytes;
     let verdict = world.disk.node_mut(node).crash(&mut rng, sector_bytes);
-    *world.stream(crate::rng::DISK) = rng;
+    *world.stream(&stream) = rng;
     if let Some(event) = verdict {
         world.record(Some(node), Event::Disk(event));
     }
