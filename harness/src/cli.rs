@@ -19,6 +19,7 @@ use crate::batch::{self, BatchOptions, BatchReport};
 use crate::case::{DynScenario, Registry, RunOptions};
 use crate::corpus::{self, CaseFile};
 use crate::plan::FaultKind;
+use crate::scoreboard;
 use crate::shrink;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -110,6 +111,27 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
         jobs: Option<u64>,
         /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The mutant scoreboard: for each mutant, how many seeds and how much wall time its first
+    /// detection takes with all faults and with none, the invariant that caught it and the
+    /// shrunk plan's size; then the unmutated scenarios over the same seeds. Exit 1 if a
+    /// mutant survives (or an unmutated scenario fails).
+    Mutants {
+        /// Scenario name (see `dst list`); all scenarios when left out.
+        scenario: Option<String>,
+        /// Seeds tried with all faults before a mutant counts as surviving; with no faults,
+        /// max(N, 1000).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+        seeds: u64,
+        /// First seed.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Parallel jobs (default: all cores).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        jobs: Option<u64>,
+        /// One JSON array on stdout, one object per mutant, and nothing else.
         #[arg(long)]
         json: bool,
     },
@@ -285,6 +307,13 @@ pub fn main(registry: Registry) -> ExitCode {
             jobs,
             json,
         } => sometimes(&registry, &scenario, start, seeds, jobs, json),
+        Command::Mutants {
+            scenario,
+            seeds,
+            start,
+            jobs,
+            json,
+        } => mutants(&registry, scenario.as_deref(), start, seeds, jobs, json),
         Command::Shrink { file } => shrink_file(&registry, &file),
         Command::Corpus {
             command: CorpusCommand::Add { file, corpus },
@@ -1043,6 +1072,134 @@ fn sometimes(
         }
     }
     Ok(unreached.is_empty() && suggested <= spec.sometimes_batch_min as u64)
+}
+
+/// `dst mutants`: see [`crate::scoreboard`].
+fn mutants(
+    registry: &Registry,
+    name: Option<&str>,
+    start: u64,
+    seeds: u64,
+    jobs: Option<u64>,
+    json: bool,
+) -> Result<bool, InputError> {
+    let targets: Vec<_> = match name {
+        Some(name) => vec![scenario(registry, name)?],
+        None => registry.all().to_vec(),
+    };
+    let quiet_seeds = seeds.max(1000);
+    if start.checked_add(quiet_seeds).is_none() {
+        return Err(InputError(format!(
+            "--start {start} with {quiet_seeds} seeds goes past the last seed ({})",
+            u64::MAX
+        )));
+    }
+    for target in &targets {
+        target.spec().validate().map_err(InputError)?;
+    }
+    let options = scoreboard::ScoreOptions {
+        start,
+        seeds,
+        quiet_seeds,
+        jobs: jobs.map_or(BatchOptions::default().jobs, |j| j as usize),
+    };
+    let header = format!(
+        "{:<16} {:<26} {:>14} {:>8} {:<26} {:>9} {:>9} {:>16}",
+        "scenario",
+        "mutant",
+        "seeds to catch",
+        "wall s",
+        "caught by",
+        "plan",
+        "1-minimal",
+        "without faults"
+    );
+    if !json {
+        println!("{header}");
+    }
+    let mut scores = Vec::new();
+    for target in &targets {
+        scores.extend(scoreboard::score_scenario(
+            target.as_ref(),
+            &options,
+            &mut |score| {
+                if !json {
+                    println!("{}", score_row(score, seeds));
+                }
+            },
+        ));
+    }
+    let survivors: Vec<&scoreboard::MutantScore> = scores.iter().filter(|s| !s.detected).collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&scores).expect("scores serialize")
+        );
+        return Ok(survivors.is_empty());
+    }
+    let fault_dependent = scores
+        .iter()
+        .filter(|s| s.detected && !s.detected_without_faults)
+        .count();
+    let median = scoreboard::median_seeds_to_detect(&scores)
+        .map_or("none caught".to_string(), |m| m.to_string());
+    println!(
+        "{} of {} mutants caught within {seeds} seeds from seed {start}; {fault_dependent} of them only with faults (none caught in {quiet_seeds} fault-free seeds); median seeds to catch: {median}",
+        scores.len() - survivors.len(),
+        scores.len(),
+    );
+    for survivor in &survivors {
+        println!(
+            "survived: {} --mutant {} (no failure in {seeds} seeds with all faults)",
+            survivor.scenario, survivor.mutant
+        );
+    }
+    println!();
+    println!("the unmutated scenarios over the same {seeds} seeds:");
+    let batch_options = BatchOptions {
+        start,
+        seeds,
+        jobs: options.jobs,
+        corpus_dir: Some(crate::testing::failures_dir()),
+        shrink: true,
+        ..BatchOptions::default()
+    };
+    let reports: Vec<BatchReport> = targets
+        .iter()
+        .map(|target| run_one(target.as_ref(), &batch_options))
+        .collect();
+    print_summary(registry, &reports, false);
+    Ok(survivors.is_empty() && reports.iter().all(BatchReport::ok))
+}
+
+/// One mutant's line of the scoreboard.
+fn score_row(score: &scoreboard::MutantScore, seeds: u64) -> String {
+    let caught = score
+        .seeds_to_detect
+        .map_or(format!("survived {seeds}"), |n| n.to_string());
+    let plan = match (score.plan_steps_found, score.plan_steps) {
+        (Some(found), Some(shrunk)) => format!("{found} -> {shrunk}"),
+        _ => "-".to_string(),
+    };
+    let minimal = match score.plan_minimal {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    };
+    let quiet = score
+        .seeds_to_detect_without_faults
+        .map_or(format!("never in {}", score.quiet_seeds), |n| {
+            format!("caught at {n}")
+        });
+    let by = match (&score.invariant, &score.verdict) {
+        (Some(invariant), _) => invariant.clone(),
+        (None, Some(verdict)) => verdict.clone(),
+        (None, None) => "-".to_string(),
+    };
+    format!(
+        "{:<16} {:<26} {:>14} {:>8.2} {:<26} {:>9} {:>9} {:>16}",
+        score.scenario, score.mutant, caught, score.wall_seconds, by, plan, minimal, quiet
+    )
 }
 
 fn shrink_file(registry: &Registry, file: &Path) -> Result<bool, InputError> {

@@ -78,11 +78,22 @@ pub fn score_scenario(
 }
 
 /// Scores one mutant.
-pub fn score_mutant(scenario: &dyn DynScenario, mutant: &str, options: &ScoreOptions) -> MutantScore {
+pub fn score_mutant(
+    scenario: &dyn DynScenario,
+    mutant: &str,
+    options: &ScoreOptions,
+) -> MutantScore {
     let all: BTreeSet<FaultKind> = FaultKind::ALL.into_iter().collect();
     #[allow(clippy::disallowed_methods)] // Wall time of the search, outside any simulation.
     let started = std::time::Instant::now();
-    let found = first_failure(scenario, mutant, &all, options.start, options.seeds, options.jobs);
+    let found = first_failure(
+        scenario,
+        mutant,
+        &all,
+        options.start,
+        options.seeds,
+        options.jobs,
+    );
     let wall_seconds = started.elapsed().as_secs_f64();
     let quiet = first_failure(
         scenario,

@@ -295,9 +295,8 @@ fn mutants() -> Vec<MutantSpec> {
 }
 
 fn budget() -> FaultBudget {
-    let kinds = FaultKind::all_except(&[FaultKind::Buggify]);
     FaultBudget {
-        kinds,
+        kinds: FaultKind::all_except(&[]),
         targets: vec![STORE.into(), WRITERS[0].into(), READER.into()],
         crash_targets: vec![STORE.into()],
         down_max: 1,
