@@ -1104,7 +1104,7 @@ fn mutants(
         jobs: jobs.map_or(BatchOptions::default().jobs, |j| j as usize),
     };
     let header = format!(
-        "{:<16} {:<26} {:>14} {:>8} {:<26} {:>9} {:>9} {:>16}",
+        "{:<16} {:<30} {:>14} {:>8} {:<26} {:>9} {:>9} {:>16}",
         "scenario",
         "mutant",
         "seeds to catch",
@@ -1124,7 +1124,7 @@ fn mutants(
             &options,
             &mut |score| {
                 if !json {
-                    println!("{}", score_row(score, seeds));
+                    println!("{}", score_row(score));
                 }
             },
         ));
@@ -1144,14 +1144,15 @@ fn mutants(
     let median = scoreboard::median_seeds_to_detect(&scores)
         .map_or("none caught".to_string(), |m| m.to_string());
     println!(
-        "{} of {} mutants caught within {seeds} seeds from seed {start}; {fault_dependent} of them only with faults (none caught in {quiet_seeds} fault-free seeds); median seeds to catch: {median}",
+        "{} of {} mutants caught within {seeds} seeds from seed {start} ({} for hard ones); {fault_dependent} of them only with faults (none caught in {quiet_seeds} fault-free seeds); median seeds to catch, hard ones left out: {median}",
         scores.len() - survivors.len(),
         scores.len(),
+        seeds.saturating_mul(scoreboard::HARD_SEEDS_FACTOR),
     );
     for survivor in &survivors {
         println!(
-            "survived: {} --mutant {} (no failure in {seeds} seeds with all faults)",
-            survivor.scenario, survivor.mutant
+            "survived: {} --mutant {} (no failure in {} seeds with all faults)",
+            survivor.scenario, survivor.mutant, survivor.seeds
         );
     }
     println!();
@@ -1173,10 +1174,15 @@ fn mutants(
 }
 
 /// One mutant's line of the scoreboard.
-fn score_row(score: &scoreboard::MutantScore, seeds: u64) -> String {
+fn score_row(score: &scoreboard::MutantScore) -> String {
     let caught = score
         .seeds_to_detect
-        .map_or(format!("survived {seeds}"), |n| n.to_string());
+        .map_or(format!("survived {}", score.seeds), |n| n.to_string());
+    let mutant = if score.hard {
+        format!("{} (hard)", score.mutant)
+    } else {
+        score.mutant.clone()
+    };
     let plan = match (score.plan_steps_found, score.plan_steps) {
         (Some(found), Some(shrunk)) => format!("{found} -> {shrunk}"),
         _ => "-".to_string(),
@@ -1197,8 +1203,8 @@ fn score_row(score: &scoreboard::MutantScore, seeds: u64) -> String {
         (None, None) => "-".to_string(),
     };
     format!(
-        "{:<16} {:<26} {:>14} {:>8.2} {:<26} {:>9} {:>9} {:>16}",
-        score.scenario, score.mutant, caught, score.wall_seconds, by, plan, minimal, quiet
+        "{:<16} {:<30} {:>14} {:>8.2} {:<26} {:>9} {:>9} {:>16}",
+        score.scenario, mutant, caught, score.wall_seconds, by, plan, minimal, quiet
     )
 }
 

@@ -26,6 +26,11 @@ pub struct FaultBudget {
     /// Nodes that may crash or pause, among `targets`; empty: all targets. A design that
     /// recovers a node's state from a peer survives one crash, not two in a row.
     pub crash_targets: Vec<String>,
+    /// Nodes whose disks disk faults (errors, latency, no space, corruption) may hit, among
+    /// `targets`; empty: all targets. Name the nodes that keep state on disk, so that no disk
+    /// episode is spent on a node that never touches its disk.
+    #[serde(default)]
+    pub disk_targets: Vec<String>,
     /// At most this many nodes crashed or paused at the same time.
     pub down_max: usize,
     /// At most this many episodes in a plan.
@@ -42,6 +47,7 @@ impl Default for FaultBudget {
             kinds: FaultKind::ALL.into_iter().collect(),
             targets: Vec::new(),
             crash_targets: Vec::new(),
+            disk_targets: Vec::new(),
             down_max: 1,
             episodes_max: 8,
             plan_duration_ms: 5_000,
@@ -126,12 +132,16 @@ pub fn plan_strategy(
     if kinds.is_empty() || swarm.episodes_max == 0 || targets.is_empty() {
         return Just(FaultPlan::none()).boxed();
     }
-    let crash_targets: Vec<String> = if budget.crash_targets.is_empty() {
-        targets.clone()
-    } else {
-        budget.crash_targets.clone()
+    let or_targets = |nodes: &Vec<String>| {
+        if nodes.is_empty() {
+            targets.clone()
+        } else {
+            nodes.clone()
+        }
     };
-    let episode = episode_strategy(targets, crash_targets, kinds, budget, swarm);
+    let crash_targets = or_targets(&budget.crash_targets);
+    let disk_targets = or_targets(&budget.disk_targets);
+    let episode = episode_strategy(targets, crash_targets, disk_targets, kinds, budget, swarm);
     let down_max = budget.down_max;
     proptest::collection::vec(episode, 0..=swarm.episodes_max)
         .prop_map(move |episodes| within_budget(FaultPlan { episodes }, down_max))
@@ -160,6 +170,7 @@ struct Draws {
     target: String,
     peer: String,
     crash_target: String,
+    disk_target: String,
     shape: PartitionShape,
     shuffled: Vec<String>,
     reverse: bool,
@@ -186,6 +197,7 @@ enum DiskFault {
 fn episode_strategy(
     targets: Vec<String>,
     crash_targets: Vec<String>,
+    disk_targets: Vec<String>,
     kinds: Vec<FaultKind>,
     budget: &FaultBudget,
     swarm: &SwarmProfile,
@@ -209,6 +221,7 @@ fn episode_strategy(
             proptest::sample::select(targets.clone()),
             proptest::sample::select(targets.clone()),
             proptest::sample::select(crash_targets),
+            proptest::sample::select(disk_targets),
         ),
         (
             proptest::sample::select(shapes),
@@ -228,7 +241,7 @@ fn episode_strategy(
         .prop_map(
             move |(
                 (kind, at_ms, duration_ms),
-                (target, peer, crash_target),
+                (target, peer, crash_target, disk_target),
                 (shape, shuffled, reverse),
                 (clock, disk),
                 (unit_a, unit_b, unit_c),
@@ -240,6 +253,7 @@ fn episode_strategy(
                     target,
                     peer,
                     crash_target,
+                    disk_target,
                     shape,
                     shuffled,
                     reverse,
@@ -261,6 +275,7 @@ fn episode_strategy(
 fn fault_of(draws: &Draws, targets: &[String], swarm: &SwarmProfile) -> Fault {
     let [unit, unit_b, unit_c] = draws.units;
     let node = draws.target.clone();
+    let disk_node = draws.disk_target.clone();
     // A link needs two ends: a peer drawn equal to the target stands for the next target.
     let peer = if draws.peer == draws.target {
         let index = targets.iter().position(|n| *n == draws.target).unwrap_or(0);
@@ -323,22 +338,22 @@ fn fault_of(draws: &Draws, targets: &[String], swarm: &SwarmProfile) -> Fault {
         },
         FaultKind::Disk => match draws.disk {
             DiskFault::Errors => Fault::DiskErrors {
-                node,
+                node: disk_node.clone(),
                 read_error: round2(unit * swarm.disk_error_max),
                 write_error: round2(unit_b * swarm.disk_error_max),
                 fsync_error: round2(unit_c * swarm.disk_error_max / 2.0),
             },
             DiskFault::Latency => Fault::DiskLatency {
-                node,
+                node: disk_node.clone(),
                 min_ms: 1,
                 max_ms: 1 + (unit * 50.0) as u64,
             },
             DiskFault::Full => Fault::DiskFull {
-                node,
+                node: disk_node.clone(),
                 free_bytes: (unit * 65_536.0) as u64,
             },
         },
-        FaultKind::Corrupt => Fault::DiskCorrupt { node },
+        FaultKind::Corrupt => Fault::DiskCorrupt { node: disk_node },
         FaultKind::Buggify => Fault::Buggify,
     }
 }

@@ -69,6 +69,11 @@ pub struct MutantSpec {
     pub name: String,
     /// The real bug it mirrors.
     pub description: String,
+    /// Random plans rarely catch it (about one seed in several hundred): the scoreboard
+    /// searches [`crate::scoreboard::HARD_SEEDS_FACTOR`] times the seeds for it and leaves it
+    /// out of the median. Such mutants measure guided search against random search.
+    #[serde(default)]
+    pub hard: bool,
 }
 
 impl MutantSpec {
@@ -77,7 +82,13 @@ impl MutantSpec {
         MutantSpec {
             name: name.into(),
             description: description.into(),
+            hard: false,
         }
+    }
+
+    /// The same mutant, marked [hard](MutantSpec::hard) to catch.
+    pub fn hard(self) -> Self {
+        MutantSpec { hard: true, ..self }
     }
 }
 
@@ -108,7 +119,9 @@ impl ScenarioSpec {
     /// invariants have a bound, the simulation config is valid.
     pub fn validate(&self) -> Result<(), String> {
         let at = |what: &str| format!("scenario {}: {what}", self.name);
-        for name in self.budget.targets.iter().chain(&self.budget.crash_targets) {
+        let budget = &self.budget;
+        let named = budget.targets.iter().chain(&budget.crash_targets);
+        for name in named.chain(&budget.disk_targets) {
             if !self.nodes.contains(name) {
                 return Err(at(&format!(
                     "fault target {name:?} is not one of its nodes"

@@ -13,12 +13,16 @@ use crate::shrink;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
+/// A [hard](crate::MutantSpec::hard) mutant gets this many times the seeds with all faults.
+pub const HARD_SEEDS_FACTOR: u64 = 20;
+
 /// How hard the scoreboard looks.
 #[derive(Clone, Debug)]
 pub struct ScoreOptions {
     /// First seed.
     pub start: u64,
-    /// Seeds tried with all faults before a mutant counts as surviving.
+    /// Seeds tried with all faults before a mutant counts as surviving ([`HARD_SEEDS_FACTOR`]
+    /// times as many for a hard one).
     pub seeds: u64,
     /// Seeds tried with `--faults none` (`dst mutants` uses `max(seeds, 1000)`).
     pub quiet_seeds: u64,
@@ -33,6 +37,10 @@ pub struct MutantScore {
     pub scenario: String,
     /// Mutant name.
     pub mutant: String,
+    /// Whether the scenario marks it [hard](crate::MutantSpec::hard) to catch.
+    pub hard: bool,
+    /// Seeds searched with all faults.
+    pub seeds: u64,
     /// Whether a seed failed with all faults allowed.
     pub detected: bool,
     /// The lowest failing seed minus the first seed, plus one; `None` if undetected.
@@ -70,7 +78,12 @@ pub fn score_scenario(
         .mutants
         .iter()
         .map(|mutant| {
-            let score = score_mutant(scenario, &mutant.name, options);
+            let mut options = options.clone();
+            if mutant.hard {
+                options.seeds = options.seeds.saturating_mul(HARD_SEEDS_FACTOR);
+            }
+            let mut score = score_mutant(scenario, &mutant.name, &options);
+            score.hard = mutant.hard;
             each(&score);
             score
         })
@@ -106,6 +119,8 @@ pub fn score_mutant(
     let mut score = MutantScore {
         scenario: scenario.spec().name,
         mutant: mutant.to_string(),
+        hard: false,
+        seeds: options.seeds,
         detected: found.is_some(),
         seeds_to_detect: found.as_ref().map(|(seed, _)| seed - options.start + 1),
         wall_seconds,
@@ -202,9 +217,13 @@ fn first_failure(
     None
 }
 
-/// The median of the detected mutants' seeds to detection.
+/// The median of the detected mutants' seeds to detection, hard ones left out.
 pub fn median_seeds_to_detect(scores: &[MutantScore]) -> Option<u64> {
-    let mut seeds: Vec<u64> = scores.iter().filter_map(|s| s.seeds_to_detect).collect();
+    let mut seeds: Vec<u64> = scores
+        .iter()
+        .filter(|s| !s.hard)
+        .filter_map(|s| s.seeds_to_detect)
+        .collect();
     seeds.sort_unstable();
     match seeds.len() {
         0 => None,

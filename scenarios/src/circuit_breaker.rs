@@ -67,7 +67,7 @@
 //! The last two need the faults: a probe gets an ignored outcome only from the service's rate
 //! limit, which only a backlog delivered at once reaches (see above). Measured (`dst run
 //! circuit-breaker --mutant NAME --seeds 200`, then with `--faults none --seeds 1000`): both
-//! are first caught at seed 101, by 3 of the 200 seeds (seed 101's plan shrinks to one pause
+//! are first caught at seed 10, by 3 of the 200 seeds (seed 10's plan shrinks to two pauses
 //! of the service), and by none of the 1000 seeds without faults.
 
 pub mod checker;
@@ -259,6 +259,7 @@ impl Scenario for CircuitBreakerScenario {
                 targets: nodes.clone(),
                 // Only the service crashes or pauses: a client's breaker lives in its memory.
                 crash_targets: vec![SERVICE.into()],
+                disk_targets: Vec::new(),
                 down_max: 1,
                 episodes_max: 6,
                 plan_duration_ms: 3_000,

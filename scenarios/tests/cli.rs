@@ -461,3 +461,71 @@ fn log_info_tells_each_patterns_story_and_mutant_names_are_kebab_case() {
         "ack-before-fsync",
     );
 }
+
+#[test]
+fn mutants_scores_each_mutant_and_fails_when_one_survives() {
+    // Three seeds catch some of the breaker's mutants, not those that need a backlog from a
+    // fault (first caught at seed 10): a survivor makes the exit status 1.
+    let output = dst(&["mutants", "circuit-breaker", "--seeds", "3", "--json"]);
+    let scores = stdout_json(&output);
+    let scores = scores.as_array().expect("an array of scores");
+    assert_eq!(scores.len(), 7, "{scores:?}");
+    let mut caught = 0;
+    for score in scores {
+        for key in [
+            "scenario",
+            "mutant",
+            "detected",
+            "seeds_to_detect",
+            "detected_without_faults",
+            "wall_seconds",
+            "invariant",
+            "plan_steps",
+            "plan_minimal",
+        ] {
+            assert!(score.get(key).is_some(), "{key} missing from {score}");
+        }
+        assert_eq!(score["scenario"], "circuit-breaker");
+        if score["detected"] == true {
+            caught += 1;
+            assert!(score["seeds_to_detect"].as_u64().unwrap() <= 3, "{score}");
+            assert_eq!(score["plan_minimal"], true, "{score}");
+            assert!(score["invariant"].is_string(), "{score}");
+        } else {
+            assert!(score["seeds_to_detect"].is_null(), "{score}");
+            assert!(score["plan_steps"].is_null(), "{score}");
+        }
+    }
+    assert!(0 < caught && caught < 7, "{scores:?}");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    // The ones that need the faults: never caught in 1000 fault-free seeds.
+    for score in scores {
+        if score["mutant"]
+            .as_str()
+            .unwrap()
+            .starts_with("ignored-probe")
+        {
+            assert_eq!(score["detected"], false, "{score}");
+            assert_eq!(score["detected_without_faults"], false, "{score}");
+        }
+    }
+    // The human table names the survivors and then runs the unmutated scenario.
+    let output = dst(&["mutants", "circuit-breaker", "--seeds", "3"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    let summary = format!("{caught} of 7 mutants caught within 3 seeds");
+    assert!(text.contains(&summary), "{text}");
+    assert!(
+        text.contains("survived: circuit-breaker --mutant ignored-probe-fails"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the unmutated scenarios over the same 3 seeds"),
+        "{text}"
+    );
+    assert_input_error(&dst(&["mutants", "no-such-scenario"]), "no-such-scenario");
+    assert_input_error(
+        &dst(&["mutants", "--start", "18446744073709551615"]),
+        "--start",
+    );
+}

@@ -184,6 +184,7 @@ impl Scenario for Register {
                 kinds,
                 targets: vec![PRIMARY.into(), BACKUP.into(), CLIENTS[0].into()],
                 crash_targets: vec![PRIMARY.into()],
+                disk_targets: Vec::new(),
                 down_max: 1,
                 episodes_max: 6,
                 plan_duration_ms: 3_000,

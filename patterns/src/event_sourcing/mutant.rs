@@ -28,6 +28,12 @@ pub enum Mutant {
     SnapshotDoubleApply,
     /// Recovery does not rebuild the event-id idempotency map (ES-M3, KurrentDB#1970).
     IdempotencyLostOnRestart,
+    /// The event-id idempotency check looks only at committed events, missing an append of the
+    /// same ids still in flight (ES-M3).
+    IdempotencyMissesPending,
+    /// A failed fsync is retried instead of halting the store, and the retry's success is
+    /// taken as durability (ES-M5, acid-state#175, PostgreSQL's "fsyncgate").
+    RetryFailedFsync,
 }
 
 impl Mutant {
@@ -40,6 +46,8 @@ impl Mutant {
             Mutant::NonAtomicExpectedVersion,
             Mutant::SnapshotDoubleApply,
             Mutant::IdempotencyLostOnRestart,
+            Mutant::IdempotencyMissesPending,
+            Mutant::RetryFailedFsync,
         ]
     }
 
@@ -52,6 +60,8 @@ impl Mutant {
             Mutant::NonAtomicExpectedVersion => "non-atomic-expected-version",
             Mutant::SnapshotDoubleApply => "snapshot-double-apply",
             Mutant::IdempotencyLostOnRestart => "idempotency-lost-on-restart",
+            Mutant::IdempotencyMissesPending => "idempotency-misses-pending",
+            Mutant::RetryFailedFsync => "retry-failed-fsync",
         }
     }
 
@@ -85,6 +95,17 @@ impl Mutant {
                 "The event-id idempotency map lives only in memory and is not rebuilt from the \
                  log on recovery, so a retry after a restart appends duplicates \
                  (KurrentDB#1970, documentation#465)."
+            }
+            Mutant::IdempotencyMissesPending => {
+                "The event-id idempotency check consults only committed events: a duplicate of an \
+                 append whose group commit is still in flight (a duplicated or re-sent request) \
+                 is appended a second time (the in-flight gap of KurrentDB's idempotency window, \
+                 ES-M3)."
+            }
+            Mutant::RetryFailedFsync => {
+                "A failed fsync is retried and the retry's success taken for durability; but the \
+                 kernel dropped the failed pages and the retry writes nothing, so a later crash \
+                 loses acknowledged events (PostgreSQL's fsyncgate, acid-state#175)."
             }
         }
     }

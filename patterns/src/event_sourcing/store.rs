@@ -614,10 +614,16 @@ impl Store {
     /// If any event id of the append is known: the original result when the append repeats an
     /// earlier one exactly, else a conflict.
     fn find_retry(&self, append: &AppendRequest) -> Option<Result<Appended, AppendError>> {
-        let known = append
-            .events
-            .iter()
-            .find(|event| self.ids.contains_key(&event.event_id))?;
+        let committed = self.committed.len() as u64;
+        let misses_pending = self
+            .config
+            .mutants
+            .contains(Mutant::IdempotencyMissesPending);
+        let known = append.events.iter().find(|event| {
+            self.ids
+                .get(&event.event_id)
+                .is_some_and(|entry| !misses_pending || entry.position < committed)
+        })?;
         let conflict = Err(AppendError::EventIdConflict {
             event_id: known.event_id,
         });
@@ -787,6 +793,13 @@ impl Store {
             return;
         };
         if let Err(error) = result {
+            if self.config.mutants.contains(Mutant::RetryFailedFsync) {
+                let file = match group.stage {
+                    Stage::SyncingLog => StoreFile::Log,
+                    _ => StoreFile::Checkpoint,
+                };
+                return self.effects.push_back(Effect::Sync { file });
+            }
             return self.halt(error);
         }
         match group.stage {
