@@ -5,7 +5,7 @@
 use patterns::event_sourcing::event::{
     AppendError, AppendRequest, EventData, EventId, ExpectedVersion, InvalidAppend,
 };
-use patterns::event_sourcing::log::RecoveryError;
+use patterns::event_sourcing::log::{RecoveryError, CHECKPOINT_SLOT_SPACING};
 use patterns::event_sourcing::memdisk::{CrashPoint, MemStore};
 use patterns::event_sourcing::mutant::{Mutant, Mutants};
 use patterns::event_sourcing::store::{
@@ -276,6 +276,62 @@ fn recovery_refuses_a_corrupt_synced_record() {
         "{error:?}"
     );
     insta::assert_snapshot!(error.to_string(), @"recovery failed: corrupt record at offset 70 inside the synced part (210 bytes): body length 134217786 out of range");
+}
+
+#[test]
+fn recovery_refuses_when_the_newest_checkpoint_and_its_last_record_both_rot() {
+    // Goal: a double fault never loses an acknowledged append silently. The newest checkpoint
+    // slot rots, so the older slot's synced length leaves the last acknowledged record looking
+    // like an unsynced tail; that record rots too. Read as a torn tail it would be cut off;
+    // since a damaged slot means every record was synced, recovery refuses instead.
+    let mut mem = open();
+    for id in 1..=3 {
+        mem.append_and_settle(request("s", ExpectedVersion::Any, &[id]))
+            .unwrap();
+    }
+    let last_record = mem.log().contents().len() as u64 - 10;
+    mem.log_mut().flip_bit(last_record, 1);
+    // Three commits and the recovery-free open: checkpoint 3 is the newest, in slot 1.
+    let newest_slot = CHECKPOINT_SLOT_SPACING + 5;
+    mem.checkpoint_mut().flip_bit(newest_slot, 2);
+    mem.crash(CrashPoint::default());
+    let error = mem.recover().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            OpenError::Recovery(RecoveryError::CorruptRecord { .. })
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("inside the synced part"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_damaged_checkpoint_slot_alone_costs_nothing() {
+    // Goal: with one slot rotted and the log intact, every acknowledged append is back, and
+    // the recovery commit writes the next checkpoint over the damaged slot.
+    let mut mem = open();
+    for id in 1..=3 {
+        mem.append_and_settle(request("s", ExpectedVersion::Any, &[id]))
+            .unwrap();
+    }
+    mem.checkpoint_mut()
+        .flip_bit(CHECKPOINT_SLOT_SPACING + 5, 2);
+    mem.crash(CrashPoint::default());
+    mem.recover().unwrap();
+    assert_eq!(
+        mem.store().recovery_report().damaged_checkpoint_slot,
+        Some(1)
+    );
+    mem.settle();
+    assert_eq!(ids_of(&mem, "s"), [1, 2, 3]);
+    mem.crash_and_recover().unwrap();
+    assert_eq!(mem.store().recovery_report().damaged_checkpoint_slot, None);
+    mem.settle();
+    assert_eq!(ids_of(&mem, "s"), [1, 2, 3]);
 }
 
 #[test]

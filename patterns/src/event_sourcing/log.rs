@@ -678,9 +678,12 @@ fn read_slot(bytes: &[u8], index: u64) -> Slot {
 /// * otherwise (both damaged, or slot 0 damaged and slot 1 empty, which the write order
 ///   cannot produce): [`RecoveryError::CheckpointCorrupt`].
 ///
-/// Limitation: if the newer slot is damaged after its sync (bit rot), the older slot wins and
-/// the records of the last group commit are judged as unsynced; a second fault inside them
-/// would then go unreported. Only a double fault loses acknowledged data silently.
+/// If the newer slot is damaged after its sync (bit rot), the older slot wins and understates
+/// the synced length: the last commit's records would pass for an unsynced tail. So
+/// [`Store::recover`](crate::event_sourcing::store::Store::recover) scans the whole log as
+/// synced whenever a slot is damaged (a slot is written only after the log's sync, and the
+/// next records only after the slot's sync, so then every record was synced): a rotted record
+/// there is refused as corruption, never cut off as a torn tail.
 pub fn read_checkpoint(bytes: &[u8]) -> Result<CheckpointRead, RecoveryError> {
     let slots = [read_slot(bytes, 0), read_slot(bytes, 1)];
     let read = |checkpoint, damaged_slot| {

@@ -424,7 +424,18 @@ impl Store {
     pub fn recover(config: StoreConfig, log: &[u8], checkpoint: &[u8]) -> Result<Store, OpenError> {
         config.validate().map_err(OpenError::Config)?;
         let checkpoint_read = log::read_checkpoint(checkpoint)?;
-        let recovery = log::scan_with(log, checkpoint_read.synced_len(), &config.mutants)?;
+        // A damaged slot may have held the newest checkpoint, so the surviving one may
+        // understate the synced length: the last commit's records, acknowledged, would pass
+        // for an unsynced tail and a bad one would be dropped as torn. But a slot is written
+        // only after the log's sync, and the next group's records only after the slot's sync,
+        // so whenever a slot is damaged (bit rot, or a torn slot write) every record in the
+        // log was synced: the whole log is scanned as synced, and a bad record anywhere is
+        // corruption, refused.
+        let synced_len = match checkpoint_read.damaged_slot {
+            Some(_) => log.len() as u64,
+            None => checkpoint_read.synced_len(),
+        };
+        let recovery = log::scan_with(log, synced_len, &config.mutants)?;
         let mut store = Store::empty(config);
         store.checkpoint_sequence = checkpoint_read.checkpoint.map_or(0, |c| c.sequence);
         for scanned in &recovery.batches {
