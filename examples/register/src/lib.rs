@@ -19,6 +19,12 @@
 //!   state before serving anything. The backup holds every acknowledged write, so nothing
 //!   acknowledged is lost. (It may also hold a write whose client got an error: such a write
 //!   was indeterminate, and keeping it is allowed.)
+//! - The network may deliver a request twice. A write applied twice is not linearizable (a
+//!   write of another client in between would be undone, as seed 30993 of a 100,000-seed hunt
+//!   showed), so the primary drops a copy of a write it already accepted, known by the
+//!   client's socket and call id (clients send one call at a time, with increasing ids). The
+//!   table of the last call applied per client travels with the replicated state, so a
+//!   successor primary drops copies of its predecessor's writes too.
 //! - Fault model (the budget): any network fault on any link, pauses and clock faults
 //!   anywhere, `buggify!` sites in the primary (a slow start, a duplicated replicate, a
 //!   replicate timeout that fires early), and crashes of the primary only. A crash of the backup would lose the only
@@ -59,6 +65,7 @@ use serde::{Deserialize, Serialize};
 use sim_core::net::{Addr, Socket};
 use sim_core::{time, NodeId, SimConfig};
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -110,11 +117,13 @@ enum ClientResponse {
 /// Requests between the two replicas.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum PeerRequest {
-    /// Apply `value` at `version`, sent by the primary of `epoch`.
+    /// Apply `value` at `version`, sent by the primary of `epoch`, for the client write
+    /// `write` (its socket and call id: the dedup table travels with the state).
     Replicate {
         epoch: u64,
         version: u64,
         value: u64,
+        write: (Addr, u64),
     },
     /// A (re)starting primary asks for the state and a new epoch. `incarnation` is drawn by
     /// each primary incarnation, so that retried or duplicated fetches of one incarnation get
@@ -132,8 +141,17 @@ enum PeerResponse {
         epoch: u64,
         version: u64,
         value: u64,
+        /// Per client socket, the highest call id of its writes applied.
+        applied: Writes,
     },
 }
+
+/// Per client socket, the highest call id of a write accepted or applied: the network may
+/// deliver a request twice, and a write that takes effect twice is not linearizable (a later
+/// write in between would be undone), so a copy of an older call is dropped. The backup keeps
+/// the table with the value, so a successor primary drops copies of its predecessor's writes
+/// too. Clients send one call at a time, with increasing call ids.
+type Writes = BTreeMap<Addr, u64>;
 
 /// Every request a replica receives.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -381,6 +399,7 @@ async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
     let (mut epoch, mut version) = (0, 0);
     let incarnation = rand::RngCore::next_u64(&mut sim_core::rng::stream("register/primary"));
     let committed = Rc::new(Cell::new(0u64));
+    let accepted: Rc<RefCell<Writes>> = Rc::default();
     if !mutants.no_recovery {
         if sim_core::buggify!() {
             // A slow start: clients meet a primary that does not answer yet.
@@ -394,10 +413,12 @@ async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
                 epoch: e,
                 version: v,
                 value,
+                applied,
             }) = fetched
             {
                 (epoch, version) = (e, v);
                 committed.set(value);
+                *accepted.borrow_mut() = applied;
                 tracing::info!(
                     epoch,
                     version,
@@ -418,7 +439,7 @@ async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
         socket.clone(),
         backup,
         (incarnation, start),
-        committed.clone(),
+        (committed.clone(), accepted.clone()),
         writes,
         mutants,
     ));
@@ -432,6 +453,16 @@ async fn primary_main(backup: NodeId, mutants: Mutants, observer: Observer) {
                 let _ = socket.reply(request, &ClientResponse::ReadOk(committed.get()));
             }
             Request::Client(ClientRequest::Write(value)) => {
+                let (from, call) = (request.from(), request.call_id());
+                if accepted
+                    .borrow()
+                    .get(&from)
+                    .is_some_and(|&last| call <= last)
+                {
+                    tracing::debug!(%from, call, "primary dropped a copy of an earlier write");
+                    continue;
+                }
+                accepted.borrow_mut().insert(from, call);
                 if let Err(full) = queue.try_send((request, value)) {
                     let (request, _) = full.into_inner();
                     let _ = socket.reply(request, &ClientResponse::Unavailable);
@@ -447,7 +478,7 @@ async fn writer(
     socket: Rc<Socket>,
     backup: Addr,
     (incarnation, (mut epoch, version)): (u64, (u64, u64)),
-    committed: Rc<Cell<u64>>,
+    (committed, accepted): (Rc<Cell<u64>>, Rc<RefCell<Writes>>),
     mut writes: futures::channel::mpsc::Receiver<(sim_core::net::Request, u64)>,
     mutants: Mutants,
 ) {
@@ -460,6 +491,7 @@ async fn writer(
             epoch,
             version: attempted,
             value,
+            write: (request.from(), request.call_id()),
         });
         let response = if mutants.ack_before_replicate {
             let _ = socket.send(backup, &replicate);
@@ -494,9 +526,8 @@ async fn writer(
                         &socket,
                         backup,
                         incarnation,
-                        &mut epoch,
-                        &mut attempted,
-                        &committed,
+                        (&mut epoch, &mut attempted),
+                        (&committed, &accepted),
                     )
                     .await;
                     ClientResponse::Unavailable
@@ -510,9 +541,8 @@ async fn writer(
                         &socket,
                         backup,
                         incarnation,
-                        &mut epoch,
-                        &mut attempted,
-                        &committed,
+                        (&mut epoch, &mut attempted),
+                        (&committed, &accepted),
                     )
                     .await;
                     ClientResponse::Unavailable
@@ -530,20 +560,25 @@ async fn resync(
     socket: &Socket,
     backup: Addr,
     incarnation: u64,
-    epoch: &mut u64,
-    attempted: &mut u64,
-    committed: &Cell<u64>,
+    (epoch, attempted): (&mut u64, &mut u64),
+    (committed, accepted): (&Cell<u64>, &RefCell<Writes>),
 ) {
     let fetch = Request::Peer(PeerRequest::Fetch { incarnation });
     if let Ok(PeerResponse::State {
         epoch: e,
         version: v,
         value: x,
+        applied,
     }) = socket.call(backup, &fetch, REPLICATE_TIMEOUT).await
     {
         *epoch = e;
         *attempted = (*attempted).max(v);
         committed.set(x);
+        let mut accepted = accepted.borrow_mut();
+        for (client, call) in applied {
+            let last = accepted.entry(client).or_default();
+            *last = (*last).max(call);
+        }
         tracing::info!(epoch = e, version = v, "primary adopted the backup's state");
     }
 }
@@ -557,6 +592,7 @@ async fn resync(
 async fn backup_main(mutants: Mutants) {
     let socket = Socket::bind(PORT).expect("the backup binds its port");
     let (mut epoch, mut version, mut value) = (0u64, 0u64, 0u64);
+    let mut applied = Writes::new();
     let mut fetched_by = None;
     loop {
         let Ok((request, body)) = socket.recv_request::<Request>().await else {
@@ -567,6 +603,7 @@ async fn backup_main(mutants: Mutants) {
                 epoch: e,
                 version: v,
                 value: x,
+                write: (client, call),
             }) => {
                 if e < epoch {
                     tracing::info!(stale = e, epoch, version = v, "backup fenced a replicate");
@@ -575,6 +612,8 @@ async fn backup_main(mutants: Mutants) {
                 }
                 if v > version {
                     (version, value) = (v, x);
+                    let last = applied.entry(client).or_default();
+                    *last = (*last).max(call);
                 }
                 let _ = socket.reply(request, &PeerResponse::Ack);
             }
@@ -592,6 +631,7 @@ async fn backup_main(mutants: Mutants) {
                     epoch,
                     version,
                     value,
+                    applied: applied.clone(),
                 };
                 let _ = socket.reply(request, &state);
             }
