@@ -28,8 +28,9 @@
 //! `setup` and drained before every step, hands it every request the client put on the wire;
 //! the service logs what it received. The checker judges each always-invariant by a rule of
 //! its own (see [`checker`]): states come from the breaker's own events, sends from the
-//! network, metrics from counts it keeps itself, open waits from its own backoff arithmetic,
-//! and only `legal-transitions` compares with the reference oracle
+//! network, metrics from counts it keeps itself, open waits from backoff arithmetic of the
+//! checker's side (the reference oracle's `OpenWaits`, never the breaker's `OpenWait`), and
+//! only `legal-transitions` compares with the reference oracle
 //! ([`patterns::circuit_breaker::oracle`]). A tap that overflowed makes the run inconclusive.
 //! - always: `open-sends-nothing`, `half-open-probes`, `legal-transitions`,
 //!   `monotonic-open-wait`, `epoch-isolation`, `metrics-match`, `permits-released-once`, and

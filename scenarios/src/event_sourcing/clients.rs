@@ -11,7 +11,7 @@ use super::{
 use harness::history::{History, OpId};
 use harness::linearizability::models::{ExpectedVersion as ModelExpected, LogInput, LogOutput};
 use harness::{Checked, Observer, Violation};
-use patterns::event_sourcing::account::{deposited_v1, Account, AccountCommand, AccountEvent};
+use patterns::event_sourcing::account::{Account, AccountCommand, AccountEvent, DEPOSITED};
 use patterns::event_sourcing::aggregate::{
     rehydrate, replay, tail_from, Aggregate, EventCodec, Loaded, Snapshot, SnapshotPolicy,
     Upcasters,
@@ -487,6 +487,27 @@ fn filler(seed: u64, len: usize) -> String {
         .collect()
 }
 
+/// A `money-deposited` event as the account's old code wrote it (schema version 1: the amount
+/// alone, a `u32` in postcard's varint: 7 bits per byte, least significant first, the high bit
+/// set on every byte but the last). Encoded here, from the documented format, and not with the
+/// pattern's own `deposited_v1`: an encoder and an upcaster that agree with each other but not
+/// with the format would otherwise pass.
+fn legacy_deposited(event_id: EventId, amount: u32) -> EventData {
+    let mut payload = Vec::new();
+    let mut rest = amount;
+    while rest >= 0x80 {
+        payload.push((rest & 0x7f) as u8 | 0x80);
+        rest >>= 7;
+    }
+    payload.push(rest as u8);
+    EventData {
+        event_id,
+        event_type: DEPOSITED.to_owned(),
+        schema_version: 1,
+        payload,
+    }
+}
+
 /// The events a command produces on `state` (with placeholder ids), each with its live form.
 /// A command that does not apply becomes one that does: an account is opened first, a
 /// withdrawal never exceeds the balance.
@@ -515,7 +536,7 @@ fn decide(state: &Account, command: &Command, stream: &str, number: u64) -> Vec<
                 amount: u64::from(amount),
                 memo: String::new(),
             };
-            return vec![(deposited_v1(placeholder, amount), live)];
+            return vec![(legacy_deposited(placeholder, amount), live)];
         }
         Command::DepositMany { amounts, memo_len } => {
             let mut scratch = state.clone();
