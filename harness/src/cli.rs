@@ -381,7 +381,8 @@ fn list(registry: &Registry, json: bool) -> Result<bool, InputError> {
             );
         }
         for mutant in &spec.mutants {
-            println!("  mutant {}: {}", mutant.name, mutant.description);
+            let hard = if mutant.hard { " (hard)" } else { "" };
+            println!("  mutant {}{hard}: {}", mutant.name, mutant.description);
         }
     }
     Ok(true)

@@ -52,6 +52,17 @@ fn list_json_names_scenarios_with_invariants_and_mutants() {
         .as_array()
         .unwrap()
         .contains(&"no-recovery".into()));
+    // Each mutant's details say whether it is hard for random plans to catch.
+    let event_sourcing = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "event-sourcing")
+        .expect("event-sourcing is listed");
+    for mutant in event_sourcing["mutant_details"].as_array().unwrap() {
+        let hard = mutant["name"] == "retry-failed-fsync";
+        assert_eq!(mutant["hard"], hard, "{mutant}");
+    }
 }
 
 #[test]
