@@ -730,8 +730,9 @@ fn write_failure(out: &mut String, prefix: &str, r: &BatchReport, f: &batch::Fai
         Some(seed) => {
             let _ = writeln!(
                 out,
-                "  plan (as found, {} episodes; seed {seed} failed the same way and is the case shrunk and saved):\n{}",
-                f.episodes.0, f.plan
+                "  plan (as found, {}; seed {seed} failed the same way and is the case shrunk and saved):\n{}",
+                episodes(f.episodes.0),
+                f.plan
             );
         }
         None if f.plan_minimal.is_none() => {
@@ -886,9 +887,9 @@ fn replay_seed(
         out.push_str(&format!(" (mutant {mutant})"));
     }
     out.push_str(&format!(
-        ": {}\n  plan ({} episodes):\n{}\n  trace hash: {}\n  {}\n",
+        ": {}\n  plan ({}):\n{}\n  trace hash: {}\n  {}\n",
         result.verdict,
-        case.plan.episodes.len(),
+        episodes(case.plan.episodes.len()),
         case.plan,
         corpus::hex(result.trace_hash),
         if failed { "FAIL" } else { "ok" }
@@ -1089,9 +1090,18 @@ fn mutants(
         None => registry.all().to_vec(),
     };
     let quiet_seeds = seeds.max(1000);
-    if start.checked_add(quiet_seeds).is_none() {
+    let any_hard = targets
+        .iter()
+        .any(|target| target.spec().mutants.iter().any(|mutant| mutant.hard));
+    let hard_seeds = seeds.saturating_mul(scoreboard::HARD_SEEDS_FACTOR);
+    let seeds_max = if any_hard {
+        quiet_seeds.max(hard_seeds)
+    } else {
+        quiet_seeds
+    };
+    if start.checked_add(seeds_max).is_none() {
         return Err(InputError(format!(
-            "--start {start} with {quiet_seeds} seeds goes past the last seed ({})",
+            "--start {start} with {seeds_max} seeds goes past the last seed ({})",
             u64::MAX
         )));
     }
@@ -1136,28 +1146,11 @@ fn mutants(
             "{}",
             serde_json::to_string(&scores).expect("scores serialize")
         );
-        return Ok(survivors.is_empty());
+    } else {
+        print_scoreboard_summary(&scores, &survivors, (start, seeds, quiet_seeds), any_hard);
+        println!();
+        println!("the unmutated scenarios over the same {seeds} seeds:");
     }
-    let fault_dependent = scores
-        .iter()
-        .filter(|s| s.detected && !s.detected_without_faults)
-        .count();
-    let median = scoreboard::median_seeds_to_detect(&scores)
-        .map_or("none caught".to_string(), |m| m.to_string());
-    println!(
-        "{} of {} mutants caught within {seeds} seeds from seed {start} ({} for hard ones); {fault_dependent} of them only with faults (none caught in {quiet_seeds} fault-free seeds); median seeds to catch, hard ones left out: {median}",
-        scores.len() - survivors.len(),
-        scores.len(),
-        seeds.saturating_mul(scoreboard::HARD_SEEDS_FACTOR),
-    );
-    for survivor in &survivors {
-        println!(
-            "survived: {} --mutant {} (no failure in {} seeds with all faults)",
-            survivor.scenario, survivor.mutant, survivor.seeds
-        );
-    }
-    println!();
-    println!("the unmutated scenarios over the same {seeds} seeds:");
     let batch_options = BatchOptions {
         start,
         seeds,
@@ -1170,8 +1163,59 @@ fn mutants(
         .iter()
         .map(|target| run_one(target.as_ref(), &batch_options))
         .collect();
-    print_summary(registry, &reports, false);
+    // Under --json the unmutated runs' summary goes to stderr: stdout is the array only.
+    print_summary(registry, &reports, json);
     Ok(survivors.is_empty() && reports.iter().all(BatchReport::ok))
+}
+
+/// The scoreboard's summary line and its survivors.
+fn print_scoreboard_summary(
+    scores: &[scoreboard::MutantScore],
+    survivors: &[&scoreboard::MutantScore],
+    (start, seeds, quiet_seeds): (u64, u64, u64),
+    any_hard: bool,
+) {
+    let fault_dependent = scores
+        .iter()
+        .filter(|s| s.detected && !s.detected_without_faults)
+        .count();
+    let median = scoreboard::median_seeds_to_detect(scores)
+        .map_or("none caught".to_string(), |m| m.to_string());
+    let hard = if any_hard {
+        format!(
+            " ({} for hard ones)",
+            seeds.saturating_mul(scoreboard::HARD_SEEDS_FACTOR)
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "{} of {} mutants caught within {seeds} seeds from seed {start}{hard}; {fault_dependent} of them only with faults (none caught in {quiet_seeds} fault-free seeds); median seeds to catch over the caught ones, hard ones left out: {median}",
+        scores.len() - survivors.len(),
+        scores.len(),
+    );
+    for survivor in survivors {
+        let quiet = match survivor.seeds_to_detect_without_faults {
+            Some(n) => format!("; fault-free runs catch it, the {} seed", ordinal(n)),
+            None => String::new(),
+        };
+        println!(
+            "survived: {} --mutant {} (no failure in {} seeds with all faults{quiet})",
+            survivor.scenario, survivor.mutant, survivor.seeds
+        );
+    }
+}
+
+/// "1st", "2nd", "3rd", "11th", "22nd".
+fn ordinal(n: u64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// One mutant's line of the scoreboard.
@@ -1196,7 +1240,7 @@ fn score_row(score: &scoreboard::MutantScore) -> String {
     let quiet = score
         .seeds_to_detect_without_faults
         .map_or(format!("never in {}", score.quiet_seeds), |n| {
-            format!("caught at {n}")
+            format!("{} seed", ordinal(n))
         });
     let by = match (&score.invariant, &score.verdict) {
         (Some(invariant), _) => invariant.clone(),
@@ -1242,10 +1286,10 @@ fn shrink_file(registry: &Registry, file: &Path) -> Result<bool, InputError> {
     updated.skip_invariants = case_file.skip_invariants.clone();
     corpus::save(file, &updated)?;
     eprintln!(
-        "{}: {} episodes -> {} ({} runs; {})\n{}",
+        "{}: {} -> {} ({} runs; {})\n{}",
         file.display(),
-        case.plan.episodes.len(),
-        shrunk.case.plan.episodes.len(),
+        episodes(case.plan.episodes.len()),
+        episodes(shrunk.case.plan.episodes.len()),
         shrunk.runs,
         if shrunk.minimal {
             "1-minimal: each episode is needed"

@@ -217,8 +217,9 @@ fn first_failure(
     None
 }
 
-/// The median of the detected mutants' seeds to detection, hard ones left out.
-pub fn median_seeds_to_detect(scores: &[MutantScore]) -> Option<u64> {
+/// The median of the detected mutants' seeds to detection, hard ones left out (survivors
+/// too: the median is over what was caught).
+pub fn median_seeds_to_detect(scores: &[MutantScore]) -> Option<f64> {
     let mut seeds: Vec<u64> = scores
         .iter()
         .filter(|s| !s.hard)
@@ -227,7 +228,7 @@ pub fn median_seeds_to_detect(scores: &[MutantScore]) -> Option<u64> {
     seeds.sort_unstable();
     match seeds.len() {
         0 => None,
-        n if n % 2 == 1 => Some(seeds[n / 2]),
-        n => Some((seeds[n / 2 - 1] + seeds[n / 2]) / 2),
+        n if n % 2 == 1 => Some(seeds[n / 2] as f64),
+        n => Some((seeds[n / 2 - 1] + seeds[n / 2]) as f64 / 2.0),
     }
 }
