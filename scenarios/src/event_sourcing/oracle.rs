@@ -463,7 +463,7 @@ impl Oracle {
         let (invariant, attempt) = if *retried {
             (&IDEMPOTENT, "a retry of it")
         } else {
-            (&LINEARIZABLE, "it")
+            (&LINEARIZABLE, "its only attempt")
         };
         violation(
             invariant,
