@@ -14,6 +14,8 @@
 //! * [`event_sourcing`]: an event store with a checksummed log, crash recovery, optimistic
 //!   concurrency, idempotent appends, group commit, subscriptions, and aggregates with
 //!   snapshots and upcasting.
+//! * [`discovery`] (in progress): a replicated service registry with TTL leases, incarnations,
+//!   anti-entropy and watches, and a client cache that never goes backwards.
 //!
 //! ```
 //! use std::time::Duration;
@@ -27,4 +29,5 @@
 //! ```
 
 pub mod circuit_breaker;
+pub mod discovery;
 pub mod event_sourcing;

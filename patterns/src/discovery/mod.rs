@@ -1,0 +1,51 @@
+//! Service discovery: a replicated registry of service instances with TTL leases, as sans-IO
+//! cores (work in progress: the cores and their tests; the drivers and the `discovery`
+//! scenario are not written yet).
+//!
+//! # Consistency model: available under partitions (AP), convergent
+//!
+//! Every registry replica accepts registrations, heartbeats, deregistrations and queries on
+//! its own, as Eureka and Nacos's ephemeral instances (Distro) do; replicas exchange their
+//! whole state by anti-entropy. What a client may see, exactly:
+//!
+//! * Each instance key (service, instance id) has at most one [`Record`] per replica: an
+//!   address, an *incarnation* (a number the instance raises on every start, kept on its own
+//!   disk) and a status, `Up` or `Down` (deregistered or expired). Records are ordered by
+//!   `(incarnation, Down over Up)` ([`Record::rank`]); a replica replaces a record only with a
+//!   higher one, so the records of a key form a join-semilattice: replicas that have exchanged
+//!   state hold the same records, whatever the order messages arrived in (duplicated, late,
+//!   reordered).
+//! * So a `Down` record is never undone by anything of its incarnation or older: an instance
+//!   that was deregistered or expired comes back only by registering again with a higher
+//!   incarnation (no resurrection from a stale message, Consul#3703).
+//! * A query answers from the replica's own records: during a partition, different replicas
+//!   may answer differently, and a replica may still show an instance that another replica has
+//!   already marked down. Every answer carries the records with their ranks, `Down` ones
+//!   included, so a client's cache ([`ClientCache`]) merges answers by rank and never goes
+//!   backwards; an empty answer (a replica that knows nothing yet) removes nothing.
+//! * Leases are judged by each replica on its own monotonic clock ([`Now::monotonic`]), never
+//!   the wall clock (etcd#12291). A heartbeat renews the lease at the replica it reaches; the
+//!   replica passes it on by anti-entropy with the lease's *age* (how long ago it was last
+//!   renewed), so a replica that learns a lease does not restart it (etcd#9888's leases that
+//!   never expire). A replica that notices it was paused (a tick far later than scheduled)
+//!   does not count the pause against the leases it holds (Nacos#8090's mass eviction after a
+//!   pause).
+//! * Bound: an instance that stops heartbeating is marked `Down(Expired)` by every replica it
+//!   can reach within `ttl + tick` of its last heartbeat at that replica, and by every replica
+//!   within one more anti-entropy round once the network is whole.
+//!
+//! # Modules
+//! * [`registry`]: one replica's core ([`Replica`]).
+//! * [`cache`]: a client's cache of answers and watch events ([`ClientCache`]).
+//! * [`mutant`]: the deliberately broken variants.
+
+pub mod cache;
+pub mod mutant;
+pub mod registry;
+
+pub use crate::circuit_breaker::Now;
+pub use cache::ClientCache;
+pub use registry::{
+    DownReason, HeartbeatReply, Key, Record, RegisterError, Registration, Replica, ReplicaConfig,
+    Status,
+};

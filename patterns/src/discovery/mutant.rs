@@ -1,0 +1,100 @@
+//! Deliberately broken variants of the discovery cores, each mirroring a real bug (see
+//! `../shared/research/patterns.md`, section 3). Off by default.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+/// One mutant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Mutant {
+    /// A replica that learns a lease by anti-entropy starts it afresh instead of keeping its
+    /// age, so replicas that keep syncing keep a dead instance alive (etcd#9888).
+    LeaseResetOnSync,
+    /// Leases are measured on the wall clock: a clock jump expires live instances at once
+    /// (etcd#12291).
+    ExpiryOnWallClock,
+    /// A heartbeat of a down incarnation (late, duplicated, or from before the instance was
+    /// deregistered) brings the record back up (Consul#3703).
+    StaleHeartbeatRevives,
+    /// An empty answer replaces the client's cache, so a replica that knows nothing wipes it
+    /// (Nacos#4470).
+    EmptyAnswerWipesCache,
+    /// A replica counts its own pause against every lease and evicts them all at once
+    /// (Nacos#8090).
+    EvictAfterPause,
+}
+
+impl Mutant {
+    /// Every mutant, in a stable order.
+    pub fn all() -> &'static [Mutant] {
+        &[
+            Mutant::LeaseResetOnSync,
+            Mutant::ExpiryOnWallClock,
+            Mutant::StaleHeartbeatRevives,
+            Mutant::EmptyAnswerWipesCache,
+            Mutant::EvictAfterPause,
+        ]
+    }
+
+    /// The mutant's name on command lines (kebab-case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mutant::LeaseResetOnSync => "lease-reset-on-sync",
+            Mutant::ExpiryOnWallClock => "expiry-on-wall-clock",
+            Mutant::StaleHeartbeatRevives => "stale-heartbeat-revives",
+            Mutant::EmptyAnswerWipesCache => "empty-answer-wipes-cache",
+            Mutant::EvictAfterPause => "evict-after-pause",
+        }
+    }
+}
+
+impl fmt::Display for Mutant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A mutant name that is not one of [`Mutant::all`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown discovery mutant `{name}`")]
+pub struct UnknownMutant {
+    /// The name given.
+    pub name: String,
+}
+
+impl FromStr for Mutant {
+    type Err = UnknownMutant;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Mutant::all()
+            .iter()
+            .copied()
+            .find(|mutant| mutant.as_str() == name)
+            .ok_or_else(|| UnknownMutant {
+                name: name.to_owned(),
+            })
+    }
+}
+
+/// The set of mutants switched on (none in production).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mutants(BTreeSet<Mutant>);
+
+impl Mutants {
+    /// No mutant.
+    pub fn none() -> Self {
+        Mutants::default()
+    }
+
+    /// Only `mutant`.
+    pub fn only(mutant: Mutant) -> Self {
+        Mutants(BTreeSet::from([mutant]))
+    }
+
+    /// Whether `mutant` is on.
+    pub fn contains(&self, mutant: Mutant) -> bool {
+        self.0.contains(&mutant)
+    }
+}
