@@ -139,7 +139,10 @@ fn heartbeats_keep_a_lease_and_silence_expires_it() {
         r.record(&key("a")).unwrap().status,
         Status::Down(DownReason::Expired)
     );
-    assert_eq!(r.heartbeat(at(6_200), &key("a"), 1), HeartbeatReply::Gone);
+    assert_eq!(
+        r.heartbeat(at(6_200), &key("a"), 1),
+        HeartbeatReply::Gone(DownReason::Expired)
+    );
     assert_eq!(
         r.heartbeat(at(6_200), &key("a"), 0),
         HeartbeatReply::Superseded

@@ -5,6 +5,7 @@
 //! - `event-sourcing` ([`event_sourcing`]): the event store on a simulated disk.
 
 pub mod circuit_breaker;
+pub mod discovery;
 pub mod event_sourcing;
 
 /// Every scenario `dst` knows, in the order `dst list` shows them.
@@ -13,4 +14,5 @@ pub fn registry() -> harness::Registry {
         .with(register_example::Register)
         .with(circuit_breaker::CircuitBreakerScenario)
         .with(event_sourcing::EventSourcing)
+        .with(discovery::Discovery)
 }

@@ -40,6 +40,7 @@
 //! * [`mutant`]: the deliberately broken variants.
 
 pub mod cache;
+pub mod driver;
 pub mod mutant;
 pub mod registry;
 

@@ -24,6 +24,10 @@ pub enum Mutant {
     /// A replica counts its own pause against every lease and evicts them all at once
     /// (Nacos#8090).
     EvictAfterPause,
+    /// A registration replaces the record whatever its incarnation, so a late or duplicated
+    /// registration of an earlier incarnation (from before a restart or a deregistration)
+    /// brings it back (the conflict Eureka's `lastDirtyTimestamp` comparison exists for).
+    StaleRegistrationAccepted,
 }
 
 impl Mutant {
@@ -35,6 +39,7 @@ impl Mutant {
             Mutant::StaleHeartbeatRevives,
             Mutant::EmptyAnswerWipesCache,
             Mutant::EvictAfterPause,
+            Mutant::StaleRegistrationAccepted,
         ]
     }
 
@@ -46,6 +51,7 @@ impl Mutant {
             Mutant::StaleHeartbeatRevives => "stale-heartbeat-revives",
             Mutant::EmptyAnswerWipesCache => "empty-answer-wipes-cache",
             Mutant::EvictAfterPause => "evict-after-pause",
+            Mutant::StaleRegistrationAccepted => "stale-registration-accepted",
         }
     }
 }

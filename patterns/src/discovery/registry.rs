@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use patterns::discovery::{Key, Now, Registration, Replica, ReplicaConfig, HeartbeatReply};
+//! use patterns::discovery::{DownReason, HeartbeatReply, Key, Now, Registration, Replica, ReplicaConfig};
 //!
 //! let mut now = Now::from_monotonic(Duration::ZERO);
 //! let mut replica = Replica::new(ReplicaConfig::default(), now)?;
@@ -23,7 +23,7 @@
 //!     replica.tick(now);
 //! }
 //! assert_eq!(replica.discover("orders").healthy().count(), 0);
-//! assert_eq!(replica.heartbeat(now, &key, 1), HeartbeatReply::Gone);
+//! assert_eq!(replica.heartbeat(now, &key, 1), HeartbeatReply::Gone(DownReason::Expired));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -174,8 +174,8 @@ pub enum HeartbeatReply {
     Renewed,
     /// The replica does not know this incarnation yet: register it.
     Unknown,
-    /// This incarnation is down (expired or deregistered): register a higher one.
-    Gone,
+    /// This incarnation is down (expired or deregistered, as said): register a higher one.
+    Gone(DownReason),
     /// A higher incarnation is registered: this one is stale.
     Superseded,
 }
@@ -392,6 +392,11 @@ impl Replica {
         bytes
     }
 
+    /// Marks the state as changed (a store that failed is retried with the next change).
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
     /// Whether the records changed since the last call (the driver then stores
     /// [`Replica::state_bytes`] before answering what changed them).
     pub fn take_dirty(&mut self) -> bool {
@@ -436,6 +441,23 @@ impl Replica {
                 max_ms: self.config.ttl_max.as_millis(),
             });
         }
+        if self
+            .config
+            .mutants
+            .contains(Mutant::StaleRegistrationAccepted)
+        {
+            // The bug: the registration wins, whatever the registry already holds.
+            let record = Record {
+                address,
+                incarnation,
+                status: Status::Up,
+            };
+            self.records.insert(key.clone(), record.clone());
+            self.log_change(&key, record);
+            self.dirty = true;
+            self.renew(&key, ttl, now);
+            return Ok(());
+        }
         if let Some(current) = self.records.get(&key) {
             let stale = current.incarnation > incarnation
                 || (current.incarnation == incarnation && !current.is_up());
@@ -473,9 +495,9 @@ impl Replica {
         if current.incarnation < incarnation {
             return HeartbeatReply::Unknown;
         }
-        if !current.is_up() {
+        if let Status::Down(reason) = current.status {
             if !self.config.mutants.contains(Mutant::StaleHeartbeatRevives) {
-                return HeartbeatReply::Gone;
+                return HeartbeatReply::Gone(reason);
             }
             // The bug: the heartbeat's instance is taken to be alive, whatever the record says.
             let revived = Record {
