@@ -16,6 +16,9 @@
 //!   (the 1 s TTL, less 20 % for a fast clock at the replica, 20 % for a fast clock at the
 //!   peer that measured the age, and a tick). A replica that was cut off expires legally; one
 //!   that was paused while renewals queued for it must not.
+//! - `watch-gapless` (always): a watch that resumes after event `n` of a replica gets events
+//!   `n + 1, n + 2, ...` of that replica, in order; a replica that cannot (the cursor is too
+//!   old or another replica's) answers a resync with every record instead.
 //! - `views-converge` (eventually, 4 s after heal): every replica answers the same records,
 //!   an instance that hung or deregistered is down at every replica, and every instance still
 //!   running is up at every replica with its latest incarnation.
@@ -29,7 +32,7 @@ use patterns::discovery::driver::{
     REGISTRY_PORT,
 };
 use patterns::discovery::mutant::{Mutant, Mutants};
-use patterns::discovery::registry::{Answer, Gossip};
+use patterns::discovery::registry::{Answer, Gossip, WatchAnswer};
 use patterns::discovery::{
     ClientCache, HeartbeatReply, Key, Record, Registration, ReplicaConfig, Status,
 };
@@ -74,6 +77,10 @@ static CACHE_MONOTONIC: Invariant = Invariant::always(
 static NO_PREMATURE_EXPIRY: Invariant = Invariant::always(
     "no-premature-expiry",
     "a replica expires an instance only after a gap of at least 70 % of the TTL in the heartbeats the network handed it",
+);
+static WATCH_GAPLESS: Invariant = Invariant::always(
+    "watch-gapless",
+    "a resumed watch gets the events right after its cursor, in order, none missing or repeated",
 );
 static VIEWS_CONVERGE: Invariant = Invariant::eventually(
     "views-converge",
@@ -162,6 +169,7 @@ fn mutants() -> Vec<MutantSpec> {
         Mutant::StaleHeartbeatRevives => "a heartbeat of a down incarnation (late, duplicated) brings it back up (Consul#3703)",
         Mutant::EmptyAnswerWipesCache => "an empty answer replaces the client's cache (Nacos#4470)",
         Mutant::EvictAfterPause => "a replica counts its own pause against every lease and evicts them all (Nacos#8090)",
+        Mutant::WatchResumeSkipsOne => "a resumed watch starts one event after the cursor's next one: every reconnect loses an event",
         Mutant::StaleRegistrationAccepted => "a registration replaces the record whatever its incarnation: a late registration of an earlier incarnation brings it back (the conflict Eureka's lastDirtyTimestamp comparison resolves)",
     }
     };
@@ -171,7 +179,7 @@ fn mutants() -> Vec<MutantSpec> {
             let spec = MutantSpec::new(mutant.as_str(), describe(mutant));
             // Only a registration of an earlier incarnation arriving after a later one shows
             // it (a held or duplicated message across an instance's restart): first caught
-            // at seed 138 (`dst run discovery --mutant stale-registration-accepted --seeds 500`).
+            // at seed 286 (`dst run discovery --mutant stale-registration-accepted --seeds 500`).
             if mutant == Mutant::StaleRegistrationAccepted {
                 spec.hard()
             } else {
@@ -210,6 +218,7 @@ impl Scenario for Discovery {
                 REPLICA_MONOTONIC,
                 CACHE_MONOTONIC,
                 NO_PREMATURE_EXPIRY,
+                WATCH_GAPLESS,
                 VIEWS_CONVERGE,
                 INSTANCE_EXPIRED,
                 INSTANCE_REINCARNATED,
@@ -701,20 +710,29 @@ async fn client_main(ctx: ClientCtx, thinks: Vec<u64>) {
     // Per replica: the highest rank it answered for each instance.
     let mut seen: BTreeMap<(u64, String), (u64, u8, String)> = BTreeMap::new();
     let mut cached: BTreeMap<String, (u64, u8, String)> = BTreeMap::new();
+    // The replica the watch follows (an index into `registries`).
+    let mut watched = ctx.client % ctx.registries.len();
     for (n, think) in thinks.into_iter().enumerate() {
         time::sleep(Duration::from_millis(think)).await;
-        let registry = ctx.registries[(ctx.client + n) % ctx.registries.len()];
-        let request = RegistryRequest::Discover {
-            service: SERVICE.into(),
-        };
-        let Ok(RegistryResponse::Discovered(answer)) = socket
-            .call::<_, RegistryResponse>(registry, &request, CALL_TIMEOUT)
-            .await
-        else {
-            continue;
-        };
-        judge_answer(&ctx, &answer, &mut seen);
-        cache.apply_answer(SERVICE, &answer);
+        if n % 2 == 1 {
+            // Every other step resumes the watch from the cache's cursor.
+            if !watch_step(&ctx, &socket, &mut cache, &mut watched).await {
+                watched = (watched + 1) % ctx.registries.len();
+            }
+        } else {
+            let registry = ctx.registries[(ctx.client + n) % ctx.registries.len()];
+            let request = RegistryRequest::Discover {
+                service: SERVICE.into(),
+            };
+            let Ok(RegistryResponse::Discovered(answer)) = socket
+                .call::<_, RegistryResponse>(registry, &request, CALL_TIMEOUT)
+                .await
+            else {
+                continue;
+            };
+            judge_answer(&ctx, &answer, &mut seen);
+            cache.apply_answer(SERVICE, &answer);
+        }
         for instance in INSTANCES {
             let key = Key::new(SERVICE, instance);
             let now = cache.record(&key).map(rank);
@@ -741,6 +759,64 @@ async fn client_main(ctx: ClientCtx, thinks: Vec<u64>) {
             }
         }
     }
+}
+
+/// One watch request from the cache's cursor to the watched replica; false when it did not
+/// answer. The events it answers are judged by `watch-gapless` here, then applied.
+async fn watch_step(
+    ctx: &ClientCtx,
+    socket: &Socket,
+    cache: &mut ClientCache,
+    watched: &mut usize,
+) -> bool {
+    let (replica, seq) = cache.cursor(SERVICE).unwrap_or((0, 0));
+    let request = RegistryRequest::Watch {
+        service: SERVICE.into(),
+        replica,
+        seq,
+    };
+    let Ok(RegistryResponse::Watched(answer)) = socket
+        .call::<_, RegistryResponse>(ctx.registries[*watched], &request, CALL_TIMEOUT)
+        .await
+    else {
+        return false;
+    };
+    if let WatchAnswer::Events(events) = &answer {
+        if let Some(message) = watch_gap(replica, seq, events) {
+            ctx.observer
+                .violation(&WATCH_GAPLESS, format!("client {}: {message}", ctx.client));
+        }
+    }
+    if cache.apply_watch(SERVICE, &answer).is_err() {
+        // The cache refused a gap: resume from scratch at the next step.
+        *watched = (*watched + 1) % ctx.registries.len();
+    }
+    true
+}
+
+/// Whether the events answered to a watch resuming after `seq` at `replica` leave a gap,
+/// repeat, or come from elsewhere: `Some(why)`. (A first watch, cursor `(0, 0)`, may start at
+/// any replica.)
+pub fn watch_gap(
+    replica: u64,
+    seq: u64,
+    events: &[patterns::discovery::registry::WatchEvent],
+) -> Option<String> {
+    for (expected, event) in (seq + 1..).zip(events) {
+        if replica != 0 && event.replica != replica {
+            return Some(format!(
+                "resumed at replica {replica}, got an event numbered by replica {}",
+                event.replica
+            ));
+        }
+        if event.seq != expected {
+            return Some(format!(
+                "resumed after event {seq}: expected event {expected}, got {}",
+                event.seq
+            ));
+        }
+    }
+    None
 }
 
 fn judge_answer(

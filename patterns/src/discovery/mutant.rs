@@ -28,6 +28,9 @@ pub enum Mutant {
     /// registration of an earlier incarnation (from before a restart or a deregistration)
     /// brings it back (the conflict Eureka's `lastDirtyTimestamp` comparison exists for).
     StaleRegistrationAccepted,
+    /// A resumed watch starts one event late: an off-by-one in the resume position loses the
+    /// first event after the cursor.
+    WatchResumeSkipsOne,
 }
 
 impl Mutant {
@@ -40,6 +43,7 @@ impl Mutant {
             Mutant::EmptyAnswerWipesCache,
             Mutant::EvictAfterPause,
             Mutant::StaleRegistrationAccepted,
+            Mutant::WatchResumeSkipsOne,
         ]
     }
 
@@ -52,6 +56,7 @@ impl Mutant {
             Mutant::EmptyAnswerWipesCache => "empty-answer-wipes-cache",
             Mutant::EvictAfterPause => "evict-after-pause",
             Mutant::StaleRegistrationAccepted => "stale-registration-accepted",
+            Mutant::WatchResumeSkipsOne => "watch-resume-skips-one",
         }
     }
 }

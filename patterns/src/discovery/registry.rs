@@ -663,8 +663,10 @@ impl Replica {
                 records: self.service_records(service),
             };
         }
+        // The bug: resume one event late.
+        let skip = u64::from(self.config.mutants.contains(Mutant::WatchResumeSkipsOne) && seq > 0);
         let events = log
-            .map(|log| log.iter().filter(|e| e.seq > seq).cloned().collect())
+            .map(|log| log.iter().filter(|e| e.seq > seq + skip).cloned().collect())
             .unwrap_or_default();
         WatchAnswer::Events(events)
     }
