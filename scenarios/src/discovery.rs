@@ -21,7 +21,8 @@
 //!   old or another replica's) answers a resync with every record instead.
 //! - `views-converge` (eventually, 4 s after heal): every replica answers the same records,
 //!   an instance that hung or deregistered is down at every replica, and every instance still
-//!   running is up at every replica with its latest incarnation.
+//!   running is up at every replica with its latest incarnation; and a client's cache, given
+//!   the replicas' answers, says the same (a dead instance leaves every cache).
 //! - sometimes: `instance-expired`, `instance-reincarnated`.
 
 use harness::{
@@ -145,6 +146,8 @@ pub struct System {
     /// What the network handed each replica about each lease: (replica, instance,
     /// incarnation) -> (true ns it was handed over, true ns of the renewal it tells of).
     learned: RefCell<Learned>,
+    /// The clients' caches, when they are done: brought up to date after heal.
+    caches: Rc<RefCell<Vec<ClientCache>>>,
     /// Expiries already judged.
     expiries_judged: Cell<usize>,
     mutants: Mutants,
@@ -357,6 +360,7 @@ impl Scenario for Discovery {
             truth,
             tap,
             learned: RefCell::default(),
+            caches: Rc::default(),
             expiries_judged: Cell::new(0),
             mutants,
         }
@@ -383,7 +387,9 @@ impl Scenario for Discovery {
             );
         }
         for client in running {
-            let _ = client.await;
+            if let Ok(cache) = client.await {
+                system.caches.borrow_mut().push(cache);
+            }
         }
         Ok(())
     }
@@ -404,9 +410,10 @@ impl Scenario for Discovery {
             .eventually(&VIEWS_CONVERGE, || {
                 let addrs = addrs.clone();
                 let truth = system.truth.clone();
+                let caches = system.caches.clone();
                 let sim = env.sim.clone();
                 async move {
-                    sim.spawn_on(probe_node, converged(addrs, truth))
+                    sim.spawn_on(probe_node, converged(addrs, truth, caches))
                         .await
                         .unwrap_or_else(|_| Err("the probe's node stopped".into()))
                 }
@@ -419,7 +426,11 @@ impl Scenario for Discovery {
 }
 
 /// One probe of `views-converge`: every replica's answer, compared with the truth.
-async fn converged(addrs: Vec<Addr>, truth: Rc<RefCell<Truth>>) -> Result<(), String> {
+async fn converged(
+    addrs: Vec<Addr>,
+    truth: Rc<RefCell<Truth>>,
+    caches: Rc<RefCell<Vec<ClientCache>>>,
+) -> Result<(), String> {
     let socket = Socket::bind(0).map_err(|e| e.to_string())?;
     let mut answers = Vec::new();
     for addr in &addrs {
@@ -442,17 +453,31 @@ async fn converged(addrs: Vec<Addr>, truth: Rc<RefCell<Truth>>) -> Result<(), St
         ));
     }
     let truth = truth.borrow();
+    let as_truth_says = |record: Option<&Record>, incarnation: u64, stopped: bool| match record {
+        None => stopped,
+        Some(record) if stopped => record.status != Status::Up,
+        Some(record) => record.status == Status::Up && record.incarnation == incarnation,
+    };
     for (instance, &(incarnation, stopped)) in &truth.latest {
         let record = first.iter().find(|(key, _)| &key.instance == instance);
-        let ok = match record {
-            None => stopped,
-            Some((_, record)) if stopped => record.status != Status::Up,
-            Some((_, record)) => record.status == Status::Up && record.incarnation == incarnation,
-        };
-        if !ok {
+        if !as_truth_says(record.map(|(_, r)| r), incarnation, stopped) {
             return Err(format!(
                 "{instance} (incarnation {incarnation}, stopped: {stopped}): {record:?}"
             ));
+        }
+    }
+    // A client that asks again now holds the same: its cache does not keep a dead instance.
+    for (client, cache) in caches.borrow_mut().iter_mut().enumerate() {
+        for answer in &answers {
+            cache.apply_answer(SERVICE, answer);
+        }
+        for (instance, &(incarnation, stopped)) in &truth.latest {
+            let record = cache.record(&Key::new(SERVICE, instance));
+            if !as_truth_says(record, incarnation, stopped) {
+                return Err(format!(
+                    "client {client}'s cache: {instance} (incarnation {incarnation}, stopped: {stopped}): {record:?}"
+                ));
+            }
         }
     }
     Ok(())
@@ -704,7 +729,7 @@ fn rank(record: &Record) -> (u64, u8, String) {
 }
 
 /// A client: discovers from the replicas in turn, keeps a cache, and judges every answer.
-async fn client_main(ctx: ClientCtx, thinks: Vec<u64>) {
+async fn client_main(ctx: ClientCtx, thinks: Vec<u64>) -> ClientCache {
     let socket = Socket::bind(PORT).expect("the client binds its port");
     let mut cache = ClientCache::new(ctx.mutants.clone());
     // Per replica: the highest rank it answered for each instance.
@@ -759,6 +784,7 @@ async fn client_main(ctx: ClientCtx, thinks: Vec<u64>) {
             }
         }
     }
+    cache
 }
 
 /// One watch request from the cache's cursor to the watched replica; false when it did not
