@@ -14,8 +14,8 @@
 //! * [`event_sourcing`]: an event store with a checksummed log, crash recovery, optimistic
 //!   concurrency, idempotent appends, group commit, subscriptions, and aggregates with
 //!   snapshots and upcasting.
-//! * [`discovery`] (in progress): a replicated service registry with TTL leases, incarnations,
-//!   anti-entropy and watches, and a client cache that never goes backwards.
+//! * [`discovery`]: a replicated service registry with TTL leases, incarnations, anti-entropy
+//!   and watches, and a client cache that never goes backwards.
 //!
 //! ```
 //! use std::time::Duration;

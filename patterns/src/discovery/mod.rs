@@ -1,6 +1,6 @@
 //! Service discovery: a replicated registry of service instances with TTL leases, as sans-IO
-//! cores (work in progress: the cores and their tests; the drivers and the `discovery`
-//! scenario are not written yet).
+//! cores ([`registry`], [`cache`]) and the registry node on sim-core ([`driver`]); the
+//! `discovery` scenario (in `scenarios/`) tests it under faults.
 //!
 //! # Consistency model: available under partitions (AP), convergent
 //!
@@ -38,6 +38,7 @@
 //! * [`registry`]: one replica's core ([`Replica`]).
 //! * [`cache`]: a client's cache of answers and watch events ([`ClientCache`]).
 //! * [`mutant`]: the deliberately broken variants.
+//! * [`driver`]: the replica's node program.
 
 pub mod cache;
 pub mod driver;
