@@ -31,3 +31,4 @@
 pub mod circuit_breaker;
 pub mod discovery;
 pub mod event_sourcing;
+pub mod mutant_set;

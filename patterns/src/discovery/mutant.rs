@@ -2,7 +2,6 @@
 //! `../shared/research/patterns.md`, section 3). Off by default.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -89,23 +88,5 @@ impl FromStr for Mutant {
     }
 }
 
-/// The set of mutants switched on (none in production).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mutants(BTreeSet<Mutant>);
-
-impl Mutants {
-    /// No mutant.
-    pub fn none() -> Self {
-        Mutants::default()
-    }
-
-    /// Only `mutant`.
-    pub fn only(mutant: Mutant) -> Self {
-        Mutants(BTreeSet::from([mutant]))
-    }
-
-    /// Whether `mutant` is on.
-    pub fn contains(&self, mutant: Mutant) -> bool {
-        self.0.contains(&mutant)
-    }
-}
+/// The set of this pattern's mutants switched on (none in production).
+pub type Mutants = crate::mutant_set::MutantSet<Mutant>;

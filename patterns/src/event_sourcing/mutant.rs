@@ -5,7 +5,6 @@
 //! must then fail some check; a mutant that no check catches points at a missing invariant.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -139,39 +138,5 @@ impl FromStr for Mutant {
     }
 }
 
-/// The set of mutants switched on; empty (the correct store) by default.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Mutants(BTreeSet<Mutant>);
-
-impl Mutants {
-    /// No mutant: the correct behaviour.
-    pub fn none() -> Self {
-        Mutants::default()
-    }
-
-    /// Exactly one mutant switched on.
-    pub fn only(mutant: Mutant) -> Self {
-        Mutants(BTreeSet::from([mutant]))
-    }
-
-    /// Whether `mutant` is switched on.
-    pub fn contains(&self, mutant: Mutant) -> bool {
-        self.0.contains(&mutant)
-    }
-
-    /// Switches `mutant` on.
-    pub fn insert(&mut self, mutant: Mutant) {
-        self.0.insert(mutant);
-    }
-
-    /// The mutants switched on, in a stable order.
-    pub fn iter(&self) -> impl Iterator<Item = Mutant> + '_ {
-        self.0.iter().copied()
-    }
-
-    /// Whether no mutant is switched on.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
+/// The set of this pattern's mutants switched on; empty (the correct store) by default.
+pub type Mutants = crate::mutant_set::MutantSet<Mutant>;
