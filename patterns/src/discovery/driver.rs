@@ -2,21 +2,22 @@
 //! the node's monotonic clock, and the state on the node's disk (written to a temporary file,
 //! synced, renamed over the old one, directory synced) before any answer that depends on it.
 //!
-//! Three tasks share the replica: the request loop, the gossip receiver, and the timer
-//! (ticks, and a gossip to every peer each [`RegistryNodeConfig::gossip_every`]). A crash
-//! loses nothing the replica answered: the state was durable before the answer.
+//! One loop takes requests, gossip and ticks (and sends its gossip to every peer each
+//! [`RegistryNodeConfig::gossip_every`]), inputs first: after a stall the replica reads the
+//! renewals waiting in its inbox before it judges a lease. A crash loses nothing the replica
+//! answered: the state was durable before the answer.
 
+use super::mutant::Mutant;
 use super::registry::{
     Answer, Gossip, HeartbeatReply, Key, RegisterError, Registration, Replica, ReplicaConfig,
     WatchAnswer,
 };
 use super::Now;
-use futures::lock::Mutex;
+use futures::{pin_mut, select_biased, FutureExt};
 use serde::{Deserialize, Serialize};
 use sim_core::disk;
-use sim_core::net::{Addr, Socket};
+use sim_core::net::{Addr, NetError, Request, Socket};
 use sim_core::time;
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -115,7 +116,7 @@ fn now() -> Now {
 /// The replica's program: restores its state from disk (an unreadable state stops the node:
 /// it never serves what it cannot vouch for), then serves until its node stops.
 pub async fn run_registry(config: RegistryNodeConfig, hooks: RegistryHooks) {
-    let socket = Rc::new(Socket::bind(REGISTRY_PORT).expect("the registry binds its port"));
+    let socket = Socket::bind(REGISTRY_PORT).expect("the registry binds its port");
     let stored = match disk::open(STATE_FILE).await {
         Ok(file) => file.read_to_end().await.unwrap_or_default(),
         Err(_) => Vec::new(),
@@ -128,39 +129,138 @@ pub async fn run_registry(config: RegistryNodeConfig, hooks: RegistryHooks) {
         }
     };
     tracing::info!(replica = replica.id(), "registry replica up");
-    let shared = Rc::new(Shared {
-        replica: RefCell::new(replica),
-        store_lock: Mutex::new(()),
-    });
-    let timer = sim_core::task::spawn(timer(shared.clone(), socket.clone(), config.clone(), hooks));
-    let gossip = sim_core::task::spawn(receive_gossip(shared.clone(), socket.clone()));
-    serve(&shared, &socket).await;
-    drop((timer, gossip));
+    let timer_first = config.replica.mutants.contains(Mutant::EvictAfterPause);
+    let mut node = RegistryNode {
+        replica,
+        socket,
+        config,
+        hooks,
+        timer_first,
+    };
+    node.run().await;
 }
 
-struct Shared {
-    replica: RefCell<Replica>,
-    /// One state write at a time.
-    store_lock: Mutex<()>,
+/// What the loop took next.
+enum Input {
+    Request(Result<(Request, RegistryRequest), NetError>),
+    Gossip(Result<(Addr, Vec<Gossip>), NetError>),
+    Tick,
 }
 
-impl Shared {
-    /// Stores the state if it changed; false if the disk failed.
-    async fn persist(&self) -> bool {
-        let _guard = self.store_lock.lock().await;
-        let bytes = {
-            let mut replica = self.replica.borrow_mut();
-            if !replica.take_dirty() {
-                return true;
+struct RegistryNode {
+    replica: Replica,
+    socket: Socket,
+    config: RegistryNodeConfig,
+    hooks: RegistryHooks,
+    /// Only under the `evict-after-pause` mutant.
+    timer_first: bool,
+}
+
+impl RegistryNode {
+    /// One loop, inputs before the timer: after a stall (a pause, a slow disk) the replica
+    /// reads every renewal waiting in its inbox before it judges a lease.
+    async fn run(&mut self) {
+        let mut next_gossip = time::now().since_origin();
+        loop {
+            let deadline = self.replica.poll_timeout();
+            let input = {
+                let request = self.socket.recv_request::<RegistryRequest>().fuse();
+                let gossip = self.socket.recv::<Vec<Gossip>>().fuse();
+                let timer =
+                    time::sleep_until(time::Instant::from_nanos(deadline.as_nanos() as u64)).fuse();
+                pin_mut!(request, gossip, timer);
+                if self.timer_first {
+                    // The bug of `evict-after-pause`: after a stall the due tick runs before
+                    // the renewals waiting in the inbox are read.
+                    select_biased! {
+                        () = timer => Input::Tick,
+                        request = request => Input::Request(request),
+                        gossip = gossip => Input::Gossip(gossip),
+                    }
+                } else {
+                    select_biased! {
+                        request = request => Input::Request(request),
+                        gossip = gossip => Input::Gossip(gossip),
+                        () = timer => Input::Tick,
+                    }
+                }
+            };
+            match input {
+                Input::Request(Ok((request, body))) => {
+                    let response = self.handle(body);
+                    let response = if self.persist().await {
+                        response
+                    } else {
+                        RegistryResponse::Unavailable
+                    };
+                    let _ = self.socket.reply(request, &response);
+                }
+                Input::Gossip(Ok((_, gossip))) => {
+                    self.replica.merge(now(), gossip);
+                    self.persist().await;
+                }
+                // A message that does not decode is skipped.
+                Input::Request(Err(NetError::Decode { .. }))
+                | Input::Gossip(Err(NetError::Decode { .. })) => {}
+                Input::Request(Err(_)) | Input::Gossip(Err(_)) => return,
+                Input::Tick => {
+                    let now = now();
+                    for key in self.replica.tick(now) {
+                        let incarnation = self.replica.record(&key).map_or(0, |r| r.incarnation);
+                        tracing::info!(%key, incarnation, "lease expired");
+                        (self.hooks.on_expired)(&key, incarnation);
+                    }
+                    self.persist().await;
+                    if now.monotonic >= next_gossip {
+                        next_gossip = now.monotonic + self.config.gossip_every;
+                        let gossip = self.replica.gossip(now);
+                        for peer in &self.config.peers {
+                            let _ = self.socket.send(*peer, &gossip);
+                        }
+                    }
+                }
             }
-            replica.state_bytes()
-        };
-        match store(&bytes).await {
+        }
+    }
+
+    fn handle(&mut self, body: RegistryRequest) -> RegistryResponse {
+        let now = now();
+        let replica = &mut self.replica;
+        match body {
+            RegistryRequest::Register(registration) => {
+                let key = registration.key.clone();
+                let result = replica.register(now, registration);
+                tracing::debug!(%key, ?result, "register");
+                RegistryResponse::Registered(result)
+            }
+            RegistryRequest::Heartbeat { key, incarnation } => {
+                RegistryResponse::Heartbeat(replica.heartbeat(now, &key, incarnation))
+            }
+            RegistryRequest::Deregister { key, incarnation } => {
+                tracing::debug!(%key, incarnation, "deregister");
+                RegistryResponse::Deregistered(replica.deregister(&key, incarnation))
+            }
+            RegistryRequest::Discover { service } => {
+                RegistryResponse::Discovered(replica.discover(&service))
+            }
+            RegistryRequest::Watch {
+                service,
+                replica: from,
+                seq,
+            } => RegistryResponse::Watched(replica.watch(&service, from, seq)),
+        }
+    }
+
+    /// Stores the state if it changed; false if the disk failed (retried with the next change).
+    async fn persist(&mut self) -> bool {
+        if !self.replica.take_dirty() {
+            return true;
+        }
+        match store(&self.replica.state_bytes()).await {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(%error, "registry state not stored");
-                // Try again with the next change.
-                self.replica.borrow_mut().mark_dirty();
+                self.replica.mark_dirty();
                 false
             }
         }
@@ -175,87 +275,4 @@ async fn store(bytes: &[u8]) -> Result<(), disk::DiskError> {
     file.sync_all().await?;
     disk::rename(STATE_TMP, STATE_FILE).await?;
     disk::sync_dir("").await
-}
-
-async fn serve(shared: &Shared, socket: &Socket) {
-    loop {
-        let Ok((request, body)) = socket.recv_request::<RegistryRequest>().await else {
-            return;
-        };
-        let now = now();
-        let response = {
-            let mut replica = shared.replica.borrow_mut();
-            match body {
-                RegistryRequest::Register(registration) => {
-                    let key = registration.key.clone();
-                    let result = replica.register(now, registration);
-                    tracing::debug!(%key, ?result, "register");
-                    RegistryResponse::Registered(result)
-                }
-                RegistryRequest::Heartbeat { key, incarnation } => {
-                    RegistryResponse::Heartbeat(replica.heartbeat(now, &key, incarnation))
-                }
-                RegistryRequest::Deregister { key, incarnation } => {
-                    tracing::debug!(%key, incarnation, "deregister");
-                    RegistryResponse::Deregistered(replica.deregister(&key, incarnation))
-                }
-                RegistryRequest::Discover { service } => {
-                    RegistryResponse::Discovered(replica.discover(&service))
-                }
-                RegistryRequest::Watch {
-                    service,
-                    replica: from,
-                    seq,
-                } => RegistryResponse::Watched(replica.watch(&service, from, seq)),
-            }
-        };
-        let response = if shared.persist().await {
-            response
-        } else {
-            RegistryResponse::Unavailable
-        };
-        let _ = socket.reply(request, &response);
-    }
-}
-
-async fn receive_gossip(shared: Rc<Shared>, socket: Rc<Socket>) {
-    loop {
-        let Ok((_, gossip)) = socket.recv::<Vec<Gossip>>().await else {
-            return;
-        };
-        shared.replica.borrow_mut().merge(now(), gossip);
-        shared.persist().await;
-    }
-}
-
-async fn timer(
-    shared: Rc<Shared>,
-    socket: Rc<Socket>,
-    config: RegistryNodeConfig,
-    hooks: RegistryHooks,
-) {
-    let mut next_gossip = time::now().since_origin();
-    loop {
-        let deadline = shared.replica.borrow().poll_timeout();
-        time::sleep_until(time::Instant::from_nanos(deadline.as_nanos() as u64)).await;
-        let now = now();
-        let expired = shared.replica.borrow_mut().tick(now);
-        for key in &expired {
-            let incarnation = shared
-                .replica
-                .borrow()
-                .record(key)
-                .map_or(0, |record| record.incarnation);
-            tracing::info!(%key, incarnation, "lease expired");
-            (hooks.on_expired)(key, incarnation);
-        }
-        shared.persist().await;
-        if now.monotonic >= next_gossip {
-            next_gossip = now.monotonic + config.gossip_every;
-            let gossip = shared.replica.borrow().gossip(now);
-            for peer in &config.peers {
-                let _ = socket.send(*peer, &gossip);
-            }
-        }
-    }
 }

@@ -27,9 +27,9 @@
 //!   the wall clock (etcd#12291). A heartbeat renews the lease at the replica it reaches; the
 //!   replica passes it on by anti-entropy with the lease's *age* (how long ago it was last
 //!   renewed), so a replica that learns a lease does not restart it (etcd#9888's leases that
-//!   never expire). A replica that notices it was paused (a tick far later than scheduled)
-//!   does not count the pause against the leases it holds (Nacos#8090's mass eviction after a
-//!   pause).
+//!   never expire). A replica that notices it was stalled (a tick later than scheduled)
+//!   does not count the delay against the leases it holds, since renewals may be waiting in
+//!   its inbox (Nacos#8090's mass eviction after a pause).
 //! * Bound: an instance that stops heartbeating is marked `Down(Expired)` by every replica it
 //!   can reach within `ttl + tick` of its last heartbeat at that replica, and by every replica
 //!   within one more anti-entropy round once the network is whole.

@@ -20,8 +20,9 @@ pub enum Mutant {
     /// An empty answer replaces the client's cache, so a replica that knows nothing wipes it
     /// (Nacos#4470).
     EmptyAnswerWipesCache,
-    /// A replica counts its own pause against every lease and evicts them all at once
-    /// (Nacos#8090).
+    /// A replica counts its own pause against every lease and evicts them all at once: after
+    /// a stall its due lease check runs before it reads the renewals waiting in its inbox, and
+    /// it does not discount the stall (Nacos#8090).
     EvictAfterPause,
     /// A registration replaces the record whatever its incarnation, so a late or duplicated
     /// registration of an earlier incarnation (from before a restart or a deregistration)

@@ -16,8 +16,8 @@
 //! })?;
 //! assert_eq!(replica.discover("orders").healthy().count(), 1);
 //!
-//! // No heartbeat for longer than the TTL: a tick (every 100 ms) marks it down. (A tick far
-//! // later than scheduled would mean the replica itself was paused, not the instance.)
+//! // No heartbeat for longer than the TTL: a tick (every 100 ms) marks it down. (A tick later
+//! // than scheduled would mean the replica itself was stalled, and the delay would not count.)
 //! for _ in 0..32 {
 //!     now = now.advanced(Duration::from_millis(100));
 //!     replica.tick(now);
@@ -189,11 +189,10 @@ pub struct ReplicaConfig {
     pub ttl_min: Duration,
     /// Longest TTL a registration may ask for.
     pub ttl_max: Duration,
-    /// How often the driver ticks the replica (lease checks).
+    /// How often the driver ticks the replica (lease checks). A tick later than that means the
+    /// replica itself was stalled (paused, starved): the lateness is not counted against
+    /// leases, since renewals may be waiting unread in its inbox.
     pub tick: Duration,
-    /// A tick this much later than the previous one means the replica itself was paused:
-    /// the gap beyond one tick is not counted against leases.
-    pub pause_threshold: Duration,
     /// Longest service name, instance id or address, in bytes.
     pub name_len_max: usize,
     /// Most watch events kept per service; a watcher further behind gets a resync.
@@ -209,7 +208,6 @@ impl Default for ReplicaConfig {
             ttl_min: Duration::from_millis(500),
             ttl_max: Duration::from_secs(60),
             tick: Duration::from_millis(100),
-            pause_threshold: Duration::from_millis(500),
             name_len_max: 128,
             watch_log_max: 256,
             mutants: Mutants::none(),
@@ -230,12 +228,6 @@ impl ReplicaConfig {
             return Err(format!(
                 "tick ({:?}) must be positive and shorter than ttl_min ({:?})",
                 self.tick, self.ttl_min
-            ));
-        }
-        if self.pause_threshold <= self.tick {
-            return Err(format!(
-                "pause_threshold ({:?}) must exceed tick ({:?})",
-                self.pause_threshold, self.tick
             ));
         }
         if self.name_len_max == 0 || self.watch_log_max == 0 {
@@ -602,15 +594,14 @@ impl Replica {
     }
 
     /// Checks the leases: every up record whose lease ran out goes down (expired). Returns
-    /// the keys it expired. A tick much later than scheduled means this replica was paused:
-    /// the pause is not counted against the leases.
+    /// the keys it expired. A tick later than scheduled means this replica was stalled
+    /// (paused, starved), with renewals perhaps unread in its inbox: the lateness is not
+    /// counted against the leases, which it judges only after reading them.
     pub fn tick(&mut self, now: Now) -> Vec<Key> {
         let gap = now.monotonic.saturating_sub(self.last_tick);
         self.last_tick = now.monotonic;
-        if gap > self.config.pause_threshold
-            && !self.config.mutants.contains(Mutant::EvictAfterPause)
-        {
-            let paused = gap - self.config.tick;
+        let paused = gap.saturating_sub(self.config.tick);
+        if !paused.is_zero() && !self.config.mutants.contains(Mutant::EvictAfterPause) {
             for lease in self.leases.values_mut() {
                 lease.renewed_at = (lease.renewed_at + paused).min(now.monotonic);
                 lease.renewed_wall = lease.renewed_wall.checked_add(paused).unwrap_or(now.wall);
