@@ -324,15 +324,16 @@ fn watches_are_ordered_gapless_and_resume_or_resync() {
         at(0),
     )
     .unwrap();
+    let log = r.log_id();
     let mut cache = ClientCache::new(Mutants::none());
     // Nothing yet: no events, and the watch has nothing to resume from.
     cache
-        .apply_watch("orders", &r.watch("orders", 7, 0))
+        .apply_watch("orders", &r.watch("orders", log, 0))
         .unwrap();
     assert_eq!(cache.cursor("orders"), None);
     r.register(at(0), registration("a", 1, "x:1")).unwrap();
     r.register(at(0), registration("b", 1, "y:1")).unwrap();
-    let answer = r.watch("orders", 7, 0);
+    let answer = r.watch("orders", log, 0);
     let WatchAnswer::Events(events) = &answer else {
         panic!("{answer:?}")
     };
@@ -343,7 +344,7 @@ fn watches_are_ordered_gapless_and_resume_or_resync() {
         cache.apply_watch("orders", &skipped),
         Err(WatchGap {
             service: "orders".into(),
-            replica: 7,
+            replica: log,
             expected: 1,
             got: 2
         })
@@ -351,7 +352,7 @@ fn watches_are_ordered_gapless_and_resume_or_resync() {
     cache.apply_watch("orders", &answer).unwrap();
     // Duplicates are ignored.
     cache.apply_watch("orders", &answer).unwrap();
-    assert_eq!(cache.cursor("orders"), Some((7, 2)));
+    assert_eq!(cache.cursor("orders"), Some((log, 2)));
     assert_eq!(cache.healthy("orders").len(), 2);
     // Too far behind (the log keeps 3 events): a resync with every record.
     for incarnation in 2..6 {
@@ -359,15 +360,23 @@ fn watches_are_ordered_gapless_and_resume_or_resync() {
             .unwrap();
     }
     assert!(matches!(
-        r.watch("orders", 7, 2),
+        r.watch("orders", log, 2),
         WatchAnswer::Resync { seq: 6, .. }
     ));
     // Another replica's numbers mean nothing here: a resync too.
     assert!(matches!(
-        r.watch("orders", 8, 6),
+        r.watch("orders", log + 1, 6),
         WatchAnswer::Resync { .. }
     ));
-    assert!(matches!(r.watch("orders", 7, 5), WatchAnswer::Events(ref e) if e.len() == 1));
+    assert!(matches!(r.watch("orders", log, 5), WatchAnswer::Events(ref e) if e.len() == 1));
+    // After a restart the numbering starts again: a cursor of the last boot gets a resync,
+    // never the new boot's events as if they followed it.
+    let restarted = Replica::restore(config(7, Mutants::none()), at(10), &r.state_bytes()).unwrap();
+    assert_ne!(restarted.log_id(), log);
+    assert!(matches!(
+        restarted.watch("orders", log, 6),
+        WatchAnswer::Resync { .. }
+    ));
 }
 
 /// One operation on one of three replicas, or an exchange between two.

@@ -78,6 +78,8 @@ pub enum RegistryResponse {
     Watched(WatchAnswer),
     /// The replica could not store its state: nothing was answered for certain.
     Unavailable,
+    /// The request names an invalid service or instance (empty, or too long).
+    Refused(RegisterError),
 }
 
 /// How a registry node runs.
@@ -226,6 +228,18 @@ impl RegistryNode {
     fn handle(&mut self, body: RegistryRequest) -> RegistryResponse {
         let now = now();
         let replica = &mut self.replica;
+        let checked = match &body {
+            RegistryRequest::Register(_) => Ok(()),
+            RegistryRequest::Heartbeat { key, .. } | RegistryRequest::Deregister { key, .. } => {
+                replica.check_key(key)
+            }
+            RegistryRequest::Discover { service } | RegistryRequest::Watch { service, .. } => {
+                replica.check_service(service)
+            }
+        };
+        if let Err(error) = checked {
+            return RegistryResponse::Refused(error);
+        }
         match body {
             RegistryRequest::Register(registration) => {
                 let key = registration.key.clone();

@@ -30,9 +30,18 @@
 //!   never expire). A replica that notices it was stalled (a tick later than scheduled)
 //!   does not count the delay against the leases it holds, since renewals may be waiting in
 //!   its inbox (Nacos#8090's mass eviction after a pause).
-//! * Bound: an instance that stops heartbeating is marked `Down(Expired)` by every replica it
-//!   can reach within `ttl + tick` of its last heartbeat at that replica, and by every replica
-//!   within one more anti-entropy round once the network is whole.
+//! * Bound: a replica marks an instance `Down(Expired)` once it has heard of no renewal for
+//!   `ttl` on its own monotonic clock, checked every `tick`; time the replica itself was
+//!   stalled (a late tick) is not counted; a replica's restart starts the leases it holds
+//!   afresh (their last renewals died with the process), so each restart may add one `ttl`;
+//!   and an age learned by anti-entropy is as old as the gossip that carried it, so a gossip
+//!   held in the network makes a lease look younger. Once the network is whole and no replica
+//!   restarts, every replica has marked a silent instance down within `ttl + tick` plus one
+//!   anti-entropy round of its last renewal anywhere.
+//! * Two registrations of the same instance and incarnation at two addresses, sent to two
+//!   replicas, are both accepted (each replica refuses only what it already holds); the
+//!   higher address wins everywhere once the replicas exchange state. Instances must not
+//!   reuse an incarnation.
 //!
 //! # Modules
 //! * [`registry`]: one replica's core ([`Replica`]).

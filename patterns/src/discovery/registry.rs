@@ -260,7 +260,7 @@ pub struct Gossip {
 /// One change of a service's records at one replica, numbered per service from 1.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchEvent {
-    /// The replica that numbered it.
+    /// The change log that numbered it ([`Replica::log_id`]: the replica and its boot).
     pub replica: u64,
     /// Its number in the service's change log at that replica.
     pub seq: u64,
@@ -322,6 +322,8 @@ pub struct Replica {
     records: BTreeMap<Key, Record>,
     leases: BTreeMap<Key, Lease>,
     last_tick: Duration,
+    /// Restarts so far (stored with the records).
+    boot: u64,
     seqs: BTreeMap<String, u64>,
     watch_logs: BTreeMap<String, VecDeque<WatchEvent>>,
     /// Whether the durable state changed since [`Replica::take_dirty`].
@@ -337,6 +339,7 @@ impl Replica {
             records: BTreeMap::new(),
             leases: BTreeMap::new(),
             last_tick: now.monotonic,
+            boot: 0,
             seqs: BTreeMap::new(),
             watch_logs: BTreeMap::new(),
             dirty: false,
@@ -357,8 +360,11 @@ impl Replica {
         if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
             return Err(RestoreError::Corrupt("checksum mismatch".to_owned()));
         }
-        let records: Vec<(Key, Record, Duration)> =
+        let (boot, records): (u64, Vec<(Key, Record, Duration)>) =
             postcard::from_bytes(body).map_err(|e| RestoreError::Corrupt(e.to_string()))?;
+        // A new boot numbers its watch events afresh: cursors of the last boot get a resync.
+        replica.boot = boot + 1;
+        replica.dirty = true;
         for (key, record, ttl) in records {
             if record.is_up() {
                 replica.renew(&key, ttl, now);
@@ -378,7 +384,7 @@ impl Replica {
                 (key, record, ttl)
             })
             .collect();
-        let mut bytes = postcard::to_allocvec(&records).expect("records serialize");
+        let mut bytes = postcard::to_allocvec(&(self.boot, records)).expect("records serialize");
         let crc = crc32c::crc32c(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
         bytes
@@ -398,6 +404,24 @@ impl Replica {
     /// The replica's id.
     pub fn id(&self) -> u64 {
         self.config.replica
+    }
+
+    /// The id of this boot's change log, which watch events and cursors carry: the replica's
+    /// id and how many times it restarted. Change numbers start again at every restart, so a
+    /// cursor of an earlier boot is answered with a resync.
+    pub fn log_id(&self) -> u64 {
+        (self.config.replica << 32) | (self.boot & 0xffff_ffff)
+    }
+
+    /// Refuses an empty or too long service name.
+    pub fn check_service(&self, service: &str) -> Result<(), RegisterError> {
+        self.check_name(service)
+    }
+
+    /// Refuses a key with an empty or too long service name or instance id.
+    pub fn check_key(&self, key: &Key) -> Result<(), RegisterError> {
+        self.check_name(&key.service)?;
+        self.check_name(&key.instance)
     }
 
     fn check_name(&self, name: &str) -> Result<(), RegisterError> {
@@ -647,9 +671,9 @@ impl Replica {
         let oldest = log
             .and_then(|log| log.front())
             .map_or(current + 1, |e| e.seq);
-        if replica != self.config.replica || seq > current || seq + 1 < oldest {
+        if replica != self.log_id() || seq > current || seq + 1 < oldest {
             return WatchAnswer::Resync {
-                replica: self.config.replica,
+                replica: self.log_id(),
                 seq: current,
                 records: self.service_records(service),
             };
@@ -691,10 +715,11 @@ impl Replica {
     }
 
     fn log_change(&mut self, key: &Key, record: Record) {
+        let log_id = self.log_id();
         let seq = self.seqs.entry(key.service.clone()).or_default();
         *seq += 1;
         let event = WatchEvent {
-            replica: self.config.replica,
+            replica: log_id,
             seq: *seq,
             key: key.clone(),
             record,
