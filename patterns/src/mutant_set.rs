@@ -45,3 +45,41 @@ impl<M: Ord + Copy> MutantSet<M> {
         self.0.is_empty()
     }
 }
+
+/// A mutant name that is not one of a pattern's mutants.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {pattern} mutant `{name}`")]
+pub struct UnknownMutant {
+    /// The pattern whose mutants were searched.
+    pub pattern: &'static str,
+    /// The name that was given.
+    pub name: String,
+}
+
+/// `Display` (the kebab-case name) and `FromStr` (back from it, or [`UnknownMutant`]) for a
+/// pattern's mutant enum with `all()` and `as_str()`.
+macro_rules! mutant_names {
+    ($mutant:ty, $pattern:literal) => {
+        impl std::fmt::Display for $mutant {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $mutant {
+            type Err = $crate::mutant_set::UnknownMutant;
+
+            fn from_str(name: &str) -> Result<Self, Self::Err> {
+                <$mutant>::all()
+                    .iter()
+                    .copied()
+                    .find(|mutant| mutant.as_str() == name)
+                    .ok_or_else(|| $crate::mutant_set::UnknownMutant {
+                        pattern: $pattern,
+                        name: name.to_owned(),
+                    })
+            }
+        }
+    };
+}
+pub(crate) use mutant_names;

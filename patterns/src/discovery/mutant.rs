@@ -2,8 +2,6 @@
 //! `../shared/research/patterns.md`, section 3). Off by default.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// One mutant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -61,33 +59,10 @@ impl Mutant {
     }
 }
 
-impl fmt::Display for Mutant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::mutant_set::mutant_names!(Mutant, "discovery");
 
 /// A mutant name that is not one of [`Mutant::all`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown discovery mutant `{name}`")]
-pub struct UnknownMutant {
-    /// The name given.
-    pub name: String,
-}
-
-impl FromStr for Mutant {
-    type Err = UnknownMutant;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Mutant::all()
-            .iter()
-            .copied()
-            .find(|mutant| mutant.as_str() == name)
-            .ok_or_else(|| UnknownMutant {
-                name: name.to_owned(),
-            })
-    }
-}
+pub type UnknownMutant = crate::mutant_set::UnknownMutant;
 
 /// The set of this pattern's mutants switched on (none in production).
 pub type Mutants = crate::mutant_set::MutantSet<Mutant>;

@@ -5,8 +5,6 @@
 //! must then fail some check; a mutant that no check catches points at a missing invariant.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// One deliberately re-introduced bug of the event store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -110,33 +108,10 @@ impl Mutant {
     }
 }
 
-impl fmt::Display for Mutant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::mutant_set::mutant_names!(Mutant, "event-sourcing");
 
 /// A mutant name that is not one of [`Mutant::all`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown event-sourcing mutant `{name}`")]
-pub struct UnknownMutant {
-    /// The name that was given.
-    pub name: String,
-}
-
-impl FromStr for Mutant {
-    type Err = UnknownMutant;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Mutant::all()
-            .iter()
-            .copied()
-            .find(|mutant| mutant.as_str() == name)
-            .ok_or_else(|| UnknownMutant {
-                name: name.to_owned(),
-            })
-    }
-}
+pub type UnknownMutant = crate::mutant_set::UnknownMutant;
 
 /// The set of this pattern's mutants switched on; empty (the correct store) by default.
 pub type Mutants = crate::mutant_set::MutantSet<Mutant>;
