@@ -28,6 +28,7 @@
 use harness::{
     Checked, Env, FaultBudget, FaultKind, Invariant, MutantSpec, Observer, Scenario, ScenarioSpec,
 };
+use patterns::discovery::client::Watched;
 use patterns::discovery::driver::{
     run_registry, RegistryHooks, RegistryNodeConfig, RegistryRequest, RegistryResponse,
     REGISTRY_PORT,
@@ -35,7 +36,7 @@ use patterns::discovery::driver::{
 use patterns::discovery::mutant::{Mutant, Mutants};
 use patterns::discovery::registry::{Answer, Gossip, WatchAnswer};
 use patterns::discovery::{
-    ClientCache, HeartbeatReply, Key, Record, Registration, ReplicaConfig, Status,
+    ClientCache, DiscoveryClient, HeartbeatReply, Key, Record, Registration, ReplicaConfig, Status,
 };
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -739,37 +740,37 @@ fn rank(record: &Record) -> (u64, u8, String) {
 
 /// A client: discovers from the replicas in turn, keeps a cache, and judges every answer.
 async fn client_main(ctx: ClientCtx, thinks: Vec<u64>) -> ClientCache {
-    let socket = Socket::bind(PORT).expect("the client binds its port");
-    let mut cache = ClientCache::new(ctx.mutants.clone());
+    let mut client = DiscoveryClient::new(
+        PORT,
+        ctx.registries.clone(),
+        ctx.client,
+        CALL_TIMEOUT,
+        ctx.mutants.clone(),
+    )
+    .expect("the client binds its port");
     // Per replica: the highest rank it answered for each instance.
     let mut seen: BTreeMap<(u64, String), (u64, u8, String)> = BTreeMap::new();
     let mut cached: BTreeMap<String, (u64, u8, String)> = BTreeMap::new();
-    // The replica the watch follows (an index into `registries`).
-    let mut watched = ctx.client % ctx.registries.len();
     for (n, think) in thinks.into_iter().enumerate() {
         time::sleep(Duration::from_millis(think)).await;
         if n % 2 == 1 {
             // Every other step resumes the watch from the cache's cursor.
-            if !watch_step(&ctx, &socket, &mut cache, &mut watched).await {
-                watched = (watched + 1) % ctx.registries.len();
+            if let Some(Watched {
+                after,
+                answer: WatchAnswer::Events(events),
+            }) = client.watch(SERVICE).await
+            {
+                if let Some(message) = watch_gap(after.0, after.1, &events) {
+                    ctx.observer
+                        .violation(&WATCH_GAPLESS, format!("client {}: {message}", ctx.client));
+                }
             }
-        } else {
-            let registry = ctx.registries[(ctx.client + n) % ctx.registries.len()];
-            let request = RegistryRequest::Discover {
-                service: SERVICE.into(),
-            };
-            let Ok(RegistryResponse::Discovered(answer)) = socket
-                .call::<_, RegistryResponse>(registry, &request, CALL_TIMEOUT)
-                .await
-            else {
-                continue;
-            };
+        } else if let Some(answer) = client.discover(SERVICE, ctx.client + n).await {
             judge_answer(&ctx, &answer, &mut seen);
-            cache.apply_answer(SERVICE, &answer);
         }
         for instance in INSTANCES {
             let key = Key::new(SERVICE, instance);
-            let now = cache.record(&key).map(rank);
+            let now = client.cache().record(&key).map(rank);
             let before = cached.get(instance);
             match (before, &now) {
                 (Some(before), None) => ctx.observer.violation(
@@ -793,40 +794,7 @@ async fn client_main(ctx: ClientCtx, thinks: Vec<u64>) -> ClientCache {
             }
         }
     }
-    cache
-}
-
-/// One watch request from the cache's cursor to the watched replica; false when it did not
-/// answer. The events it answers are judged by `watch-gapless` here, then applied.
-async fn watch_step(
-    ctx: &ClientCtx,
-    socket: &Socket,
-    cache: &mut ClientCache,
-    watched: &mut usize,
-) -> bool {
-    let (replica, seq) = cache.cursor(SERVICE).unwrap_or((0, 0));
-    let request = RegistryRequest::Watch {
-        service: SERVICE.into(),
-        replica,
-        seq,
-    };
-    let Ok(RegistryResponse::Watched(answer)) = socket
-        .call::<_, RegistryResponse>(ctx.registries[*watched], &request, CALL_TIMEOUT)
-        .await
-    else {
-        return false;
-    };
-    if let WatchAnswer::Events(events) = &answer {
-        if let Some(message) = watch_gap(replica, seq, events) {
-            ctx.observer
-                .violation(&WATCH_GAPLESS, format!("client {}: {message}", ctx.client));
-        }
-    }
-    if cache.apply_watch(SERVICE, &answer).is_err() {
-        // The cache refused a gap: resume from scratch at the next step.
-        *watched = (*watched + 1) % ctx.registries.len();
-    }
-    true
+    client.into_cache()
 }
 
 /// Whether the events answered to a watch resuming after `seq` at `replica` leave a gap,

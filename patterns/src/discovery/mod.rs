@@ -48,14 +48,18 @@
 //! * [`cache`]: a client's cache of answers and watch events ([`ClientCache`]).
 //! * [`mutant`]: the deliberately broken variants.
 //! * [`driver`]: the replica's node program.
+//! * [`client`]: a client on sim-core: queries, a watch that moves on when its replica fails,
+//!   and the cache.
 
 pub mod cache;
+pub mod client;
 pub mod driver;
 pub mod mutant;
 pub mod registry;
 
 pub use crate::circuit_breaker::Now;
 pub use cache::ClientCache;
+pub use client::DiscoveryClient;
 pub use registry::{
     DownReason, HeartbeatReply, Key, Record, RegisterError, Registration, Replica, ReplicaConfig,
     Status,
