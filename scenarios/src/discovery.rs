@@ -122,8 +122,9 @@ pub struct Workload {
 /// What the instances did, in true time: the ground truth the checks compare with.
 #[derive(Debug, Default)]
 struct Truth {
-    /// (key, incarnation) -> (address, true ns of the first registration sent).
-    registered: BTreeMap<(String, u64), (String, u64)>,
+    /// (instance, incarnation) -> the address it registered, recorded as the registration
+    /// is sent (so before any answer can carry it).
+    registered: BTreeMap<(String, u64), String>,
     /// Per instance: its latest incarnation and whether it stopped (hung or deregistered).
     latest: BTreeMap<String, (u64, bool)>,
     /// Expiries the replicas reported: (replica node name, instance, incarnation, true ns).
@@ -140,7 +141,8 @@ type Learned = BTreeMap<(String, String, u64), Vec<(u64, u64)>>;
 
 /// What `setup` builds.
 pub struct System {
-    registries: Vec<NodeId>,
+    /// The replicas' addresses.
+    registries: Vec<Addr>,
     clients: Vec<NodeId>,
     truth: Rc<RefCell<Truth>>,
     tap: sim_core::net::NetTap,
@@ -356,7 +358,7 @@ impl Scenario for Discovery {
             .map(|name| env.sim.node(*name).build())
             .collect();
         System {
-            registries,
+            registries: registry_addrs,
             clients,
             truth,
             tap,
@@ -368,11 +370,7 @@ impl Scenario for Discovery {
     }
 
     async fn drive(&self, env: &Env, system: &System, workload: Workload) -> Checked {
-        let addrs: Vec<Addr> = system
-            .registries
-            .iter()
-            .map(|&id| Addr::new(id, REGISTRY_PORT))
-            .collect();
+        let addrs = system.registries.clone();
         let mut running = Vec::new();
         for (index, thinks) in workload.queries.into_iter().enumerate() {
             let ctx = ClientCtx {
@@ -402,11 +400,7 @@ impl Scenario for Discovery {
 
     async fn after_heal(&self, env: &Env, system: &System) -> Checked {
         let probe_node = system.clients[0];
-        let addrs: Vec<Addr> = system
-            .registries
-            .iter()
-            .map(|&id| Addr::new(id, REGISTRY_PORT))
-            .collect();
+        let addrs = system.registries.clone();
         let result = env
             .eventually(&VIEWS_CONVERGE, || {
                 let addrs = addrs.clone();
@@ -616,7 +610,7 @@ async fn instance_main(
                 .borrow_mut()
                 .registered
                 .entry((name.to_string(), incarnation))
-                .or_insert((address.clone(), true_ns()));
+                .or_insert(address.clone());
             RegistryRequest::Register(Registration {
                 key: key.clone(),
                 address,
@@ -666,15 +660,10 @@ async fn next_incarnation(truth: &Rc<RefCell<Truth>>, name: &str, observer: &Obs
             u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
         });
         let next = last + 1;
-        let written = async {
-            let _ = disk::remove("incarnation.tmp").await;
-            let file = disk::create("incarnation.tmp").await?;
-            file.write_at(&next.to_le_bytes(), 0).await?;
-            file.sync_all().await?;
-            disk::rename("incarnation.tmp", "incarnation").await?;
-            disk::sync_dir("").await
-        };
-        if written.await.is_err() {
+        if disk::replace_durably("incarnation", &next.to_le_bytes())
+            .await
+            .is_err()
+        {
             time::sleep(Duration::from_millis(50)).await;
             continue;
         }
@@ -852,10 +841,10 @@ fn judge_answer(
 }
 
 /// The up records of `answer` that no instance registered so (that incarnation at that
-/// address), given what the instances sent: `(instance, incarnation) -> (address, true ns)`.
+/// address), given what the instances sent: `(instance, incarnation) -> address`.
 /// One message per such record (`registered-before-discovered`).
 pub fn never_registered(
-    registered: &BTreeMap<(String, u64), (String, u64)>,
+    registered: &BTreeMap<(String, u64), String>,
     answer: &Answer,
 ) -> Vec<String> {
     answer
@@ -865,7 +854,7 @@ pub fn never_registered(
         .filter(|(key, record)| {
             registered
                 .get(&(key.instance.clone(), record.incarnation))
-                .is_none_or(|(address, _)| address != &record.address)
+                .is_none_or(|address| address != &record.address)
         })
         .map(|(key, record)| {
             format!(

@@ -69,10 +69,7 @@ fn a_watch_that_skips_or_repeats_an_event_is_refused() {
 fn an_up_record_nobody_registered_is_refused() {
     // Goal: `registered-before-discovered` fails on an answer showing an incarnation, or an
     // address, no instance registered.
-    let registered = BTreeMap::from([(
-        ("instance-1".to_string(), 2),
-        ("instance-1:2".to_string(), 0),
-    )]);
+    let registered = BTreeMap::from([(("instance-1".to_string(), 2), "instance-1:2".to_string())]);
     let record = |incarnation: u64, address: &str, status: Status| {
         (
             Key::new("orders", "instance-1"),

@@ -1199,3 +1199,26 @@ fn page_cache_is_bounded_by_writing_back_the_oldest_operations() {
         .count();
     assert_eq!(writebacks, 92);
 }
+
+#[test]
+fn replace_durably_leaves_the_new_contents_whole_after_any_crash() {
+    // Goal: after `replace_durably` returns, every crash the model draws leaves the new
+    // contents under the name, and no temporary file.
+    for seed in 0..20 {
+        let survived = crash_and_inspect(
+            seed,
+            config(CrashModel::default()),
+            || async {
+                disk::replace_durably("state/current", &[b'a'; 3 * SECTOR])
+                    .await
+                    .unwrap();
+                disk::replace_durably("state/current", &[b'b'; 2 * SECTOR])
+                    .await
+                    .unwrap();
+            },
+            |disk| (disk.read_file("state/current"), disk.files()),
+        );
+        assert_eq!(survived.0, Some(vec![b'b'; 2 * SECTOR]), "seed {seed}");
+        assert_eq!(survived.1, ["state/current"], "seed {seed}");
+    }
+}

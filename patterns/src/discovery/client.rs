@@ -36,6 +36,9 @@ pub struct DiscoveryClient {
 impl DiscoveryClient {
     /// A client on `port` of the current node, knowing the replicas, following the watch of
     /// `registries[first]` first, waiting at most `timeout` for each answer.
+    ///
+    /// # Panics
+    /// If `registries` is empty: a client with no replica to ask is a programming error.
     pub fn new(
         port: u16,
         registries: Vec<Addr>,

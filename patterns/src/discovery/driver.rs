@@ -26,7 +26,6 @@ pub const REGISTRY_PORT: u16 = 53;
 
 /// The file holding a replica's state.
 const STATE_FILE: &str = "registry.state";
-const STATE_TMP: &str = "registry.state.tmp";
 
 /// A request to a replica.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -270,7 +269,7 @@ impl RegistryNode {
         if !self.replica.take_dirty() {
             return true;
         }
-        match store(&self.replica.state_bytes()).await {
+        match disk::replace_durably(STATE_FILE, &self.replica.state_bytes()).await {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(%error, "registry state not stored");
@@ -279,14 +278,4 @@ impl RegistryNode {
             }
         }
     }
-}
-
-async fn store(bytes: &[u8]) -> Result<(), disk::DiskError> {
-    // A failed earlier attempt may have left the temporary file.
-    let _ = disk::remove(STATE_TMP).await;
-    let file = disk::create(STATE_TMP).await?;
-    file.write_at(bytes, 0).await?;
-    file.sync_all().await?;
-    disk::rename(STATE_TMP, STATE_FILE).await?;
-    disk::sync_dir("").await
 }

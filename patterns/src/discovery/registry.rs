@@ -463,16 +463,7 @@ impl Replica {
             .contains(Mutant::StaleRegistrationAccepted)
         {
             // The bug: the registration wins, whatever the registry already holds.
-            let record = Record {
-                address,
-                incarnation,
-                status: Status::Up,
-            };
-            self.records.insert(key.clone(), record.clone());
-            self.log_change(&key, record);
-            self.dirty = true;
-            self.renew(&key, ttl, now);
-            return Ok(());
+            self.records.remove(&key);
         }
         if let Some(current) = self.records.get(&key) {
             let stale = current.incarnation > incarnation
@@ -520,9 +511,8 @@ impl Replica {
                 status: Status::Up,
                 ..current.clone()
             };
-            self.records.insert(key.clone(), revived.clone());
-            self.log_change(key, revived);
-            self.dirty = true;
+            self.records.remove(key);
+            self.apply(key, revived);
         }
         let ttl = self.leases.get(key).map_or(self.config.ttl_max, |l| l.ttl);
         self.renew(key, ttl, now);

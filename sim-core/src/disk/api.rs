@@ -270,6 +270,21 @@ pub async fn remove(path: &str) -> Result<(), DiskError> {
     .await
 }
 
+/// Replaces the file at `path` with `bytes` so that a crash leaves either the old contents or
+/// the new, whole: writes `<path>.tmp` (removing a leftover of a failed attempt first), syncs
+/// it, renames it over `path` and syncs the directory. On an error nothing is promised about
+/// which contents a crash would leave, but the old file is never damaged.
+pub async fn replace_durably(path: &str, bytes: &[u8]) -> Result<(), DiskError> {
+    let tmp = format!("{path}.tmp");
+    let _ = remove(&tmp).await;
+    let file = create(&tmp).await?;
+    file.write_at(bytes, 0).await?;
+    file.sync_all().await?;
+    rename(&tmp, path).await?;
+    let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+    sync_dir(dir).await
+}
+
 /// The paths of every file below directory `dir` (`""`: the whole disk), sorted.
 pub async fn list(dir: &str) -> Result<Vec<String>, DiskError> {
     perform(

@@ -122,7 +122,7 @@ mod page_cache;
 mod provenance;
 mod state;
 
-pub use api::{create, list, open, remove, rename, sync_dir, File};
+pub use api::{create, list, open, remove, rename, replace_durably, sync_dir, File};
 pub use control::DiskControl;
 pub use error::{DiskError, DiskErrorKind, DiskOp};
 pub use event::DiskEvent;
