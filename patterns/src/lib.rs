@@ -14,6 +14,8 @@
 //! * [`event_sourcing`]: an event store with a checksummed log, crash recovery, optimistic
 //!   concurrency, idempotent appends, group commit, subscriptions, and aggregates with
 //!   snapshots and upcasting.
+//! * [`cqrs`]: a command side and projections into read models kept on other nodes, with
+//!   consistency tokens, read-your-writes, rebuilds and parked poison events.
 //! * [`discovery`]: a replicated service registry with TTL leases, incarnations, anti-entropy
 //!   and watches, and a client cache that never goes backwards.
 //!
@@ -29,6 +31,7 @@
 //! ```
 
 pub mod circuit_breaker;
+pub mod cqrs;
 pub mod discovery;
 pub mod event_sourcing;
 pub mod mutant_set;

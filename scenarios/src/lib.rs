@@ -3,8 +3,11 @@
 //! - `register` (from the example crate `register-example`): primary-backup register.
 //! - `circuit-breaker` ([`circuit_breaker`]): client-side breakers in front of a flaky service.
 //! - `event-sourcing` ([`event_sourcing`]): the event store on a simulated disk.
+//! - `discovery` ([`discovery`]): a replicated service registry with leases.
+//! - `cqrs` ([`cqrs`]): bank accounts in CQRS over the event store.
 
 pub mod circuit_breaker;
+pub mod cqrs;
 pub mod discovery;
 pub mod event_sourcing;
 
@@ -15,4 +18,5 @@ pub fn registry() -> harness::Registry {
         .with(circuit_breaker::CircuitBreakerScenario)
         .with(event_sourcing::EventSourcing)
         .with(discovery::Discovery)
+        .with(cqrs::Cqrs)
 }

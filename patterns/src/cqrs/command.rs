@@ -1,0 +1,306 @@
+//! The command side: a node that handles [`BankCommand`]s against the event store.
+//!
+//! A command is handled statelessly: the node loads the account's stream from the store,
+//! looks for events the same command id already left there (a retry: it answers with their
+//! position and writes nothing), validates the command against the folded state
+//! ([`AccountState::decide`], pure), and appends the resulting event with the stream's
+//! version as the expected version. A concurrent writer makes the append fail with a version
+//! conflict: it loads again and decides again, up to [`CommandNodeConfig::conflicts_max`]
+//! times. A transfer is two appends: the debit on the source (validated) and then the credit
+//! on the target (never refused), each found again on a retry, so a transfer retried after
+//! any failure completes exactly once.
+//!
+//! The answer carries a *consistency token*: the global position of the command's last
+//! event. A query that passes it gets a view that includes the command, or is told the view
+//! is stale ([`crate::cqrs::view_node`]).
+//!
+//! Requests are handled concurrently, each in its own task; the node keeps nothing between
+//! requests, so a crash loses nothing but the answers in flight.
+
+use crate::cqrs::bank::BankEventBody;
+use crate::cqrs::bank::{event_id, stream_of, AccountState, BankCommand, BankError, BankEvent};
+use crate::cqrs::mutant::{Mutant, Mutants};
+use crate::event_sourcing::driver::{CallError, StoreClient};
+use crate::event_sourcing::event::{AppendError, AppendRequest, ExpectedVersion};
+use serde::{Deserialize, Serialize};
+use sim_core::net::{Addr, NetError, Request, Socket};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// The port a command node listens on by default.
+pub const COMMAND_PORT: u16 = 11;
+/// Most events a stream read returns; a longer stream is read in several calls.
+const STREAM_PAGE: u64 = 1024;
+
+/// A command, named by a client-chosen id that makes it idempotent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRequest {
+    /// Unique per command; a retry of the command reuses it.
+    pub command_id: u64,
+    /// The command.
+    pub command: BankCommand,
+}
+
+/// A command node's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    /// Done (now or by an earlier attempt): the global position of its last event, the
+    /// consistency token.
+    Done {
+        /// The consistency token.
+        token: u64,
+    },
+    /// Refused: nothing was written.
+    Refused(BankError),
+    /// The store did not answer or refused: the command may have been applied in part or in
+    /// whole. Retry it with the same id.
+    Unavailable(String),
+}
+
+/// Settings of a command node.
+#[derive(Clone, Debug)]
+pub struct CommandNodeConfig {
+    /// The event store node.
+    pub store: Addr,
+    /// The port to listen on.
+    pub port: u16,
+    /// The timeout of each call to the store.
+    pub store_timeout: Duration,
+    /// Version conflicts tolerated per command before it is answered unavailable.
+    pub conflicts_max: u32,
+    /// The deliberately broken variants switched on (none in production).
+    pub mutants: Mutants,
+}
+
+impl CommandNodeConfig {
+    /// The defaults, for the store at `store`.
+    pub fn new(store: Addr) -> Self {
+        CommandNodeConfig {
+            store,
+            port: COMMAND_PORT,
+            store_timeout: Duration::from_millis(200),
+            conflicts_max: 8,
+            mutants: Mutants::none(),
+        }
+    }
+}
+
+/// The command node's program: serve commands until the socket closes.
+pub async fn run_command_node(config: CommandNodeConfig) {
+    let socket = match Socket::bind(config.port) {
+        Ok(socket) => Rc::new(socket),
+        Err(error) => return warn!("the command node cannot bind port {}: {error}", config.port),
+    };
+    let store = match StoreClient::bind(config.store, config.store_timeout) {
+        Ok(store) => Rc::new(store),
+        Err(error) => return warn!("the command node cannot bind a store client: {error}"),
+    };
+    let handler = Rc::new(Handler {
+        store,
+        config,
+        attempts: Cell::new(0),
+    });
+    loop {
+        match socket.recv_request::<CommandRequest>().await {
+            Ok((request, body)) => {
+                let socket = socket.clone();
+                let handler = handler.clone();
+                sim_core::task::spawn(async move { handler.serve(&socket, request, body).await });
+            }
+            Err(NetError::Decode { from, message }) => {
+                debug!("an undecodable request from {from}: {message}");
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+struct Handler {
+    store: Rc<StoreClient>,
+    config: CommandNodeConfig,
+    /// Attempts made by this incarnation (for the mutant's fresh event ids).
+    attempts: Cell<u64>,
+}
+
+/// Why an attempt ended without a definite answer.
+enum Attempt {
+    Conflict,
+    Unavailable(String),
+}
+
+impl From<CallError> for Attempt {
+    fn from(error: CallError) -> Self {
+        Attempt::Unavailable(error.to_string())
+    }
+}
+
+impl Handler {
+    async fn serve(&self, socket: &Socket, request: Request, body: CommandRequest) {
+        let response = self.execute(&body).await;
+        match &response {
+            CommandResponse::Done { token } => {
+                debug!("command {} done at {token}", body.command_id)
+            }
+            CommandResponse::Refused(error) => {
+                debug!("command {} refused: {error}", body.command_id)
+            }
+            CommandResponse::Unavailable(why) => {
+                info!("command {} unavailable: {why}", body.command_id)
+            }
+        }
+        let _ = socket.reply(request, &response);
+    }
+
+    async fn execute(&self, request: &CommandRequest) -> CommandResponse {
+        for _ in 0..=self.config.conflicts_max {
+            let attempt = match &request.command {
+                BankCommand::Transfer { .. } => self.transfer(request).await,
+                _ => self.single(request).await,
+            };
+            match attempt {
+                Ok(response) => return response,
+                Err(Attempt::Conflict) => continue,
+                Err(Attempt::Unavailable(why)) => return CommandResponse::Unavailable(why),
+            }
+        }
+        CommandResponse::Unavailable(format!(
+            "{} version conflicts in a row",
+            self.config.conflicts_max + 1
+        ))
+    }
+
+    /// Deduplication by command id is on (it is off only under a mutant).
+    fn deduplicates(&self) -> bool {
+        !self
+            .config
+            .mutants
+            .contains(Mutant::RetriedCommandNotDeduplicated)
+    }
+
+    /// A command that writes one event to one account.
+    async fn single(&self, request: &CommandRequest) -> Result<CommandResponse, Attempt> {
+        let account = request.command.account();
+        let state = self.load(account).await?;
+        if let Some(position) = state.position_of(request.command_id, 0) {
+            if self.deduplicates() {
+                return Ok(CommandResponse::Done { token: position });
+            }
+        }
+        let body = match state.decide(account, &request.command, false) {
+            Ok(body) => body,
+            Err(error) => return Ok(CommandResponse::Refused(error)),
+        };
+        let unchecked = matches!(request.command, BankCommand::Withdraw { .. })
+            && self
+                .config
+                .mutants
+                .contains(Mutant::WithdrawSkipsVersionCheck);
+        let expected = if unchecked {
+            ExpectedVersion::Any
+        } else {
+            ExpectedVersion::exactly_current(state.version)
+        };
+        self.append(account, request.command_id, 0, body, expected)
+            .await
+            .map(|token| CommandResponse::Done { token })
+    }
+
+    /// A transfer: the debit (validated), then the credit.
+    async fn transfer(&self, request: &CommandRequest) -> Result<CommandResponse, Attempt> {
+        let BankCommand::Transfer { from, to, amount } = &request.command else {
+            unreachable!("transfer() handles transfers");
+        };
+        let source = self.load(from).await?;
+        let debited = self.deduplicates() && source.position_of(request.command_id, 0).is_some();
+        if !debited {
+            let target_open = if to == from {
+                true
+            } else {
+                self.load(to).await?.is_open()
+            };
+            let body = match source.decide(from, &request.command, target_open) {
+                Ok(body) => body,
+                Err(error) => return Ok(CommandResponse::Refused(error)),
+            };
+            let expected = ExpectedVersion::exactly_current(source.version);
+            self.append(from, request.command_id, 0, body, expected)
+                .await?;
+        }
+        let target = self.load(to).await?;
+        if let Some(position) = target.position_of(request.command_id, 1) {
+            if self.deduplicates() {
+                return Ok(CommandResponse::Done { token: position });
+            }
+        }
+        let credit = BankEventBody::Credited {
+            amount: *amount,
+            from: from.clone(),
+        };
+        // The credit is never refused, and its event id makes it idempotent.
+        let token = loop {
+            match self
+                .append(
+                    to,
+                    request.command_id,
+                    1,
+                    credit.clone(),
+                    ExpectedVersion::Any,
+                )
+                .await
+            {
+                Err(Attempt::Conflict) => continue,
+                other => break other?,
+            }
+        };
+        Ok(CommandResponse::Done { token })
+    }
+
+    /// Loads an account's state from its whole stream.
+    async fn load(&self, account: &str) -> Result<AccountState, Attempt> {
+        let stream = stream_of(account);
+        let mut events = Vec::new();
+        loop {
+            let from = events.len() as u64;
+            let page = match self.store.read_stream(&stream, from, STREAM_PAGE).await? {
+                Ok(page) => page,
+                Err(error) => return Err(Attempt::Unavailable(error.to_string())),
+            };
+            let short = (page.len() as u64) < STREAM_PAGE;
+            events.extend(page);
+            if short {
+                return Ok(AccountState::load(&events));
+            }
+        }
+    }
+
+    /// Appends one event; the token is its global position.
+    async fn append(
+        &self,
+        account: &str,
+        command_id: u64,
+        index: u8,
+        body: BankEventBody,
+        expected: ExpectedVersion,
+    ) -> Result<u64, Attempt> {
+        let mut id = event_id(command_id, index);
+        if !self.deduplicates() {
+            // The bug: an id made fresh per attempt (a random UUID, say), so the store cannot
+            // recognise a retry either.
+            self.attempts.set(self.attempts.get() + 1);
+            id.0 |= u128::from(self.attempts.get()) << 72;
+        }
+        let event = BankEvent { command_id, body };
+        let append = AppendRequest {
+            stream: stream_of(account),
+            expected,
+            events: vec![event.to_data(id)],
+        };
+        match self.store.append(&append).await? {
+            Ok(appended) => Ok(appended.last_position),
+            Err(AppendError::WrongExpectedVersion { .. }) => Err(Attempt::Conflict),
+            Err(error) => Err(Attempt::Unavailable(error.to_string())),
+        }
+    }
+}

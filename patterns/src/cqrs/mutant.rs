@@ -1,0 +1,86 @@
+//! Deliberately broken variants of the CQRS cores and drivers, each mirroring a real bug (see
+//! `../shared/research/patterns.md`, section 5). Off by default.
+
+use serde::{Deserialize, Serialize};
+
+/// One mutant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Mutant {
+    /// The read model and its checkpoint are kept in two files, written one after the other:
+    /// a crash between the two leaves data ahead of the checkpoint, and the restarted
+    /// projection applies those events again (prooph/proophessor-do-symfony#17).
+    CheckpointNotAtomic,
+    /// A delivered event is applied without comparing its position with the checkpoint, so a
+    /// duplicated or redelivered event is applied twice.
+    DuplicateAppliedTwice,
+    /// At the catch-up to live handover the projection takes the first live event as where
+    /// live starts: if events between the catch-up's end and that event were lost on the
+    /// way, they are skipped for good (KurrentDB#2356, occurrent PR #208).
+    HandoverSkipsGap,
+    /// The read-your-writes wait returns as soon as the projection has *received* the
+    /// awaited position, before it has applied and stored it, and answers as fresh
+    /// (marten#3166, fisher#102).
+    RywWaitReturnsEarly,
+    /// Queries are answered from the read model in memory, before it is stored: a restart
+    /// brings back the stored, older one and the view goes back in time.
+    ServesUnpersistedView,
+    /// The command handler does not look for a retried command's events and gives every
+    /// attempt fresh event ids: a command retried after a lost answer is applied twice.
+    RetriedCommandNotDeduplicated,
+    /// A withdrawal is appended without the expected version (no optimistic concurrency):
+    /// two withdrawals validated against the same balance both land and overdraw.
+    WithdrawSkipsVersionCheck,
+    /// The rebuild path differs from the live path: it drops accounts whose rows carry no
+    /// change (opened, never funded), as state lost at a no-change checkpoint
+    /// (KurrentDB#1517, marten#2615).
+    RebuildDropsUnchangedRows,
+    /// A poison event is retried for ever instead of parked: the projection stalls behind it.
+    PoisonNeverParked,
+    /// A rebuild replaces the live model with the model it built up to the position the
+    /// live one had when the rebuild started, without checking that the live one has not
+    /// moved on meanwhile: an unguarded update by a stale writer, and the view goes back in
+    /// time (serverlesstechnology/postgres-es#12).
+    RebuildAdoptsStale,
+}
+
+impl Mutant {
+    /// Every mutant, in a stable order.
+    pub fn all() -> &'static [Mutant] {
+        &[
+            Mutant::CheckpointNotAtomic,
+            Mutant::DuplicateAppliedTwice,
+            Mutant::HandoverSkipsGap,
+            Mutant::RywWaitReturnsEarly,
+            Mutant::ServesUnpersistedView,
+            Mutant::RetriedCommandNotDeduplicated,
+            Mutant::WithdrawSkipsVersionCheck,
+            Mutant::RebuildDropsUnchangedRows,
+            Mutant::PoisonNeverParked,
+            Mutant::RebuildAdoptsStale,
+        ]
+    }
+
+    /// The mutant's name on command lines (kebab-case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mutant::CheckpointNotAtomic => "checkpoint-not-atomic",
+            Mutant::DuplicateAppliedTwice => "duplicate-applied-twice",
+            Mutant::HandoverSkipsGap => "handover-skips-gap",
+            Mutant::RywWaitReturnsEarly => "ryw-wait-returns-early",
+            Mutant::ServesUnpersistedView => "serves-unpersisted-view",
+            Mutant::RetriedCommandNotDeduplicated => "retried-command-not-deduplicated",
+            Mutant::WithdrawSkipsVersionCheck => "withdraw-skips-version-check",
+            Mutant::RebuildDropsUnchangedRows => "rebuild-drops-unchanged-rows",
+            Mutant::PoisonNeverParked => "poison-never-parked",
+            Mutant::RebuildAdoptsStale => "rebuild-adopts-stale",
+        }
+    }
+}
+
+crate::mutant_set::mutant_names!(Mutant, "cqrs");
+
+/// A mutant name that is not one of [`Mutant::all`].
+pub type UnknownMutant = crate::mutant_set::UnknownMutant;
+
+/// The set of this pattern's mutants switched on (none in production).
+pub type Mutants = crate::mutant_set::MutantSet<Mutant>;
