@@ -687,39 +687,47 @@ async fn rebuild_all(
     let socket = Socket::bind(0).map_err(|e| e.to_string())?;
     let mut seen = Vec::new();
     for (index, view) in views.iter().enumerate() {
-        let live = ask(&socket, *view, Query::Dump, 0).await?;
-        observed
-            .borrow_mut()
-            .probes
-            .push((index, Query::Dump, live.clone()));
-        let rebuilt = socket
-            .call::<_, ViewResponse>(*view, &ViewRequest::Rebuild, REBUILD_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string())?;
-        let ViewResponse::Rebuilt {
-            generation,
-            position,
-        } = rebuilt
-        else {
-            return Err(format!("view {}: {rebuilt:?}", index + 1));
+        // A command still in flight may land during the rebuild: then compare again.
+        let mut attempts = 0;
+        let pair = loop {
+            attempts += 1;
+            let live = ask(&socket, *view, Query::Dump, 0).await?;
+            observed
+                .borrow_mut()
+                .probes
+                .push((index, Query::Dump, live.clone()));
+            let rebuilt = socket
+                .call::<_, ViewResponse>(*view, &ViewRequest::Rebuild, REBUILD_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            let ViewResponse::Rebuilt {
+                generation,
+                position,
+            } = rebuilt
+            else {
+                return Err(format!("view {}: {rebuilt:?}", index + 1));
+            };
+            let after = ask(&socket, *view, Query::Dump, position).await?;
+            if after.generation >= generation
+                && after.position == live.position
+                && position == live.position
+            {
+                break (live, after);
+            }
+            if attempts == 3 {
+                return Err(format!(
+                    "view {} kept moving during the rebuild: live at {}, rebuilt at {position}, then {} (generation {})",
+                    index + 1,
+                    live.position,
+                    after.position,
+                    after.generation
+                ));
+            }
         };
-        let after = ask(&socket, *view, Query::Dump, position).await?;
-        if after.generation < generation
-            || after.position != live.position
-            || position != live.position
-        {
-            return Err(format!(
-                "view {} moved during the rebuild: live at {}, rebuilt at {position}, then {} (generation {})",
-                index + 1,
-                live.position,
-                after.position,
-                after.generation
-            ));
-        }
         seen.push(RebuildSeen {
             view: index,
-            live,
-            rebuilt: after,
+            live: pair.0,
+            rebuilt: pair.1,
         });
     }
     Ok(seen)

@@ -5,13 +5,16 @@
 //! per event, so that a reader in any language, or an oracle with code of its own, decodes
 //! them):
 //!
-//! | type                | payload                                                   |
-//! |---------------------|-----------------------------------------------------------|
-//! | `bank.opened`       | `{"command_id": 7, "owner": "ann"}`                      |
-//! | `bank.deposited`    | `{"command_id": 7, "amount": 25}`                        |
-//! | `bank.withdrew`     | `{"command_id": 7, "amount": 25}`                        |
-//! | `bank.debited`      | `{"command_id": 7, "amount": 25, "to": "b"}` (transfer out) |
-//! | `bank.credited`     | `{"command_id": 7, "amount": 25, "from": "a"}` (transfer in) |
+//! | type            | payload                                                              |
+//! |-----------------|----------------------------------------------------------------------|
+//! | `bank.opened`    | `{"command_id": 7, "kind": "opened", "owner": "ann"}`              |
+//! | `bank.deposited` | `{"command_id": 7, "kind": "deposited", "amount": 25}`             |
+//! | `bank.withdrew`  | `{"command_id": 7, "kind": "withdrew", "amount": 25}`              |
+//! | `bank.debited`   | `{"command_id": 7, "kind": "debited", "amount": 25, "to": "b"}`    |
+//! | `bank.credited`  | `{"command_id": 7, "kind": "credited", "amount": 25, "from": "a"}` |
+//!
+//! `kind` repeats the type's suffix; a bank event whose payload does not match is *poison*
+//! (a projection parks it). A debit is a transfer's money leaving; a credit, its arriving.
 //!
 //! A transfer touches two streams, and the store appends atomically to one stream only, so a
 //! transfer is two appends: the debit (validated: the source holds the money) and then the

@@ -31,8 +31,8 @@ use std::time::Duration;
 pub struct ProjectionConfig {
     /// Events per catch-up read.
     pub page_size: u64,
-    /// Most events held ahead of the position (the live buffer); more are dropped and read
-    /// again later.
+    /// Most events held ahead of the position (the live buffer, at least one); more are
+    /// dropped and read again later.
     pub buffer_max: usize,
     /// Silence after which a live projection subscribes again.
     pub idle_resubscribe: Duration,
@@ -324,7 +324,7 @@ impl Projection {
             }
             _ => {}
         }
-        if self.mode == Mode::Live {
+        if self.mode == Mode::Live && self.poison.is_none() {
             at = at.min(self.heard_at + self.config.idle_resubscribe);
         }
         at.max(now)
@@ -382,7 +382,7 @@ impl Projection {
                 let _ = self.working.apply(&event, &self.config.mutants);
                 continue;
             }
-            if self.buffer.len() >= self.config.buffer_max
+            if self.buffer.len() >= self.config.buffer_max.max(1)
                 && !self.buffer.contains_key(&event.position)
             {
                 // Full: keep the lowest positions; the rest is read again later.
@@ -398,6 +398,10 @@ impl Projection {
 
     /// Folds the buffered events that continue the position.
     fn drain(&mut self, now: Duration) {
+        if self.poison.is_some_and(|(_, retry_at)| now < retry_at) {
+            // A poison event waits for its next attempt; new events wait behind it.
+            return;
+        }
         while let Some(event) = self.buffer.remove(&self.working.position) {
             match self.working.apply(&event, &self.config.mutants) {
                 Applied::Done | Applied::Duplicate => self.poison = None,
