@@ -11,17 +11,20 @@
 //! - `views-monotonic` (always): the positions a view node answers with never go down, in
 //!   the order the network saw the answers leave (across restarts); a client's fresh answers
 //!   never go down either.
-//! - `read-your-writes` (always): a fresh answer reflects every command the client had done
-//!   before it asked (positions judged from the client's own command answers) and the
-//!   position it asked for; otherwise it must say it is stale.
+//! - `read-your-writes` (always): a fresh answer reflects every command the client had been
+//!   told was done before it asked (where their events are is read from the final log, by
+//!   command id) and the position it asked for; otherwise it must say it is stale.
 //! - `conservation` (always): in every answer, `balances + in transit = deposited -
-//!   withdrawn` and no balance is below zero, judged on the answer alone.
+//!   withdrawn` and no balance is below zero, judged on the answer alone; a dump from its
+//!   statements, every transfer-in paired with its transfer-out.
 //! - `command-once` (always): the final log holds at most one event of each kind per
 //!   command id, whatever the retries.
 //! - `rebuild-equals-live` (always, after heal): a view node's model rebuilt from scratch
 //!   answers exactly what its incrementally built one answered at the same position.
 //! - `lag-zero-after-heal` (eventually, 3 s): every view node answers fresh at the end of the
 //!   log.
+//! - `transfers-complete` (eventually, 3 s): every debit in the log has its credit (the
+//!   command nodes' transfer completer finishes what a crashed handler left half done).
 //! - sometimes: `poison-parked`, `answered-stale`, `view-reopened`.
 
 pub mod oracle;
@@ -101,6 +104,11 @@ static LAG_ZERO: Invariant = Invariant::eventually(
     "within 3 s of healing every view node answers fresh at the end of the log",
     Duration::from_secs(3),
 );
+static TRANSFERS_COMPLETE: Invariant = Invariant::eventually(
+    "transfers-complete",
+    "within 3 s of healing every debit in the log has its credit: no money stays in transit",
+    Duration::from_secs(3),
+);
 static POISON_PARKED: Invariant =
     Invariant::sometimes("poison-parked", "a view node parked a poison event");
 static ANSWERED_STALE: Invariant = Invariant::sometimes(
@@ -164,9 +172,11 @@ struct QueryRecord {
     query: Query,
     /// The position the client asked for.
     min_position: u64,
-    /// The highest token of the client's commands done before it asked (+1), from the
-    /// client's own records (0 for a tokenless read, which does not ask for them).
-    own_writes: u64,
+    /// The commands the client was told were done before it asked (none for a tokenless
+    /// read, which does not ask for them): where their events are is read from the log.
+    own_commands: Rc<[u64]>,
+    /// True time the answer came, in ns.
+    at_ns: u64,
     /// Asked without the client's token.
     tokenless: bool,
     answer: Answer,
@@ -224,7 +234,7 @@ fn mutants() -> Vec<MutantSpec> {
             let spec = MutantSpec::new(mutant.as_str(), describe(mutant));
             // Only an answer given in the few milliseconds between a view node's restart (or
             // its reopening after a disk error) and its catching up shows it: first caught at
-            // seed 221 (`dst mutants cqrs --seeds 500`), 2 to 3 seeds in 1000.
+            // seed 163 (`dst mutants cqrs --seeds 500`), 2 to 3 seeds in 1000.
             if mutant == Mutant::ServesUnpersistedView {
                 spec.hard()
             } else {
@@ -296,6 +306,7 @@ impl Scenario for Cqrs {
                 COMMAND_ONCE,
                 REBUILD_EQUALS_LIVE,
                 LAG_ZERO,
+                TRANSFERS_COMPLETE,
                 POISON_PARKED,
                 ANSWERED_STALE,
                 VIEW_REOPENED,
@@ -438,6 +449,18 @@ impl Scenario for Cqrs {
         let store = system.store;
         let views = system.views.clone();
         let observed = system.observed.clone();
+        // Transfers first: their credits are the last writes, then the views can catch up.
+        let transfers = env
+            .eventually(&TRANSFERS_COMPLETE, || {
+                let sim = env.sim.clone();
+                async move {
+                    sim.spawn_on(probe_node, transfers_complete(store))
+                        .await
+                        .unwrap_or_else(|_| Err("the probe's node stopped".into()))
+                }
+            })
+            .await;
+        env.observer().report(transfers);
         let lag = env
             .eventually(&LAG_ZERO, || {
                 let views = views.clone();
@@ -524,15 +547,16 @@ async fn client_main(ctx: ClientCtx, ops: Vec<Op>) {
     let client =
         BankClient::bind(ctx.commands.clone(), CALL_TIMEOUT).expect("a client binds a port");
     let store = StoreClient::bind(ctx.store, CALL_TIMEOUT).expect("a client binds a port");
-    // The client's own record of its commands done: the token of the latest.
-    let mut own_writes = 0u64;
+    // The client's own record of its commands done.
+    let mut done: Vec<u64> = Vec::new();
+    let none: Rc<[u64]> = Rc::from(Vec::new());
     for (index, op) in ops.into_iter().enumerate() {
         time::sleep(Duration::from_millis(op.think_ms)).await;
         let command_id = ((ctx.client as u64 + 1) << 32) | index as u64;
         match op.action {
             Action::Command(command) => {
-                if let CommandOutcome::Done(token) = client.execute(command_id, &command).await {
-                    own_writes = own_writes.max(token + 1);
+                if let CommandOutcome::Done(_) = client.execute(command_id, &command).await {
+                    done.push(command_id);
                 }
             }
             Action::Query {
@@ -553,7 +577,12 @@ async fn client_main(ctx: ClientCtx, ops: Vec<Op>) {
                         view,
                         query,
                         min_position,
-                        own_writes: if tokenless { 0 } else { own_writes },
+                        own_commands: if tokenless {
+                            none.clone()
+                        } else {
+                            Rc::from(done.as_slice())
+                        },
+                        at_ns: true_ns(),
                         tokenless,
                         answer,
                     });
@@ -600,7 +629,8 @@ async fn dashboard_main(views: Vec<Addr>, observed: Rc<RefCell<Observed>>, done:
                 view,
                 query: Query::Totals,
                 min_position: 0,
-                own_writes: 0,
+                own_commands: Rc::from(Vec::new()),
+                at_ns: true_ns(),
                 tokenless: true,
                 answer,
             });
@@ -627,6 +657,39 @@ async fn read_log(store: Addr) -> Result<Vec<RecordedEvent>, String> {
             }
         }
     }
+}
+
+/// One probe of `transfers-complete`.
+async fn transfers_complete(store: Addr) -> Result<(), String> {
+    match in_transit(&read_log(store).await?) {
+        None => Ok(()),
+        Some(open) => Err(open),
+    }
+}
+
+/// The transfers of `log` debited and never credited, if any (judged with the oracle's own
+/// reading of the events).
+pub fn in_transit(log: &[RecordedEvent]) -> Option<String> {
+    let mut open: BTreeMap<u64, u64> = BTreeMap::new();
+    for event in log {
+        if let oracle::Read::Bank(decoded) = oracle::read(event) {
+            match decoded.kind.as_str() {
+                "debited" => {
+                    open.insert(decoded.command_id, event.position);
+                }
+                "credited" => {
+                    open.remove(&decoded.command_id);
+                }
+                _ => {}
+            }
+        }
+    }
+    let (command, position) = open.iter().next()?;
+    Some(format!(
+        "{} transfer(s) debited and never credited, the first command {} (debit at {position})",
+        open.len(),
+        command_name(*command)
+    ))
 }
 
 /// One probe of `lag-zero-after-heal`: every view node answers fresh at the log's end.
@@ -738,6 +801,20 @@ async fn rebuild_all(
     Ok(seen)
 }
 
+/// A command id as `client-N #I` (the client, and the index of the step that sent it).
+fn command_name(command_id: u64) -> String {
+    let client = (command_id >> 32) as usize;
+    let index = command_id & 0xffff_ffff;
+    match client.checked_sub(1) {
+        Some(client) => format!("{} #{index}", client_name(client)),
+        None => format!("{command_id:#x}"),
+    }
+}
+
+fn true_ns() -> u64 {
+    u64::try_from(time::true_now().as_nanos()).unwrap_or(u64::MAX)
+}
+
 fn client_name(client: usize) -> String {
     match CLIENTS.get(client) {
         Some(name) => (*name).to_string(),
@@ -803,7 +880,8 @@ fn judge_answers(env: &Env, system: &System, log: &[RecordedEvent]) -> bool {
         env.violation(
             &COMMAND_ONCE,
             format!(
-                "command {command:#x} left {} `{kind}` events, at positions {positions:?}",
+                "command {} left {} `{kind}` events, at positions {positions:?}",
+                command_name(*command),
                 positions.len()
             ),
         );
@@ -868,7 +946,15 @@ fn judge_answers(env: &Env, system: &System, log: &[RecordedEvent]) -> bool {
             return false;
         }
     }
-    // read-your-writes and a client's monotonic reads, in each client's order.
+    // read-your-writes (where the client's commands are, read from the log) and a client's
+    // monotonic reads, in each client's order.
+    let mut command_end: BTreeMap<u64, u64> = BTreeMap::new();
+    for event in log {
+        if let oracle::Read::Bank(decoded) = oracle::read(event) {
+            let end = command_end.entry(decoded.command_id).or_default();
+            *end = (*end).max(event.position + 1);
+        }
+    }
     let mut fresh_max: BTreeMap<usize, u64> = BTreeMap::new();
     for query in &observed.queries {
         let answer = &query.answer;
@@ -877,16 +963,33 @@ fn judge_answers(env: &Env, system: &System, log: &[RecordedEvent]) -> bool {
             // answer it lower (the node's own order is judged below).
             continue;
         }
-        let needed = query.own_writes.max(query.min_position);
-        if answer.position < needed {
+        let mut own_end = 0;
+        for command in query.own_commands.iter() {
+            match command_end.get(command) {
+                Some(&end) => own_end = own_end.max(end),
+                None => {
+                    env.violation(
+                        &READ_YOUR_WRITES,
+                        format!(
+                            "{} was told command {} was done, but the log holds none of its events",
+                            client_name(query.client),
+                            command_name(*command)
+                        ),
+                    );
+                    return false;
+                }
+            }
+        }
+        if answer.position < own_end.max(query.min_position) {
             env.violation(
                 &READ_YOUR_WRITES,
                 format!(
-                    "client {} asked view {} for position {} (its own writes reach {}), and got a fresh answer at {}",
-                    query.client + 1,
+                    "{} asked view {} for position {} at {} ms; its own commands' events reach {} in the log; the answer, fresh, is at {}",
+                    client_name(query.client),
                     query.view + 1,
                     query.min_position,
-                    query.own_writes,
+                    query.at_ns / 1_000_000,
+                    own_end,
                     answer.position
                 ),
             );

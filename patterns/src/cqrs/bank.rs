@@ -34,6 +34,11 @@ use std::collections::BTreeMap;
 /// The prefix of every event type of this domain.
 pub const EVENT_TYPE_PREFIX: &str = "bank.";
 
+/// The largest amount of one command, and the largest balance, in cents (ten trillion
+/// units): far from `i64::MAX`, so that the read side's signed sums never overflow in
+/// practice. A larger amount is refused; a stored event carrying one is poison.
+pub const AMOUNT_MAX: u64 = 1_000_000_000_000_000;
+
 /// An account's name, for example `"a"`.
 pub type AccountId = String;
 
@@ -192,6 +197,19 @@ impl BankEvent {
         }
         let payload: Payload = serde_json::from_slice(&data.payload)
             .map_err(|error| format!("event {}: {error}", event.position))?;
+        let amount = match &payload.body {
+            BankEventBody::Opened { .. } => 0,
+            BankEventBody::Deposited { amount }
+            | BankEventBody::Withdrew { amount }
+            | BankEventBody::Debited { amount, .. }
+            | BankEventBody::Credited { amount, .. } => *amount,
+        };
+        if amount > AMOUNT_MAX {
+            return Err(format!(
+                "event {}: an amount of {amount}, above {AMOUNT_MAX}",
+                event.position
+            ));
+        }
         if payload.body.event_type() != data.event_type {
             return Err(format!(
                 "event {}: type {} carries a {} payload",
@@ -222,8 +240,8 @@ pub enum BankError {
     /// A transfer to the account it comes from.
     #[error("a transfer to the same account")]
     SameAccount,
-    /// The balance would overflow.
-    #[error("the balance would overflow")]
+    /// The amount, or the balance it would make, is above [`AMOUNT_MAX`].
+    #[error("the amount or the balance would exceed {AMOUNT_MAX}")]
     Overflow,
     /// The balance is too low.
     #[error("balance {balance} is less than {amount}")]
@@ -307,6 +325,8 @@ impl AccountState {
         let amount_ok = |amount: u64| {
             if amount == 0 {
                 Err(BankError::ZeroAmount)
+            } else if amount > AMOUNT_MAX {
+                Err(BankError::Overflow)
             } else {
                 Ok(())
             }
@@ -330,7 +350,7 @@ impl AccountState {
             BankCommand::Deposit { amount, .. } => {
                 open()?;
                 amount_ok(*amount)?;
-                if self.balance.checked_add(*amount).is_none() {
+                if self.balance.saturating_add(*amount) > AMOUNT_MAX {
                     return Err(BankError::Overflow);
                 }
                 Ok(BankEventBody::Deposited { amount: *amount })

@@ -14,17 +14,26 @@
 //! event. A query that passes it gets a view that includes the command, or is told the view
 //! is stale ([`crate::cqrs::view_node`]).
 //!
+//! A transfer whose handler stopped between the debit and the credit (a crash, a store that
+//! stopped answering) and whose client gave up is finished by the node's *transfer
+//! completer*, a process manager that follows the log and credits every debit left without
+//! its credit.
+//!
 //! Requests are handled concurrently, each in its own task; the node keeps nothing between
 //! requests, so a crash loses nothing but the answers in flight.
 
 use crate::cqrs::bank::BankEventBody;
-use crate::cqrs::bank::{event_id, stream_of, AccountState, BankCommand, BankError, BankEvent};
+use crate::cqrs::bank::{
+    account_of, event_id, stream_of, AccountState, BankCommand, BankError, BankEvent,
+};
 use crate::cqrs::mutant::{Mutant, Mutants};
 use crate::event_sourcing::driver::{CallError, StoreClient};
 use crate::event_sourcing::event::{AppendError, AppendRequest, ExpectedVersion};
 use serde::{Deserialize, Serialize};
 use sim_core::net::{Addr, NetError, Request, Socket};
+use sim_core::time;
 use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
@@ -68,6 +77,8 @@ pub struct CommandNodeConfig {
     pub port: u16,
     /// The timeout of each call to the store.
     pub store_timeout: Duration,
+    /// How often the transfer completer reads the log for debits left without their credit.
+    pub complete_every: Duration,
     /// Version conflicts tolerated per command before it is answered unavailable.
     pub conflicts_max: u32,
     /// The deliberately broken variants switched on (none in production).
@@ -81,6 +92,7 @@ impl CommandNodeConfig {
             store,
             port: COMMAND_PORT,
             store_timeout: Duration::from_millis(200),
+            complete_every: Duration::from_millis(250),
             conflicts_max: 8,
             mutants: Mutants::none(),
         }
@@ -102,6 +114,8 @@ pub async fn run_command_node(config: CommandNodeConfig) {
         config,
         attempts: Cell::new(0),
     });
+    let completer = handler.clone();
+    sim_core::task::spawn(async move { completer.complete_transfers().await });
     loop {
         match socket.recv_request::<CommandRequest>().await {
             Ok((request, body)) => {
@@ -255,6 +269,75 @@ impl Handler {
             }
         };
         Ok(CommandResponse::Done { token })
+    }
+
+    /// The transfer completer: a process manager that follows the log and credits every
+    /// debit whose credit is missing (its handler crashed, or the store stopped answering,
+    /// between the two appends, and the client gave up). The credit's event id makes it
+    /// idempotent with the handler's own. It waits one round before it acts on a debit, so
+    /// that the handler usually gets there first. Its cursor and its pending debits live in
+    /// memory: after a restart it reads the log again from the start.
+    async fn complete_transfers(&self) {
+        let mut cursor = 0u64;
+        // Debits without a credit yet: command id -> (from, to, amount, round first seen).
+        let mut pending: BTreeMap<u64, (String, String, u64, u64)> = BTreeMap::new();
+        let mut credited: BTreeSet<u64> = BTreeSet::new();
+        let mut round = 0u64;
+        loop {
+            time::sleep(self.config.complete_every).await;
+            round += 1;
+            // Read what is new.
+            loop {
+                let page = match self.store.read_all(cursor, STREAM_PAGE).await {
+                    Ok(Ok(page)) => page,
+                    _ => break,
+                };
+                for event in &page {
+                    cursor = event.position + 1;
+                    let (Ok(Some(decoded)), Some(account)) =
+                        (BankEvent::decode(event), account_of(&event.stream))
+                    else {
+                        continue;
+                    };
+                    match decoded.body {
+                        BankEventBody::Debited { amount, to }
+                            if !credited.contains(&decoded.command_id) =>
+                        {
+                            pending.insert(
+                                decoded.command_id,
+                                (account.to_owned(), to, amount, round),
+                            );
+                        }
+                        BankEventBody::Credited { .. } => {
+                            credited.insert(decoded.command_id);
+                            pending.remove(&decoded.command_id);
+                        }
+                        _ => {}
+                    }
+                }
+                if (page.len() as u64) < STREAM_PAGE {
+                    break;
+                }
+            }
+            let due: Vec<(u64, (String, String, u64, u64))> = pending
+                .iter()
+                .filter(|(_, (.., seen))| *seen < round)
+                .map(|(command_id, debit)| (*command_id, debit.clone()))
+                .collect();
+            for (command_id, (from, to, amount, _)) in due {
+                let credit = BankEventBody::Credited { amount, from };
+                let result = self
+                    .append(&to, command_id, 1, credit, ExpectedVersion::Any)
+                    .await;
+                match result {
+                    Ok(position) => {
+                        info!("completed transfer {command_id:#x}: credited at {position}");
+                        pending.remove(&command_id);
+                    }
+                    Err(_) => debug!("crediting transfer {command_id:#x} failed; again next round"),
+                }
+            }
+        }
     }
 
     /// Loads an account's state from its whole stream.

@@ -9,7 +9,9 @@
 //! reads the file and stores it again before serving (a store that failed may have left the
 //! new file visible but not durable; storing it again makes what is about to be served
 //! durable). A disk error restarts the projection the same way after a backoff; the view node
-//! answers [`ViewResponse::Recovering`] meanwhile.
+//! answers [`ViewResponse::Recovering`] meanwhile. A damaged file (its checksum fails) is
+//! logged and replaced by the empty model: the read model is derived data, rebuilt from the
+//! log.
 //!
 //! # Queries
 //!
@@ -41,7 +43,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The read model's file.
 pub const VIEW_PATH: &str = "view.bin";
@@ -219,7 +221,16 @@ fn now() -> Duration {
 /// Reads the stored model and stores it again.
 async fn open(mutants: &Mutants) -> Result<BankView, String> {
     let split = mutants.contains(Mutant::CheckpointNotAtomic);
-    let mut view = BankView::decode(&read_file(VIEW_PATH).await?)?;
+    let mut view = match BankView::decode(&read_file(VIEW_PATH).await?) {
+        Ok(view) => view,
+        Err(damage) => {
+            // The model is derived data: rebuild it from the log rather than stop for good.
+            // Until it catches up it answers with lower positions (stale to a client that
+            // passes its token).
+            error!("the view file is damaged ({damage}); rebuilding the model from the log");
+            BankView::default()
+        }
+    };
     if split {
         // The bug's layout: the position lives in its own file.
         let checkpoint = read_file(CHECKPOINT_PATH).await?;

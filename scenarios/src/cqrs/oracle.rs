@@ -69,6 +69,10 @@ pub fn read(event: &RecordedEvent) -> Read {
         }
         _ => return Read::Poison,
     };
+    // The documented bound (ten trillion units in cents): beyond it an amount is poison.
+    if amount > 1_000_000_000_000_000 {
+        return Read::Poison;
+    }
     let Some(account) = event.stream.strip_prefix("account-") else {
         return Read::Other;
     };
@@ -150,56 +154,118 @@ impl Fold {
     }
 }
 
-/// Where an answer breaks the conservation rule (money is neither created nor destroyed:
-/// `balances + in transit = deposited - withdrawn`, nothing in transit below zero; no
-/// balance below zero), judged on the answer alone.
+/// Where an answer breaks the conservation rule (money is neither created nor destroyed; no
+/// balance below zero), judged on the answer alone. A dump is judged from its statements,
+/// with arithmetic of its own: every balance is the sum of its entries; every transfer-in
+/// pairs with one transfer-out of the same command and amount; the totals are what the
+/// entries say (deposits, withdrawals, transfers out not yet in); so balances + in transit
+/// = deposited - withdrawn.
 pub fn conservation_broken(body: &QueryBody) -> Option<String> {
-    let totals_broken = |totals: &Totals| {
-        let money = totals.balances + totals.in_transit;
-        let net = totals.deposited - totals.withdrawn;
-        if money != net || totals.in_transit < 0 || totals.balances < 0 {
-            Some(format!(
-                "balances {} + in transit {} != deposited {} - withdrawn {}",
-                totals.balances, totals.in_transit, totals.deposited, totals.withdrawn
-            ))
-        } else {
-            None
-        }
-    };
     match body {
         QueryBody::Balance(Some(balance)) if *balance < 0 => {
             Some(format!("a balance of {balance}"))
         }
-        QueryBody::Statement(Some(entries)) => {
-            let mut balance = 0i64;
-            for entry in entries {
-                balance += entry.amount;
-                if balance < 0 {
-                    return Some(format!(
-                        "the statement goes to {balance} at position {}",
-                        entry.position
-                    ));
-                }
-            }
-            None
-        }
+        QueryBody::Statement(Some(entries)) => statement_broken(entries),
         QueryBody::Totals(totals) => totals_broken(totals),
-        QueryBody::Dump { rows, totals } => {
-            if let Some((account, row)) = rows.iter().find(|(_, row)| row.balance < 0) {
-                return Some(format!(
-                    "account {account} has a balance of {}",
-                    row.balance
-                ));
-            }
-            let sum: i64 = rows.values().map(|row| row.balance).sum();
-            if sum != totals.balances {
-                return Some(format!(
-                    "the balances add up to {sum}, the totals say {}",
-                    totals.balances
-                ));
-            }
-            totals_broken(totals)
-        }
+        QueryBody::Dump { rows, totals } => dump_broken(rows, totals),
         _ => None,
     }
+}
+
+fn totals_broken(totals: &Totals) -> Option<String> {
+    if totals.in_transit < 0 {
+        return Some(format!("{} in transit", totals.in_transit));
+    }
+    if totals.balances < 0 {
+        return Some(format!("the balances add up to {}", totals.balances));
+    }
+    let money = i128::from(totals.balances) + i128::from(totals.in_transit);
+    let net = i128::from(totals.deposited) - i128::from(totals.withdrawn);
+    if money != net {
+        return Some(format!(
+            "balances {} + in transit {} = {money}, but deposited {} - withdrawn {} = {net}",
+            totals.balances, totals.in_transit, totals.deposited, totals.withdrawn
+        ));
+    }
+    None
+}
+
+fn statement_broken(entries: &[Entry]) -> Option<String> {
+    let mut balance = 0i128;
+    for entry in entries {
+        balance += i128::from(entry.amount);
+        if balance < 0 {
+            return Some(format!(
+                "the statement goes to {balance} at position {}",
+                entry.position
+            ));
+        }
+    }
+    None
+}
+
+fn dump_broken(rows: &BTreeMap<String, Row>, totals: &Totals) -> Option<String> {
+    let mut deposited = 0i128;
+    let mut withdrawn = 0i128;
+    let mut balances = 0i128;
+    // Per transfer (command id): the amount out, the amounts in.
+    let mut out: BTreeMap<u64, i128> = BTreeMap::new();
+    let mut into: BTreeMap<u64, Vec<i128>> = BTreeMap::new();
+    for (account, row) in rows {
+        if let Some(broken) = statement_broken(&row.entries) {
+            return Some(format!("account {account}: {broken}"));
+        }
+        let sum: i128 = row.entries.iter().map(|e| i128::from(e.amount)).sum();
+        if sum != i128::from(row.balance) {
+            return Some(format!(
+                "account {account}: a balance of {} but entries adding up to {sum}",
+                row.balance
+            ));
+        }
+        balances += sum;
+        for entry in &row.entries {
+            let amount = i128::from(entry.amount);
+            match entry.kind.as_str() {
+                "deposit" => deposited += amount,
+                "withdrawal" => withdrawn -= amount,
+                "transfer-out" => {
+                    if out.insert(entry.command_id, -amount).is_some() {
+                        return Some(format!("transfer {:#x} debited twice", entry.command_id));
+                    }
+                }
+                "transfer-in" => into.entry(entry.command_id).or_default().push(amount),
+                other => return Some(format!("account {account}: an entry of kind {other}")),
+            }
+        }
+    }
+    let mut in_transit = 0i128;
+    for (command, amount) in &out {
+        match into.remove(command).as_deref() {
+            None => in_transit += amount,
+            Some([credited]) if credited == amount => {}
+            Some(credits) => {
+                return Some(format!(
+                    "transfer {command:#x} debited {amount} but credited {credits:?}"
+                ))
+            }
+        }
+    }
+    if let Some((command, credits)) = into.iter().next() {
+        return Some(format!(
+            "transfer {command:#x} credited {credits:?} without a debit: money created"
+        ));
+    }
+    let said = (
+        i128::from(totals.balances),
+        i128::from(totals.in_transit),
+        i128::from(totals.deposited),
+        i128::from(totals.withdrawn),
+    );
+    if said != (balances, in_transit, deposited, withdrawn) {
+        return Some(format!(
+            "the totals say balances {}, in transit {}, deposited {}, withdrawn {}; the statements say {balances}, {in_transit}, {deposited}, {withdrawn}",
+            said.0, said.1, said.2, said.3
+        ));
+    }
+    totals_broken(totals)
 }
