@@ -16,6 +16,8 @@
 //!   snapshots and upcasting.
 //! * [`cqrs`]: a command side and projections into read models kept on other nodes, with
 //!   consistency tokens, read-your-writes, rebuilds and parked poison events.
+//! * [`gateway`] (in progress): path normalisation, routing with a documented precedence,
+//!   per-key GCRA rate limiting.
 //! * [`discovery`]: a replicated service registry with TTL leases, incarnations, anti-entropy
 //!   and watches, and a client cache that never goes backwards.
 //!
@@ -34,4 +36,5 @@ pub mod circuit_breaker;
 pub mod cqrs;
 pub mod discovery;
 pub mod event_sourcing;
+pub mod gateway;
 pub mod mutant_set;

@@ -1,0 +1,11 @@
+//! API Gateway: the single entry point in front of backend services. Work in progress: the
+//! sans-IO cores so far.
+//!
+//! * [`route`]: path normalisation applied once, and a versioned route table with a
+//!   documented precedence.
+//! * [`limit`]: per-key GCRA rate limiting on the monotonic clock, with burst.
+//! * [`mutant`]: the deliberately re-introduced bugs, off by default.
+
+pub mod limit;
+pub mod mutant;
+pub mod route;

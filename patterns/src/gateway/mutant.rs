@@ -1,0 +1,38 @@
+//! Deliberately broken variants of the gateway's cores, each mirroring a real bug (see
+//! `../shared/research/patterns.md`, section 2). Off by default.
+
+use serde::{Deserialize, Serialize};
+
+/// One mutant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Mutant {
+    /// The first matching route in the order routes were added wins, instead of the
+    /// documented precedence (Kong#9529).
+    RouteByInsertionOrder,
+    /// The limiter rounds each refill up to a whole token: every check credits the token
+    /// still being earned, so it over-admits (the counting errors of Kong#2629, tower#756).
+    LimiterRoundsUp,
+}
+
+impl Mutant {
+    /// Every mutant, in a stable order.
+    pub fn all() -> &'static [Mutant] {
+        &[Mutant::RouteByInsertionOrder, Mutant::LimiterRoundsUp]
+    }
+
+    /// The mutant's name on command lines (kebab-case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mutant::RouteByInsertionOrder => "route-by-insertion-order",
+            Mutant::LimiterRoundsUp => "limiter-rounds-up",
+        }
+    }
+}
+
+crate::mutant_set::mutant_names!(Mutant, "gateway");
+
+/// A mutant name that is not one of [`Mutant::all`].
+pub type UnknownMutant = crate::mutant_set::UnknownMutant;
+
+/// The set of this pattern's mutants switched on (none in production).
+pub type Mutants = crate::mutant_set::MutantSet<Mutant>;

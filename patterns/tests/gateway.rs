@@ -1,0 +1,405 @@
+//! The gateway's sans-IO cores: path normalisation (hand-picked attacks and hostile inputs),
+//! route precedence (independent of insertion order), and the GCRA limiter's bound; each
+//! mutant shown breaking the rule it targets.
+
+use patterns::gateway::limit::{Decision, LimitConfig, Limiter};
+use patterns::gateway::mutant::{Mutant, Mutants};
+use patterns::gateway::route::{
+    normalize, Access, HostMatch, PathError, PathMatch, Route, RouteTable, TableError,
+};
+use proptest::prelude::*;
+use std::time::Duration;
+
+fn path(target: &str) -> Result<String, PathError> {
+    normalize(target).map(|t| t.path)
+}
+
+#[test]
+fn dot_segments_and_escapes_resolve_before_routing() {
+    // Goal: the classic bypasses normalise to the path they really reach (Envoy#6435).
+    assert_eq!(path("/info/../private").unwrap(), "/private");
+    assert_eq!(path("/info/%2e%2e/private").unwrap(), "/private");
+    assert_eq!(path("/info/%2E./private").unwrap(), "/private");
+    assert_eq!(path("//private///x").unwrap(), "/private/x");
+    assert_eq!(path("/a/./b/").unwrap(), "/a/b/");
+    assert_eq!(path("/a/b/..").unwrap(), "/a/");
+    assert_eq!(path("/%41%7e%20x").unwrap(), "/A~%20x");
+    assert_eq!(path("/").unwrap(), "/");
+    let target = normalize("/a?x=../b#").unwrap_err();
+    assert_eq!(target, PathError::Fragment);
+    let target = normalize("/a/../b?x=/../y").unwrap();
+    assert_eq!(
+        (target.path.as_str(), target.query.as_deref()),
+        ("/b", Some("x=/../y"))
+    );
+}
+
+#[test]
+fn what_cannot_be_normalised_safely_is_refused() {
+    // Goal: escaped slashes, climbing above the root, bad escapes and odd bytes get a 400.
+    assert_eq!(path("/a%2fb"), Err(PathError::EscapedSlash));
+    assert_eq!(path("/a%5Cb"), Err(PathError::EscapedSlash));
+    assert_eq!(path("/../etc"), Err(PathError::AboveRoot));
+    assert_eq!(path("/a/%2e%2e/%2e%2e/b"), Err(PathError::AboveRoot));
+    assert_eq!(path("/a%2"), Err(PathError::BadEscape));
+    assert_eq!(path("/a%zz"), Err(PathError::BadEscape));
+    assert_eq!(path("/a\\b"), Err(PathError::ForbiddenChar));
+    assert_eq!(path("/a\u{0}b"), Err(PathError::ForbiddenChar));
+    assert_eq!(path("/é"), Err(PathError::ForbiddenChar));
+    assert_eq!(path("http://h/a"), Err(PathError::NotOriginForm));
+    assert_eq!(path("*"), Err(PathError::NotOriginForm));
+}
+
+fn route(name: &str, host: HostMatch, path: PathMatch, methods: &[&str]) -> Route {
+    Route {
+        name: name.into(),
+        host,
+        path,
+        methods: (!methods.is_empty()).then(|| methods.iter().map(|m| m.to_string()).collect()),
+        service: format!("svc-{name}"),
+        access: Access::Public,
+    }
+}
+
+fn table() -> Vec<Route> {
+    vec![
+        route(
+            "any-root",
+            HostMatch::Any,
+            PathMatch::Prefix("/".into()),
+            &[],
+        ),
+        route(
+            "any-api",
+            HostMatch::Any,
+            PathMatch::Prefix("/api".into()),
+            &[],
+        ),
+        route(
+            "any-api-v1",
+            HostMatch::Any,
+            PathMatch::Prefix("/api/v1".into()),
+            &[],
+        ),
+        route(
+            "any-api-exact",
+            HostMatch::Any,
+            PathMatch::Exact("/api/v1/x".into()),
+            &[],
+        ),
+        route(
+            "any-api-post",
+            HostMatch::Any,
+            PathMatch::Prefix("/api/v1".into()),
+            &["POST"],
+        ),
+        route(
+            "wild",
+            HostMatch::Suffix(".example.com".into()),
+            PathMatch::Prefix("/".into()),
+            &[],
+        ),
+        route(
+            "wild-deeper",
+            HostMatch::Suffix(".eu.example.com".into()),
+            PathMatch::Prefix("/".into()),
+            &[],
+        ),
+        route(
+            "exact-host",
+            HostMatch::Exact("shop.example.com".into()),
+            PathMatch::Prefix("/cart".into()),
+            &[],
+        ),
+    ]
+}
+
+fn name(table: &RouteTable, host: &str, method: &str, target: &str) -> Option<String> {
+    let target = normalize(target).ok()?;
+    table
+        .route(host, method, &target.path)
+        .map(|r| r.name.clone())
+}
+
+#[test]
+fn the_documented_precedence_decides() {
+    // Goal: host class first (exact, longest suffix, any: less specific hosts are not
+    // considered), then exact path, longest prefix by whole segments, then listed methods.
+    let routes = RouteTable::new(1, table(), Mutants::none()).unwrap();
+    let n = |host, method, target| name(&routes, host, method, target);
+    assert_eq!(
+        n("other.org", "GET", "/api/v1/x").as_deref(),
+        Some("any-api-exact")
+    );
+    assert_eq!(
+        n("other.org", "GET", "/api/v1/y").as_deref(),
+        Some("any-api-v1")
+    );
+    assert_eq!(
+        n("other.org", "POST", "/api/v1/y").as_deref(),
+        Some("any-api-post")
+    );
+    assert_eq!(n("other.org", "GET", "/apix").as_deref(), Some("any-root"));
+    assert_eq!(
+        n("other.org:8080", "GET", "/api").as_deref(),
+        Some("any-api")
+    );
+    assert_eq!(
+        n("a.example.com", "GET", "/api/v1/x").as_deref(),
+        Some("wild")
+    );
+    assert_eq!(
+        n("a.eu.example.com", "GET", "/").as_deref(),
+        Some("wild-deeper")
+    );
+    assert_eq!(
+        n("SHOP.example.com", "GET", "/cart/1").as_deref(),
+        Some("exact-host")
+    );
+    // The exact host has no route for this path; the less specific hosts are not consulted.
+    assert_eq!(n("shop.example.com", "GET", "/api"), None);
+    assert_eq!(n("example.com", "GET", "/api").as_deref(), Some("any-api"));
+}
+
+#[test]
+fn conflicts_and_bad_patterns_are_refused_at_build() {
+    // Goal: a table whose result would depend on insertion order is refused.
+    let twin = route(
+        "twin",
+        HostMatch::Any,
+        PathMatch::Prefix("/api".into()),
+        &[],
+    );
+    let mut routes = table();
+    routes.push(twin);
+    assert!(matches!(
+        RouteTable::new(1, routes, Mutants::none()),
+        Err(TableError::Conflict(..))
+    ));
+    let mut routes = table();
+    routes.push(route(
+        "slash",
+        HostMatch::Any,
+        PathMatch::Prefix("/a/".into()),
+        &[],
+    ));
+    assert!(matches!(
+        RouteTable::new(1, routes, Mutants::none()),
+        Err(TableError::BadPattern { .. })
+    ));
+    let mut routes = table();
+    routes.push(route(
+        "dots",
+        HostMatch::Any,
+        PathMatch::Exact("/a/../b".into()),
+        &[],
+    ));
+    assert!(matches!(
+        RouteTable::new(1, routes, Mutants::none()),
+        Err(TableError::BadPattern { .. })
+    ));
+    let mut routes = table();
+    routes.push(route(
+        "any-root",
+        HostMatch::Any,
+        PathMatch::Exact("/z".into()),
+        &[],
+    ));
+    assert!(matches!(
+        RouteTable::new(1, routes, Mutants::none()),
+        Err(TableError::DuplicateName(_))
+    ));
+}
+
+#[test]
+fn mutant_route_by_insertion_order_takes_the_first_match() {
+    // Goal: under the mutant, the catch-all added first shadows the more specific routes.
+    let routes = RouteTable::new(1, table(), Mutants::only(Mutant::RouteByInsertionOrder)).unwrap();
+    assert_eq!(
+        name(&routes, "other.org", "GET", "/api/v1/x").as_deref(),
+        Some("any-root")
+    );
+}
+
+fn hostile_target() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("/".to_string()),
+        Just("//".to_string()),
+        Just(".".to_string()),
+        Just("..".to_string()),
+        Just("%2e".to_string()),
+        Just("%2E".to_string()),
+        Just("%2f".to_string()),
+        Just("%5c".to_string()),
+        Just("%".to_string()),
+        Just("%4".to_string()),
+        Just("%41".to_string()),
+        Just("\\".to_string()),
+        Just("?".to_string()),
+        Just("#".to_string()),
+        Just(";".to_string()),
+        "[a-z]{1,4}",
+        any::<char>().prop_map(String::from),
+    ];
+    (
+        prop::bool::weighted(0.9),
+        proptest::collection::vec(piece, 0..16),
+    )
+        .prop_map(|(slash, pieces)| {
+            let mut target = if slash {
+                String::from("/")
+            } else {
+                String::new()
+            };
+            target.extend(pieces);
+            target
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn hostile_targets_never_panic_and_normalise_once(target in hostile_target()) {
+        // Goal: whatever the bytes, `normalize` answers (no panic); what it accepts is a
+        // clean path (no empty, `.` or `..` segment, no escaped unreserved character) that
+        // normalises to itself, so the path matched is the path sent upstream.
+        if let Ok(normal) = normalize(&target) {
+            let again = normalize(&normal.path).expect("a normalised path normalises");
+            prop_assert_eq!(&again.path, &normal.path);
+            prop_assert!(normal.path.starts_with('/'));
+            prop_assert!(!normal.path.contains("//"));
+            for segment in normal.path.split('/') {
+                prop_assert!(segment != "." && segment != "..");
+            }
+            let lower = normal.path.to_ascii_lowercase();
+            prop_assert!(!lower.contains("%2e") && !lower.contains("%2f") && !lower.contains("%5c"));
+        }
+    }
+
+    #[test]
+    fn the_route_does_not_depend_on_insertion_order(
+        order in Just((0..8usize).collect::<Vec<_>>()).prop_shuffle(),
+        target in hostile_target(),
+        host in prop_oneof![Just("x.org"), Just("a.example.com"), Just("b.eu.example.com"), Just("shop.example.com")],
+        method in prop_oneof![Just("GET"), Just("POST")],
+    ) {
+        // Goal: the same request gets the same route whatever order the table was built in.
+        let routes = table();
+        let shuffled: Vec<Route> = order.iter().map(|&i| routes[i].clone()).collect();
+        let a = RouteTable::new(1, routes, Mutants::none()).unwrap();
+        let b = RouteTable::new(1, shuffled, Mutants::none()).unwrap();
+        prop_assert_eq!(name(&a, host, method, &target), name(&b, host, method, &target));
+    }
+}
+
+/// Requests of one key at the given times (ms); the times admitted (ms).
+fn admitted(config: LimitConfig, times_ms: &[u64]) -> Vec<u64> {
+    let mut limiter = Limiter::new(config).unwrap();
+    times_ms
+        .iter()
+        .copied()
+        .filter(|&t| limiter.check("k", Duration::from_millis(t)) == Decision::Admit)
+        .collect()
+}
+
+/// The most requests admitted in any window of `window_ms`.
+fn busiest(admitted: &[u64], window_ms: u64) -> usize {
+    admitted
+        .iter()
+        .map(|&start| {
+            admitted
+                .iter()
+                .filter(|&&t| t >= start && t < start + window_ms)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_burst_then_the_rate() {
+    // Goal: `burst` at once, then one per 1/rate; the wait is told; a key idle long enough
+    // bursts again.
+    let config = LimitConfig {
+        rate_per_s: 10,
+        burst: 3,
+        ..LimitConfig::default()
+    };
+    let mut limiter = Limiter::new(config).unwrap();
+    let at = |ms: u64| Duration::from_millis(ms);
+    for _ in 0..3 {
+        assert_eq!(limiter.check("k", at(0)), Decision::Admit);
+    }
+    assert_eq!(
+        limiter.check("k", at(0)),
+        Decision::Deny {
+            retry_after: at(100)
+        }
+    );
+    assert_eq!(limiter.check("other", at(0)), Decision::Admit);
+    assert_eq!(limiter.check("k", at(100)), Decision::Admit);
+    assert!(matches!(limiter.check("k", at(150)), Decision::Deny { .. }));
+    for _ in 0..3 {
+        assert_eq!(limiter.check("k", at(2_000)), Decision::Admit);
+    }
+}
+
+#[test]
+fn a_full_key_table_fails_closed_and_forgets_refilled_keys() {
+    // Goal: the table stays bounded; a refilled key is forgotten to make room; with no room a
+    // new key is refused, not admitted unchecked.
+    let config = LimitConfig {
+        rate_per_s: 10,
+        burst: 1,
+        keys_max: 2,
+        ..LimitConfig::default()
+    };
+    let mut limiter = Limiter::new(config).unwrap();
+    let at = |ms: u64| Duration::from_millis(ms);
+    assert_eq!(limiter.check("a", at(0)), Decision::Admit);
+    assert_eq!(limiter.check("b", at(0)), Decision::Admit);
+    assert_eq!(limiter.check("c", at(0)), Decision::TableFull);
+    assert_eq!(limiter.check("c", at(100)), Decision::Admit);
+    assert!(limiter.keys() <= 2);
+    assert!(Limiter::new(LimitConfig {
+        rate_per_s: 0,
+        ..LimitConfig::default()
+    })
+    .is_err());
+}
+
+proptest! {
+    #[test]
+    fn no_window_admits_more_than_burst_plus_rate(
+        gaps in proptest::collection::vec(0u64..40, 1..300),
+        rate in 1u32..50,
+        burst in 1u32..8,
+        window_ms in 1u64..2_000,
+    ) {
+        // Goal: over any window of length d, at most burst + rate * d requests are admitted.
+        let mut t = 0;
+        let times: Vec<u64> = gaps.iter().map(|g| { t += g; t }).collect();
+        let config = LimitConfig { rate_per_s: rate, burst, ..LimitConfig::default() };
+        let admitted = admitted(config, &times);
+        // The window [s, s + d) holds at most burst + rate * d, rounded down.
+        let bound = u64::from(burst) + u64::from(rate) * window_ms / 1_000;
+        prop_assert!(busiest(&admitted, window_ms) as u64 <= bound);
+    }
+}
+
+#[test]
+fn mutant_limiter_rounds_up_over_admits() {
+    // Goal: under the mutant a steady stream gets more than the bound in a window.
+    let times: Vec<u64> = (0..200).map(|i| i * 5).collect();
+    let config = |mutants| LimitConfig {
+        rate_per_s: 10,
+        burst: 2,
+        mutants,
+        ..LimitConfig::default()
+    };
+    let bound = 2 + 10 * 1_000 / 1_000;
+    assert!(busiest(&admitted(config(Mutants::none()), &times), 1_000) <= bound);
+    let broken = admitted(config(Mutants::only(Mutant::LimiterRoundsUp)), &times);
+    assert!(busiest(&broken, 1_000) > bound, "{broken:?}");
+}
