@@ -403,3 +403,118 @@ fn mutant_limiter_rounds_up_over_admits() {
     let broken = admitted(config(Mutants::only(Mutant::LimiterRoundsUp)), &times);
     assert!(busiest(&broken, 1_000) > bound, "{broken:?}");
 }
+
+mod auth {
+    use super::*;
+    use patterns::gateway::auth::{sign, AuthConfig, AuthError, Claims, KeyRing, Verifier};
+    use std::collections::BTreeMap;
+
+    fn claims(principal: &str, key: &str, not_before_s: u64, expires_s: u64) -> Claims {
+        Claims {
+            principal: principal.into(),
+            key_id: key.into(),
+            not_before_s,
+            expires_s,
+        }
+    }
+
+    fn ring() -> KeyRing {
+        KeyRing {
+            current: BTreeMap::from([("k2".to_string(), b"secret-two".to_vec())]),
+            retired: BTreeMap::from([("k1".to_string(), (b"secret-one".to_vec(), 1_500))]),
+        }
+    }
+
+    fn verifier(mutants: Mutants) -> Verifier {
+        let config = AuthConfig {
+            skew_s: 60,
+            mutants,
+            ..AuthConfig::default()
+        };
+        Verifier::new(config, ring())
+    }
+
+    #[test]
+    fn a_signed_token_is_accepted_within_its_window_and_the_skew() {
+        // Goal: validity is nbf - skew ..= exp + skew on the gateway's clock, inclusive.
+        let token = sign(&claims("ann", "k2", 1_000, 2_000), b"secret-two");
+        let mut v = verifier(Mutants::none());
+        assert_eq!(v.verify(&token, 940).unwrap().principal, "ann");
+        assert_eq!(v.verify(&token, 2_060).unwrap().principal, "ann");
+        let mut fresh = verifier(Mutants::none());
+        assert_eq!(
+            fresh.verify(&token, 939),
+            Err(AuthError::NotYetValid(1_000))
+        );
+        assert_eq!(fresh.verify(&token, 2_061), Err(AuthError::Expired(2_000)));
+    }
+
+    #[test]
+    fn forged_tampered_and_unknown_key_tokens_are_refused() {
+        // Goal: a changed claim, a wrong secret, an unknown key or a retired key past its
+        // grace are all refused.
+        let mut v = verifier(Mutants::none());
+        let token = sign(&claims("ann", "k2", 0, 5_000), b"secret-two");
+        let tampered = token.replacen("ann", "bob", 1);
+        assert_eq!(v.verify(&tampered, 100), Err(AuthError::BadSignature));
+        let forged = sign(&claims("bob", "k2", 0, 5_000), b"guess");
+        assert_eq!(v.verify(&forged, 100), Err(AuthError::BadSignature));
+        let unknown = sign(&claims("ann", "k9", 0, 5_000), b"secret-two");
+        assert_eq!(
+            v.verify(&unknown, 100),
+            Err(AuthError::UnknownKey("k9".into()))
+        );
+        let old = sign(&claims("ann", "k1", 0, 5_000), b"secret-one");
+        assert!(v.verify(&old, 1_500).is_ok(), "a retired key in its grace");
+        assert_eq!(
+            v.verify(&old, 1_501),
+            Err(AuthError::UnknownKey("k1".into()))
+        );
+        for bad in [
+            "",
+            "v1",
+            "v2.a.k2.0.1.00",
+            "v1.a.k2.0.1.zz",
+            "v1.a b.k2.0.1.00",
+        ] {
+            assert_eq!(v.verify(bad, 100), Err(AuthError::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn revocation_and_rotation_reach_cached_verdicts() {
+        // Goal: a revoked principal is refused even with a cached verdict; a rotation that
+        // drops a key drops its cached verdicts.
+        let mut v = verifier(Mutants::none());
+        let token = sign(&claims("ann", "k2", 0, 5_000), b"secret-two");
+        assert!(v.verify(&token, 100).is_ok());
+        v.revoke("ann");
+        assert_eq!(v.verify(&token, 101), Err(AuthError::Revoked("ann".into())));
+        let bob = sign(&claims("bob", "k2", 0, 5_000), b"secret-two");
+        assert!(v.verify(&bob, 100).is_ok());
+        v.set_keys(KeyRing::default());
+        assert_eq!(v.verify(&bob, 101), Err(AuthError::UnknownKey("k2".into())));
+    }
+
+    #[test]
+    fn a_cached_verdict_never_outlives_the_token() {
+        // Goal: verified once before expiry, the token is still refused after expiry + skew;
+        // under the mutant the cache keeps passing it (Envoy#23278).
+        let token = sign(&claims("ann", "k2", 0, 1_000), b"secret-two");
+        let mut v = verifier(Mutants::none());
+        assert!(v.verify(&token, 990).is_ok());
+        assert_eq!(v.verify(&token, 1_061), Err(AuthError::Expired(1_000)));
+        let mut broken = verifier(Mutants::only(Mutant::AuthCacheOutlivesToken));
+        assert!(broken.verify(&token, 990).is_ok());
+        assert!(broken.verify(&token, 1_061).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn hostile_tokens_never_panic_nor_pass(token in "[v1.a-z0-9A-Z_\\- ]{0,120}") {
+            // Goal: arbitrary strings are refused cleanly (no secret known to the generator).
+            let mut v = verifier(Mutants::none());
+            prop_assert!(v.verify(&token, 100).is_err());
+        }
+    }
+}

@@ -3,9 +3,12 @@
 //!
 //! * [`route`]: path normalisation applied once, and a versioned route table with a
 //!   documented precedence.
+//! * [`auth`]: HMAC-SHA256 signed tokens with not-before, expiry, skew, key rotation,
+//!   revocation and a verdict cache that never outlives a token.
 //! * [`limit`]: per-key GCRA rate limiting on the monotonic clock, with burst.
 //! * [`mutant`]: the deliberately re-introduced bugs, off by default.
 
+pub mod auth;
 pub mod limit;
 pub mod mutant;
 pub mod route;

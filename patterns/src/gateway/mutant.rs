@@ -12,6 +12,9 @@ pub enum Mutant {
     /// The limiter rounds each refill up to a whole token: every check credits the token
     /// still being earned, so it over-admits (the counting errors of Kong#2629, tower#756).
     LimiterRoundsUp,
+    /// A cached token verdict is used until the cache entry's own end, not the token's
+    /// expiry: an expired token keeps passing (Envoy#23278).
+    AuthCacheOutlivesToken,
 }
 
 impl Mutant {
@@ -25,6 +28,7 @@ impl Mutant {
         match self {
             Mutant::RouteByInsertionOrder => "route-by-insertion-order",
             Mutant::LimiterRoundsUp => "limiter-rounds-up",
+            Mutant::AuthCacheOutlivesToken => "auth-cache-outlives-token",
         }
     }
 }
