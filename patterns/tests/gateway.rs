@@ -518,3 +518,121 @@ mod auth {
         }
     }
 }
+
+mod http {
+    use super::*;
+    use patterns::gateway::http::{parse_request, parse_response, render_response, Limits};
+
+    fn status(bytes: &[u8]) -> u16 {
+        match parse_request(bytes, &Limits::default()) {
+            Ok(_) => 0,
+            Err(refusal) => refusal.status,
+        }
+    }
+
+    #[test]
+    fn a_request_becomes_typed_fields() {
+        // Goal: method, normalised target, host without port, bearer token, idempotency key
+        // and the JSON body come out; nothing else is carried.
+        let bytes = b"POST /orders/../carts/%2e/7?x=1 HTTP/1.1\r\nHost: Shop.Example.com:8080\r\nAuthorization: Bearer tok\r\nIdempotency-Key: k-1\r\nX-Principal: admin\r\nContent-Length: 9\r\n\r\n{\"n\": 2}\n";
+        let request = parse_request(bytes, &Limits::default()).unwrap();
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.target.path, "/carts/7");
+        assert_eq!(request.target.query.as_deref(), Some("x=1"));
+        assert_eq!(request.host, "shop.example.com");
+        assert_eq!(request.token.as_deref(), Some("tok"));
+        assert_eq!(request.idempotency_key.as_deref(), Some("k-1"));
+        assert_eq!(request.body, serde_json::json!({"n": 2}));
+    }
+
+    #[test]
+    fn smuggling_shapes_and_bad_bodies_are_refused() {
+        // Goal: each refusal has its status and no request comes out.
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), 400, "no Host");
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            status(
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"
+            ),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +2\r\n\r\n{}"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n{}"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"),
+            400
+        );
+        assert_eq!(status(b"GET /a/../../b HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Basic x\r\n\r\n"),
+            401
+        );
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\n"), 400, "incomplete");
+        let big = format!(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            70_000
+        );
+        assert_eq!(status(big.as_bytes()), 413);
+        let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 0..40 {
+            many.push_str(&format!("X-{i}: y\r\n"));
+        }
+        many.push_str("\r\n");
+        assert_eq!(status(many.as_bytes()), 431);
+    }
+
+    #[test]
+    fn a_rendered_response_parses_back() {
+        // Goal: the gateway's answers are well-formed HTTP/1.1 with a JSON body.
+        let body = serde_json::json!({"ok": true});
+        let parsed = parse_response(&render_response(201, &body)).unwrap();
+        assert_eq!((parsed.status, parsed.body), (201, body));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn hostile_bytes_never_panic_and_never_smuggle(
+            method in prop_oneof![Just("GET"), Just("POST"), Just("G\u{0}T"), Just("")],
+            target in hostile_target(),
+            headers in proptest::collection::vec(
+                prop_oneof![
+                    Just("Host: a".to_string()),
+                    Just("Content-Length: 2".to_string()),
+                    Just("Content-Length: 3".to_string()),
+                    Just("Transfer-Encoding: chunked".to_string()),
+                    Just("Authorization: Bearer t".to_string()),
+                    "[ -~]{0,20}",
+                ],
+                0..6,
+            ),
+            body in "[ -~]{0,8}",
+        ) {
+            // Goal: any head and body is answered (no panic); an accepted request has a
+            // normalised target, no Transfer-Encoding, and exactly its Content-Length.
+            let mut bytes = format!("{method} {target} HTTP/1.1\r\n");
+            for header in &headers {
+                bytes.push_str(header);
+                bytes.push_str("\r\n");
+            }
+            bytes.push_str("\r\n");
+            bytes.push_str(&body);
+            if let Ok(request) = parse_request(bytes.as_bytes(), &Limits::default()) {
+                prop_assert_eq!(normalize(&request.target.path).unwrap().path, request.target.path);
+                prop_assert!(!headers.iter().any(|h| h.to_ascii_lowercase().starts_with("transfer-encoding")));
+            }
+        }
+    }
+}

@@ -5,10 +5,14 @@
 //!   documented precedence.
 //! * [`auth`]: HMAC-SHA256 signed tokens with not-before, expiry, skew, key rotation,
 //!   revocation and a verdict cache that never outlives a token.
+//! * [`http`]: external HTTP/1.1 requests parsed with `httparse` into typed backend
+//!   messages (smuggling shapes, oversize and non-JSON bodies refused; identity headers
+//!   dropped), and answers rendered back.
 //! * [`limit`]: per-key GCRA rate limiting on the monotonic clock, with burst.
 //! * [`mutant`]: the deliberately re-introduced bugs, off by default.
 
 pub mod auth;
+pub mod http;
 pub mod limit;
 pub mod mutant;
 pub mod route;
