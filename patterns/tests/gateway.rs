@@ -636,3 +636,118 @@ mod http {
         }
     }
 }
+
+mod admission {
+    use super::*;
+    use patterns::gateway::admit::{admit, Clocks};
+    use patterns::gateway::auth::{sign, AuthConfig, Claims, KeyRing, Verifier};
+    use patterns::gateway::http::Limits;
+    use std::collections::BTreeMap;
+
+    struct Gateway {
+        table: RouteTable,
+        verifier: Verifier,
+        limiter: Limiter,
+    }
+
+    impl Gateway {
+        fn new() -> Gateway {
+            let mut private = route(
+                "private",
+                HostMatch::Any,
+                PathMatch::Prefix("/private".into()),
+                &[],
+            );
+            private.access = Access::Authenticated;
+            let routes = vec![
+                route(
+                    "info",
+                    HostMatch::Any,
+                    PathMatch::Prefix("/info".into()),
+                    &["GET"],
+                ),
+                private,
+            ];
+            let keys = KeyRing {
+                current: BTreeMap::from([("k".to_string(), b"s".to_vec())]),
+                ..KeyRing::default()
+            };
+            Gateway {
+                table: RouteTable::new(3, routes, Mutants::none()).unwrap(),
+                verifier: Verifier::new(AuthConfig::default(), keys),
+                limiter: Limiter::new(LimitConfig {
+                    rate_per_s: 1,
+                    burst: 2,
+                    ..LimitConfig::default()
+                })
+                .unwrap(),
+            }
+        }
+
+        fn send(&mut self, head: &str, at_s: u64) -> Result<(String, Option<String>, String), u16> {
+            let bytes = format!("{head}\r\nHost: gw\r\n\r\n");
+            let clocks = Clocks {
+                monotonic: Duration::from_secs(at_s),
+                wall_s: 1_000 + at_s,
+            };
+            admit(
+                bytes.as_bytes(),
+                "10.0.0.1",
+                1,
+                clocks,
+                &Limits::default(),
+                &self.table,
+                &mut self.verifier,
+                &mut self.limiter,
+            )
+            .map(|a| (a.request.route, a.request.principal, a.request.path))
+            .map_err(|refusal| refusal.status)
+        }
+    }
+
+    fn token(principal: &str) -> String {
+        let claims = Claims {
+            principal: principal.into(),
+            key_id: "k".into(),
+            not_before_s: 0,
+            expires_s: 5_000,
+        };
+        sign(&claims, b"s")
+    }
+
+    #[test]
+    fn the_routed_path_is_the_authorized_and_forwarded_path() {
+        // Goal: `/info/../private` is routed as `/private`, so it needs a token (Envoy#6435),
+        // and the principal the gateway verified is the one forwarded (a client's
+        // X-Principal header goes nowhere).
+        let mut gw = Gateway::new();
+        assert_eq!(gw.send("GET /info/../private HTTP/1.1", 0), Err(401));
+        let ann = token("ann");
+        let head = format!("GET /info/%2e%2e/private/x HTTP/1.1\r\nX-Principal: root\r\nAuthorization: Bearer {ann}");
+        assert_eq!(
+            gw.send(&head, 0),
+            Ok(("private".into(), Some("ann".into()), "/private/x".into()))
+        );
+        assert_eq!(
+            gw.send("GET /info/a HTTP/1.1", 0),
+            Ok(("info".into(), None, "/info/a".into()))
+        );
+    }
+
+    #[test]
+    fn refusals_come_in_order_with_their_status() {
+        // Goal: 404 without a route, 405 with a route for other methods, 401 on a bad token
+        // even on a public route, 429 past the burst, and the limit refills.
+        let mut gw = Gateway::new();
+        assert_eq!(gw.send("GET /nothing HTTP/1.1", 0), Err(404));
+        assert_eq!(gw.send("POST /info HTTP/1.1", 0), Err(405));
+        assert_eq!(
+            gw.send("GET /info HTTP/1.1\r\nAuthorization: Bearer nope", 0),
+            Err(401)
+        );
+        assert!(gw.send("GET /info HTTP/1.1", 0).is_ok());
+        assert!(gw.send("GET /info HTTP/1.1", 0).is_ok());
+        assert_eq!(gw.send("GET /info HTTP/1.1", 0), Err(429));
+        assert!(gw.send("GET /info HTTP/1.1", 1).is_ok());
+    }
+}

@@ -3,6 +3,7 @@
 //!
 //! * [`route`]: path normalisation applied once, and a versioned route table with a
 //!   documented precedence.
+//! * [`admit`]: the admission pipeline: parse, route, authenticate, limit.
 //! * [`auth`]: HMAC-SHA256 signed tokens with not-before, expiry, skew, key rotation,
 //!   revocation and a verdict cache that never outlives a token.
 //! * [`http`]: external HTTP/1.1 requests parsed with `httparse` into typed backend
@@ -11,6 +12,7 @@
 //! * [`limit`]: per-key GCRA rate limiting on the monotonic clock, with burst.
 //! * [`mutant`]: the deliberately re-introduced bugs, off by default.
 
+pub mod admit;
 pub mod auth;
 pub mod http;
 pub mod limit;
