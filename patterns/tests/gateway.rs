@@ -751,3 +751,169 @@ mod admission {
         assert!(gw.send("GET /info HTTP/1.1", 1).is_ok());
     }
 }
+
+mod upstream {
+    use super::*;
+    use patterns::gateway::http::BackendRequest;
+    use patterns::gateway::upstream::{
+        attempt_timeout, may_retry, AttemptOutcome, NoAttempt, UpstreamConfig, Upstreams,
+    };
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("i{i}")).collect()
+    }
+
+    fn upstreams(mutants: Mutants, n: usize) -> Upstreams {
+        let config = UpstreamConfig {
+            mutants,
+            ..UpstreamConfig::default()
+        };
+        let mut up = Upstreams::new(config).unwrap();
+        up.set_instances("svc", names(n), ms(0));
+        up
+    }
+
+    #[test]
+    fn round_robin_prefers_untried_and_skips_removed_instances() {
+        // Goal: attempts rotate; a retry goes to an instance the request has not tried; an
+        // instance discovery dropped gets nothing new.
+        let mut up = upstreams(Mutants::none(), 3);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let attempt = up.start("svc", ms(0), &[], false).unwrap();
+            seen.push(attempt.instance.clone());
+            up.finish(attempt, AttemptOutcome::Success, ms(1));
+        }
+        assert_eq!(seen, names(3));
+        let retry = up
+            .start("svc", ms(2), &["i1".into(), "i2".into()], true)
+            .unwrap();
+        assert_eq!(retry.instance, "i3");
+        up.finish(retry, AttemptOutcome::Success, ms(3));
+        up.set_instances("svc", vec!["i2".into()], ms(4));
+        for _ in 0..3 {
+            let attempt = up.start("svc", ms(5), &[], false).unwrap();
+            assert_eq!(attempt.instance, "i2");
+            up.finish(attempt, AttemptOutcome::Success, ms(6));
+        }
+        up.set_instances("svc", vec![], ms(7));
+        assert!(matches!(
+            up.start("svc", ms(8), &[], false),
+            Err(NoAttempt::NoInstance(_))
+        ));
+    }
+
+    /// Fails `instance` five times in a row at `at`.
+    fn fail(up: &mut Upstreams, instance: &str, at: Duration) {
+        for _ in 0..5 {
+            loop {
+                let attempt = up.start("svc", at, &[], false).unwrap();
+                if attempt.instance == instance {
+                    up.finish(attempt, AttemptOutcome::Failure, at);
+                    break;
+                }
+                up.finish(attempt, AttemptOutcome::Success, at);
+            }
+        }
+    }
+
+    #[test]
+    fn ejection_respects_its_cap_and_ends() {
+        // Goal: five failures in a row eject an instance for the base time; with ten
+        // instances at most one (10 %) is out at once; under the mutant a second goes too.
+        let mut up = upstreams(Mutants::none(), 10);
+        fail(&mut up, "i1", ms(10));
+        assert!(!up.is_eligible("i1", ms(10)));
+        fail(&mut up, "i2", ms(20));
+        assert!(up.is_eligible("i2", ms(20)), "the cap holds i2 in");
+        assert!(up.is_eligible("i1", ms(1_010)), "the ejection ends");
+        let mut broken = upstreams(Mutants::only(Mutant::EjectionOvershoots), 10);
+        fail(&mut broken, "i1", ms(10));
+        fail(&mut broken, "i2", ms(20));
+        assert!(!broken.is_eligible("i1", ms(20)) && !broken.is_eligible("i2", ms(20)));
+    }
+
+    fn request(method: &str, key: Option<&str>) -> BackendRequest {
+        BackendRequest {
+            request_id: 1,
+            route: "r".into(),
+            method: method.into(),
+            path: "/".into(),
+            query: None,
+            principal: None,
+            idempotency_key: key.map(str::to_owned),
+            body: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn only_safe_requests_are_retried() {
+        // Goal: a POST that may have reached the backend is not retried unless it carries an
+        // idempotency key; one refused before sending is; under the mutant every one is.
+        let none = Mutants::none();
+        assert!(may_retry(
+            &request("GET", None),
+            AttemptOutcome::Timeout,
+            &none
+        ));
+        assert!(!may_retry(
+            &request("POST", None),
+            AttemptOutcome::Timeout,
+            &none
+        ));
+        assert!(!may_retry(
+            &request("POST", None),
+            AttemptOutcome::Failure,
+            &none
+        ));
+        assert!(may_retry(
+            &request("POST", None),
+            AttemptOutcome::NotSent,
+            &none
+        ));
+        assert!(may_retry(
+            &request("POST", Some("k")),
+            AttemptOutcome::Timeout,
+            &none
+        ));
+        assert!(!may_retry(
+            &request("GET", None),
+            AttemptOutcome::Success,
+            &none
+        ));
+        let broken = Mutants::only(Mutant::RetriesNonIdempotent);
+        assert!(may_retry(
+            &request("POST", None),
+            AttemptOutcome::Timeout,
+            &broken
+        ));
+    }
+
+    #[test]
+    fn retries_stay_within_the_budget_and_the_deadline() {
+        // Goal: retries in flight stop at max(3, 20 % of attempts in flight); no attempt
+        // starts after the route timeout, and none outlasts it.
+        let mut up = upstreams(Mutants::none(), 3);
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(up.start("svc", ms(0), &[], true).unwrap());
+        }
+        assert_eq!(
+            up.start("svc", ms(0), &[], true).unwrap_err(),
+            NoAttempt::BudgetSpent
+        );
+        assert!(up.start("svc", ms(0), &[], false).is_ok());
+        assert_eq!(up.in_flight(), (4, 3));
+        for attempt in held {
+            up.finish(attempt, AttemptOutcome::Success, ms(1));
+        }
+        let config = UpstreamConfig::default();
+        assert_eq!(attempt_timeout(&config, ms(0), ms(0)), Some(ms(300)));
+        assert_eq!(attempt_timeout(&config, ms(0), ms(900)), Some(ms(100)));
+        assert_eq!(attempt_timeout(&config, ms(0), ms(1_000)), None);
+    }
+}

@@ -10,6 +10,8 @@
 //!   messages (smuggling shapes, oversize and non-JSON bodies refused; identity headers
 //!   dropped), and answers rendered back.
 //! * [`limit`]: per-key GCRA rate limiting on the monotonic clock, with burst.
+//! * [`upstream`]: balancing over discovered instances, a breaker per instance, outlier
+//!   ejection with a documented cap, retries only when safe and within a budget, timeouts.
 //! * [`mutant`]: the deliberately re-introduced bugs, off by default.
 
 pub mod admit;
@@ -18,3 +20,4 @@ pub mod http;
 pub mod limit;
 pub mod mutant;
 pub mod route;
+pub mod upstream;

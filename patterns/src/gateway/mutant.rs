@@ -15,6 +15,11 @@ pub enum Mutant {
     /// A cached token verdict is used until the cache entry's own end, not the token's
     /// expiry: an expired token keeps passing (Envoy#23278).
     AuthCacheOutlivesToken,
+    /// Every failed attempt is retried, a non-idempotent request that may have reached the
+    /// backend included (Istio#13851).
+    RetriesNonIdempotent,
+    /// Outlier ejection ignores its cap and ejects every failing instance (Envoy#26877).
+    EjectionOvershoots,
 }
 
 impl Mutant {
@@ -29,6 +34,8 @@ impl Mutant {
             Mutant::RouteByInsertionOrder => "route-by-insertion-order",
             Mutant::LimiterRoundsUp => "limiter-rounds-up",
             Mutant::AuthCacheOutlivesToken => "auth-cache-outlives-token",
+            Mutant::RetriesNonIdempotent => "retries-non-idempotent",
+            Mutant::EjectionOvershoots => "ejection-overshoots",
         }
     }
 }
