@@ -192,7 +192,8 @@ pub struct BackendRequest {
     pub principal: Option<String>,
     /// The client's idempotency key, if any.
     pub idempotency_key: Option<String>,
-    /// The body.
+    /// The body (JSON text on the wire: the simulator's encoding is not self-describing).
+    #[serde(with = "json_text")]
     pub body: serde_json::Value,
 }
 
@@ -201,8 +202,28 @@ pub struct BackendRequest {
 pub struct BackendResponse {
     /// The HTTP status to answer with.
     pub status: u16,
-    /// The JSON body.
+    /// The JSON body (JSON text on the wire).
+    #[serde(with = "json_text")]
     pub body: serde_json::Value,
+}
+
+/// A JSON value carried as its text, for encodings that are not self-describing (postcard).
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &serde_json::Value,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<serde_json::Value, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 fn reason_phrase(status: u16) -> &'static str {

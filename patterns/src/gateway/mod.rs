@@ -6,6 +6,7 @@
 //! * [`admit`]: the admission pipeline: parse, route, authenticate, limit.
 //! * [`auth`]: HMAC-SHA256 signed tokens with not-before, expiry, skew, key rotation,
 //!   revocation and a verdict cache that never outlives a token.
+//! * [`driver`]: the gateway as a sim-core node (discovery followed, upstream attempts).
 //! * [`http`]: external HTTP/1.1 requests parsed with `httparse` into typed backend
 //!   messages (smuggling shapes, oversize and non-JSON bodies refused; identity headers
 //!   dropped), and answers rendered back.
@@ -16,6 +17,7 @@
 
 pub mod admit;
 pub mod auth;
+pub mod driver;
 pub mod http;
 pub mod limit;
 pub mod mutant;

@@ -1,0 +1,385 @@
+//! The gateway as a sim-core node: external requests in (HTTP/1.1 bytes, carried as
+//! [`ExternalCall`] until the tokio-compatible streams land), admitted by
+//! [`crate::gateway::admit`], sent to backend instances found through discovery as typed
+//! [`BackendRequest`]s, with [`crate::gateway::upstream`]'s balancing, breakers, ejection,
+//! retries and timeouts; answers rendered back as HTTP/1.1 bytes.
+//!
+//! Every external request is handled in its own task. A background task follows discovery
+//! (a watch per service, every [`GatewayConfig::refresh_every`]) and hands each service's up
+//! instances to the upstream state. An instance's address is what it registered: its
+//! sim-core address, `n<node>:<port>`.
+//!
+//! Answers: the backend's status and body; 503 when no instance is available; 504 when the
+//! route timeout passes; 502 when the last attempt failed and no retry was allowed.
+
+use crate::discovery::client::DiscoveryClient;
+use crate::discovery::mutant::Mutants as DiscoveryMutants;
+use crate::gateway::admit::{admit, Clocks};
+use crate::gateway::auth::{AuthConfig, KeyRing, Verifier};
+use crate::gateway::http::{
+    render_refusal, render_response, BackendRequest, BackendResponse, Limits,
+};
+use crate::gateway::limit::{LimitConfig, Limiter};
+use crate::gateway::mutant::Mutants;
+use crate::gateway::route::{Route, RouteTable};
+use crate::gateway::upstream::{
+    attempt_timeout, may_retry, AttemptOutcome, NoAttempt, UpstreamConfig, Upstreams,
+};
+use serde::{Deserialize, Serialize};
+use sim_core::net::{Addr, NetError, Request, RpcError, Socket};
+use sim_core::time;
+use sim_core::NodeId;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+use tracing::{debug, info, warn};
+
+/// The port a gateway listens on by default.
+pub const GATEWAY_PORT: u16 = 13;
+
+/// An external request: the bytes of one HTTP/1.1 request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalCall {
+    /// The request's bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// The gateway's answer: the bytes of one HTTP/1.1 response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalAnswer {
+    /// The response's bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Settings of a gateway node.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// The port to listen on.
+    pub port: u16,
+    /// The discovery replicas.
+    pub registries: Vec<Addr>,
+    /// The services to follow in discovery.
+    pub services: Vec<String>,
+    /// The route table's version.
+    pub table_version: u64,
+    /// The routes.
+    pub routes: Vec<Route>,
+    /// The signing keys.
+    pub keys: KeyRing,
+    /// Token checks.
+    pub auth: AuthConfig,
+    /// Rate limits (per replica).
+    pub limit: LimitConfig,
+    /// Upstream calls.
+    pub upstream: UpstreamConfig,
+    /// Request size limits.
+    pub http: Limits,
+    /// How often discovery is followed.
+    pub refresh_every: Duration,
+    /// The timeout of a discovery call.
+    pub discovery_timeout: Duration,
+    /// The deliberately broken variants switched on (none in production).
+    pub mutants: Mutants,
+}
+
+/// What a gateway reports, for observation (tests, scenarios, logs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GatewayEvent {
+    /// A request was refused before any backend saw it.
+    Refused {
+        /// Its id.
+        request_id: u64,
+        /// The status.
+        status: u16,
+    },
+    /// A request was admitted.
+    Admitted {
+        /// Its id.
+        request_id: u64,
+        /// The route.
+        route: String,
+        /// The principal authenticated, if any.
+        principal: Option<String>,
+    },
+    /// An attempt went to an instance.
+    Attempt {
+        /// The request.
+        request_id: u64,
+        /// The instance's address.
+        instance: String,
+        /// Whether it is a retry.
+        retry: bool,
+    },
+    /// The request was answered.
+    Answered {
+        /// Its id.
+        request_id: u64,
+        /// The status.
+        status: u16,
+    },
+}
+
+/// A callback for [`GatewayEvent`]s.
+pub type GatewayHook = Rc<dyn Fn(&GatewayEvent)>;
+
+/// Parses an address as sim-core prints it: `n<node>:<port>`.
+pub fn parse_addr(text: &str) -> Option<Addr> {
+    let (node, port) = text.strip_prefix('n')?.split_once(':')?;
+    Some(Addr::new(NodeId(node.parse().ok()?), port.parse().ok()?))
+}
+
+struct Core {
+    table: RouteTable,
+    verifier: Verifier,
+    limiter: Limiter,
+    upstreams: Upstreams,
+}
+
+struct Gateway {
+    config: GatewayConfig,
+    core: RefCell<Core>,
+    hook: GatewayHook,
+    next_request: Cell<u64>,
+    socket: Socket,
+    /// Calls to backends.
+    upstream_socket: Socket,
+}
+
+fn now() -> Duration {
+    time::now().since_origin()
+}
+
+fn wall_s() -> u64 {
+    time::wall()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The gateway node's program. Returns only when its socket closes (or its configuration is
+/// invalid: then it logs why).
+pub async fn run_gateway(config: GatewayConfig, hook: GatewayHook) {
+    let table = match RouteTable::new(
+        config.table_version,
+        config.routes.clone(),
+        config.mutants.clone(),
+    ) {
+        Ok(table) => table,
+        Err(error) => return warn!("the gateway's route table is refused: {error}"),
+    };
+    let limiter = match Limiter::new(config.limit.clone()) {
+        Ok(limiter) => limiter,
+        Err(error) => return warn!("the gateway's limits are refused: {error}"),
+    };
+    let upstreams = match Upstreams::new(config.upstream.clone()) {
+        Ok(upstreams) => upstreams,
+        Err(error) => return warn!("the gateway's upstream settings are refused: {error}"),
+    };
+    let (socket, upstream_socket) = match (Socket::bind(config.port), Socket::bind(0)) {
+        (Ok(socket), Ok(upstream)) => (socket, upstream),
+        _ => return warn!("the gateway cannot bind port {}", config.port),
+    };
+    let verifier = Verifier::new(config.auth.clone(), config.keys.clone());
+    let gateway = Rc::new(Gateway {
+        core: RefCell::new(Core {
+            table,
+            verifier,
+            limiter,
+            upstreams,
+        }),
+        hook,
+        next_request: Cell::new(1),
+        socket,
+        upstream_socket,
+        config,
+    });
+    let follower = gateway.clone();
+    sim_core::task::spawn(async move { follower.follow_discovery().await });
+    loop {
+        match gateway.socket.recv_request::<ExternalCall>().await {
+            Ok((request, call)) => {
+                let gateway = gateway.clone();
+                sim_core::task::spawn(async move { gateway.serve(request, call).await });
+            }
+            Err(NetError::Decode { from, message }) => {
+                debug!("an undecodable call from {from}: {message}");
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+impl Gateway {
+    async fn follow_discovery(&self) {
+        if self.config.registries.is_empty() {
+            return warn!("the gateway knows no discovery replica");
+        }
+        let mut client = match DiscoveryClient::new(
+            0,
+            self.config.registries.clone(),
+            0,
+            self.config.discovery_timeout,
+            DiscoveryMutants::none(),
+        ) {
+            Ok(client) => client,
+            Err(error) => return warn!("the gateway cannot follow discovery: {error}"),
+        };
+        loop {
+            for service in &self.config.services {
+                if client.watch(service).await.is_none() {
+                    continue;
+                }
+                let instances: Vec<String> = client
+                    .cache()
+                    .healthy(service)
+                    .into_iter()
+                    .map(|(_, record)| record.address)
+                    .filter(|address| parse_addr(address).is_some())
+                    .collect();
+                self.core
+                    .borrow_mut()
+                    .upstreams
+                    .set_instances(service, instances, now());
+            }
+            time::sleep(self.config.refresh_every).await;
+        }
+    }
+
+    fn report(&self, event: GatewayEvent) {
+        (self.hook)(&event);
+    }
+
+    async fn serve(&self, request: Request, call: ExternalCall) {
+        let request_id =
+            (u64::from(self.socket.local_addr().node.0) << 32) | self.next_request.get();
+        self.next_request.set(self.next_request.get() + 1);
+        let arrived = now();
+        let client = request.from().to_string();
+        let admitted = {
+            let mut core = self.core.borrow_mut();
+            let Core {
+                table,
+                verifier,
+                limiter,
+                ..
+            } = &mut *core;
+            let clocks = Clocks {
+                monotonic: arrived,
+                wall_s: wall_s(),
+            };
+            admit(
+                &call.bytes,
+                &client,
+                request_id,
+                clocks,
+                &self.config.http,
+                table,
+                verifier,
+                limiter,
+            )
+        };
+        let bytes = match admitted {
+            Err(refusal) => {
+                debug!(
+                    request_id,
+                    status = refusal.status,
+                    "refused: {}",
+                    refusal.reason
+                );
+                self.report(GatewayEvent::Refused {
+                    request_id,
+                    status: refusal.status,
+                });
+                render_refusal(&refusal)
+            }
+            Ok(admitted) => {
+                self.report(GatewayEvent::Admitted {
+                    request_id,
+                    route: admitted.request.route.clone(),
+                    principal: admitted.request.principal.clone(),
+                });
+                let (status, body) = self
+                    .call_upstream(&admitted.service, &admitted.request, arrived)
+                    .await;
+                self.report(GatewayEvent::Answered { request_id, status });
+                render_response(status, &body)
+            }
+        };
+        let _ = self.socket.reply(request, &ExternalAnswer { bytes });
+    }
+
+    /// Attempts until an answer, a refused retry, or the route timeout.
+    async fn call_upstream(
+        &self,
+        service: &str,
+        message: &BackendRequest,
+        arrived: Duration,
+    ) -> (u16, serde_json::Value) {
+        let mut tried: Vec<String> = Vec::new();
+        let mut last = (502u16, serde_json::json!({ "error": "no attempt" }));
+        loop {
+            let Some(timeout) = attempt_timeout(&self.config.upstream, arrived, now()) else {
+                return (
+                    504,
+                    serde_json::json!({ "error": "the route timeout passed" }),
+                );
+            };
+            let retry = !tried.is_empty();
+            let started = self
+                .core
+                .borrow_mut()
+                .upstreams
+                .start(service, now(), &tried, retry);
+            let attempt = match started {
+                Ok(attempt) => attempt,
+                Err(NoAttempt::NoInstance(_)) if !retry => {
+                    return (
+                        503,
+                        serde_json::json!({ "error": format!("no instance of {service}") }),
+                    );
+                }
+                Err(why) => {
+                    debug!(request_id = message.request_id, "no retry: {why}");
+                    return last;
+                }
+            };
+            let instance = attempt.instance.clone();
+            tried.push(instance.clone());
+            self.report(GatewayEvent::Attempt {
+                request_id: message.request_id,
+                instance: instance.clone(),
+                retry,
+            });
+            let addr = parse_addr(&instance).expect("instances are filtered by address");
+            let answer: Result<BackendResponse, RpcError> =
+                self.upstream_socket.call(addr, message, timeout).await;
+            let outcome = match &answer {
+                Ok(response) if response.status < 500 => AttemptOutcome::Success,
+                Ok(_) => AttemptOutcome::Failure,
+                Err(RpcError::Timeout { .. }) => AttemptOutcome::Timeout,
+                Err(_) => AttemptOutcome::NotSent,
+            };
+            self.core
+                .borrow_mut()
+                .upstreams
+                .finish(attempt, outcome, now());
+            last = match answer {
+                Ok(response) => (response.status, response.body),
+                Err(RpcError::Timeout { .. }) => (
+                    504,
+                    serde_json::json!({ "error": "the backend did not answer in time" }),
+                ),
+                Err(error) => (502, serde_json::json!({ "error": error.to_string() })),
+            };
+            if !may_retry(message, outcome, &self.config.upstream.mutants) {
+                if outcome != AttemptOutcome::Success {
+                    info!(request_id = message.request_id, %instance, ?outcome, "not retried");
+                }
+                return last;
+            }
+            if tried.len() > self.config.upstream.retries_max as usize {
+                return last;
+            }
+        }
+    }
+}
