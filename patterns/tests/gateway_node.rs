@@ -1,6 +1,7 @@
 //! The gateway node on the simulator, without faults: it finds backends through discovery,
 //! forwards the authenticated principal, refuses what admission refuses, retries a GET on
-//! another instance after a 500, and never retries a POST that may have reached a backend.
+//! another instance after a 500, never retries a POST that may have reached a backend, and
+//! takes a newer route table at run time (and refuses an older one).
 
 use patterns::discovery::driver::{
     run_registry, RegistryHooks, RegistryNodeConfig, RegistryRequest, REGISTRY_PORT,
@@ -8,7 +9,8 @@ use patterns::discovery::driver::{
 use patterns::discovery::{Key, Registration, ReplicaConfig};
 use patterns::gateway::auth::{sign, AuthConfig, Claims, KeyRing};
 use patterns::gateway::driver::{
-    run_gateway, ExternalAnswer, ExternalCall, GatewayConfig, GatewayHook, GATEWAY_PORT,
+    run_gateway, AdminAnswer, AdminRequest, ExternalAnswer, ExternalCall, GatewayConfig,
+    GatewayHook, ADMIN_PORT, GATEWAY_PORT,
 };
 use patterns::gateway::http::{parse_response, BackendRequest, BackendResponse, Limits};
 use patterns::gateway::limit::LimitConfig;
@@ -165,9 +167,31 @@ fn the_gateway_routes_authenticates_and_retries_only_what_is_safe() {
                 let answer: ExternalAnswer = socket.call(gateway, &call, Duration::from_secs(2)).await.unwrap();
                 answers.push(parse_response(&answer.bytes).unwrap());
             }
+            // A newer table that makes /public need a token is taken; an older one is not.
+            let admin = Addr::new(gateway.node, ADMIN_PORT);
+            let mut locked = routes();
+            locked[0].access = Access::Authenticated;
+            let load = |version| AdminRequest::LoadRoutes {
+                version,
+                routes: locked.clone(),
+            };
+            let timeout = Duration::from_millis(200);
+            let loaded: AdminAnswer = socket.call(admin, &load(2), timeout).await.unwrap();
+            assert_eq!(loaded, AdminAnswer::Routes { version: 2 });
+            let stale: AdminAnswer = socket.call(admin, &load(2), timeout).await.unwrap();
+            assert!(matches!(stale, AdminAnswer::Refused { version: 2, .. }), "{stale:?}");
+            let call = ExternalCall {
+                bytes: b"GET /public/a HTTP/1.1\r\nHost: gw\r\n\r\n".to_vec(),
+            };
+            let answer: ExternalAnswer = socket.call(gateway, &call, Duration::from_secs(2)).await.unwrap();
+            answers.push(parse_response(&answer.bytes).unwrap());
             answers
         });
         let answers = answers.await.unwrap();
+        assert_eq!(
+            answers[7].status, 401,
+            "the reloaded table protects /public"
+        );
         let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
         // A GET reaches the good instance (first try or after the bad one's 500); one of the
         // two POSTs lands on the bad instance and is not retried.

@@ -4,6 +4,8 @@
 //! [`BackendRequest`]s, with [`crate::gateway::upstream`]'s balancing, breakers, ejection,
 //! retries and timeouts; answers rendered back as HTTP/1.1 bytes.
 //!
+//! Operators reload the route table by version on [`ADMIN_PORT`] ([`AdminRequest`]).
+//!
 //! Every external request is handled in its own task. A background task follows discovery
 //! (a watch per service, every [`GatewayConfig::refresh_every`]) and hands each service's up
 //! instances to the upstream state. An instance's address is what it registered: its
@@ -36,6 +38,41 @@ use tracing::{debug, info, warn};
 
 /// The port a gateway listens on by default.
 pub const GATEWAY_PORT: u16 = 13;
+/// The port a gateway takes operators' requests on ([`AdminRequest`]).
+pub const ADMIN_PORT: u16 = 15;
+
+/// An operator's request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// Replace the route table with version `version`: taken only if it is newer than the
+    /// one in use and valid (no conflict, normalised patterns). Requests already admitted
+    /// finish on the table that admitted them.
+    LoadRoutes {
+        /// The new version.
+        version: u64,
+        /// The routes.
+        routes: Vec<Route>,
+    },
+    /// The version in use.
+    RoutesVersion,
+}
+
+/// A gateway's answer to an operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminAnswer {
+    /// The route table version now in use.
+    Routes {
+        /// The version.
+        version: u64,
+    },
+    /// The table was refused; the version in use is unchanged.
+    Refused {
+        /// Why.
+        reason: String,
+        /// The version in use.
+        version: u64,
+    },
+}
 
 /// An external request: the bytes of one HTTP/1.1 request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +230,8 @@ pub async fn run_gateway(config: GatewayConfig, hook: GatewayHook) {
         upstream_socket,
         config,
     });
+    let admin = gateway.clone();
+    sim_core::task::spawn(async move { admin.serve_admin().await });
     let follower = gateway.clone();
     sim_core::task::spawn(async move { follower.follow_discovery().await });
     loop {
@@ -210,6 +249,52 @@ pub async fn run_gateway(config: GatewayConfig, hook: GatewayHook) {
 }
 
 impl Gateway {
+    /// Serves operators: route table reloads, by version.
+    async fn serve_admin(&self) {
+        let Ok(socket) = Socket::bind(ADMIN_PORT) else {
+            return warn!("the gateway cannot bind its admin port {ADMIN_PORT}");
+        };
+        loop {
+            let (request, body) = match socket.recv_request::<AdminRequest>().await {
+                Ok(received) => received,
+                Err(NetError::Decode { .. }) => continue,
+                Err(_) => return,
+            };
+            let answer = match body {
+                AdminRequest::RoutesVersion => AdminAnswer::Routes {
+                    version: self.core.borrow().table.version(),
+                },
+                AdminRequest::LoadRoutes { version, routes } => self.load_routes(version, routes),
+            };
+            let _ = socket.reply(request, &answer);
+        }
+    }
+
+    fn load_routes(&self, version: u64, routes: Vec<Route>) -> AdminAnswer {
+        let mut core = self.core.borrow_mut();
+        let in_use = core.table.version();
+        if version <= in_use {
+            return AdminAnswer::Refused {
+                reason: format!("version {version} is not newer than {in_use}"),
+                version: in_use,
+            };
+        }
+        match RouteTable::new(version, routes, self.config.mutants.clone()) {
+            Ok(table) => {
+                info!("route table version {version} loaded (was {in_use})");
+                core.table = table;
+                AdminAnswer::Routes { version }
+            }
+            Err(error) => {
+                warn!("route table version {version} refused: {error}");
+                AdminAnswer::Refused {
+                    reason: error.to_string(),
+                    version: in_use,
+                }
+            }
+        }
+    }
+
     async fn follow_discovery(&self) {
         if self.config.registries.is_empty() {
             return warn!("the gateway knows no discovery replica");
