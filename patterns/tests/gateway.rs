@@ -652,6 +652,10 @@ mod admission {
 
     impl Gateway {
         fn new() -> Gateway {
+            Gateway::with(Mutants::none())
+        }
+
+        fn with(mutants: Mutants) -> Gateway {
             let mut private = route(
                 "private",
                 HostMatch::Any,
@@ -673,7 +677,7 @@ mod admission {
                 ..KeyRing::default()
             };
             Gateway {
-                table: RouteTable::new(3, routes, Mutants::none()).unwrap(),
+                table: RouteTable::new(3, routes, mutants).unwrap(),
                 verifier: Verifier::new(AuthConfig::default(), keys),
                 limiter: Limiter::new(LimitConfig {
                     rate_per_s: 1,
@@ -731,6 +735,17 @@ mod admission {
         assert_eq!(
             gw.send("GET /info/a HTTP/1.1", 0),
             Ok(("info".into(), None, "/info/a".into()))
+        );
+    }
+
+    #[test]
+    fn mutant_matches_raw_path_lets_a_dot_segment_past_authentication() {
+        // Goal: under the mutant `/info/../private` is routed (and authorized) as the public
+        // `/info` while `/private` goes upstream (Envoy#6435).
+        let mut gw = Gateway::with(Mutants::only(Mutant::MatchesRawPath));
+        assert_eq!(
+            gw.send("GET /info/../private HTTP/1.1", 0),
+            Ok(("info".into(), None, "/private".into()))
         );
     }
 

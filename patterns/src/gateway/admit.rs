@@ -16,6 +16,7 @@
 use crate::gateway::auth::Verifier;
 use crate::gateway::http::{parse_request, BackendRequest, Limits, Refusal};
 use crate::gateway::limit::{Decision, Limiter};
+use crate::gateway::mutant::Mutant;
 use crate::gateway::route::{Access, RouteTable};
 use std::time::Duration;
 
@@ -54,7 +55,13 @@ pub fn admit(
 ) -> Result<Admitted, Refusal> {
     let refuse = |status: u16, reason: String| Refusal { status, reason };
     let external = parse_request(bytes, limits)?;
-    let path = &external.target.path;
+    let path = if table.mutants().contains(Mutant::MatchesRawPath) {
+        // The bug: routing and authorization see the path as sent; the normalised one goes
+        // upstream.
+        &external.raw_path
+    } else {
+        &external.target.path
+    };
     let Some(route) = table.route(&external.host, &external.method, path) else {
         // A route for the path with other methods is a 405, not a 404.
         let other_method = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]

@@ -50,6 +50,9 @@ pub struct ExternalRequest {
     pub method: String,
     /// The normalised target.
     pub target: Target,
+    /// The path as sent (before the query), for logs: never matched, authorized or
+    /// forwarded.
+    pub raw_path: String,
     /// The host (lower case, without port).
     pub host: String,
     /// The bearer token, if any.
@@ -97,8 +100,9 @@ pub fn parse_request(bytes: &[u8], limits: &Limits) -> Result<ExternalRequest, R
         return Err(refuse(505, "only HTTP/1.1 is served"));
     }
     let method = request.method.unwrap_or_default().to_owned();
-    let target = normalize(request.path.unwrap_or_default())
-        .map_err(|error| refuse(400, format!("a bad target: {error}")))?;
+    let raw = request.path.unwrap_or_default();
+    let raw_path = raw.split_once('?').map_or(raw, |(path, _)| path).to_owned();
+    let target = normalize(raw).map_err(|error| refuse(400, format!("a bad target: {error}")))?;
     let mut host = None;
     let mut token = None;
     let mut idempotency_key = None;
@@ -168,6 +172,7 @@ pub fn parse_request(bytes: &[u8], limits: &Limits) -> Result<ExternalRequest, R
     Ok(ExternalRequest {
         method,
         target,
+        raw_path,
         host,
         token,
         idempotency_key,

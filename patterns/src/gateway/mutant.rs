@@ -9,6 +9,10 @@ pub enum Mutant {
     /// The first matching route in the order routes were added wins, instead of the
     /// documented precedence (Kong#9529).
     RouteByInsertionOrder,
+    /// Routing and authorization look at the path as sent while the normalised path goes
+    /// upstream: `/public/../private` passes as public and reaches `/private` (Envoy#6435,
+    /// CVE-2019-9901).
+    MatchesRawPath,
     /// The limiter rounds each refill up to a whole token: every check credits the token
     /// still being earned, so it over-admits (the counting errors of Kong#2629, tower#756).
     LimiterRoundsUp,
@@ -32,6 +36,7 @@ impl Mutant {
     pub fn as_str(self) -> &'static str {
         match self {
             Mutant::RouteByInsertionOrder => "route-by-insertion-order",
+            Mutant::MatchesRawPath => "matches-raw-path",
             Mutant::LimiterRoundsUp => "limiter-rounds-up",
             Mutant::AuthCacheOutlivesToken => "auth-cache-outlives-token",
             Mutant::RetriesNonIdempotent => "retries-non-idempotent",

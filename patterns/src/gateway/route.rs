@@ -308,6 +308,11 @@ impl RouteTable {
         self.version
     }
 
+    /// The mutants the table was built with.
+    pub fn mutants(&self) -> &Mutants {
+        &self.mutants
+    }
+
     /// The routes, in the order given.
     pub fn routes(&self) -> &[Route] {
         &self.routes
