@@ -1280,3 +1280,162 @@ fn mutant_handover_skips_gap_skips_the_lost_events() {
     second.on_push(ms(6), vec![events[4].clone()]);
     assert_eq!(second.working().position, 3);
 }
+
+mod execution {
+    use patterns::cqrs::bank::{
+        event_id, AccountState, BankCommand, BankError, BankEvent, BankEventBody,
+    };
+    use patterns::cqrs::execution::{Appended, Execution, Need, Step};
+    use patterns::cqrs::mutant::{Mutant, Mutants};
+    use patterns::event_sourcing::event::{ExpectedVersion, RecordedEvent};
+
+    fn stream(events: &[(u64, u8, BankEventBody)]) -> AccountState {
+        let recorded: Vec<RecordedEvent> = events
+            .iter()
+            .enumerate()
+            .map(|(version, (command_id, index, body))| RecordedEvent {
+                stream: "account-x".into(),
+                version: version as u64,
+                position: 10 + version as u64,
+                data: BankEvent {
+                    command_id: *command_id,
+                    body: body.clone(),
+                }
+                .to_data(event_id(*command_id, *index)),
+            })
+            .collect();
+        AccountState::load(&recorded)
+    }
+
+    fn opened(balance: u64) -> AccountState {
+        stream(&[
+            (1, 0, BankEventBody::Opened { owner: "o".into() }),
+            (2, 0, BankEventBody::Deposited { amount: balance }),
+        ])
+    }
+
+    #[test]
+    fn a_retried_command_is_answered_from_the_stream() {
+        // Goal: a command whose event is in the stream is done at that position, nothing
+        // appended; under the mutant it is decided and appended again.
+        let deposit = BankCommand::Deposit {
+            account: "x".into(),
+            amount: 5,
+        };
+        let (mut run, need) = Execution::start(2, deposit.clone(), Mutants::none());
+        assert_eq!(need, Need::Load("x".into()));
+        assert_eq!(run.on_loaded(opened(5)), Step::Done(11));
+        let (mut broken, _) = Execution::start(
+            2,
+            deposit,
+            Mutants::only(Mutant::RetriedCommandNotDeduplicated),
+        );
+        assert!(matches!(
+            broken.on_loaded(opened(5)),
+            Step::Need(Need::Append { .. })
+        ));
+    }
+
+    #[test]
+    fn a_withdrawal_expects_the_version_it_decided_on() {
+        // Goal: the append carries the loaded version; a conflict starts over; the mutant
+        // drops the condition; too little money is refused.
+        let withdraw = |amount| BankCommand::Withdraw {
+            account: "x".into(),
+            amount,
+        };
+        let (mut run, _) = Execution::start(9, withdraw(3), Mutants::none());
+        let Step::Need(Need::Append {
+            expected, index, ..
+        }) = run.on_loaded(opened(5))
+        else {
+            panic!("an append");
+        };
+        assert_eq!((expected, index), (ExpectedVersion::Exactly(1), 0));
+        assert_eq!(run.on_appended(Appended::Conflict), Step::StartOver);
+        let (mut broken, _) = Execution::start(
+            9,
+            withdraw(3),
+            Mutants::only(Mutant::WithdrawSkipsVersionCheck),
+        );
+        let Step::Need(Need::Append { expected, .. }) = broken.on_loaded(opened(5)) else {
+            panic!("an append");
+        };
+        assert_eq!(expected, ExpectedVersion::Any);
+        let (mut poor, _) = Execution::start(9, withdraw(6), Mutants::none());
+        assert_eq!(
+            poor.on_loaded(opened(5)),
+            Step::Refused(BankError::InsufficientFunds {
+                balance: 5,
+                amount: 6
+            })
+        );
+    }
+
+    #[test]
+    fn a_transfer_debits_then_credits_and_resumes_after_the_debit() {
+        // Goal: load source, load target, append the debit, load target, append the credit,
+        // done at the credit; a retry that finds its debit goes straight to the credit.
+        let transfer = BankCommand::Transfer {
+            from: "x".into(),
+            to: "y".into(),
+            amount: 4,
+        };
+        let (mut run, _) = Execution::start(7, transfer.clone(), Mutants::none());
+        assert_eq!(run.on_loaded(opened(5)), Step::Need(Need::Load("y".into())));
+        let debit = run.on_loaded(opened(0));
+        assert!(
+            matches!(debit, Step::Need(Need::Append { index: 0, .. })),
+            "{debit:?}"
+        );
+        assert_eq!(
+            run.on_appended(Appended::At(20)),
+            Step::Need(Need::Load("y".into()))
+        );
+        let credit = run.on_loaded(opened(0));
+        let Step::Need(Need::Append {
+            account,
+            index,
+            expected,
+            ..
+        }) = credit
+        else {
+            panic!("{credit:?}");
+        };
+        assert_eq!(
+            (account.as_str(), index, expected),
+            ("y", 1, ExpectedVersion::Any)
+        );
+        assert_eq!(run.on_appended(Appended::At(21)), Step::Done(21));
+        // Resumed: the debit is already in the source.
+        let debited = stream(&[
+            (1, 0, BankEventBody::Opened { owner: "o".into() }),
+            (2, 0, BankEventBody::Deposited { amount: 5 }),
+            (
+                7,
+                0,
+                BankEventBody::Debited {
+                    amount: 4,
+                    to: "y".into(),
+                },
+            ),
+        ]);
+        let (mut resumed, _) = Execution::start(7, transfer, Mutants::none());
+        assert_eq!(
+            resumed.on_loaded(debited),
+            Step::Need(Need::Load("y".into()))
+        );
+        let credited = stream(&[
+            (3, 0, BankEventBody::Opened { owner: "p".into() }),
+            (
+                7,
+                1,
+                BankEventBody::Credited {
+                    amount: 4,
+                    from: "x".into(),
+                },
+            ),
+        ]);
+        assert_eq!(resumed.on_loaded(credited), Step::Done(11));
+    }
+}

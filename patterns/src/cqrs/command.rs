@@ -26,6 +26,7 @@ use crate::cqrs::bank::BankEventBody;
 use crate::cqrs::bank::{
     account_of, event_id, stream_of, AccountState, BankCommand, BankError, BankEvent,
 };
+use crate::cqrs::execution::{Appended, Execution, Need, Step};
 use crate::cqrs::mutant::{Mutant, Mutants};
 use crate::event_sourcing::driver::{CallError, StoreClient};
 use crate::event_sourcing::event::{AppendError, AppendRequest, ExpectedVersion};
@@ -169,12 +170,9 @@ impl Handler {
 
     async fn execute(&self, request: &CommandRequest) -> CommandResponse {
         for _ in 0..=self.config.conflicts_max {
-            let attempt = match &request.command {
-                BankCommand::Transfer { .. } => self.transfer(request).await,
-                _ => self.single(request).await,
-            };
-            match attempt {
-                Ok(response) => return response,
+            match self.attempt(request).await {
+                Ok(Some(response)) => return response,
+                Ok(None) => continue,
                 Err(Attempt::Conflict) => continue,
                 Err(Attempt::Unavailable(why)) => return CommandResponse::Unavailable(why),
             }
@@ -185,90 +183,48 @@ impl Handler {
         ))
     }
 
+    /// One attempt: performs what the [`Execution`] asks; `None` when it must start over.
+    async fn attempt(&self, request: &CommandRequest) -> Result<Option<CommandResponse>, Attempt> {
+        let (mut execution, mut need) = Execution::start(
+            request.command_id,
+            request.command.clone(),
+            self.config.mutants.clone(),
+        );
+        loop {
+            let step = match need {
+                Need::Load(account) => execution.on_loaded(self.load(&account).await?),
+                Need::Append {
+                    account,
+                    index,
+                    body,
+                    expected,
+                } => {
+                    let appended = match self
+                        .append(&account, request.command_id, index, body, expected)
+                        .await
+                    {
+                        Ok(position) => Appended::At(position),
+                        Err(Attempt::Conflict) => Appended::Conflict,
+                        Err(other) => return Err(other),
+                    };
+                    execution.on_appended(appended)
+                }
+            };
+            need = match step {
+                Step::Need(next) => next,
+                Step::Done(token) => return Ok(Some(CommandResponse::Done { token })),
+                Step::Refused(error) => return Ok(Some(CommandResponse::Refused(error))),
+                Step::StartOver => return Ok(None),
+            };
+        }
+    }
+
     /// Deduplication by command id is on (it is off only under a mutant).
     fn deduplicates(&self) -> bool {
         !self
             .config
             .mutants
             .contains(Mutant::RetriedCommandNotDeduplicated)
-    }
-
-    /// A command that writes one event to one account.
-    async fn single(&self, request: &CommandRequest) -> Result<CommandResponse, Attempt> {
-        let account = request.command.account();
-        let state = self.load(account).await?;
-        if let Some(position) = state.position_of(request.command_id, 0) {
-            if self.deduplicates() {
-                return Ok(CommandResponse::Done { token: position });
-            }
-        }
-        let body = match state.decide(account, &request.command, false) {
-            Ok(body) => body,
-            Err(error) => return Ok(CommandResponse::Refused(error)),
-        };
-        let unchecked = matches!(request.command, BankCommand::Withdraw { .. })
-            && self
-                .config
-                .mutants
-                .contains(Mutant::WithdrawSkipsVersionCheck);
-        let expected = if unchecked {
-            ExpectedVersion::Any
-        } else {
-            ExpectedVersion::exactly_current(state.version)
-        };
-        self.append(account, request.command_id, 0, body, expected)
-            .await
-            .map(|token| CommandResponse::Done { token })
-    }
-
-    /// A transfer: the debit (validated), then the credit.
-    async fn transfer(&self, request: &CommandRequest) -> Result<CommandResponse, Attempt> {
-        let BankCommand::Transfer { from, to, amount } = &request.command else {
-            unreachable!("transfer() handles transfers");
-        };
-        let source = self.load(from).await?;
-        let debited = self.deduplicates() && source.position_of(request.command_id, 0).is_some();
-        if !debited {
-            let target_open = if to == from {
-                true
-            } else {
-                self.load(to).await?.is_open()
-            };
-            let body = match source.decide(from, &request.command, target_open) {
-                Ok(body) => body,
-                Err(error) => return Ok(CommandResponse::Refused(error)),
-            };
-            let expected = ExpectedVersion::exactly_current(source.version);
-            self.append(from, request.command_id, 0, body, expected)
-                .await?;
-        }
-        let target = self.load(to).await?;
-        if let Some(position) = target.position_of(request.command_id, 1) {
-            if self.deduplicates() {
-                return Ok(CommandResponse::Done { token: position });
-            }
-        }
-        let credit = BankEventBody::Credited {
-            amount: *amount,
-            from: from.clone(),
-        };
-        // The credit is never refused, and its event id makes it idempotent.
-        let token = loop {
-            match self
-                .append(
-                    to,
-                    request.command_id,
-                    1,
-                    credit.clone(),
-                    ExpectedVersion::Any,
-                )
-                .await
-            {
-                Err(Attempt::Conflict) => continue,
-                other => break other?,
-            }
-        };
-        Ok(CommandResponse::Done { token })
     }
 
     /// The transfer completer: a process manager that follows the log and credits every

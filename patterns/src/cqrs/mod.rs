@@ -19,7 +19,8 @@
 //!   `decide`.
 //! * [`view`]: the read model, its fold, its file format, queries, and the rebuild path.
 //! * [`projection`]: the sans-IO projection: catch-up, live, gaps, duplicates, poison events.
-//! * [`command`]: the command node (a sim-core program).
+//! * [`execution`]: the command side's decisions for one attempt at one command, sans-IO.
+//! * [`command`]: the command node (a sim-core program) that performs them.
 //! * [`view_node`]: the view node (a sim-core program): projection, storage, queries, rebuild.
 //! * [`client`]: the client, with read-your-writes and monotonic reads.
 //! * [`mutant`]: the deliberately re-introduced bugs, off by default.
@@ -27,6 +28,7 @@
 pub mod bank;
 pub mod client;
 pub mod command;
+pub mod execution;
 pub mod mutant;
 pub mod projection;
 pub mod view;
