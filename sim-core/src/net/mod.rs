@@ -120,7 +120,7 @@ mod tap;
 pub use control::{NetControl, NetStats};
 pub use event::{DropReason, MessageKind, NetEvent};
 pub use socket::{Request, Socket};
-pub use tap::{NetTap, TapEvent, Tapped};
+pub use tap::{NetTap, NodeClocks, TapEvent, Tapped};
 
 pub(crate) use state::{on_crash, NetState};
 

@@ -65,6 +65,22 @@ pub struct TapEvent {
     pub what: Tapped,
     /// The encoded payload (postcard), shared by every tap and event of the message.
     pub payload: Rc<[u8]>,
+    /// The sending node's clocks at the event.
+    pub from_clock: NodeClocks,
+    /// The receiving node's clocks at the event: at a [`Tapped::Deliver`], what the receiver
+    /// reads when it takes the message (if it runs then: a paused node reads later).
+    pub to_clock: NodeClocks,
+}
+
+/// A node's clock readings at one instant, as the node itself would read them: a checker
+/// that judges a node by its own clock (a lease, a token's expiry, a rate limit) needs them,
+/// not true time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeClocks {
+    /// The monotonic clock ([`crate::time::now`]), in ns since the node's clock started.
+    pub monotonic_ns: u64,
+    /// The wall clock ([`crate::time::wall`]), in ns since the Unix epoch.
+    pub wall_ns: i128,
 }
 
 impl TapEvent {
@@ -151,8 +167,16 @@ pub(super) fn copy(
         return;
     }
     let name = |world: &World, addr: Addr| world.node(addr.node).name.clone();
+    let true_ns = u64::try_from(world.now().as_nanos()).unwrap_or(u64::MAX);
+    let clocks = |world: &World, addr: Addr| {
+        let clock = &world.node(addr.node).clock;
+        NodeClocks {
+            monotonic_ns: clock.local_ns(true_ns),
+            wall_ns: clock.wall_ns(true_ns),
+        }
+    };
     let event = TapEvent {
-        time_ns: u64::try_from(world.now().as_nanos()).unwrap_or(u64::MAX),
+        time_ns: true_ns,
         id: header.id,
         from: header.from,
         to: header.to,
@@ -161,6 +185,8 @@ pub(super) fn copy(
         kind: header.kind,
         what,
         payload: payload(),
+        from_clock: clocks(world, header.from),
+        to_clock: clocks(world, header.to),
     };
     for queue in world.net.taps.queues.values_mut() {
         if queue.events.len() >= queue.capacity {
