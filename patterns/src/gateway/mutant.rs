@@ -24,12 +24,28 @@ pub enum Mutant {
     RetriesNonIdempotent,
     /// Outlier ejection ignores its cap and ejects every failing instance (Envoy#26877).
     EjectionOvershoots,
+    /// Every attempt gets the full per-try timeout, even when less is left before the route
+    /// timeout: a retry answers after the route's deadline (alibaba/higress#721).
+    RetriesPastRouteTimeout,
+    /// Instances that discovery no longer lists stay in the balancing set while they answer
+    /// (the trap of Envoy's default `ignore_health_on_host_removal: false`: a host removed
+    /// from EDS keeps traffic until its health check fails).
+    KeepsRemovedInstances,
 }
 
 impl Mutant {
     /// Every mutant, in a stable order.
     pub fn all() -> &'static [Mutant] {
-        &[Mutant::RouteByInsertionOrder, Mutant::LimiterRoundsUp]
+        &[
+            Mutant::RouteByInsertionOrder,
+            Mutant::MatchesRawPath,
+            Mutant::LimiterRoundsUp,
+            Mutant::AuthCacheOutlivesToken,
+            Mutant::RetriesNonIdempotent,
+            Mutant::EjectionOvershoots,
+            Mutant::RetriesPastRouteTimeout,
+            Mutant::KeepsRemovedInstances,
+        ]
     }
 
     /// The mutant's name on command lines (kebab-case).
@@ -41,6 +57,8 @@ impl Mutant {
             Mutant::AuthCacheOutlivesToken => "auth-cache-outlives-token",
             Mutant::RetriesNonIdempotent => "retries-non-idempotent",
             Mutant::EjectionOvershoots => "ejection-overshoots",
+            Mutant::RetriesPastRouteTimeout => "retries-past-route-timeout",
+            Mutant::KeepsRemovedInstances => "keeps-removed-instances",
         }
     }
 }

@@ -148,6 +148,10 @@ pub fn attempt_timeout(
     now: Duration,
 ) -> Option<Duration> {
     let left = (arrived + config.route_timeout).checked_sub(now)?;
+    if config.mutants.contains(Mutant::RetriesPastRouteTimeout) {
+        // The bug: the per-try timeout is not capped by what the route has left.
+        return (!left.is_zero()).then_some(config.per_try_timeout);
+    }
     (!left.is_zero()).then(|| left.min(config.per_try_timeout))
 }
 
@@ -168,7 +172,15 @@ impl Upstreams {
 
     /// Discovery's current list of `service`'s instances. Instances no longer listed get no
     /// new attempt; new ones start with a closed breaker.
-    pub fn set_instances(&mut self, service: &str, instances: Vec<String>, now: Duration) {
+    pub fn set_instances(&mut self, service: &str, mut instances: Vec<String>, now: Duration) {
+        if self.config.mutants.contains(Mutant::KeepsRemovedInstances) {
+            // The bug: what discovery dropped stays listed.
+            for known in self.services.get(service).into_iter().flatten() {
+                if !instances.contains(known) {
+                    instances.push(known.clone());
+                }
+            }
+        }
         for instance in &instances {
             if !self.instances.contains_key(instance) {
                 let breaker = CircuitBreaker::new(self.config.breaker.clone(), now_of(now))
