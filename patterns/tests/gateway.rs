@@ -852,6 +852,58 @@ mod upstream {
         assert!(!broken.is_eligible("i1", ms(20)) && !broken.is_eligible("i2", ms(20)));
     }
 
+    #[test]
+    fn an_ejected_instance_gets_no_new_attempt() {
+        // Goal: while i1 is ejected the balancer skips it; under the mutant that forgets to
+        // read the ejection list, i1 keeps its turn.
+        for (mutants, skipped) in [
+            (Mutants::none(), true),
+            (Mutants::only(Mutant::IgnoresEjection), false),
+        ] {
+            let mut up = upstreams(mutants, 3);
+            fail(&mut up, "i1", ms(10));
+            let mut seen = Vec::new();
+            for _ in 0..6 {
+                let attempt = up.start("svc", ms(20), &[], false).unwrap();
+                seen.push(attempt.instance.clone());
+                up.finish(attempt, AttemptOutcome::Success, ms(20));
+            }
+            assert_eq!(!seen.contains(&"i1".to_owned()), skipped, "{seen:?}");
+        }
+    }
+
+    #[test]
+    fn an_instance_discovery_dropped_gets_nothing_even_when_healthy() {
+        // Goal: a listing without i1 takes i1 out at once; the mutant keeps serving it.
+        for (mutants, dropped) in [
+            (Mutants::none(), true),
+            (Mutants::only(Mutant::KeepsRemovedInstances), false),
+        ] {
+            let mut up = upstreams(mutants, 2);
+            up.set_instances("svc", vec!["i2".into()], ms(1));
+            let mut seen = Vec::new();
+            for _ in 0..4 {
+                let attempt = up.start("svc", ms(2), &[], false).unwrap();
+                seen.push(attempt.instance.clone());
+                up.finish(attempt, AttemptOutcome::Success, ms(3));
+            }
+            assert_eq!(!seen.contains(&"i1".to_owned()), dropped, "{seen:?}");
+        }
+    }
+
+    #[test]
+    fn mutant_retries_past_route_timeout_gives_each_try_the_full_timeout() {
+        // Goal: with 100 ms left of the route, an attempt waits 100 ms; the mutant waits the
+        // full per-try timeout and answers after the route's deadline.
+        let config = UpstreamConfig::default();
+        assert_eq!(attempt_timeout(&config, ms(0), ms(900)), Some(ms(100)));
+        let broken = UpstreamConfig {
+            mutants: Mutants::only(Mutant::RetriesPastRouteTimeout),
+            ..UpstreamConfig::default()
+        };
+        assert_eq!(attempt_timeout(&broken, ms(0), ms(900)), Some(ms(300)));
+    }
+
     fn request(method: &str, key: Option<&str>) -> BackendRequest {
         BackendRequest {
             request_id: 1,

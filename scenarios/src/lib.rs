@@ -5,11 +5,13 @@
 //! - `event-sourcing` ([`event_sourcing`]): the event store on a simulated disk.
 //! - `discovery` ([`discovery`]): a replicated service registry with leases.
 //! - `cqrs` ([`cqrs`]): bank accounts in CQRS over the event store.
+//! - `gateway` ([`gateway`]): API gateway replicas in front of services found through discovery.
 
 pub mod circuit_breaker;
 pub mod cqrs;
 pub mod discovery;
 pub mod event_sourcing;
+pub mod gateway;
 
 /// Every scenario `dst` knows, in the order `dst list` shows them.
 pub fn registry() -> harness::Registry {
@@ -19,4 +21,5 @@ pub fn registry() -> harness::Registry {
         .with(event_sourcing::EventSourcing)
         .with(discovery::Discovery)
         .with(cqrs::Cqrs)
+        .with(gateway::GatewayScenario)
 }

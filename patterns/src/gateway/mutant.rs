@@ -31,6 +31,9 @@ pub enum Mutant {
     /// (the trap of Envoy's default `ignore_health_on_host_removal: false`: a host removed
     /// from EDS keeps traffic until its health check fails).
     KeepsRemovedInstances,
+    /// The balancer consults each instance's breaker but not the ejection list: an ejected
+    /// instance keeps its share of new attempts (ejection is computed, then never read).
+    IgnoresEjection,
 }
 
 impl Mutant {
@@ -45,6 +48,7 @@ impl Mutant {
             Mutant::EjectionOvershoots,
             Mutant::RetriesPastRouteTimeout,
             Mutant::KeepsRemovedInstances,
+            Mutant::IgnoresEjection,
         ]
     }
 
@@ -59,6 +63,7 @@ impl Mutant {
             Mutant::EjectionOvershoots => "ejection-overshoots",
             Mutant::RetriesPastRouteTimeout => "retries-past-route-timeout",
             Mutant::KeepsRemovedInstances => "keeps-removed-instances",
+            Mutant::IgnoresEjection => "ignores-ejection",
         }
     }
 }

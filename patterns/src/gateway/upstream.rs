@@ -235,7 +235,12 @@ impl Upstreams {
         for fresh in [true, false] {
             for &index in &order {
                 let name = &listed[index];
-                if tried.contains(name) == fresh || !self.is_eligible(name, now) {
+                let eligible = if self.config.mutants.contains(Mutant::IgnoresEjection) {
+                    self.instances.contains_key(name)
+                } else {
+                    self.is_eligible(name, now)
+                };
+                if tried.contains(name) == fresh || !eligible {
                     continue;
                 }
                 let state = self
