@@ -1855,6 +1855,10 @@ struct TriedAt {
     waited_max: Option<u64>,
 }
 
+/// A discovery record that reached a gateway: the instance, when (gateway monotonic ns),
+/// and whether it said "up".
+type Told = (NodeId, u64, bool);
+
 /// `no-traffic-to-gone` for ejection. The oracle reckons, from the attempts it saw, when a
 /// gateway must have ejected an instance, and finds new attempts sent to it meanwhile. It
 /// claims only what holds whatever the gateway's inner order of events:
@@ -1897,7 +1901,7 @@ fn judge_ejections(
     // Per (gateway, epoch): the attempts by (gateway socket, call), and the discovery
     // records that reached it: (instance, gateway monotonic ns, up).
     let mut tries: BTreeMap<(usize, usize), BTreeMap<(Addr, u64), TriedAt>> = BTreeMap::new();
-    let mut records: BTreeMap<(usize, usize), Vec<(NodeId, u64, bool)>> = BTreeMap::new();
+    let mut records: BTreeMap<(usize, usize), Vec<Told>> = BTreeMap::new();
     for event in events {
         match (event.what, event.kind) {
             (Tapped::Send, MessageKind::Request { call })
