@@ -1,5 +1,5 @@
-//! API Gateway: the single entry point in front of backend services. Work in progress: the
-//! sans-IO cores so far.
+//! API Gateway: the single entry point in front of backend services: sans-IO cores and the
+//! node that pumps them; simulation-tested by the `gateway` scenario (`scenarios/`).
 //!
 //! * [`route`]: path normalisation applied once, and a versioned route table with a
 //!   documented precedence.
