@@ -333,6 +333,16 @@ pub struct System {
     probes: Cell<u64>,
 }
 
+impl System {
+    /// The node of the backend instance registered as `name`.
+    fn instance_named(&self, name: &str) -> Option<NodeId> {
+        self.instances
+            .iter()
+            .find(|(_, (n, _))| *n == name)
+            .map(|(&id, _)| id)
+    }
+}
+
 fn true_ns() -> u64 {
     u64::try_from(time::true_now().as_nanos()).unwrap_or(u64::MAX)
 }
@@ -1371,13 +1381,6 @@ fn judge_network(env: &Env, system: &System, healed_ns: u64) {
     let mut seen_calls: BTreeSet<(Addr, u64)> = BTreeSet::new();
     // Per (gateway, epoch, instance node): the highest-ranked record it was told, and since when.
     let mut known: Knowledge = BTreeMap::new();
-    let instance_node = |name: &str| {
-        system
-            .instances
-            .iter()
-            .find(|(_, (n, _))| *n == name)
-            .map(|(&id, _)| id)
-    };
     for event in &events {
         let (MessageKind::Request { call } | MessageKind::Response { call }) = event.kind else {
             continue;
@@ -1458,7 +1461,7 @@ fn judge_network(env: &Env, system: &System, healed_ns: u64) {
                 };
                 let epoch = epoch_of(g, event.time_ns);
                 for (key, record) in records {
-                    let Some(node) = instance_node(&key.instance) else {
+                    let Some(node) = system.instance_named(&key.instance) else {
                         continue;
                     };
                     let rank = record_rank(&record);
@@ -1938,13 +1941,6 @@ fn judge_ejections(
     let base = u64::try_from(EJECTION_BASE.as_nanos()).unwrap_or(u64::MAX);
     let gateway_of = |node: NodeId| system.gateways.iter().position(|&g| g == node);
     let epoch_of = |g: usize, t: u64| starts[g].iter().filter(|&&s| s <= t).count();
-    let instance_named = |name: &str| {
-        system
-            .instances
-            .iter()
-            .find(|(_, (n, _))| *n == name)
-            .map(|(&id, _)| id)
-    };
     // Per (gateway, epoch): the attempts by (gateway socket, call), and the discovery
     // records that reached it: (instance, gateway monotonic ns, up).
     let mut tries: BTreeMap<(usize, usize), BTreeMap<(Addr, u64), TriedAt>> = BTreeMap::new();
@@ -2036,7 +2032,7 @@ fn judge_ejections(
                     };
                 let epoch = epoch_of(g, event.time_ns);
                 for (key, record) in seen {
-                    if let Some(instance) = instance_named(&key.instance) {
+                    if let Some(instance) = system.instance_named(&key.instance) {
                         records.entry((g, epoch)).or_default().push(Told {
                             instance,
                             at: event.to_clock.monotonic_ns,
