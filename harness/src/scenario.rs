@@ -229,6 +229,8 @@ pub(crate) struct RunRecord {
     pub judged: BTreeSet<String>,
     /// The HTML view of the last client history checked, when asked for.
     pub history: Option<String>,
+    /// Violations told to a detached observer ([`Observer::detached`]): (invariant, message).
+    pub told: Vec<(String, String)>,
 }
 
 /// The handle nodes and checkers use to report to the harness: sometimes-invariants reached,
@@ -240,6 +242,8 @@ pub struct Observer {
     muted: Arc<BTreeSet<String>>,
     /// Whether checked histories are drawn ([`Env::keep_history`]).
     keep_history: bool,
+    /// Outside any run: violations are kept for [`Observer::violations`], not reported.
+    detached: bool,
 }
 
 impl Observer {
@@ -249,7 +253,30 @@ impl Observer {
             declared: declared.into(),
             muted: Arc::new(muted),
             keep_history,
+            detached: false,
         }
+    }
+
+    /// An observer outside any run, for unit tests of a checker on hand-made inputs (rule:
+    /// a check that cannot fail is a defect): the violations it is told are kept, in order,
+    /// for [`Observer::violations`], and nothing stops. `declared` are the invariants the
+    /// checker may report, as in the scenario's spec.
+    pub fn detached(declared: &[Invariant]) -> Observer {
+        Observer {
+            detached: true,
+            ..Observer::new(declared, BTreeSet::new(), false)
+        }
+    }
+
+    /// The violations told to a [detached](Observer::detached) observer so far, as
+    /// (invariant name, message); always empty for an observer of a run.
+    pub fn violations(&self) -> Vec<(String, String)> {
+        self.record().told.clone()
+    }
+
+    /// The sometimes-invariants reached so far, by name.
+    pub fn reached_names(&self) -> Vec<String> {
+        self.record().reached.iter().cloned().collect()
     }
 
     pub(crate) fn record(&self) -> std::sync::MutexGuard<'_, RunRecord> {
@@ -260,6 +287,14 @@ impl Observer {
     /// with verdict `error` (the scenario broke its contract).
     fn declared(&self, invariant: &Invariant, kind: InvariantKind, use_: &str) -> bool {
         let ok = invariant.kind() == kind && self.declared.iter().any(|d| d == invariant);
+        if !ok && self.detached {
+            // A unit test of a checker: its contract is broken, so the test fails here.
+            panic!(
+                "{use_}: invariant {:?} ({}) is not among the detached observer's declared invariants",
+                invariant.name(),
+                invariant.kind().name()
+            );
+        }
         if !ok {
             sim_core::report_error(format!(
                 "{use_}: invariant {:?} ({}) is not declared as {} in the scenario's spec",
@@ -297,6 +332,12 @@ impl Observer {
             return;
         }
         let message = message.into();
+        if self.detached {
+            self.record()
+                .told
+                .push((invariant.name().to_string(), message));
+            return;
+        }
         if self.muted.contains(invariant.name()) {
             sim_core::trace::note(
                 &format!("muted-violation {}", invariant.name()),

@@ -563,3 +563,26 @@ fn a_scenario_learns_whether_a_disk_corrupt_episode_hit_fsynced_data() {
     );
     assert_eq!(result.verdict.kind, VerdictKind::Pass, "{}", result.verdict);
 }
+
+/// A checker's unit test on hand-made inputs: a detached observer keeps what it is told.
+#[test]
+fn a_detached_observer_keeps_violations_for_a_checkers_unit_test() {
+    let observer = harness::Observer::detached(&[SAFE, RESTARTED]);
+    observer.reached(&RESTARTED);
+    observer.violation(&SAFE, "one");
+    observer.report(Err(SAFE.violated("two")));
+    assert_eq!(
+        observer.violations(),
+        vec![
+            ("safe".to_string(), "one".to_string()),
+            ("safe".to_string(), "two".to_string())
+        ]
+    );
+    assert_eq!(observer.reached_names(), vec!["restarted".to_string()]);
+}
+
+#[test]
+#[should_panic(expected = "not among the detached observer's declared invariants")]
+fn a_detached_observer_refuses_an_undeclared_invariant() {
+    harness::Observer::detached(&[SAFE]).violation(&OTHER, "not declared");
+}

@@ -404,6 +404,26 @@ fn mutant_limiter_rounds_up_over_admits() {
     assert!(busiest(&broken, 1_000) > bound, "{broken:?}");
 }
 
+#[test]
+fn a_client_asking_twice_the_rate_is_admitted_at_the_rate_unless_refusals_are_charged() {
+    // Goal: refusals cost nothing, so a client that keeps asking faster than the rate gets the
+    // rate; under the mutant it gets the burst and then nothing.
+    let times: Vec<u64> = (0..400).map(|i| i * 50).collect(); // 20/s for 20 s
+    let config = |mutants| LimitConfig {
+        rate_per_s: 10,
+        burst: 4,
+        mutants,
+        ..LimitConfig::default()
+    };
+    let honest = admitted(config(Mutants::none()), &times);
+    assert!(honest.len() >= 10 * 20, "{}", honest.len());
+    let broken = admitted(
+        config(Mutants::only(Mutant::LimiterChargesRefusals)),
+        &times,
+    );
+    assert!(broken.iter().all(|&t| t < 1_000), "{broken:?}");
+}
+
 mod auth {
     use super::*;
     use patterns::gateway::auth::{sign, AuthConfig, AuthError, Claims, KeyRing, Verifier};

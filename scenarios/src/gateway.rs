@@ -28,8 +28,9 @@
 //! - `no-traffic-to-gone` (always): no new attempt to an instance after the gateway was
 //!   told (a discovery answer it received) that the instance is down, nor while it must
 //!   have ejected it (reckoned from the attempts to it seen timing out; `judge_ejections`).
-//! - `serves-after-heal` (eventually, 3 s): each gateway answers 200 to a public GET, a
-//!   GET with a fresh token, and the flooder's principal (its tokens refilled).
+//! - `serves-after-heal` (eventually, 3 s): each gateway answers 200 to a public GET and a
+//!   GET with a fresh token, and admits the flooder's principal again when it asks on, twice
+//!   the rate, after a storm (refused requests cost nothing, so tokens refill).
 //! - sometimes: `rate-limited`, `retried-elsewhere`, `reloaded-route-served`,
 //!   `clock-refused-token`.
 //!
@@ -42,7 +43,7 @@ use harness::{
     Checked, Env, Fault, FaultBudget, FaultKind, Invariant, MutantSpec, Observer, Scenario,
     ScenarioSpec,
 };
-use oracle::{Access, Credential, Disguise, HostRule, OracleRoute, PathRule, Routed};
+use oracle::{Access, AuthRules, Credential, Disguise, HostRule, OracleRoute, PathRule, Routed};
 use patterns::discovery::driver::{
     run_registry, RegistryHooks, RegistryNodeConfig, RegistryRequest, RegistryResponse,
     REGISTRY_PORT,
@@ -150,7 +151,7 @@ static NO_TRAFFIC_TO_GONE: Invariant = Invariant::always(
 );
 static SERVES_AFTER_HEAL: Invariant = Invariant::eventually(
     "serves-after-heal",
-    "within 3 s of healing every gateway answers 200 to a public GET, a GET with a fresh token, and the flooder's principal",
+    "within 3 s of healing every gateway answers 200 to a public GET, a GET with a fresh token, and the flooder's principal asking on after a storm",
     Duration::from_secs(3),
 );
 static RATE_LIMITED: Invariant = Invariant::sometimes("rate-limited", "a client was answered 429");
@@ -362,10 +363,11 @@ fn mutants_of(env: &Env) -> Mutants {
 }
 
 /// The mutants this scenario catches (ejection's cap is not judged here).
-const SCENARIO_MUTANTS: [Mutant; 8] = [
+const SCENARIO_MUTANTS: [Mutant; 9] = [
     Mutant::RouteByInsertionOrder,
     Mutant::MatchesRawPath,
     Mutant::LimiterRoundsUp,
+    Mutant::LimiterChargesRefusals,
     Mutant::AuthCacheOutlivesToken,
     Mutant::RetriesNonIdempotent,
     Mutant::RetriesPastRouteTimeout,
@@ -379,6 +381,7 @@ fn mutants() -> Vec<MutantSpec> {
         Mutant::RouteByInsertionOrder => "the first route added that matches wins, not the documented precedence (Kong#9529)",
         Mutant::MatchesRawPath => "routing and authorization see the path as sent, the normalised one goes upstream: /public/../api passes as public (Envoy#6435, CVE-2019-9901)",
         Mutant::LimiterRoundsUp => "the limiter credits the token still being earned: it over-admits (Kong#2629, tower#756)",
+        Mutant::LimiterChargesRefusals => "a refused request is charged like an admitted one: a client that keeps asking is refused for ever, after the storm too (peterkhayes/rolling-rate-limiter#9, xuqingfeng/caddy-rate-limit#24)",
         Mutant::AuthCacheOutlivesToken => "a cached token verdict is used past the token's expiry (Envoy#23278); shows when a gateway's clock runs ahead of its clients'",
         Mutant::RetriesNonIdempotent => "every failed attempt is retried, POSTs that may have reached the backend included (Istio#13851); shows when attempts fail",
         Mutant::RetriesPastRouteTimeout => "each attempt gets the full per-try timeout whatever the route has left: answers come after the route timeout (alibaba/higress#721); shows when an attempt times out",
@@ -1157,6 +1160,35 @@ fn refusal(sent: &Sent, version: u64) -> Option<u16> {
     }
 }
 
+/// `one-answer` as a client judges an answer alone: it is readable HTTP, and a success
+/// carries the client's own request (the backends echo the query, which holds the
+/// correlation id). Returns the answer when it is readable.
+fn read_own_answer(observer: &Observer, cid: &str, bytes: &[u8]) -> Option<BackendResponse> {
+    let response = match parse_response(bytes) {
+        Ok(response) => response,
+        Err(error) => {
+            observer.violation(
+                &ONE_ANSWER,
+                format!("request {cid}: an unreadable answer: {error}"),
+            );
+            return None;
+        }
+    };
+    if (200..300).contains(&response.status) {
+        let expected = format!("cid={cid}");
+        if response.body["query"].as_str() != Some(expected.as_str()) {
+            observer.violation(
+                &ONE_ANSWER,
+                format!(
+                    "request {cid} read another request's answer: {}",
+                    response.body
+                ),
+            );
+        }
+    }
+    Some(response)
+}
+
 /// Sends one request and judges the answer a client can judge alone.
 async fn send_one(
     ctx: &ClientCtx,
@@ -1170,16 +1202,7 @@ async fn send_one(
         .call(Addr::new(gateway, GATEWAY_PORT), &call, CLIENT_TIMEOUT)
         .await
         .ok()?;
-    let response = match parse_response(&answer.bytes) {
-        Ok(response) => response,
-        Err(error) => {
-            ctx.observer.violation(
-                &ONE_ANSWER,
-                format!("request {cid}: an unreadable answer: {error}"),
-            );
-            return None;
-        }
-    };
+    let response = read_own_answer(&ctx.observer, cid, &answer.bytes)?;
     let sent = ctx.shared.borrow().sent.get(cid).cloned()?;
     let status = response.status;
     // Either table version may be in use while the client waits.
@@ -1195,18 +1218,6 @@ async fn send_one(
                 sent.method, sent.path, sent.host
             ),
         );
-    }
-    if (200..300).contains(&status) {
-        let expected = format!("cid={cid}");
-        if response.body["query"].as_str() != Some(expected.as_str()) {
-            ctx.observer.violation(
-                &ONE_ANSWER,
-                format!(
-                    "request {cid} read another request's answer: {}",
-                    response.body
-                ),
-            );
-        }
     }
     if status == 429 {
         ctx.observer.reached(&RATE_LIMITED);
@@ -1247,37 +1258,16 @@ async fn client_main(ctx: ClientCtx, calls: Vec<Call>) {
 }
 
 /// One probe of `serves-after-heal`, from the first client's node: every gateway answers
-/// 200 to a public GET, a GET with a fresh token, and a GET of the flooder's principal.
+/// 200 to a public GET and to a GET with a fresh token, and the flooder's principal, asking
+/// on after a storm, is admitted again (tokens refill).
 async fn probe(ctx: ClientCtx, n: u64) -> Result<(), String> {
-    let socket = Socket::bind(0).map_err(|e| e.to_string())?;
-    let now = issuer_s();
-    let checks = [
-        ("/api/catalog/items", None),
-        ("/api/orders/1", Some("ann")),
-        ("/public/info", Some("flo")),
-    ];
+    let socket = Rc::new(Socket::bind(0).map_err(|e| e.to_string())?);
+    let ctx = Rc::new(ctx);
+    let checks = [("/api/catalog/items", None), ("/api/orders/1", Some("ann"))];
     for (g, &gateway) in ctx.gateways.iter().enumerate() {
-        for (k, (path, principal)) in checks.iter().enumerate() {
+        for (k, &(path, principal)) in checks.iter().enumerate() {
             let cid = format!("probe.{n}.{g}.{k}");
-            let token = principal.map(|p| issue(p, now, now + TOKEN_LIFE_S, now));
-            let req = Req {
-                host: 0,
-                method: 0,
-                path: PATHS.iter().position(|p| p == path).unwrap_or(0) as u8,
-                disguises: Vec::new(),
-                token: TokenUse::None,
-                idempotency_key: false,
-                spoof: false,
-                malformed: None,
-            };
-            let (mut bytes, mut sent) = render(&req, &cid, token.clone());
-            if PATHS.iter().all(|p| p != path) {
-                // A path outside the workload's list: written out here.
-                let text = String::from_utf8_lossy(&bytes).replacen(PATHS[0], path, 1);
-                bytes = text.into_bytes();
-                sent.path = path.to_string();
-            }
-            ctx.shared.borrow_mut().sent.insert(cid.clone(), sent);
+            let bytes = probe_request(&ctx, &cid, path, principal);
             match send_one(&ctx, &socket, gateway, bytes, &cid).await {
                 Some(200) => {}
                 other => {
@@ -1288,8 +1278,82 @@ async fn probe(ctx: ClientCtx, n: u64) -> Result<(), String> {
                 }
             }
         }
+        probe_refill(&ctx, &socket, n, g, gateway).await?;
     }
     Ok(())
+}
+
+/// The flooder's principal at one gateway, as a client that keeps asking: a storm of
+/// `BURST + 2` requests at once, then one at a time, 50 ms apart (twice the rate). However
+/// full its bucket, refused requests cost nothing, so one of the later ones is admitted
+/// within `PATIENCE`; a limiter that charges refusals refuses such a client for ever.
+async fn probe_refill(
+    ctx: &Rc<ClientCtx>,
+    socket: &Rc<Socket>,
+    n: u64,
+    g: usize,
+    gateway: NodeId,
+) -> Result<(), String> {
+    const PATIENCE: Duration = Duration::from_millis(1_200);
+    const PATH: &str = "/public/info";
+    let storm: Vec<_> = (0..BURST + 2)
+        .map(|k| {
+            let cid = format!("probe.{n}.{g}.storm{k}");
+            let bytes = probe_request(ctx, &cid, PATH, Some("flo"));
+            let (ctx, socket) = (ctx.clone(), socket.clone());
+            sim_core::task::spawn(
+                async move { send_one(&ctx, &socket, gateway, bytes, &cid).await },
+            )
+        })
+        .collect();
+    for request in storm {
+        let _ = request.await;
+    }
+    let start = time::now();
+    let mut answers = Vec::new();
+    for k in 0.. {
+        let cid = format!("probe.{n}.{g}.after{k}");
+        let bytes = probe_request(ctx, &cid, PATH, Some("flo"));
+        let status = send_one(ctx, socket, gateway, bytes, &cid).await;
+        if status == Some(200) {
+            return Ok(());
+        }
+        answers.push(status);
+        if start.elapsed() >= PATIENCE {
+            break;
+        }
+        time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!(
+        "{} never admitted the flooder's principal asking on after a storm, for {} ms (answers {answers:?})",
+        GATEWAYS[g],
+        PATIENCE.as_millis()
+    ))
+}
+
+/// A GET of `path` by the probe, with a fresh token of `principal` if any, recorded as sent.
+fn probe_request(ctx: &ClientCtx, cid: &str, path: &str, principal: Option<&str>) -> Vec<u8> {
+    let now = issuer_s();
+    let token = principal.map(|p| issue(p, now, now + TOKEN_LIFE_S, now));
+    let req = Req {
+        host: 0,
+        method: 0,
+        path: PATHS.iter().position(|p| *p == path).unwrap_or(0) as u8,
+        disguises: Vec::new(),
+        token: TokenUse::None,
+        idempotency_key: false,
+        spoof: false,
+        malformed: None,
+    };
+    let (mut bytes, mut sent) = render(&req, cid, token);
+    if PATHS.iter().all(|p| *p != path) {
+        // A path outside the workload's list: written out here.
+        let text = String::from_utf8_lossy(&bytes).replacen(PATHS[0], path, 1);
+        bytes = text.into_bytes();
+        sent.path = path.to_string();
+    }
+    ctx.shared.borrow_mut().sent.insert(cid.to_string(), sent);
+    bytes
 }
 
 /// The correlation id a request's bytes carry.
@@ -1664,45 +1728,32 @@ fn judge_reached(
             ),
         );
     }
-    match &request.principal {
-        Some(principal) => {
-            let genuine = matches!(&sent.credential, Credential::Genuine { principal: p, .. } if p == principal);
-            let valid = took.iter().any(|d| {
-                in_window(windows, d.t, d.t)
-                    || oracle::valid_at(
-                        &sent.credential,
-                        d.wall_s,
-                        SKEW_S,
-                        KEY_1.0,
-                        RETIRED_UNTIL_S,
-                    )
-            });
-            if !genuine || !valid {
-                observer.violation(
-                    &AUTH_GATE,
-                    format!(
-                        "{gateway} sent request {cid} to {} as {principal} with credential {:?}, at gateway wall times {:?} s (skew {SKEW_S} s)",
-                        instance.0,
-                        sent.credential,
-                        took.iter().map(|d| d.wall_s).collect::<Vec<_>>()
-                    ),
-                );
-            }
-        }
-        None => {
-            let public = expected
-                .iter()
-                .any(|r| r.name == route.name && r.access == Access::Public);
-            if sent.credential != Credential::None || !public {
-                observer.violation(
-                    &AUTH_GATE,
-                    format!(
-                        "{gateway} sent request {cid} to {} without a principal, by route {} (public: {public}), credential {:?}",
-                        instance.0, route.name, sent.credential
-                    ),
-                );
-            }
-        }
+    let public = expected
+        .iter()
+        .any(|r| r.name == route.name && r.access == Access::Public);
+    let takes: Vec<(bool, u64)> = took
+        .iter()
+        .map(|d| (in_window(windows, d.t, d.t), d.wall_s))
+        .collect();
+    let rules = AuthRules {
+        skew_s: SKEW_S,
+        retired: KEY_1.0,
+        retired_until_s: RETIRED_UNTIL_S,
+    };
+    if let Some(breach) = oracle::auth_breach(
+        request.principal.as_deref(),
+        &sent.credential,
+        &takes,
+        public,
+        rules,
+    ) {
+        observer.violation(
+            &AUTH_GATE,
+            format!(
+                "{gateway} sent request {cid} to {} by route {}: {breach}",
+                instance.0, route.name
+            ),
+        );
     }
 }
 
@@ -2154,5 +2205,112 @@ fn judge_ejections(
                 ),
             );
         }
+    }
+}
+
+/// The checks of `one-answer` and `auth-gate` that no mutant shows, on hand-made inputs.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patterns::gateway::http::render_response;
+
+    fn observer() -> Observer {
+        Observer::detached(&[ONE_ANSWER])
+    }
+
+    fn slot(call: u64) -> (Addr, u64) {
+        (Addr::new(NodeId(7), 40_000), call)
+    }
+
+    const MS: u64 = 1_000_000;
+
+    /// `taken` and `answers` of gateway-1 (gateway-2 saw nothing); times in ms as (true,
+    /// gateway's monotonic).
+    fn judge(taken: &[(u64, &[(u64, u64)])], answers: &[(u64, &[(u64, u64)])]) -> Vec<String> {
+        let times = |calls: &[(u64, &[(u64, u64)])]| {
+            let mut g1 = CallTimes::new();
+            for &(call, times) in calls {
+                g1.insert(
+                    slot(call),
+                    times.iter().map(|&(t, m)| (t * MS, m * MS)).collect(),
+                );
+            }
+            vec![g1, CallTimes::new()]
+        };
+        let observer = observer();
+        let no_trouble = vec![Vec::new(), Vec::new()];
+        judge_answers(
+            &observer,
+            &times(taken),
+            &times(answers),
+            &no_trouble,
+            10_000 * MS,
+        );
+        observer.violations().into_iter().map(|v| v.1).collect()
+    }
+
+    #[test]
+    fn one_answer_passes_one_timely_answer_per_take() {
+        assert_eq!(
+            judge(&[(1, &[(100, 50)])], &[(1, &[(300, 250)])]),
+            Vec::<String>::new()
+        );
+        // Taken twice (a duplicated delivery), answered twice.
+        assert_eq!(
+            judge(
+                &[(1, &[(100, 50), (120, 70)])],
+                &[(1, &[(300, 250), (310, 260)])]
+            ),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn one_answer_rejects_two_answers_to_one_take() {
+        let found = judge(&[(1, &[(100, 50)])], &[(1, &[(300, 250), (301, 251)])]);
+        assert!(
+            found[0].contains("answered call 1") && found[0].contains("2 times"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn one_answer_rejects_a_request_never_answered() {
+        let found = judge(
+            &[(1, &[(100, 50)]), (2, &[(200, 150)])],
+            &[(1, &[(300, 250)])],
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("never answered call 2"), "{found:?}");
+    }
+
+    #[test]
+    fn one_answer_rejects_an_answer_after_the_route_timeout() {
+        let late = ROUTE_TIMEOUT.as_millis() as u64 + 50;
+        let found = judge(&[(1, &[(100, 50)])], &[(1, &[(100 + late, 50 + late)])]);
+        assert!(found[0].contains("after"), "{found:?}");
+    }
+
+    #[test]
+    fn a_client_rejects_an_unreadable_answer_and_another_requests_answer() {
+        let observer = observer();
+        let own = render_response(200, &serde_json::json!({"query": "cid=a.1"}));
+        assert!(read_own_answer(&observer, "a.1", &own).is_some());
+        // A refusal carries no echo: nothing to compare.
+        let refused = render_response(429, &serde_json::json!({"error": "slow down"}));
+        assert!(read_own_answer(&observer, "a.1", &refused).is_some());
+        assert!(
+            observer.violations().is_empty(),
+            "{:?}",
+            observer.violations()
+        );
+
+        let other = render_response(200, &serde_json::json!({"query": "cid=b.7"}));
+        assert!(read_own_answer(&observer, "a.1", &other).is_some());
+        assert!(read_own_answer(&observer, "a.1", b"HTTP/1.1 2").is_none());
+        let found = observer.violations();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].1.contains("another request's answer"), "{found:?}");
+        assert!(found[1].1.contains("unreadable"), "{found:?}");
     }
 }

@@ -32,6 +32,7 @@ fn every_mutant_is_listed_and_caught_by_the_invariant_it_breaks() {
         let expected = match mutant {
             Mutant::RouteByInsertionOrder | Mutant::MatchesRawPath => "routes-as-oracle",
             Mutant::LimiterRoundsUp => "rate-bound",
+            Mutant::LimiterChargesRefusals => "serves-after-heal",
             Mutant::AuthCacheOutlivesToken => "auth-gate",
             Mutant::RetriesNonIdempotent => "retry-bounds",
             Mutant::RetriesPastRouteTimeout => "one-answer",

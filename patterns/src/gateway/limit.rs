@@ -114,6 +114,10 @@ impl Limiter {
             tat = now + (tat - now) / self.emission_ns * self.emission_ns;
         }
         if tat - now > self.tolerance_ns {
+            if self.config.mutants.contains(Mutant::LimiterChargesRefusals) {
+                // The bug: the refused request is charged as if it had been admitted.
+                self.tat.insert(key.to_owned(), tat + self.emission_ns);
+            }
             return Decision::Deny {
                 retry_after: Duration::from_nanos(tat - now - self.tolerance_ns),
             };

@@ -16,6 +16,10 @@ pub enum Mutant {
     /// The limiter rounds each refill up to a whole token: every check credits the token
     /// still being earned, so it over-admits (the counting errors of Kong#2629, tower#756).
     LimiterRoundsUp,
+    /// A refused request is charged like an admitted one (the limiter reserves before it
+    /// decides): a client that keeps asking faster than the rate is refused for ever, even
+    /// after the storm is over (peterkhayes/rolling-rate-limiter#9, xuqingfeng/caddy-rate-limit#24).
+    LimiterChargesRefusals,
     /// A cached token verdict is used until the cache entry's own end, not the token's
     /// expiry: an expired token keeps passing (Envoy#23278).
     AuthCacheOutlivesToken,
@@ -43,6 +47,7 @@ impl Mutant {
             Mutant::RouteByInsertionOrder,
             Mutant::MatchesRawPath,
             Mutant::LimiterRoundsUp,
+            Mutant::LimiterChargesRefusals,
             Mutant::AuthCacheOutlivesToken,
             Mutant::RetriesNonIdempotent,
             Mutant::EjectionOvershoots,
@@ -58,6 +63,7 @@ impl Mutant {
             Mutant::RouteByInsertionOrder => "route-by-insertion-order",
             Mutant::MatchesRawPath => "matches-raw-path",
             Mutant::LimiterRoundsUp => "limiter-rounds-up",
+            Mutant::LimiterChargesRefusals => "limiter-charges-refusals",
             Mutant::AuthCacheOutlivesToken => "auth-cache-outlives-token",
             Mutant::RetriesNonIdempotent => "retries-non-idempotent",
             Mutant::EjectionOvershoots => "ejection-overshoots",

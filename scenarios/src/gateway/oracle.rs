@@ -410,6 +410,59 @@ pub fn valid_at(
     }
 }
 
+/// Key settings of the gateways, as the oracle knows them.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthRules<'a> {
+    /// Clock-skew allowance (s).
+    pub skew_s: u64,
+    /// The retired key's id.
+    pub retired: &'a str,
+    /// The retired key is accepted until this wall time (s).
+    pub retired_until_s: u64,
+}
+
+/// How `auth-gate` judges one request that reached a backend: what breaks the gate, if
+/// anything. `principal` is the one the gateway forwarded; `takes` are the gateway's
+/// receptions of the request, each as (excused, the gateway's wall clock then in s), where
+/// an excused one is taken while the gateway's clock was in trouble; `public` whether the
+/// request's route is public under a table version in use.
+pub fn auth_breach(
+    principal: Option<&str>,
+    credential: &Credential,
+    takes: &[(bool, u64)],
+    public: bool,
+    rules: AuthRules,
+) -> Option<String> {
+    match principal {
+        Some(principal) => {
+            let genuine =
+                matches!(credential, Credential::Genuine { principal: p, .. } if p == principal);
+            let valid = takes.iter().any(|&(excused, wall_s)| {
+                excused
+                    || valid_at(
+                        credential,
+                        wall_s,
+                        rules.skew_s,
+                        rules.retired,
+                        rules.retired_until_s,
+                    )
+            });
+            (!genuine || !valid).then(|| {
+                format!(
+                    "forwarded as {principal} with credential {credential:?}, taken at gateway wall times {:?} s (skew {} s)",
+                    takes.iter().map(|t| t.1).collect::<Vec<_>>(),
+                    rules.skew_s
+                )
+            })
+        }
+        None => (*credential != Credential::None || !public).then(|| {
+            format!(
+                "forwarded without a principal (route public: {public}), credential {credential:?}"
+            )
+        }),
+    }
+}
+
 /// The first window that breaks the rate bound, if any: admissions of one key at one
 /// gateway (its monotonic clock, ns, any order) over any interval `[a, b]` number at most
 /// `burst + floor(rate x (b - a))`.
@@ -554,5 +607,106 @@ mod tests {
         assert!(rate_excess(&over, 10, 4).is_some());
         let over_later = [0, 0, 0, 0, 100 * ms, 150 * ms];
         assert!(rate_excess(&over_later, 10, 4).is_some());
+    }
+
+    fn rules() -> AuthRules<'static> {
+        AuthRules {
+            skew_s: 1,
+            retired: "k1",
+            retired_until_s: 100,
+        }
+    }
+
+    fn token(principal: &str, key_id: &str, not_before_s: u64, expires_s: u64) -> Credential {
+        Credential::Genuine {
+            principal: principal.into(),
+            key_id: key_id.into(),
+            not_before_s,
+            expires_s,
+        }
+    }
+
+    #[test]
+    fn auth_breach_passes_what_the_gate_allows() {
+        let ann = token("ann", "k2", 10, 20);
+        // Valid, at the skew's edges, or taken in clock trouble.
+        for wall_s in [9, 10, 20, 21] {
+            assert_eq!(
+                auth_breach(Some("ann"), &ann, &[(false, wall_s)], false, rules()),
+                None
+            );
+        }
+        assert_eq!(
+            auth_breach(Some("ann"), &ann, &[(true, 50)], false, rules()),
+            None
+        );
+        // One valid take of several is enough (a retried delivery).
+        assert_eq!(
+            auth_breach(
+                Some("ann"),
+                &ann,
+                &[(false, 50), (false, 15)],
+                false,
+                rules()
+            ),
+            None
+        );
+        // Anonymous on a public route.
+        assert_eq!(
+            auth_breach(None, &Credential::None, &[(false, 5)], true, rules()),
+            None
+        );
+        // The retired key within its grace.
+        assert_eq!(
+            auth_breach(
+                Some("ann"),
+                &token("ann", "k1", 0, 500),
+                &[(false, 100)],
+                false,
+                rules()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn auth_breach_rejects_each_way_through_the_gate() {
+        let ann = token("ann", "k2", 10, 20);
+        let breaches = [
+            // Expired, not yet valid (beyond the skew).
+            auth_breach(Some("ann"), &ann, &[(false, 22)], false, rules()),
+            auth_breach(Some("ann"), &ann, &[(false, 8)], false, rules()),
+            // Another principal's token, a forged one, none.
+            auth_breach(Some("ben"), &ann, &[(false, 15)], false, rules()),
+            auth_breach(
+                Some("ann"),
+                &Credential::Forged,
+                &[(false, 15)],
+                false,
+                rules(),
+            ),
+            auth_breach(
+                Some("ann"),
+                &Credential::None,
+                &[(true, 15)],
+                false,
+                rules(),
+            ),
+            // The retired key after its grace.
+            auth_breach(
+                Some("ann"),
+                &token("ann", "k1", 0, 500),
+                &[(false, 101)],
+                false,
+                rules(),
+            ),
+            // No principal: a credential was dropped, or a protected route was served.
+            auth_breach(None, &ann, &[(false, 15)], true, rules()),
+            auth_breach(None, &Credential::Forged, &[(false, 15)], true, rules()),
+            auth_breach(None, &Credential::None, &[(false, 15)], false, rules()),
+        ];
+        for (i, breach) in breaches.iter().enumerate() {
+            assert!(breach.is_some(), "hand-made breach {i} passed the gate");
+        }
     }
 }
