@@ -32,7 +32,12 @@ fn recorded_at(
         stream: stream_of(account),
         version,
         position,
-        data: BankEvent { command_id, body }.to_data(event_id(command_id, index)),
+        data: BankEvent {
+            command_id,
+            principal: None,
+            body,
+        }
+        .to_data(event_id(command_id, index)),
     }
 }
 
@@ -361,6 +366,7 @@ fn bank_events_round_trip_through_the_store_format() {
     for (i, body) in bodies.into_iter().enumerate() {
         let event = BankEvent {
             command_id: 7 + i as u64,
+            principal: None,
             body: body.clone(),
         };
         let data = event.to_data(event_id(7, 1));
@@ -438,6 +444,7 @@ fn the_documented_payload_format_decodes() {
         BankEvent::decode(&event),
         Ok(Some(BankEvent {
             command_id: 7,
+            principal: None,
             body: BankEventBody::Deposited { amount: 25 }
         }))
     );
@@ -1299,6 +1306,7 @@ mod execution {
                 position: 10 + version as u64,
                 data: BankEvent {
                     command_id: *command_id,
+                    principal: None,
                     body: body.clone(),
                 }
                 .to_data(event_id(*command_id, *index)),

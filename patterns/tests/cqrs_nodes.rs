@@ -117,6 +117,7 @@ fn the_completer_credits_a_debit_left_without_its_credit() {
             let writer = StoreClient::bind(store, Duration::from_millis(300)).unwrap();
             let debit = BankEvent {
                 command_id: 7,
+                principal: None,
                 body: BankEventBody::Debited {
                     amount: 5,
                     to: "b".into(),

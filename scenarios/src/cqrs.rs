@@ -594,6 +594,7 @@ async fn client_main(ctx: ClientCtx, ops: Vec<Op>) {
             Action::Poison => {
                 let event = BankEvent {
                     command_id,
+                    principal: None,
                     body: BankEventBody::Deposited { amount: 1 },
                 };
                 let EventData { event_id: id, .. } = event.to_data(event_id(command_id, 0));

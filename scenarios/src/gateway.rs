@@ -716,36 +716,7 @@ impl Scenario for GatewayScenario {
             starts: vec![Vec::new(); GATEWAYS.len()],
             ..Shared::default()
         }));
-        let ids: Rc<RefCell<Vec<NodeId>>> = Rc::default();
-        let mut registries = Vec::new();
-        for (index, &name) in REGISTRIES.iter().enumerate() {
-            let ids = ids.clone();
-            let id = env.sim.node(name).init(move || {
-                let ids = ids.clone();
-                async move {
-                    // The peers' ids are known once every node is built, not when this
-                    // closure is first called (at build).
-                    let peers: Vec<Addr> = ids
-                        .borrow()
-                        .iter()
-                        .enumerate()
-                        .filter(|&(peer, _)| peer != index)
-                        .map(|(_, &peer)| Addr::new(peer, REGISTRY_PORT))
-                        .collect();
-                    let config = RegistryNodeConfig {
-                        replica: ReplicaConfig {
-                            replica: index as u64 + 1,
-                            ..ReplicaConfig::default()
-                        },
-                        peers,
-                        gossip_every: Duration::from_millis(300),
-                    };
-                    run_registry(config, RegistryHooks::default()).await
-                }
-            });
-            registries.push(id.build());
-        }
-        *ids.borrow_mut() = registries.clone();
+        let registries = build_registries(env, &REGISTRIES);
         let registry_addrs: Vec<Addr> = registries
             .iter()
             .map(|&id| Addr::new(id, REGISTRY_PORT))
@@ -867,6 +838,41 @@ impl Scenario for GatewayScenario {
     }
 }
 
+/// Builds a service registry replica per name, each gossiping with the others.
+pub(crate) fn build_registries(env: &Env, names: &[&'static str]) -> Vec<NodeId> {
+    let ids: Rc<RefCell<Vec<NodeId>>> = Rc::default();
+    let mut registries = Vec::new();
+    for (index, &name) in names.iter().enumerate() {
+        let ids = ids.clone();
+        let id = env.sim.node(name).init(move || {
+            let ids = ids.clone();
+            async move {
+                // The peers' ids are known once every node is built, not when this
+                // closure is first called (at build).
+                let peers: Vec<Addr> = ids
+                    .borrow()
+                    .iter()
+                    .enumerate()
+                    .filter(|&(peer, _)| peer != index)
+                    .map(|(_, &peer)| Addr::new(peer, REGISTRY_PORT))
+                    .collect();
+                let config = RegistryNodeConfig {
+                    replica: ReplicaConfig {
+                        replica: index as u64 + 1,
+                        ..ReplicaConfig::default()
+                    },
+                    peers,
+                    gossip_every: Duration::from_millis(300),
+                };
+                run_registry(config, RegistryHooks::default()).await
+            }
+        });
+        registries.push(id.build());
+    }
+    *ids.borrow_mut() = registries.clone();
+    registries
+}
+
 /// The operator: from `reload_at`, makes sure every gateway runs table version 2 (a gateway
 /// that restarts comes back with version 1 and is loaded again).
 async fn operator_main(gateways: Vec<NodeId>, reload_at: Duration) {
@@ -932,21 +938,48 @@ async fn instance_main(
         return std::future::pending().await;
     }
     let address = socket.local_addr().to_string();
-    let key = Key::new(service, name);
-    let calls = Socket::bind(0).expect("an ephemeral port");
+    let leave = || {
+        let now_ms = time::now().since_origin().as_millis() as u64;
+        let leaving = leave_at_ms.is_some_and(|at| now_ms >= at);
+        if leaving {
+            shared.borrow_mut().deregistered.insert(name.to_string());
+        }
+        leaving
+    };
     let next_incarnation = || {
         let mut shared = shared.borrow_mut();
         let incarnation = shared.incarnations.entry(name.to_string()).or_insert(0);
         *incarnation += 1;
         *incarnation
     };
+    stay_registered(
+        Key::new(service, name),
+        address,
+        &registries,
+        next_incarnation,
+        leave,
+    )
+    .await;
+    std::future::pending().await
+}
+
+/// An instance's side of discovery: registers `key` at `address` with one of `registries`
+/// (the next one when a call fails), heartbeats every `HEARTBEAT_EVERY`, registers again
+/// with a new incarnation (from `next_incarnation`) when its lease is gone or superseded;
+/// when `leave()` says so, deregisters (trying for a while) and returns.
+pub(crate) async fn stay_registered(
+    key: Key,
+    address: String,
+    registries: &[Addr],
+    mut next_incarnation: impl FnMut() -> u64,
+    leave: impl Fn() -> bool,
+) {
+    let calls = Socket::bind(0).expect("an ephemeral port");
     let mut incarnation = next_incarnation();
     let mut target = 0usize;
     let mut registered = false;
     loop {
-        let now_ms = time::now().since_origin().as_millis() as u64;
-        if leave_at_ms.is_some_and(|at| now_ms >= at) {
-            shared.borrow_mut().deregistered.insert(name.to_string());
+        if leave() {
             for attempt in 0..30 {
                 let request = RegistryRequest::Deregister {
                     key: key.clone(),
@@ -961,7 +994,7 @@ async fn instance_main(
                 }
                 time::sleep(Duration::from_millis(100)).await;
             }
-            return std::future::pending().await;
+            return;
         }
         let request = if registered {
             RegistryRequest::Heartbeat {

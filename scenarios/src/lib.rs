@@ -6,10 +6,12 @@
 //! - `discovery` ([`discovery`]): a replicated service registry with leases.
 //! - `cqrs` ([`cqrs`]): bank accounts in CQRS over the event store.
 //! - `gateway` ([`gateway`]): API gateway replicas in front of services found through discovery.
+//! - `e2e` ([`e2e`]): the five patterns as one system.
 
 pub mod circuit_breaker;
 pub mod cqrs;
 pub mod discovery;
+pub mod e2e;
 pub mod event_sourcing;
 pub mod gateway;
 
@@ -22,4 +24,5 @@ pub fn registry() -> harness::Registry {
         .with(discovery::Discovery)
         .with(cqrs::Cqrs)
         .with(gateway::GatewayScenario)
+        .with(e2e::EndToEnd)
 }

@@ -61,7 +61,12 @@ fn event(stream: &str, position: u64, version: u64, body: BankEventBody) -> Reco
         stream: stream.into(),
         version,
         position,
-        data: BankEvent { command_id, body }.to_data(event_id(command_id, 0)),
+        data: BankEvent {
+            command_id,
+            principal: None,
+            body,
+        }
+        .to_data(event_id(command_id, 0)),
     }
 }
 
@@ -280,6 +285,7 @@ fn a_debit_left_without_its_credit_is_money_in_transit() {
     // The same command as the debit.
     credit.data = BankEvent {
         command_id: 100,
+        principal: None,
         body: BankEventBody::Credited {
             amount: 5,
             from: "a".into(),

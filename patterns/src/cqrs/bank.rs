@@ -13,6 +13,9 @@
 //! | `bank.debited`   | `{"command_id": 7, "kind": "debited", "amount": 25, "to": "b"}`    |
 //! | `bank.credited`  | `{"command_id": 7, "kind": "credited", "amount": 25, "from": "a"}` |
 //!
+//! A command that came with a principal (the caller an API gateway authenticated) leaves it
+//! in its events as `"principal": "ann"`, beside `command_id`.
+//!
 //! `kind` repeats the type's suffix; a bank event whose payload does not match is *poison*
 //! (a projection parks it). A debit is a transfer's money leaving; a credit, its arriving.
 //!
@@ -153,14 +156,20 @@ impl BankEventBody {
 pub struct BankEvent {
     /// The command that made it.
     pub command_id: u64,
+    /// Who asked for it: the principal the command came with (for example the one an API
+    /// gateway authenticated), if any. The event's metadata: it does not change the fold.
+    pub principal: Option<String>,
     /// What happened.
     pub body: BankEventBody,
 }
 
-/// The JSON shape of a payload: the command id beside the body's fields.
+/// The JSON shape of a payload: the command id (and the principal, when there is one) beside
+/// the body's fields.
 #[derive(Serialize, Deserialize)]
 struct Payload {
     command_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    principal: Option<String>,
     #[serde(flatten)]
     body: BankEventBody,
 }
@@ -177,6 +186,7 @@ impl BankEvent {
         let body = self.body.clone();
         let payload = Payload {
             command_id: self.command_id,
+            principal: self.principal.clone(),
             body,
         };
         EventData {
@@ -220,6 +230,7 @@ impl BankEvent {
         }
         Ok(Some(BankEvent {
             command_id: payload.command_id,
+            principal: payload.principal,
             body: payload.body,
         }))
     }

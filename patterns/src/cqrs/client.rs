@@ -78,6 +78,7 @@ impl BankClient {
         let request = CommandRequest {
             command_id,
             command: command.clone(),
+            principal: None,
         };
         let mut last = String::from("no attempt");
         for attempt in 0..self.attempts_max {

@@ -44,6 +44,10 @@ pub const COMMAND_PORT: u16 = 11;
 /// Most events a stream read returns; a longer stream is read in several calls.
 const STREAM_PAGE: u64 = 1024;
 
+/// A debit the transfer completer waits on: (from, to, amount, the round it was first seen,
+/// the transfer's principal).
+type Debit = (String, String, u64, u64, Option<String>);
+
 /// A command, named by a client-chosen id that makes it idempotent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandRequest {
@@ -51,6 +55,9 @@ pub struct CommandRequest {
     pub command_id: u64,
     /// The command.
     pub command: BankCommand,
+    /// Who asks (for example the principal an API gateway authenticated), if known: kept
+    /// in the events' metadata.
+    pub principal: Option<String>,
 }
 
 /// A command node's answer.
@@ -200,7 +207,14 @@ impl Handler {
                     expected,
                 } => {
                     let appended = match self
-                        .append(&account, request.command_id, index, body, expected)
+                        .append(
+                            &account,
+                            request.command_id,
+                            request.principal.as_deref(),
+                            index,
+                            body,
+                            expected,
+                        )
                         .await
                     {
                         Ok(position) => Appended::At(position),
@@ -235,8 +249,9 @@ impl Handler {
     /// memory: after a restart it reads the log again from the start.
     async fn complete_transfers(&self) {
         let mut cursor = 0u64;
-        // Debits without a credit yet: command id -> (from, to, amount, round first seen).
-        let mut pending: BTreeMap<u64, (String, String, u64, u64)> = BTreeMap::new();
+        // Debits without a credit yet: command id -> (from, to, amount, round first seen,
+        // the principal the transfer came with).
+        let mut pending: BTreeMap<u64, Debit> = BTreeMap::new();
         let mut credited: BTreeSet<u64> = BTreeSet::new();
         let mut round = 0u64;
         loop {
@@ -261,7 +276,7 @@ impl Handler {
                         {
                             pending.insert(
                                 decoded.command_id,
-                                (account.to_owned(), to, amount, round),
+                                (account.to_owned(), to, amount, round, decoded.principal),
                             );
                         }
                         BankEventBody::Credited { .. } => {
@@ -275,15 +290,23 @@ impl Handler {
                     break;
                 }
             }
-            let due: Vec<(u64, (String, String, u64, u64))> = pending
+            let due: Vec<(u64, Debit)> = pending
                 .iter()
-                .filter(|(_, (.., seen))| *seen < round)
+                .filter(|(_, (_, _, _, seen, _))| *seen < round)
                 .map(|(command_id, debit)| (*command_id, debit.clone()))
                 .collect();
-            for (command_id, (from, to, amount, _)) in due {
+            for (command_id, (from, to, amount, _, principal)) in due {
                 let credit = BankEventBody::Credited { amount, from };
+                // The credit carries the transfer's principal, as the handler's own would.
                 let result = self
-                    .append(&to, command_id, 1, credit, ExpectedVersion::Any)
+                    .append(
+                        &to,
+                        command_id,
+                        principal.as_deref(),
+                        1,
+                        credit,
+                        ExpectedVersion::Any,
+                    )
                     .await;
                 match result {
                     Ok(position) => {
@@ -319,6 +342,7 @@ impl Handler {
         &self,
         account: &str,
         command_id: u64,
+        principal: Option<&str>,
         index: u8,
         body: BankEventBody,
         expected: ExpectedVersion,
@@ -330,7 +354,11 @@ impl Handler {
             self.attempts.set(self.attempts.get() + 1);
             id.0 |= u128::from(self.attempts.get()) << 72;
         }
-        let event = BankEvent { command_id, body };
+        let event = BankEvent {
+            command_id,
+            principal: principal.map(str::to_owned),
+            body,
+        };
         let append = AppendRequest {
             stream: stream_of(account),
             expected,

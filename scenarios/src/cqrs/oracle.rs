@@ -22,6 +22,10 @@ pub struct Decoded {
     pub amount: u64,
     /// The owner, for `opened`.
     pub owner: String,
+    /// The other account of a transfer (`to` of a debit, `from` of a credit); empty otherwise.
+    pub counterpart: String,
+    /// The principal in the event's metadata, if any.
+    pub principal: Option<String>,
 }
 
 /// What an event is to the oracle.
@@ -51,19 +55,19 @@ pub fn read(event: &RecordedEvent) -> Read {
     if stated != kind {
         return Read::Poison;
     }
-    let (amount, owner) = match kind {
+    let (amount, owner, counterpart) = match kind {
         "opened" => match text("owner") {
-            Some(owner) => (0, owner),
+            Some(owner) => (0, owner, String::new()),
             None => return Read::Poison,
         },
         "deposited" | "withdrew" => match field("amount") {
-            Some(amount) => (amount, String::new()),
+            Some(amount) => (amount, String::new(), String::new()),
             None => return Read::Poison,
         },
         "debited" | "credited" => {
             let other = if kind == "debited" { "to" } else { "from" };
             match (field("amount"), text(other)) {
-                (Some(amount), Some(_)) => (amount, String::new()),
+                (Some(amount), Some(counterpart)) => (amount, String::new(), counterpart),
                 _ => return Read::Poison,
             }
         }
@@ -82,6 +86,8 @@ pub fn read(event: &RecordedEvent) -> Read {
         kind: kind.to_owned(),
         amount,
         owner,
+        counterpart,
+        principal: text("principal"),
     })
 }
 

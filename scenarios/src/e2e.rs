@@ -1,0 +1,1463 @@
+//! The `e2e` scenario: the five patterns as one system, as the seed document draws them.
+//! Clients send HTTP/1.1 requests with signed tokens to two API gateway replicas
+//! ([`patterns::gateway`]: authentication, rate limits, translation, retries, a circuit
+//! breaker and outlier ejection per upstream instance); the gateways find the backend
+//! instances through a two-replica service registry ([`patterns::discovery`]); the
+//! `accounts` instances handle bank commands on the event-sourced write side
+//! ([`patterns::cqrs::command`] over [`patterns::event_sourcing`]'s store); the `ledger`
+//! instances answer queries from read models projected from the log
+//! ([`patterns::cqrs::view_node`]), and the answers travel back through the gateways.
+//!
+//! Each backend instance runs the pattern's node and, beside it on the same node, a thin
+//! adapter on the port the gateways call: it translates the gateway's request into the
+//! node's typed request (the `Idempotency-Key` becomes the command id, the `at` query
+//! parameter the consistency token) and the answer back into JSON.
+//!
+//! ## The checks (from the clients' records and the final log, with code of their own:
+//! the fold and the conservation rule of [`crate::cqrs::oracle`], which never call the
+//! pattern's code)
+//! - `command-once` (always): whatever the retries on the way (the client's, the gateway's,
+//!   the command handler's), the log holds at most one event batch per client command: for
+//!   each content (kind, accounts, amount) no more events than clients sent commands, and
+//!   no command id with two events of one kind.
+//! - `acked-durable` (always): every command a client was told is done has its events in
+//!   the final log.
+//! - `principal-recorded` (always): every event of a client's command (by its id) carries in
+//!   its metadata the principal of the client that sent it, whatever identity the body
+//!   claims.
+//! - `read-your-writes` (always): an answer that says it is fresh is at or past the
+//!   consistency token the client passed (the position of the client's last acknowledged
+//!   command), and equals the fold of the final log up to its position.
+//! - `rebuild-equals-live` (always, after heal): each ledger's read model, rebuilt from the
+//!   log by an operator, answers what its live model answered at the same position.
+//! - `conservation` (always): every answer keeps the domain's rule (no balance below zero;
+//!   balances + in transit = deposited - withdrawn), judged on the answer alone.
+//! - `visible-after-heal` (eventually, 4 s): through every gateway, a fresh answer at the end
+//!   of the log: what is durable becomes visible.
+//! - sometimes: `client-retried` (a command's outcome was unknown and the client sent it
+//!   again), `gateway-retried` (a gateway tried an attempt again), `answered-stale` (a
+//!   ledger said it was behind the client's token).
+//!
+//! Not judged here: breakers and retry amplification seen from the network (the `gateway`
+//! scenario judges the gateway's retries; the `circuit-breaker` scenario, breakers).
+
+use crate::cqrs::oracle::{self as bank_oracle, Fold};
+use crate::gateway::{build_registries, stay_registered};
+use harness::{
+    Checked, Env, FaultBudget, FaultKind, Invariant, MutantSpec, Observer, Scenario, ScenarioSpec,
+};
+use patterns::cqrs::bank::BankCommand;
+use patterns::cqrs::command::{
+    run_command_node, CommandNodeConfig, CommandRequest, CommandResponse, COMMAND_PORT,
+};
+use patterns::cqrs::view::{Query, QueryBody};
+use patterns::cqrs::view_node::{
+    run_view_node, Answer, ViewEvent, ViewHook, ViewNodeConfig, ViewRequest, ViewResponse,
+    VIEW_PORT,
+};
+use patterns::discovery::Key;
+use patterns::event_sourcing::driver::{
+    run_node, NodeConfig, NodeEvent, NodeHook, StoreClient, STORE_PORT,
+};
+use patterns::event_sourcing::event::RecordedEvent;
+use patterns::gateway::auth::{sign, AuthConfig, Claims, KeyRing};
+use patterns::gateway::driver::{
+    run_gateway, ExternalAnswer, ExternalCall, GatewayConfig, GatewayEvent, GatewayHook,
+    GATEWAY_PORT,
+};
+use patterns::gateway::http::{parse_response, BackendRequest, BackendResponse, Limits};
+use patterns::gateway::limit::LimitConfig;
+use patterns::gateway::route::{Access, HostMatch, PathMatch, Route};
+use patterns::gateway::upstream::UpstreamConfig;
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use sim_core::disk::{DiskConfig, DiskFaults, Latency};
+use sim_core::net::{Addr, RpcError, Socket};
+use sim_core::time::WALL_EPOCH_UNIX_S;
+use sim_core::{time, NodeId, SimConfig};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+const REGISTRIES: [&str; 2] = ["registry-1", "registry-2"];
+const GATEWAYS: [&str; 2] = ["gateway-1", "gateway-2"];
+const STORE: &str = "store";
+/// The write side's instances (service `accounts`).
+const ACCOUNTS: [&str; 2] = ["accounts-1", "accounts-2"];
+/// The read side's instances (service `ledger`).
+const LEDGERS: [&str; 2] = ["ledger-1", "ledger-2"];
+/// Client nodes and the principal each one's tokens name.
+const CLIENTS: [(&str, &str); 3] = [
+    ("client-1", "ann"),
+    ("client-2", "ben"),
+    ("client-3", "cat"),
+];
+/// The bank accounts: each client opens the one of its index (and may use any).
+const BANK_ACCOUNTS: [&str; 3] = ["a", "b", "c"];
+/// The port the adapters listen on (the address registered in discovery).
+const BACKEND_PORT: u16 = 14;
+const SIGNING_KEY: (&str, &[u8]) = ("k1", b"e2e signing secret");
+/// Tokens live long enough that honest clients never refresh within a run.
+const TOKEN_LIFE_S: u64 = 600;
+/// A client waits this long for a gateway's answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_millis(900);
+/// A client sends a command at most this many times while its outcome is unknown.
+const CLIENT_TRIES: usize = 4;
+/// How long the accounts adapter waits for its command node: less than the node's own store
+/// timeout (200 ms), so a stalled write side gets a 503 the gateway can retry elsewhere
+/// (with the same key, so at most once).
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(150);
+/// How long a ledger may wait for its model to reach the asked position (short: a client
+/// that reads right after its write often hears that the read side is behind).
+const QUERY_WAIT: Duration = Duration::from_millis(40);
+
+static COMMAND_ONCE: Invariant = Invariant::always(
+    "command-once",
+    "the log holds at most one event batch per client command, whatever the retries on the way",
+);
+static ACKED_DURABLE: Invariant = Invariant::always(
+    "acked-durable",
+    "every command a client was told is done has its events in the final log",
+);
+static PRINCIPAL_RECORDED: Invariant = Invariant::always(
+    "principal-recorded",
+    "every event of a client's command carries, as its metadata, the principal of the client that sent it",
+);
+static READ_YOUR_WRITES: Invariant = Invariant::always(
+    "read-your-writes",
+    "a fresh answer is at or past the client's consistency token and equals the fold of the log up to its position",
+);
+static REBUILD_EQUALS_LIVE: Invariant = Invariant::always(
+    "rebuild-equals-live",
+    "a ledger's read model rebuilt from the log answers exactly what its live model answered at the same position",
+);
+static CONSERVATION: Invariant = Invariant::always(
+    "conservation",
+    "every answer keeps the rule: no balance below zero; balances + in transit = deposited - withdrawn",
+);
+static VISIBLE_AFTER_HEAL: Invariant = Invariant::eventually(
+    "visible-after-heal",
+    "within 4 s of healing every gateway gives a fresh answer at the end of the log",
+    Duration::from_secs(4),
+);
+static CLIENT_RETRIED: Invariant = Invariant::sometimes(
+    "client-retried",
+    "a command's outcome was unknown and the client sent it again",
+);
+static GATEWAY_RETRIED: Invariant = Invariant::sometimes(
+    "gateway-retried",
+    "a gateway sent a request's attempt again, to another instance or the same",
+);
+static ANSWERED_STALE: Invariant =
+    Invariant::sometimes("answered-stale", "a ledger answered that it was behind");
+
+/// The scenario's own mutants: bugs in the glue between the patterns, which no pattern's
+/// own scenario can show.
+const ADAPTER_KEYS_BY_REQUEST: &str = "adapter-keys-by-request";
+const LEDGER_DROPS_TOKEN: &str = "ledger-drops-token";
+const PRINCIPAL_FROM_BODY: &str = "principal-from-body";
+const ADAPTER_ACKS_ON_TIMEOUT: &str = "adapter-acks-on-timeout";
+const LEDGER_SERVES_STALE_ON_ERROR: &str = "ledger-serves-stale-on-error";
+
+/// The adapters' deliberately broken variants switched on (none by default).
+#[derive(Clone, Copy, Debug, Default)]
+struct Glue {
+    keys_by_request: bool,
+    drops_token: bool,
+    principal_from_body: bool,
+    acks_on_timeout: bool,
+    serves_stale_on_error: bool,
+}
+
+impl Glue {
+    fn of(env: &Env) -> Glue {
+        Glue {
+            keys_by_request: env.is_mutant(ADAPTER_KEYS_BY_REQUEST),
+            drops_token: env.is_mutant(LEDGER_DROPS_TOKEN),
+            principal_from_body: env.is_mutant(PRINCIPAL_FROM_BODY),
+            acks_on_timeout: env.is_mutant(ADAPTER_ACKS_ON_TIMEOUT),
+            serves_stale_on_error: env.is_mutant(LEDGER_SERVES_STALE_ON_ERROR),
+        }
+    }
+}
+
+fn mutants() -> Vec<MutantSpec> {
+    vec![
+        MutantSpec::new(
+            ADAPTER_KEYS_BY_REQUEST,
+            "the accounts adapter makes the command id from the gateway's request id, not the client's Idempotency-Key: a client's retry of a command that was applied is applied again (an adapter that drops the idempotency key, productdevbook/kasapay#165); shows when an outcome is unknown",
+        ),
+        MutantSpec::new(
+            PRINCIPAL_FROM_BODY,
+            "the accounts adapter takes the principal from the body's on_behalf_of when there is one, not the gateway's authenticated principal (a backend trusting a client-supplied identity behind the gateway, the class of Envoy's x-forwarded-* trust issues)",
+        ),
+        MutantSpec::new(
+            ADAPTER_ACKS_ON_TIMEOUT,
+            "the accounts adapter answers 200 when its command node does not answer in time (\"accepted\"), though the command may never be applied; shows when the write side is slow or down",
+        ),
+        MutantSpec::new(
+            LEDGER_SERVES_STALE_ON_ERROR,
+            "the ledger adapter keeps its last answer to each query and serves it, as fresh, when its view node fails (nginx proxy_cache_use_stale without saying so); shows when a view node is down or recovering",
+        ),
+        MutantSpec::new(
+            LEDGER_DROPS_TOKEN,
+            "the ledger adapter drops the consistency token (the query string) when it translates (agentgateway/agentgateway#1514, BackendStack21/fast-gateway#47): a read-model answer behind the client's own write says it is fresh",
+        ),
+    ]
+}
+
+/// One operation of a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)] // Accounts are indexes into `BANK_ACCOUNTS`; amounts are in cents.
+pub enum Op {
+    /// Deposit into an account.
+    Deposit { account: u8, amount: u64 },
+    /// Withdraw from an account.
+    Withdraw { account: u8, amount: u64 },
+    /// Transfer between accounts.
+    Transfer { from: u8, to: u8, amount: u64 },
+    /// Read one account's balance.
+    Balance { account: u8 },
+    /// Read the totals.
+    Totals,
+}
+
+/// One call of a client: think, then send `op` to a gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    /// The pause before it.
+    pub think_ms: u64,
+    /// The gateway it goes to first (index).
+    pub gateway: u8,
+    /// What it does.
+    pub op: Op,
+    /// A command's body also names another client (by index) as the one it is on behalf of:
+    /// a claim the system must ignore (the principal is the authenticated one).
+    pub on_behalf_of: Option<u8>,
+}
+
+/// What the clients do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Per client, in [`CLIENTS`] order (each first opens its account).
+    pub clients: Vec<Vec<Call>>,
+}
+
+/// A command's content, as the oracle compares it with the log's events.
+type Content = (String, String, u64, String);
+
+/// What the clients saw.
+#[derive(Default)]
+struct Records {
+    /// Every command sent (once per command, however many tries): its id, the principal of
+    /// the client that sent it, its content(s).
+    sent: Vec<(u64, &'static str, Vec<Content>)>,
+    /// Commands acknowledged as done: (command id, contents).
+    acked: Vec<(u64, Vec<Content>)>,
+    /// Answers read: (client, asked position, answer).
+    answers: Vec<(String, u64, Answered)>,
+}
+
+/// A read-model answer as a client read it from JSON.
+#[derive(Clone, Debug, Deserialize)]
+struct Answered {
+    position: u64,
+    fresh: bool,
+    query: Query,
+    body: QueryBody,
+}
+
+/// What `setup` built.
+pub struct System {
+    gateways: Vec<NodeId>,
+    /// The ledgers' view nodes (an operator's direct access, for rebuilds).
+    views: Vec<Addr>,
+    clients: Vec<NodeId>,
+    store: Addr,
+    records: Rc<RefCell<Records>>,
+}
+
+/// The scenario.
+#[derive(Clone, Copy, Debug)]
+pub struct EndToEnd;
+
+fn account(index: u8) -> String {
+    BANK_ACCOUNTS[usize::from(index) % BANK_ACCOUNTS.len()].to_string()
+}
+
+fn contents_of(command: &BankCommand, owner: &str) -> Vec<Content> {
+    match command {
+        BankCommand::Open { account, .. } => {
+            vec![("opened".into(), account.clone(), 0, owner.into())]
+        }
+        BankCommand::Deposit { account, amount } => {
+            vec![("deposited".into(), account.clone(), *amount, String::new())]
+        }
+        BankCommand::Withdraw { account, amount } => {
+            vec![("withdrew".into(), account.clone(), *amount, String::new())]
+        }
+        BankCommand::Transfer { from, to, amount } => vec![
+            ("debited".into(), from.clone(), *amount, to.clone()),
+            ("credited".into(), to.clone(), *amount, from.clone()),
+        ],
+    }
+}
+
+fn call_strategy() -> BoxedStrategy<Call> {
+    let account = 0u8..BANK_ACCOUNTS.len() as u8;
+    let amount = 1u64..5_000;
+    let op = prop_oneof![
+        3 => (account.clone(), amount.clone()).prop_map(|(account, amount)| Op::Deposit { account, amount }),
+        1 => (account.clone(), amount.clone()).prop_map(|(account, amount)| Op::Withdraw { account, amount }),
+        3 => (account.clone(), account.clone(), amount).prop_map(|(from, to, amount)| Op::Transfer { from, to, amount }),
+        3 => account.prop_map(|account| Op::Balance { account }),
+        1 => Just(Op::Totals),
+    ];
+    let claim = prop_oneof![4 => Just(None), 1 => (0u8..CLIENTS.len() as u8).prop_map(Some)];
+    (10u64..150, 0u8..GATEWAYS.len() as u8, op, claim)
+        .prop_map(|(think_ms, gateway, op, on_behalf_of)| Call {
+            think_ms,
+            gateway,
+            op,
+            on_behalf_of,
+        })
+        .boxed()
+}
+
+fn routes() -> Vec<Route> {
+    let route = |name: &str, prefix: &str, method: &str, service: &str| Route {
+        name: name.into(),
+        host: HostMatch::Any,
+        path: PathMatch::Prefix(prefix.into()),
+        methods: Some(BTreeSet::from([method.to_string()])),
+        service: service.into(),
+        access: Access::Authenticated,
+    };
+    vec![
+        route("commands", "/api/accounts", "POST", "accounts"),
+        route("queries", "/api/ledger", "GET", "ledger"),
+    ]
+}
+
+fn gateway_config(registries: Vec<Addr>) -> GatewayConfig {
+    GatewayConfig {
+        port: GATEWAY_PORT,
+        registries,
+        services: vec!["accounts".into(), "ledger".into()],
+        table_version: 1,
+        routes: routes(),
+        keys: KeyRing {
+            current: BTreeMap::from([(SIGNING_KEY.0.to_string(), SIGNING_KEY.1.to_vec())]),
+            retired: BTreeMap::new(),
+        },
+        auth: AuthConfig {
+            skew_s: 5,
+            ..AuthConfig::default()
+        },
+        limit: LimitConfig {
+            rate_per_s: 100,
+            burst: 50,
+            ..LimitConfig::default()
+        },
+        upstream: UpstreamConfig {
+            retries_max: 2,
+            per_try_timeout: Duration::from_millis(300),
+            route_timeout: Duration::from_millis(800),
+            ..UpstreamConfig::default()
+        },
+        http: Limits::default(),
+        refresh_every: Duration::from_millis(100),
+        discovery_timeout: Duration::from_millis(100),
+        mutants: Default::default(),
+    }
+}
+
+fn sim_config() -> SimConfig {
+    SimConfig {
+        time_limit_ms: 120_000,
+        disk: DiskConfig {
+            faults: DiskFaults {
+                latency: Some(Latency {
+                    min_ms: 1,
+                    max_ms: 6,
+                }),
+                ..DiskFaults::default()
+            },
+            ..DiskConfig::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+impl Scenario for EndToEnd {
+    type Workload = Workload;
+    type System = System;
+
+    fn spec(&self) -> ScenarioSpec {
+        let mut nodes: Vec<String> = REGISTRIES.iter().map(|n| n.to_string()).collect();
+        nodes.extend(GATEWAYS.iter().map(|n| n.to_string()));
+        nodes.push(STORE.to_string());
+        nodes.extend(ACCOUNTS.iter().map(|n| n.to_string()));
+        nodes.extend(LEDGERS.iter().map(|n| n.to_string()));
+        let crash_targets = nodes.clone();
+        let mut disk_targets: Vec<String> = vec![STORE.to_string()];
+        disk_targets.extend(LEDGERS.iter().map(|n| n.to_string()));
+        disk_targets.extend(REGISTRIES.iter().map(|n| n.to_string()));
+        nodes.extend(CLIENTS.iter().map(|(n, _)| n.to_string()));
+        ScenarioSpec {
+            name: "e2e".into(),
+            description: "the five patterns as one system: clients, gateway replicas, discovery, breakers, the event-sourced write side, CQRS read models".into(),
+            nodes: nodes.clone(),
+            budget: FaultBudget {
+                // The event store does not claim to survive corrupted sectors.
+                kinds: FaultKind::all_except(&[FaultKind::Corrupt]),
+                targets: nodes,
+                crash_targets,
+                disk_targets,
+                down_max: 1,
+                episodes_max: 6,
+                plan_duration_ms: 4_000,
+                episode_duration_max_ms: 1_500,
+            },
+            invariants: vec![
+                COMMAND_ONCE,
+                ACKED_DURABLE,
+                PRINCIPAL_RECORDED,
+                READ_YOUR_WRITES,
+                CONSERVATION,
+                REBUILD_EQUALS_LIVE,
+                VISIBLE_AFTER_HEAL,
+                CLIENT_RETRIED,
+                GATEWAY_RETRIED,
+                ANSWERED_STALE,
+            ],
+            mutants: mutants(),
+            sometimes_batch_min: 200,
+            sim_config: sim_config(),
+        }
+    }
+
+    fn workload(&self) -> BoxedStrategy<Workload> {
+        proptest::collection::vec(
+            proptest::collection::vec(call_strategy(), 20..50),
+            CLIENTS.len(),
+        )
+        .prop_map(|clients| Workload { clients })
+        .boxed()
+    }
+
+    fn validate_workload(&self, workload: &Workload) -> Result<(), String> {
+        if workload.clients.len() != CLIENTS.len() {
+            return Err(format!(
+                "the workload has {} clients; this scenario has {}",
+                workload.clients.len(),
+                CLIENTS.len()
+            ));
+        }
+        for calls in &workload.clients {
+            if calls.len() > 1_000 {
+                return Err("a client has more than 1000 calls".into());
+            }
+            for call in calls {
+                if call.think_ms > 10_000 {
+                    return Err(format!("think time {} ms is over 10000", call.think_ms));
+                }
+                let amount = match call.op {
+                    Op::Deposit { amount, .. }
+                    | Op::Withdraw { amount, .. }
+                    | Op::Transfer { amount, .. } => amount,
+                    _ => 1,
+                };
+                if amount == 0 || amount > 1_000_000 {
+                    return Err(format!("amount {amount} is not in 1..=1000000"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn setup(&self, env: &Env, _workload: &Workload) -> System {
+        let glue = Glue::of(env);
+        let registries = build_registries(env, &REGISTRIES);
+        let registry_addrs: Vec<Addr> = registries
+            .iter()
+            .map(|&id| Addr::new(id, patterns::discovery::driver::REGISTRY_PORT))
+            .collect();
+        let hook: NodeHook = Arc::new(|_: &NodeEvent| {});
+        let store_id = env
+            .sim
+            .node(STORE)
+            .init(move || run_node(NodeConfig::default(), hook.clone()))
+            .build();
+        let store = Addr::new(store_id, STORE_PORT);
+        let incarnations: Rc<RefCell<BTreeMap<String, u64>>> = Rc::default();
+        for name in ACCOUNTS {
+            let addrs = registry_addrs.clone();
+            let incarnations = incarnations.clone();
+            env.sim
+                .node(name)
+                .init(move || {
+                    let (addrs, incarnations) = (addrs.clone(), incarnations.clone());
+                    // Spawned from the node's own task (the closure runs at build, too).
+                    async move {
+                        sim_core::task::spawn(run_command_node(CommandNodeConfig::new(store)));
+                        sim_core::task::spawn(accounts_adapter(glue));
+                        register(name, "accounts", addrs, incarnations).await
+                    }
+                })
+                .build();
+        }
+        let mut views = Vec::new();
+        for name in LEDGERS {
+            let addrs = registry_addrs.clone();
+            let incarnations = incarnations.clone();
+            let observer = env.observer();
+            let id = env
+                .sim
+                .node(name)
+                .init(move || {
+                    let (addrs, incarnations) = (addrs.clone(), incarnations.clone());
+                    let hook: ViewHook = {
+                        let observer = observer.clone();
+                        Rc::new(move |event: &ViewEvent| {
+                            if let ViewEvent::AnsweredStale = event {
+                                observer.reached(&ANSWERED_STALE);
+                            }
+                        })
+                    };
+                    async move {
+                        sim_core::task::spawn(run_view_node(ViewNodeConfig::new(store), hook));
+                        sim_core::task::spawn(ledger_adapter(glue));
+                        register(name, "ledger", addrs, incarnations).await
+                    }
+                })
+                .build();
+            views.push(Addr::new(id, VIEW_PORT));
+        }
+        let mut gateways = Vec::new();
+        for name in GATEWAYS {
+            let config = gateway_config(registry_addrs.clone());
+            let observer = env.observer();
+            let hook: GatewayHook = Rc::new(move |event| {
+                if let GatewayEvent::Attempt { retry: true, .. } = event {
+                    observer.reached(&GATEWAY_RETRIED);
+                }
+            });
+            let id = env
+                .sim
+                .node(name)
+                .init(move || run_gateway(config.clone(), hook.clone()))
+                .build();
+            gateways.push(id);
+        }
+        let clients = CLIENTS
+            .iter()
+            .map(|(name, _)| env.sim.node(*name).build())
+            .collect();
+        System {
+            gateways,
+            views,
+            clients,
+            store,
+            records: Rc::default(),
+        }
+    }
+
+    async fn drive(&self, env: &Env, system: &System, workload: Workload) -> Checked {
+        let mut running = Vec::new();
+        for (index, calls) in workload.clients.into_iter().enumerate() {
+            let client = Client {
+                index,
+                gateways: system.gateways.clone(),
+                records: system.records.clone(),
+                observer: env.observer(),
+                min_position: 0,
+                next_id: 0,
+            };
+            running.push(env.sim.spawn_on(system.clients[index], client.run(calls)));
+        }
+        for client in running {
+            let _ = client.await;
+        }
+        Ok(())
+    }
+
+    async fn after_heal(&self, env: &Env, system: &System) -> Checked {
+        let probe_node = system.clients[0];
+        let store = system.store;
+        let visible = env
+            .eventually(&VISIBLE_AFTER_HEAL, || {
+                let client = Client {
+                    index: 0,
+                    gateways: system.gateways.clone(),
+                    records: system.records.clone(),
+                    observer: env.observer(),
+                    min_position: 0,
+                    next_id: 0,
+                };
+                let sim = env.sim.clone();
+                async move {
+                    sim.spawn_on(probe_node, client.probe(store))
+                        .await
+                        .unwrap_or_else(|_| Err("the probe's node stopped".into()))
+                }
+            })
+            .await;
+        // Rebuild each ledger's model from the log (an operator's command, straight to the
+        // view node), only once the system serves again.
+        if visible.is_ok() {
+            let task = env
+                .sim
+                .spawn_on(probe_node, rebuild_all(system.views.clone()));
+            match task.await {
+                Ok(Ok(pairs)) => {
+                    let observer = env.observer();
+                    for (index, live, rebuilt) in pairs {
+                        if let Some(broken) = rebuild_differs(&live, &rebuilt) {
+                            observer.violation(
+                                &REBUILD_EQUALS_LIVE,
+                                format!("{}: {broken}", LEDGERS[index]),
+                            );
+                        }
+                        let mut records = system.records.borrow_mut();
+                        for answer in [live, rebuilt] {
+                            records.answers.push(("operator".into(), 0, answer));
+                        }
+                    }
+                }
+                Ok(Err(why)) => env.inconclusive(format!("the rebuild check could not run: {why}")),
+                Err(_) => env.inconclusive("the rebuild probe's node stopped"),
+            }
+        }
+        // Read last: the log covers every answer the clients and the probe got.
+        match env.sim.spawn_on(probe_node, read_log(store)).await {
+            Ok(Ok(log)) => judge(&env.observer(), &system.records.borrow(), &log),
+            Ok(Err(why)) => env.inconclusive(format!("the final log could not be read: {why}")),
+            Err(_) => env.inconclusive("the log reader's node stopped"),
+        }
+        visible
+    }
+}
+
+/// Keeps an instance registered under `service` with its adapter's address.
+async fn register(
+    name: &'static str,
+    service: &'static str,
+    registries: Vec<Addr>,
+    incarnations: Rc<RefCell<BTreeMap<String, u64>>>,
+) {
+    let node = sim_core::task::current_node().expect("a node's task");
+    let address = Addr::new(node, BACKEND_PORT).to_string();
+    let next_incarnation = || {
+        let mut incarnations = incarnations.borrow_mut();
+        let incarnation = incarnations.entry(name.to_string()).or_insert(0);
+        *incarnation += 1;
+        *incarnation
+    };
+    stay_registered(
+        Key::new(service, name),
+        address,
+        &registries,
+        next_incarnation,
+        || false,
+    )
+    .await;
+}
+
+fn json_answer(status: u16, body: serde_json::Value) -> BackendResponse {
+    BackendResponse { status, body }
+}
+
+/// The write side's adapter: a gateway's `POST /api/accounts/<verb>` with a JSON body and an
+/// `Idempotency-Key` becomes a [`CommandRequest`] to the command node on the same node.
+async fn accounts_adapter(glue: Glue) {
+    let Ok(server) = Socket::bind(BACKEND_PORT) else {
+        return;
+    };
+    let server = Rc::new(server);
+    let node = sim_core::task::current_node().expect("a node's task");
+    let command_node = Addr::new(node, COMMAND_PORT);
+    loop {
+        let Ok((request, message)) = server.recv_request::<BackendRequest>().await else {
+            return;
+        };
+        let server = server.clone();
+        sim_core::task::spawn(async move {
+            let answer = match translate_command(&message, glue) {
+                Err(why) => json_answer(400, serde_json::json!({ "error": why })),
+                Ok(command) => {
+                    let Ok(calls) = Socket::bind(0) else { return };
+                    match calls
+                        .call::<_, CommandResponse>(command_node, &command, COMMAND_TIMEOUT)
+                        .await
+                    {
+                        Ok(CommandResponse::Done { token }) => {
+                            json_answer(200, serde_json::json!({ "token": token }))
+                        }
+                        Ok(CommandResponse::Refused(error)) => {
+                            json_answer(409, serde_json::json!({ "error": format!("{error:?}") }))
+                        }
+                        Ok(CommandResponse::Unavailable(why)) => {
+                            json_answer(503, serde_json::json!({ "error": why }))
+                        }
+                        Err(RpcError::Timeout { .. }) if glue.acks_on_timeout => {
+                            // The bug: no answer in time is taken as "accepted".
+                            json_answer(200, serde_json::json!({ "token": 0 }))
+                        }
+                        Err(error) => {
+                            json_answer(503, serde_json::json!({ "error": error.to_string() }))
+                        }
+                    }
+                }
+            };
+            let _ = server.reply(request, &answer);
+        });
+    }
+}
+
+fn field<'a>(body: &'a serde_json::Value, name: &str) -> Result<&'a serde_json::Value, String> {
+    body.get(name)
+        .ok_or_else(|| format!("the body has no {name:?}"))
+}
+
+fn text(body: &serde_json::Value, name: &str) -> Result<String, String> {
+    field(body, name)?
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("{name:?} is not a string"))
+}
+
+fn whole(body: &serde_json::Value, name: &str) -> Result<u64, String> {
+    field(body, name)?
+        .as_u64()
+        .ok_or_else(|| format!("{name:?} is not a whole number"))
+}
+
+/// The command a gateway's request asks for.
+fn translate_command(message: &BackendRequest, glue: Glue) -> Result<CommandRequest, String> {
+    let key = message
+        .idempotency_key
+        .as_deref()
+        .ok_or("a command needs an Idempotency-Key")?;
+    let command_id = if glue.keys_by_request {
+        // The bug: the gateway's request id stands for the command (it is new for each of the
+        // client's tries).
+        message.request_id | (1 << 63)
+    } else {
+        key.parse::<u64>()
+            .map_err(|_| format!("Idempotency-Key {key:?} is not a number"))?
+    };
+    let verb = message
+        .path
+        .strip_prefix("/api/accounts/")
+        .ok_or("not a command path")?;
+    let body = &message.body;
+    let mut principal = message.principal.clone();
+    if glue.principal_from_body {
+        // The bug: an identity the client wrote in the body wins over the authenticated one.
+        if let Some(claimed) = body.get("on_behalf_of").and_then(|v| v.as_str()) {
+            principal = Some(claimed.to_string());
+        }
+    }
+    let command = match verb {
+        "open" => BankCommand::Open {
+            account: text(body, "account")?,
+            owner: principal.clone().ok_or("no principal")?,
+        },
+        "deposit" => BankCommand::Deposit {
+            account: text(body, "account")?,
+            amount: whole(body, "amount")?,
+        },
+        "withdraw" => BankCommand::Withdraw {
+            account: text(body, "account")?,
+            amount: whole(body, "amount")?,
+        },
+        "transfer" => BankCommand::Transfer {
+            from: text(body, "from")?,
+            to: text(body, "to")?,
+            amount: whole(body, "amount")?,
+        },
+        other => return Err(format!("no command {other:?}")),
+    };
+    Ok(CommandRequest {
+        command_id,
+        command,
+        principal,
+    })
+}
+
+/// The read side's adapter: a gateway's `GET /api/ledger/balance/<account>?at=<position>` or
+/// `GET /api/ledger/totals?at=<position>` becomes a query to the view node on the same node.
+async fn ledger_adapter(glue: Glue) {
+    let Ok(server) = Socket::bind(BACKEND_PORT) else {
+        return;
+    };
+    let server = Rc::new(server);
+    let node = sim_core::task::current_node().expect("a node's task");
+    let view_node = Addr::new(node, VIEW_PORT);
+    // Under a mutant only: the last answer to each query.
+    let kept: Rc<RefCell<BTreeMap<String, serde_json::Value>>> = Rc::default();
+    loop {
+        let Ok((request, message)) = server.recv_request::<BackendRequest>().await else {
+            return;
+        };
+        let server = server.clone();
+        let kept = kept.clone();
+        sim_core::task::spawn(async move {
+            let answer = match translate_query(&message, glue.drops_token) {
+                Err(why) => json_answer(400, serde_json::json!({ "error": why })),
+                Ok((query, min_position)) => {
+                    let Ok(calls) = Socket::bind(0) else { return };
+                    let ask = ViewRequest::Query {
+                        query: query.clone(),
+                        min_position,
+                        wait_max: QUERY_WAIT,
+                    };
+                    match calls
+                        .call::<_, ViewResponse>(view_node, &ask, QUERY_WAIT * 2)
+                        .await
+                    {
+                        Ok(ViewResponse::Answer(answer)) => {
+                            let body = serde_json::json!({
+                                "position": answer.position,
+                                "fresh": answer.fresh,
+                                "query": query,
+                                "body": answer.body,
+                            });
+                            if glue.serves_stale_on_error && answer.fresh {
+                                kept.borrow_mut().insert(message.path.clone(), body.clone());
+                            }
+                            json_answer(200, body)
+                        }
+                        failed => match kept.borrow().get(&message.path) {
+                            // The bug: a kept answer stands in, still saying it is fresh.
+                            Some(body) if glue.serves_stale_on_error => {
+                                json_answer(200, body.clone())
+                            }
+                            _ => json_answer(
+                                503,
+                                serde_json::json!({ "error": format!("{failed:?}") }),
+                            ),
+                        },
+                    }
+                }
+            };
+            let _ = server.reply(request, &answer);
+        });
+    }
+}
+
+/// The query and consistency token a gateway's request asks for.
+fn translate_query(message: &BackendRequest, drops_token: bool) -> Result<(Query, u64), String> {
+    let what = message
+        .path
+        .strip_prefix("/api/ledger/")
+        .ok_or("not a query path")?;
+    let query = match what.split_once('/') {
+        Some(("balance", account)) if !account.is_empty() => Query::Balance(account.to_string()),
+        None if what == "totals" => Query::Totals,
+        _ => return Err(format!("no query {what:?}")),
+    };
+    let mut at = 0;
+    for pair in message.query.as_deref().unwrap_or("").split('&') {
+        if let Some(value) = pair.strip_prefix("at=") {
+            at = value
+                .parse::<u64>()
+                .map_err(|_| format!("at={value:?} is not a position"))?;
+        }
+    }
+    if drops_token {
+        // The bug: the query string is lost in translation.
+        at = 0;
+    }
+    Ok((query, at))
+}
+
+/// A client's task: opens its account, then runs its calls.
+struct Client {
+    index: usize,
+    gateways: Vec<NodeId>,
+    records: Rc<RefCell<Records>>,
+    observer: Observer,
+    /// The consistency token: the position of its last acknowledged command.
+    min_position: u64,
+    next_id: u64,
+}
+
+/// How one HTTP exchange ended.
+enum Exchange {
+    /// The gateway answered with this status and JSON body.
+    Answered(u16, serde_json::Value),
+    /// No answer (lost, timed out, unreadable).
+    Lost,
+}
+
+impl Client {
+    fn principal(&self) -> &'static str {
+        CLIENTS[self.index].1
+    }
+
+    async fn run(mut self, calls: Vec<Call>) {
+        let Ok(socket) = Socket::bind(0) else { return };
+        let own = BANK_ACCOUNTS[self.index].to_string();
+        self.command(
+            &socket,
+            0,
+            BankCommand::Open {
+                account: own,
+                owner: self.principal().into(),
+            },
+            None,
+        )
+        .await;
+        for call in calls {
+            time::sleep(Duration::from_millis(call.think_ms)).await;
+            let gateway = usize::from(call.gateway);
+            match call.op {
+                Op::Deposit { account: a, amount } => {
+                    let command = BankCommand::Deposit {
+                        account: account(a),
+                        amount,
+                    };
+                    self.command(&socket, gateway, command, call.on_behalf_of)
+                        .await
+                }
+                Op::Withdraw { account: a, amount } => {
+                    let command = BankCommand::Withdraw {
+                        account: account(a),
+                        amount,
+                    };
+                    self.command(&socket, gateway, command, call.on_behalf_of)
+                        .await
+                }
+                Op::Transfer { from, to, amount } => {
+                    let command = BankCommand::Transfer {
+                        from: account(from),
+                        to: account(to),
+                        amount,
+                    };
+                    self.command(&socket, gateway, command, call.on_behalf_of)
+                        .await
+                }
+                Op::Balance { account: a } => {
+                    let path = format!("/api/ledger/balance/{}", account(a));
+                    let _ = self.query(&socket, gateway, &path).await;
+                }
+                Op::Totals => {
+                    let _ = self.query(&socket, gateway, "/api/ledger/totals").await;
+                }
+            }
+        }
+    }
+
+    fn token(&self) -> String {
+        let now = WALL_EPOCH_UNIX_S + time::true_now().as_secs();
+        let claims = Claims {
+            principal: self.principal().into(),
+            key_id: SIGNING_KEY.0.into(),
+            not_before_s: now.saturating_sub(60),
+            expires_s: now + TOKEN_LIFE_S,
+        };
+        sign(&claims, SIGNING_KEY.1)
+    }
+
+    /// One HTTP exchange with a gateway: `request_line` is the method and target;
+    /// `headers` are extra header lines, each ending in CRLF.
+    async fn exchange(
+        &self,
+        socket: &Socket,
+        gateway: usize,
+        request_line: &str,
+        headers: &str,
+        body: &str,
+    ) -> Exchange {
+        let mut bytes = format!(
+            "{request_line} HTTP/1.1\r\nHost: bank.example\r\nAuthorization: Bearer {}\r\n{headers}",
+            self.token()
+        );
+        if !body.is_empty() {
+            bytes.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        bytes.push_str("\r\n");
+        bytes.push_str(body);
+        let to = Addr::new(self.gateways[gateway % self.gateways.len()], GATEWAY_PORT);
+        let call = ExternalCall {
+            bytes: bytes.into_bytes(),
+        };
+        match socket
+            .call::<_, ExternalAnswer>(to, &call, CLIENT_TIMEOUT)
+            .await
+        {
+            Ok(answer) => match parse_response(&answer.bytes) {
+                Ok(response) => Exchange::Answered(response.status, response.body),
+                Err(_) => Exchange::Lost,
+            },
+            Err(_) => Exchange::Lost,
+        }
+    }
+
+    /// Sends a command until its outcome is known (or the tries run out), same key each time.
+    async fn command(
+        &mut self,
+        socket: &Socket,
+        gateway: usize,
+        command: BankCommand,
+        on_behalf_of: Option<u8>,
+    ) {
+        self.next_id += 1;
+        let command_id = (self.index as u64 + 1) * 1_000_000 + self.next_id;
+        let contents = contents_of(&command, self.principal());
+        self.records
+            .borrow_mut()
+            .sent
+            .push((command_id, self.principal(), contents.clone()));
+        let (verb, mut body) = match &command {
+            BankCommand::Open { account, .. } => {
+                ("open", serde_json::json!({ "account": account }))
+            }
+            BankCommand::Deposit { account, amount } => (
+                "deposit",
+                serde_json::json!({ "account": account, "amount": amount }),
+            ),
+            BankCommand::Withdraw { account, amount } => (
+                "withdraw",
+                serde_json::json!({ "account": account, "amount": amount }),
+            ),
+            BankCommand::Transfer { from, to, amount } => (
+                "transfer",
+                serde_json::json!({ "from": from, "to": to, "amount": amount }),
+            ),
+        };
+        if let Some(other) = on_behalf_of {
+            body["on_behalf_of"] = CLIENTS[usize::from(other) % CLIENTS.len()].1.into();
+        }
+        let request_line = format!("POST /api/accounts/{verb}");
+        let key = format!("Idempotency-Key: {command_id}\r\n");
+        let body = body.to_string();
+        for attempt in 0..CLIENT_TRIES {
+            if attempt > 0 {
+                self.observer.reached(&CLIENT_RETRIED);
+                time::sleep(Duration::from_millis(100)).await;
+            }
+            match self
+                .exchange(socket, gateway + attempt, &request_line, &key, &body)
+                .await
+            {
+                Exchange::Answered(200, answer) => {
+                    if let Some(token) = answer["token"].as_u64() {
+                        self.min_position = self.min_position.max(token);
+                    }
+                    self.records.borrow_mut().acked.push((command_id, contents));
+                    return;
+                }
+                // Refused by the domain, or a request the gateway refused before any backend
+                // saw it: the outcome is known.
+                Exchange::Answered(status, _) if (400..500).contains(&status) && status != 429 => {
+                    return
+                }
+                // Unknown: 429, 5xx or no answer. Try again with the same key.
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads a query through a gateway with the client's consistency token; records it.
+    async fn query(&mut self, socket: &Socket, gateway: usize, path: &str) -> Option<Answered> {
+        let head = format!("GET {path}?at={}", self.min_position);
+        match self.exchange(socket, gateway, &head, "", "").await {
+            Exchange::Answered(200, body) => {
+                let answered: Answered = match serde_json::from_value(body.clone()) {
+                    Ok(answered) => answered,
+                    Err(error) => {
+                        self.observer.violation(
+                            &READ_YOUR_WRITES,
+                            format!("an answer that does not read: {error}: {body}"),
+                        );
+                        return None;
+                    }
+                };
+                self.records.borrow_mut().answers.push((
+                    self.principal().to_string(),
+                    self.min_position,
+                    answered.clone(),
+                ));
+                Some(answered)
+            }
+            _ => None,
+        }
+    }
+
+    /// One probe of `visible-after-heal`: the end of the log, then a fresh totals answer at it
+    /// through every gateway.
+    async fn probe(mut self, store: Addr) -> Result<(), String> {
+        let socket = Socket::bind(0).map_err(|e| e.to_string())?;
+        let end = read_log(store).await?.len() as u64;
+        self.min_position = end;
+        for (gateway, name) in GATEWAYS.iter().enumerate() {
+            match self.query(&socket, gateway, "/api/ledger/totals").await {
+                Some(answer) if answer.fresh => {}
+                other => {
+                    return Err(format!(
+                        "{name} gave no fresh answer at position {end}: {other:?}"
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Asks a view node directly for a dump at `min_position` or later.
+async fn ask_dump(socket: &Socket, view: Addr, min_position: u64) -> Result<Answer, String> {
+    let request = ViewRequest::Query {
+        query: Query::Dump,
+        min_position,
+        wait_max: Duration::from_millis(500),
+    };
+    match socket
+        .call::<_, ViewResponse>(view, &request, Duration::from_secs(1))
+        .await
+    {
+        Ok(ViewResponse::Answer(answer)) => Ok(answer),
+        other => Err(format!("a dump from {view}: {other:?}")),
+    }
+}
+
+/// Each ledger's live dump and, at the same position, its dump rebuilt from the log:
+/// (ledger index, live, rebuilt).
+async fn rebuild_all(views: Vec<Addr>) -> Result<Vec<(usize, Answered, Answered)>, String> {
+    let socket = Socket::bind(0).map_err(|e| e.to_string())?;
+    let mut pairs = Vec::new();
+    for (index, &view) in views.iter().enumerate() {
+        // A transfer's credit may still land during the rebuild: then compare again.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let live = ask_dump(&socket, view, 0).await?;
+            let rebuilt = socket
+                .call::<_, ViewResponse>(view, &ViewRequest::Rebuild, Duration::from_secs(3))
+                .await
+                .map_err(|e| e.to_string())?;
+            let ViewResponse::Rebuilt {
+                generation,
+                position,
+            } = rebuilt
+            else {
+                return Err(format!("{}: {rebuilt:?}", LEDGERS[index]));
+            };
+            let after = ask_dump(&socket, view, position).await?;
+            let as_answered = |answer: Answer| Answered {
+                position: answer.position,
+                fresh: answer.fresh,
+                query: Query::Dump,
+                body: answer.body,
+            };
+            if after.generation >= generation && after.position == live.position {
+                pairs.push((index, as_answered(live), as_answered(after)));
+                break;
+            }
+            if attempts == 3 {
+                return Err(format!(
+                    "{} kept moving during the rebuild: live at {}, rebuilt at {position}, then at {}",
+                    LEDGERS[index], live.position, after.position
+                ));
+            }
+        }
+    }
+    Ok(pairs)
+}
+
+/// How a rebuilt model's answer differs from the live one's at the same position, if it does.
+fn rebuild_differs(live: &Answered, rebuilt: &Answered) -> Option<String> {
+    if live.position != rebuilt.position {
+        return Some(format!(
+            "live at position {}, rebuilt at {}: not comparable",
+            live.position, rebuilt.position
+        ));
+    }
+    (live.body != rebuilt.body).then(|| {
+        format!(
+            "at position {} the live model answers {:?}, the rebuilt one {:?}",
+            live.position, live.body, rebuilt.body
+        )
+    })
+}
+
+/// The whole log, read from the store.
+async fn read_log(store: Addr) -> Result<Vec<RecordedEvent>, String> {
+    let client = StoreClient::bind(store, Duration::from_millis(400)).map_err(|e| e.to_string())?;
+    let mut log: Vec<RecordedEvent> = Vec::new();
+    let mut failures = 0;
+    loop {
+        match client.read_all(log.len() as u64, 1024).await {
+            Ok(Ok(page)) if page.is_empty() => return Ok(log),
+            Ok(Ok(page)) => log.extend(page),
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(error) => {
+                failures += 1;
+                if failures > 20 {
+                    return Err(error.to_string());
+                }
+                time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The checks over the clients' records and the final log.
+fn judge(observer: &Observer, records: &Records, log: &[RecordedEvent]) {
+    // The log's events, as the oracle reads them.
+    let senders: BTreeMap<u64, &str> = records
+        .sent
+        .iter()
+        .map(|(id, principal, _)| (*id, *principal))
+        .collect();
+    let mut in_log: BTreeMap<Content, u64> = BTreeMap::new();
+    let mut kinds_by_command: BTreeSet<(u64, String)> = BTreeSet::new();
+    for event in log {
+        let bank_oracle::Read::Bank(decoded) = bank_oracle::read(event) else {
+            continue;
+        };
+        let other = match decoded.kind.as_str() {
+            "opened" => decoded.owner.clone(),
+            "debited" | "credited" => decoded.counterpart.clone(),
+            _ => String::new(),
+        };
+        let amount = if decoded.kind == "opened" {
+            0
+        } else {
+            decoded.amount
+        };
+        *in_log
+            .entry((decoded.kind.clone(), decoded.account.clone(), amount, other))
+            .or_default() += 1;
+        if let Some(&sender) = senders.get(&decoded.command_id) {
+            if decoded.principal.as_deref() != Some(sender) {
+                observer.violation(
+                    &PRINCIPAL_RECORDED,
+                    format!(
+                        "the {} event at position {} of {sender}'s command {} records principal {:?}",
+                        decoded.kind, event.position, decoded.command_id, decoded.principal
+                    ),
+                );
+            }
+        }
+        if !kinds_by_command.insert((decoded.command_id, decoded.kind.clone())) {
+            observer.violation(
+                &COMMAND_ONCE,
+                format!(
+                    "command {} left two {} events (the second at position {})",
+                    decoded.command_id, decoded.kind, event.position
+                ),
+            );
+        }
+    }
+    let mut sent: BTreeMap<Content, u64> = BTreeMap::new();
+    for (_, _, contents) in &records.sent {
+        for content in contents {
+            *sent.entry(content.clone()).or_default() += 1;
+        }
+    }
+    for (content, &count) in &in_log {
+        let asked = sent.get(content).copied().unwrap_or(0);
+        if count > asked {
+            observer.violation(
+                &COMMAND_ONCE,
+                format!("events {content:?} in the log: {count}; such commands sent: {asked}"),
+            );
+        }
+    }
+    let mut acked: BTreeMap<Content, u64> = BTreeMap::new();
+    for (_, contents) in &records.acked {
+        for content in contents {
+            *acked.entry(content.clone()).or_default() += 1;
+        }
+    }
+    for (content, &count) in &acked {
+        let held = in_log.get(content).copied().unwrap_or(0);
+        if held < count {
+            observer.violation(
+                &ACKED_DURABLE,
+                format!("commands {content:?} told done: {count}; events {content:?} in the log: {held}"),
+            );
+        }
+    }
+    // Answers, in the order of their positions, against the fold of the log.
+    let mut answers: Vec<&(String, u64, Answered)> = records.answers.iter().collect();
+    answers.sort_by_key(|(_, _, answer)| answer.position);
+    let mut fold = Fold::default();
+    let mut next = 0usize;
+    for (client, asked, answer) in answers {
+        if let Some(broken) = bank_oracle::conservation_broken(&answer.body) {
+            observer.violation(
+                &CONSERVATION,
+                format!(
+                    "{client} read {:?} at position {}: {broken}",
+                    answer.query, answer.position
+                ),
+            );
+        }
+        if answer.fresh && answer.position < *asked {
+            observer.violation(
+                &READ_YOUR_WRITES,
+                format!(
+                    "{client} asked at position {asked} and got an answer at {} that says it is fresh",
+                    answer.position
+                ),
+            );
+        }
+        if answer.position > log.len() as u64 {
+            observer.violation(
+                &READ_YOUR_WRITES,
+                format!(
+                    "{client} got an answer at position {}, past the log's end {}",
+                    answer.position,
+                    log.len()
+                ),
+            );
+            continue;
+        }
+        while (next as u64) < answer.position {
+            fold.push(&log[next]);
+            next += 1;
+        }
+        let expected = fold.expected(&answer.query);
+        if expected != answer.body {
+            observer.violation(
+                &READ_YOUR_WRITES,
+                format!(
+                    "{client} read {:?} at position {}: {:?}; the log folds to {expected:?}",
+                    answer.query, answer.position, answer.body
+                ),
+            );
+        }
+    }
+}
+
+/// The checks no mutant reaches first, on hand-made inputs.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patterns::cqrs::bank::{event_id, BankEvent, BankEventBody};
+    use patterns::cqrs::view::Totals;
+
+    fn observer() -> Observer {
+        Observer::detached(&[
+            COMMAND_ONCE,
+            ACKED_DURABLE,
+            PRINCIPAL_RECORDED,
+            READ_YOUR_WRITES,
+            CONSERVATION,
+            REBUILD_EQUALS_LIVE,
+        ])
+    }
+
+    fn event(position: u64, account: &str, command_id: u64, body: BankEventBody) -> RecordedEvent {
+        RecordedEvent {
+            stream: format!("account-{account}"),
+            version: 0,
+            position,
+            data: BankEvent {
+                command_id,
+                principal: Some("ann".into()),
+                body,
+            }
+            .to_data(event_id(command_id, 0)),
+        }
+    }
+
+    fn totals(deposited: i64, balances: i64) -> Answered {
+        Answered {
+            position: 2,
+            fresh: true,
+            query: Query::Totals,
+            body: QueryBody::Totals(Totals {
+                accounts: 1,
+                balances,
+                deposited,
+                withdrawn: 0,
+                in_transit: 0,
+            }),
+        }
+    }
+
+    /// Ann opened `a` (command 1) and deposited 5 (command 2); the log holds both.
+    fn ann() -> (Records, Vec<RecordedEvent>) {
+        let records = Records {
+            sent: vec![
+                (
+                    1,
+                    "ann",
+                    vec![("opened".into(), "a".into(), 0, "ann".into())],
+                ),
+                (
+                    2,
+                    "ann",
+                    vec![("deposited".into(), "a".into(), 5, String::new())],
+                ),
+            ],
+            acked: Vec::new(),
+            answers: Vec::new(),
+        };
+        let log = vec![
+            event(
+                0,
+                "a",
+                1,
+                BankEventBody::Opened {
+                    owner: "ann".into(),
+                },
+            ),
+            event(1, "a", 2, BankEventBody::Deposited { amount: 5 }),
+        ];
+        (records, log)
+    }
+
+    #[test]
+    fn a_faithful_answer_passes() {
+        let (mut records, log) = ann();
+        records.answers.push(("ann".into(), 2, totals(5, 5)));
+        let observer = observer();
+        judge(&observer, &records, &log);
+        assert!(
+            observer.violations().is_empty(),
+            "{:?}",
+            observer.violations()
+        );
+    }
+
+    #[test]
+    fn an_answer_that_makes_money_breaks_conservation() {
+        let (mut records, log) = ann();
+        records.answers.push(("ann".into(), 2, totals(5, 7)));
+        let observer = observer();
+        judge(&observer, &records, &log);
+        let found = observer.violations();
+        assert!(found.iter().any(|(i, _)| i == "conservation"), "{found:?}");
+    }
+
+    #[test]
+    fn a_deposit_applied_twice_breaks_command_once() {
+        let (records, mut log) = ann();
+        // A second deposit event of another command id: no client sent two.
+        log.push(event(2, "a", 9, BankEventBody::Deposited { amount: 5 }));
+        let observer = observer();
+        judge(&observer, &records, &log);
+        let found = observer.violations();
+        assert!(found.iter().any(|(i, _)| i == "command-once"), "{found:?}");
+    }
+
+    #[test]
+    fn a_rebuild_that_differs_is_named() {
+        assert_eq!(rebuild_differs(&totals(5, 5), &totals(5, 5)), None);
+        assert!(rebuild_differs(&totals(5, 5), &totals(6, 6)).is_some());
+        let mut later = totals(5, 5);
+        later.position = 3;
+        assert!(rebuild_differs(&totals(5, 5), &later).is_some());
+    }
+}
