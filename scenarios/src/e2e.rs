@@ -82,20 +82,79 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const REGISTRIES: [&str; 2] = ["registry-1", "registry-2"];
-const GATEWAYS: [&str; 2] = ["gateway-1", "gateway-2"];
 const STORE: &str = "store";
-/// The write side's instances (service `accounts`).
-const ACCOUNTS: [&str; 2] = ["accounts-1", "accounts-2"];
-/// The read side's instances (service `ledger`).
-const LEDGERS: [&str; 2] = ["ledger-1", "ledger-2"];
-/// Client nodes and the principal each one's tokens name.
-const CLIENTS: [(&str, &str); 3] = [
-    ("client-1", "ann"),
-    ("client-2", "ben"),
-    ("client-3", "cat"),
-];
-/// The bank accounts: each client opens the one of its index (and may use any).
-const BANK_ACCOUNTS: [&str; 3] = ["a", "b", "c"];
+/// Principals of the clients, in order; a client past the list is `user<N>`.
+const PRINCIPALS: [&str; 6] = ["ann", "ben", "cat", "dan", "eve", "fay"];
+
+/// How many nodes of each kind the system has (the registry has two replicas and the event
+/// store one node, always).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Topology {
+    /// Gateway replicas (`gateway-1`...), 1 to 8.
+    pub gateways: usize,
+    /// Write-side instances (`accounts-1`...), 1 to 8.
+    pub accounts: usize,
+    /// Read-side instances (`ledger-1`...), 1 to 8.
+    pub ledgers: usize,
+    /// Clients (`client-1`...), each with its own principal and account, 1 to 26.
+    pub clients: usize,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Topology {
+            gateways: 2,
+            accounts: 2,
+            ledgers: 2,
+            clients: 3,
+        }
+    }
+}
+
+impl Topology {
+    fn names(prefix: &str, count: usize) -> Vec<String> {
+        (1..=count).map(|i| format!("{prefix}-{i}")).collect()
+    }
+    fn gateways(&self) -> Vec<String> {
+        Self::names("gateway", self.gateways)
+    }
+    fn accounts(&self) -> Vec<String> {
+        Self::names("accounts", self.accounts)
+    }
+    fn ledgers(&self) -> Vec<String> {
+        Self::names("ledger", self.ledgers)
+    }
+    fn clients(&self) -> Vec<String> {
+        Self::names("client", self.clients)
+    }
+    /// Checks the counts.
+    pub fn validate(&self) -> Result<(), String> {
+        let within = |what: &str, n: usize, max: usize| {
+            if (1..=max).contains(&n) {
+                Ok(())
+            } else {
+                Err(format!("{what}: {n}, not in 1..={max}"))
+            }
+        };
+        within("gateways", self.gateways, 8)?;
+        within("accounts instances", self.accounts, 8)?;
+        within("ledger instances", self.ledgers, 8)?;
+        within("clients", self.clients, 26)
+    }
+}
+
+/// Client `index`'s principal.
+fn principal_of(index: usize) -> String {
+    PRINCIPALS
+        .get(index)
+        .map_or_else(|| format!("user{}", index + 1), |p| p.to_string())
+}
+
+/// Client `index`'s bank account (`a`, `b`, ...).
+fn account_of_client(index: usize) -> String {
+    char::from(b'a' + (index % 26) as u8).to_string()
+}
+
 /// The port the adapters listen on (the address registered in discovery).
 const BACKEND_PORT: u16 = 14;
 const SIGNING_KEY: (&str, &[u8]) = ("k1", b"e2e signing secret");
@@ -210,7 +269,7 @@ fn mutants() -> Vec<MutantSpec> {
 
 /// One operation of a client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)] // Accounts are indexes into `BANK_ACCOUNTS`; amounts are in cents.
+#[allow(missing_docs)] // Accounts are client indexes (the client's account); amounts in cents.
 pub enum Op {
     /// Deposit into an account.
     Deposit { account: u8, amount: u64 },
@@ -241,7 +300,7 @@ pub struct Call {
 /// What the clients do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workload {
-    /// Per client, in [`CLIENTS`] order (each first opens its account).
+    /// Per client, in order (each first opens its account).
     pub clients: Vec<Vec<Call>>,
 }
 
@@ -253,7 +312,7 @@ type Content = (String, String, u64, String);
 struct Records {
     /// Every command sent (once per command, however many tries): its id, the principal of
     /// the client that sent it, its content(s).
-    sent: Vec<(u64, &'static str, Vec<Content>)>,
+    sent: Vec<(u64, String, Vec<Content>)>,
     /// Commands acknowledged as done: (command id, contents).
     acked: Vec<(u64, Vec<Content>)>,
     /// Answers read: (client, asked position, answer).
@@ -280,11 +339,10 @@ pub struct System {
 }
 
 /// The scenario.
-#[derive(Clone, Copy, Debug)]
-pub struct EndToEnd;
-
-fn account(index: u8) -> String {
-    BANK_ACCOUNTS[usize::from(index) % BANK_ACCOUNTS.len()].to_string()
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EndToEnd {
+    /// The node counts.
+    pub topology: Topology,
 }
 
 fn contents_of(command: &BankCommand, owner: &str) -> Vec<Content> {
@@ -305,8 +363,8 @@ fn contents_of(command: &BankCommand, owner: &str) -> Vec<Content> {
     }
 }
 
-fn call_strategy() -> BoxedStrategy<Call> {
-    let account = 0u8..BANK_ACCOUNTS.len() as u8;
+fn call_strategy(topology: Topology) -> BoxedStrategy<Call> {
+    let account = 0u8..topology.clients as u8;
     let amount = 1u64..5_000;
     let op = prop_oneof![
         3 => (account.clone(), amount.clone()).prop_map(|(account, amount)| Op::Deposit { account, amount }),
@@ -315,8 +373,8 @@ fn call_strategy() -> BoxedStrategy<Call> {
         3 => account.prop_map(|account| Op::Balance { account }),
         1 => Just(Op::Totals),
     ];
-    let claim = prop_oneof![4 => Just(None), 1 => (0u8..CLIENTS.len() as u8).prop_map(Some)];
-    (10u64..150, 0u8..GATEWAYS.len() as u8, op, claim)
+    let claim = prop_oneof![4 => Just(None), 1 => (0u8..topology.clients as u8).prop_map(Some)];
+    (10u64..150, 0u8..topology.gateways as u8, op, claim)
         .prop_map(|(think_ms, gateway, op, on_behalf_of)| Call {
             think_ms,
             gateway,
@@ -396,16 +454,17 @@ impl Scenario for EndToEnd {
     type System = System;
 
     fn spec(&self) -> ScenarioSpec {
+        let topology = self.topology;
         let mut nodes: Vec<String> = REGISTRIES.iter().map(|n| n.to_string()).collect();
-        nodes.extend(GATEWAYS.iter().map(|n| n.to_string()));
+        nodes.extend(topology.gateways());
         nodes.push(STORE.to_string());
-        nodes.extend(ACCOUNTS.iter().map(|n| n.to_string()));
-        nodes.extend(LEDGERS.iter().map(|n| n.to_string()));
+        nodes.extend(topology.accounts());
+        nodes.extend(topology.ledgers());
         let crash_targets = nodes.clone();
         let mut disk_targets: Vec<String> = vec![STORE.to_string()];
-        disk_targets.extend(LEDGERS.iter().map(|n| n.to_string()));
+        disk_targets.extend(topology.ledgers());
         disk_targets.extend(REGISTRIES.iter().map(|n| n.to_string()));
-        nodes.extend(CLIENTS.iter().map(|(n, _)| n.to_string()));
+        nodes.extend(topology.clients());
         ScenarioSpec {
             name: "e2e".into(),
             description: "the five patterns as one system: clients, gateway replicas, discovery, breakers, the event-sourced write side, CQRS read models".into(),
@@ -441,19 +500,20 @@ impl Scenario for EndToEnd {
 
     fn workload(&self) -> BoxedStrategy<Workload> {
         proptest::collection::vec(
-            proptest::collection::vec(call_strategy(), 20..50),
-            CLIENTS.len(),
+            proptest::collection::vec(call_strategy(self.topology), 20..50),
+            self.topology.clients,
         )
         .prop_map(|clients| Workload { clients })
         .boxed()
     }
 
     fn validate_workload(&self, workload: &Workload) -> Result<(), String> {
-        if workload.clients.len() != CLIENTS.len() {
+        self.topology.validate()?;
+        if workload.clients.len() != self.topology.clients {
             return Err(format!(
                 "the workload has {} clients; this scenario has {}",
                 workload.clients.len(),
-                CLIENTS.len()
+                self.topology.clients
             ));
         }
         for calls in &workload.clients {
@@ -493,13 +553,15 @@ impl Scenario for EndToEnd {
             .build();
         let store = Addr::new(store_id, STORE_PORT);
         let incarnations: Rc<RefCell<BTreeMap<String, u64>>> = Rc::default();
-        for name in ACCOUNTS {
+        let topology = self.topology;
+        for name in topology.accounts() {
             let addrs = registry_addrs.clone();
             let incarnations = incarnations.clone();
             env.sim
-                .node(name)
+                .node(name.clone())
                 .init(move || {
                     let (addrs, incarnations) = (addrs.clone(), incarnations.clone());
+                    let name = name.clone();
                     // Spawned from the node's own task (the closure runs at build, too).
                     async move {
                         sim_core::task::spawn(run_command_node(CommandNodeConfig::new(store)));
@@ -510,15 +572,16 @@ impl Scenario for EndToEnd {
                 .build();
         }
         let mut views = Vec::new();
-        for name in LEDGERS {
+        for name in topology.ledgers() {
             let addrs = registry_addrs.clone();
             let incarnations = incarnations.clone();
             let observer = env.observer();
             let id = env
                 .sim
-                .node(name)
+                .node(name.clone())
                 .init(move || {
                     let (addrs, incarnations) = (addrs.clone(), incarnations.clone());
+                    let name = name.clone();
                     let hook: ViewHook = {
                         let observer = observer.clone();
                         Rc::new(move |event: &ViewEvent| {
@@ -537,7 +600,7 @@ impl Scenario for EndToEnd {
             views.push(Addr::new(id, VIEW_PORT));
         }
         let mut gateways = Vec::new();
-        for name in GATEWAYS {
+        for name in topology.gateways() {
             let config = gateway_config(registry_addrs.clone());
             let observer = env.observer();
             let hook: GatewayHook = Rc::new(move |event| {
@@ -552,9 +615,10 @@ impl Scenario for EndToEnd {
                 .build();
             gateways.push(id);
         }
-        let clients = CLIENTS
-            .iter()
-            .map(|(name, _)| env.sim.node(*name).build())
+        let clients = topology
+            .clients()
+            .into_iter()
+            .map(|name| env.sim.node(name).build())
             .collect();
         System {
             gateways,
@@ -570,6 +634,7 @@ impl Scenario for EndToEnd {
         for (index, calls) in workload.clients.into_iter().enumerate() {
             let client = Client {
                 index,
+                clients: self.topology.clients,
                 gateways: system.gateways.clone(),
                 records: system.records.clone(),
                 observer: env.observer(),
@@ -591,6 +656,7 @@ impl Scenario for EndToEnd {
             .eventually(&VISIBLE_AFTER_HEAL, || {
                 let client = Client {
                     index: 0,
+                    clients: self.topology.clients,
                     gateways: system.gateways.clone(),
                     records: system.records.clone(),
                     observer: env.observer(),
@@ -618,7 +684,7 @@ impl Scenario for EndToEnd {
                         if let Some(broken) = rebuild_differs(&live, &rebuilt) {
                             observer.violation(
                                 &REBUILD_EQUALS_LIVE,
-                                format!("{}: {broken}", LEDGERS[index]),
+                                format!("{}: {broken}", format!("ledger-{}", index + 1)),
                             );
                         }
                         let mut records = system.records.borrow_mut();
@@ -643,7 +709,7 @@ impl Scenario for EndToEnd {
 
 /// Keeps an instance registered under `service` with its adapter's address.
 async fn register(
-    name: &'static str,
+    name: String,
     service: &'static str,
     registries: Vec<Addr>,
     incarnations: Rc<RefCell<BTreeMap<String, u64>>>,
@@ -657,7 +723,7 @@ async fn register(
         *incarnation
     };
     stay_registered(
-        Key::new(service, name),
+        Key::new(service, &name),
         address,
         &registries,
         next_incarnation,
@@ -878,6 +944,8 @@ fn translate_query(message: &BackendRequest, drops_token: bool) -> Result<(Query
 /// A client's task: opens its account, then runs its calls.
 struct Client {
     index: usize,
+    /// How many clients (and accounts) there are.
+    clients: usize,
     gateways: Vec<NodeId>,
     records: Rc<RefCell<Records>>,
     observer: Observer,
@@ -895,19 +963,23 @@ enum Exchange {
 }
 
 impl Client {
-    fn principal(&self) -> &'static str {
-        CLIENTS[self.index].1
+    fn principal(&self) -> String {
+        principal_of(self.index)
+    }
+
+    fn account(&self, index: u8) -> String {
+        account_of_client(usize::from(index) % self.clients)
     }
 
     async fn run(mut self, calls: Vec<Call>) {
         let Ok(socket) = Socket::bind(0) else { return };
-        let own = BANK_ACCOUNTS[self.index].to_string();
+        let own = account_of_client(self.index);
         self.command(
             &socket,
             0,
             BankCommand::Open {
                 account: own,
-                owner: self.principal().into(),
+                owner: self.principal(),
             },
             None,
         )
@@ -918,7 +990,7 @@ impl Client {
             match call.op {
                 Op::Deposit { account: a, amount } => {
                     let command = BankCommand::Deposit {
-                        account: account(a),
+                        account: self.account(a),
                         amount,
                     };
                     self.command(&socket, gateway, command, call.on_behalf_of)
@@ -926,7 +998,7 @@ impl Client {
                 }
                 Op::Withdraw { account: a, amount } => {
                     let command = BankCommand::Withdraw {
-                        account: account(a),
+                        account: self.account(a),
                         amount,
                     };
                     self.command(&socket, gateway, command, call.on_behalf_of)
@@ -934,15 +1006,15 @@ impl Client {
                 }
                 Op::Transfer { from, to, amount } => {
                     let command = BankCommand::Transfer {
-                        from: account(from),
-                        to: account(to),
+                        from: self.account(from),
+                        to: self.account(to),
                         amount,
                     };
                     self.command(&socket, gateway, command, call.on_behalf_of)
                         .await
                 }
                 Op::Balance { account: a } => {
-                    let path = format!("/api/ledger/balance/{}", account(a));
+                    let path = format!("/api/ledger/balance/{}", self.account(a));
                     let _ = self.query(&socket, gateway, &path).await;
                 }
                 Op::Totals => {
@@ -1011,7 +1083,7 @@ impl Client {
     ) {
         self.next_id += 1;
         let command_id = (self.index as u64 + 1) * 1_000_000 + self.next_id;
-        let contents = contents_of(&command, self.principal());
+        let contents = contents_of(&command, &self.principal());
         self.records
             .borrow_mut()
             .sent
@@ -1034,7 +1106,7 @@ impl Client {
             ),
         };
         if let Some(other) = on_behalf_of {
-            body["on_behalf_of"] = CLIENTS[usize::from(other) % CLIENTS.len()].1.into();
+            body["on_behalf_of"] = principal_of(usize::from(other) % self.clients).into();
         }
         let request_line = format!("POST /api/accounts/{verb}");
         let key = format!("Idempotency-Key: {command_id}\r\n");
@@ -1098,7 +1170,8 @@ impl Client {
         let socket = Socket::bind(0).map_err(|e| e.to_string())?;
         let end = read_log(store).await?.len() as u64;
         self.min_position = end;
-        for (gateway, name) in GATEWAYS.iter().enumerate() {
+        for gateway in 0..self.gateways.len() {
+            let name = format!("gateway-{}", gateway + 1);
             match self.query(&socket, gateway, "/api/ledger/totals").await {
                 Some(answer) if answer.fresh => {}
                 other => {
@@ -1148,7 +1221,7 @@ async fn rebuild_all(views: Vec<Addr>) -> Result<Vec<(usize, Answered, Answered)
                 position,
             } = rebuilt
             else {
-                return Err(format!("{}: {rebuilt:?}", LEDGERS[index]));
+                return Err(format!("{}: {rebuilt:?}", format!("ledger-{}", index + 1)));
             };
             let after = ask_dump(&socket, view, position).await?;
             let as_answered = |answer: Answer| Answered {
@@ -1164,7 +1237,7 @@ async fn rebuild_all(views: Vec<Addr>) -> Result<Vec<(usize, Answered, Answered)
             if attempts == 3 {
                 return Err(format!(
                     "{} kept moving during the rebuild: live at {}, rebuilt at {position}, then at {}",
-                    LEDGERS[index], live.position, after.position
+                    format!("ledger-{}", index + 1), live.position, after.position
                 ));
             }
         }
@@ -1215,7 +1288,7 @@ fn judge(observer: &Observer, records: &Records, log: &[RecordedEvent]) {
     let senders: BTreeMap<u64, &str> = records
         .sent
         .iter()
-        .map(|(id, principal, _)| (*id, *principal))
+        .map(|(id, principal, _)| (*id, principal.as_str()))
         .collect();
     let mut in_log: BTreeMap<Content, u64> = BTreeMap::new();
     let mut kinds_by_command: BTreeSet<(u64, String)> = BTreeSet::new();

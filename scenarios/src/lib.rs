@@ -24,5 +24,5 @@ pub fn registry() -> harness::Registry {
         .with(discovery::Discovery)
         .with(cqrs::Cqrs)
         .with(gateway::GatewayScenario)
-        .with(e2e::EndToEnd)
+        .with(e2e::EndToEnd::default())
 }

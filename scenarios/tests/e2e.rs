@@ -3,12 +3,12 @@
 
 use harness::testing::{check, expect_caught};
 use harness::Scenario;
-use scenarios::e2e::EndToEnd;
+use scenarios::e2e::{EndToEnd, Topology};
 
 #[test]
 fn the_composed_system_survives_its_fault_budget() {
     // Goal: the unmutated system keeps every invariant over generated cases (DST_CASES).
-    check(EndToEnd);
+    check(EndToEnd::default());
 }
 
 #[test]
@@ -21,7 +21,7 @@ fn every_mutant_is_caught_by_the_invariant_it_breaks() {
         ("ledger-serves-stale-on-error", "read-your-writes"),
         ("ledger-drops-token", "read-your-writes"),
     ];
-    let listed: Vec<String> = Scenario::spec(&EndToEnd)
+    let listed: Vec<String> = Scenario::spec(&EndToEnd::default())
         .mutants
         .iter()
         .map(|mutant| mutant.name.clone())
@@ -34,7 +34,33 @@ fn every_mutant_is_caught_by_the_invariant_it_breaks() {
             .collect::<Vec<_>>()
     );
     for (mutant, invariant) in expected {
-        let report = expect_caught(&EndToEnd, mutant, invariant, 500);
+        let report = expect_caught(&EndToEnd::default(), mutant, invariant, 500);
         println!("{mutant}: caught by seed {}", report.failures[0].seed);
     }
+}
+
+#[test]
+fn node_counts_are_configurable() {
+    // Goal: another topology builds, runs and keeps every invariant (DST_CASES seeds).
+    let scenario = EndToEnd {
+        topology: Topology {
+            gateways: 1,
+            accounts: 3,
+            ledgers: 1,
+            clients: 5,
+        },
+    };
+    assert!(Scenario::spec(&scenario)
+        .nodes
+        .iter()
+        .any(|node| node == "accounts-3"));
+    check(scenario);
+    let empty = Topology {
+        clients: 0,
+        ..Topology::default()
+    };
+    assert_eq!(
+        empty.validate(),
+        Err("clients: 0, not in 1..=26".to_string())
+    );
 }
