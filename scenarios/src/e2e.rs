@@ -684,7 +684,7 @@ impl Scenario for EndToEnd {
                         if let Some(broken) = rebuild_differs(&live, &rebuilt) {
                             observer.violation(
                                 &REBUILD_EQUALS_LIVE,
-                                format!("{}: {broken}", format!("ledger-{}", index + 1)),
+                                format!("ledger-{}: {broken}", index + 1),
                             );
                         }
                         let mut records = system.records.borrow_mut();
@@ -1027,7 +1027,7 @@ impl Client {
     fn token(&self) -> String {
         let now = WALL_EPOCH_UNIX_S + time::true_now().as_secs();
         let claims = Claims {
-            principal: self.principal().into(),
+            principal: self.principal(),
             key_id: SIGNING_KEY.0.into(),
             not_before_s: now.saturating_sub(60),
             expires_s: now + TOKEN_LIFE_S,
@@ -1221,7 +1221,7 @@ async fn rebuild_all(views: Vec<Addr>) -> Result<Vec<(usize, Answered, Answered)
                 position,
             } = rebuilt
             else {
-                return Err(format!("{}: {rebuilt:?}", format!("ledger-{}", index + 1)));
+                return Err(format!("ledger-{}: {rebuilt:?}", index + 1));
             };
             let after = ask_dump(&socket, view, position).await?;
             let as_answered = |answer: Answer| Answered {
@@ -1236,8 +1236,10 @@ async fn rebuild_all(views: Vec<Addr>) -> Result<Vec<(usize, Answered, Answered)
             }
             if attempts == 3 {
                 return Err(format!(
-                    "{} kept moving during the rebuild: live at {}, rebuilt at {position}, then at {}",
-                    format!("ledger-{}", index + 1), live.position, after.position
+                    "ledger-{} kept moving during the rebuild: live at {}, rebuilt at {position}, then at {}",
+                    index + 1,
+                    live.position,
+                    after.position
                 ));
             }
         }
@@ -1465,12 +1467,12 @@ mod tests {
             sent: vec![
                 (
                     1,
-                    "ann",
+                    "ann".into(),
                     vec![("opened".into(), "a".into(), 0, "ann".into())],
                 ),
                 (
                     2,
-                    "ann",
+                    "ann".into(),
                     vec![("deposited".into(), "a".into(), 5, String::new())],
                 ),
             ],
