@@ -34,6 +34,8 @@
 //!   balances + in transit = deposited - withdrawn), judged on the answer alone.
 //! - `visible-after-heal` (eventually, 4 s): through every gateway, a fresh answer at the end
 //!   of the log: what is durable becomes visible.
+//! - `listed-after-heal` (eventually, 4 s): a registry replica lists every `accounts` and
+//!   `ledger` instance as up (an instance that restarted registered again).
 //! - sometimes: `client-retried` (a command's outcome was unknown and the client sent it
 //!   again), `gateway-retried` (a gateway tried an attempt again), `answered-stale` (a
 //!   ledger said it was behind the client's token).
@@ -55,7 +57,8 @@ use patterns::cqrs::view_node::{
     run_view_node, Answer, ViewEvent, ViewHook, ViewNodeConfig, ViewRequest, ViewResponse,
     VIEW_PORT,
 };
-use patterns::discovery::Key;
+use patterns::discovery::driver::{RegistryRequest, RegistryResponse};
+use patterns::discovery::{Key, Status};
 use patterns::event_sourcing::driver::{
     run_node, NodeConfig, NodeEvent, NodeHook, StoreClient, STORE_PORT,
 };
@@ -201,6 +204,11 @@ static VISIBLE_AFTER_HEAL: Invariant = Invariant::eventually(
     "within 4 s of healing every gateway gives a fresh answer at the end of the log",
     Duration::from_secs(4),
 );
+static LISTED_AFTER_HEAL: Invariant = Invariant::eventually(
+    "listed-after-heal",
+    "within 4 s of healing (after the read side is visible) discovery lists every accounts and ledger instance as up",
+    Duration::from_secs(4),
+);
 static CLIENT_RETRIED: Invariant = Invariant::sometimes(
     "client-retried",
     "a command's outcome was unknown and the client sent it again",
@@ -219,6 +227,7 @@ const LEDGER_DROPS_TOKEN: &str = "ledger-drops-token";
 const PRINCIPAL_FROM_BODY: &str = "principal-from-body";
 const ADAPTER_ACKS_ON_TIMEOUT: &str = "adapter-acks-on-timeout";
 const LEDGER_SERVES_STALE_ON_ERROR: &str = "ledger-serves-stale-on-error";
+const LEDGER_SKIPS_REREGISTRATION: &str = "ledger-skips-reregistration";
 
 /// The adapters' deliberately broken variants switched on (none by default).
 #[derive(Clone, Copy, Debug, Default)]
@@ -228,6 +237,7 @@ struct Glue {
     principal_from_body: bool,
     acks_on_timeout: bool,
     serves_stale_on_error: bool,
+    skips_reregistration: bool,
 }
 
 impl Glue {
@@ -238,6 +248,7 @@ impl Glue {
             principal_from_body: env.is_mutant(PRINCIPAL_FROM_BODY),
             acks_on_timeout: env.is_mutant(ADAPTER_ACKS_ON_TIMEOUT),
             serves_stale_on_error: env.is_mutant(LEDGER_SERVES_STALE_ON_ERROR),
+            skips_reregistration: env.is_mutant(LEDGER_SKIPS_REREGISTRATION),
         }
     }
 }
@@ -259,6 +270,10 @@ fn mutants() -> Vec<MutantSpec> {
         MutantSpec::new(
             LEDGER_SERVES_STALE_ON_ERROR,
             "the ledger adapter keeps its last answer to each query and serves it, as fresh, when its view node fails (nginx proxy_cache_use_stale without saying so); shows when a view node is down or recovering",
+        ),
+        MutantSpec::new(
+            LEDGER_SKIPS_REREGISTRATION,
+            "a ledger instance registers in discovery when it first starts but not after a restart (the registration done once at deploy time); its lease runs out and, once every ledger has restarted, the read side is gone for good; shows when a ledger restarts",
         ),
         MutantSpec::new(
             LEDGER_DROPS_TOKEN,
@@ -330,6 +345,8 @@ struct Answered {
 
 /// What `setup` built.
 pub struct System {
+    /// The registry replicas' addresses.
+    registries: Vec<Addr>,
     gateways: Vec<NodeId>,
     /// The ledgers' view nodes (an operator's direct access, for rebuilds).
     views: Vec<Addr>,
@@ -488,6 +505,7 @@ impl Scenario for EndToEnd {
                 CONSERVATION,
                 REBUILD_EQUALS_LIVE,
                 VISIBLE_AFTER_HEAL,
+                LISTED_AFTER_HEAL,
                 CLIENT_RETRIED,
                 GATEWAY_RETRIED,
                 ANSWERED_STALE,
@@ -593,6 +611,11 @@ impl Scenario for EndToEnd {
                     async move {
                         sim_core::task::spawn(run_view_node(ViewNodeConfig::new(store), hook));
                         sim_core::task::spawn(ledger_adapter(glue));
+                        let restarted = incarnations.borrow().contains_key(&name);
+                        if glue.skips_reregistration && restarted {
+                            // The bug: registration is a first-start step only.
+                            return std::future::pending().await;
+                        }
                         register(name, "ledger", addrs, incarnations).await
                     }
                 })
@@ -621,6 +644,7 @@ impl Scenario for EndToEnd {
             .map(|name| env.sim.node(name).build())
             .collect();
         System {
+            registries: registry_addrs,
             gateways,
             views,
             clients,
@@ -671,6 +695,20 @@ impl Scenario for EndToEnd {
                 }
             })
             .await;
+        let topology = self.topology;
+        let registries = system.registries.clone();
+        let listed = env
+            .eventually(&LISTED_AFTER_HEAL, || {
+                let sim = env.sim.clone();
+                let registries = registries.clone();
+                async move {
+                    sim.spawn_on(probe_node, all_listed(registries, topology))
+                        .await
+                        .unwrap_or_else(|_| Err("the probe's node stopped".into()))
+                }
+            })
+            .await;
+        env.observer().report(listed);
         // Rebuild each ledger's model from the log (an operator's command, straight to the
         // view node), only once the system serves again.
         if visible.is_ok() {
@@ -1183,6 +1221,49 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// One probe of `listed-after-heal`: a registry replica lists every instance up.
+async fn all_listed(registries: Vec<Addr>, topology: Topology) -> Result<(), String> {
+    let socket = Socket::bind(0).map_err(|e| e.to_string())?;
+    let wanted = [
+        ("accounts", topology.accounts()),
+        ("ledger", topology.ledgers()),
+    ];
+    let mut last = String::from("no replica answered");
+    'replicas: for registry in registries {
+        for (service, instances) in &wanted {
+            let request = RegistryRequest::Discover {
+                service: service.to_string(),
+            };
+            let answer = match socket
+                .call::<_, RegistryResponse>(registry, &request, Duration::from_millis(200))
+                .await
+            {
+                Ok(RegistryResponse::Discovered(answer)) => answer,
+                other => {
+                    last = format!("{registry}: {other:?}");
+                    continue 'replicas;
+                }
+            };
+            let up: BTreeSet<&str> = answer
+                .records
+                .iter()
+                .filter(|(_, record)| record.status == Status::Up)
+                .map(|(key, _)| key.instance.as_str())
+                .collect();
+            let missing: Vec<&String> = instances
+                .iter()
+                .filter(|i| !up.contains(i.as_str()))
+                .collect();
+            if !missing.is_empty() {
+                last = format!("{registry} does not list {missing:?} as up");
+                continue 'replicas;
+            }
+        }
+        return Ok(());
+    }
+    Err(last)
 }
 
 /// Asks a view node directly for a dump at `min_position` or later.
