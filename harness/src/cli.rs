@@ -135,6 +135,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measures how fast this machine simulates, side by side with madsim in the same run:
+    /// sim-core's network and empty runs against raw madsim, each scenario's runs per second
+    /// and simulated seconds per wall second with one job and with all (the parallel speedup),
+    /// resident memory over a long batch, and the time from a mutant's first failure to its
+    /// shrunk, saved case (in a temporary folder, never the corpus); then the project's
+    /// targets, met or not. Takes about 2 minutes on 2 cores. Wall-time numbers move with
+    /// the machine's load; the ratios against madsim much less. Exit 0 when it measured
+    /// (whether or not the targets were met).
+    Bench {
+        /// All jobs means this many worker threads (default: all cores).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        jobs: Option<u64>,
+        /// A token amount of each measurement, in seconds rather than minutes (to check the
+        /// output; the numbers mean nothing, and only the first scenario's mutant is timed
+        /// to its case).
+        #[arg(long)]
+        quick: bool,
+        /// One JSON object on stdout (the human summary goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
     /// Shrinks a stored failing case further and rewrites the file.
     Shrink {
         /// The case file.
@@ -256,10 +277,20 @@ pub fn main(registry: Registry) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(error) => {
-            // clap's first line names the culprit; its usage and hint lines follow it.
+            // clap's first paragraph names the culprit (a missing argument on the lines after
+            // the first); its usage and hint paragraphs follow. One line of it.
             let text = error.render().to_string();
-            let line = text.lines().next().unwrap_or("bad usage");
-            let line = line.strip_prefix("error: ").unwrap_or(line);
+            let paragraph: Vec<&str> = text
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let line = if paragraph.is_empty() {
+                "bad usage".to_string()
+            } else {
+                paragraph.join(" ")
+            };
+            let line = line.strip_prefix("error: ").unwrap_or(&line);
             eprintln!("dst: error: {line} (see dst --help)");
             return ExitCode::from(2);
         }
@@ -314,6 +345,7 @@ pub fn main(registry: Registry) -> ExitCode {
             jobs,
             json,
         } => mutants(&registry, scenario.as_deref(), start, seeds, jobs, json),
+        Command::Bench { jobs, quick, json } => bench(&registry, jobs, quick, json),
         Command::Shrink { file } => shrink_file(&registry, &file),
         Command::Corpus {
             command: CorpusCommand::Add { file, corpus },
@@ -1251,6 +1283,26 @@ fn score_row(score: &scoreboard::MutantScore) -> String {
         "{:<16} {:<30} {:>14} {:>8.2} {:<26} {:>9} {:>9} {:>16}",
         score.scenario, mutant, caught, score.wall_seconds, by, plan, minimal, quiet
     )
+}
+
+/// `dst bench`: see [`crate::bench`].
+fn bench(
+    registry: &Registry,
+    jobs: Option<u64>,
+    quick: bool,
+    json: bool,
+) -> Result<bool, InputError> {
+    let options = crate::bench::BenchOptions {
+        jobs: jobs.map_or(BatchOptions::default().jobs, |j| j as usize),
+        quick,
+    };
+    let report = crate::bench::run(registry, &options, &mut |step| eprintln!("bench: {step}"))
+        .map_err(InputError)?;
+    emit(&crate::bench::summary(&report), json);
+    if json {
+        println!("{}", crate::bench::json(&report));
+    }
+    Ok(true)
 }
 
 fn shrink_file(registry: &Registry, file: &Path) -> Result<bool, InputError> {

@@ -13,6 +13,7 @@
 //! - [`shrink`]: from a failing case to a small one.
 //! - [`corpus`]: versioned case files under `corpus/<scenario>/`.
 //! - [`batch`]: many seeds in parallel, with shrinking and saving.
+//! - [`bench`]: `dst bench`, how fast this machine simulates, measured against madsim.
 //! - [`merge`]: the shards of a hunt merged into the report of one unsharded run.
 //! - [`testing`]: one call to check a scenario in `cargo test`.
 //! - [`cli`]: the `dst` command line as a library.
@@ -22,6 +23,7 @@
 //!   with shared deterministic budgets that answer "unknown", and ready-made models.
 
 pub mod batch;
+pub mod bench;
 pub mod case;
 pub mod cli;
 pub mod corpus;

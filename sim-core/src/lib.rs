@@ -40,6 +40,7 @@
 //! - [`task`]: spawning tasks that the step limit counts.
 //! - [`net`]: the simulated network (typed messages, RPC, partitions, loss, duplication...).
 //! - [`disk`]: the simulated disk (fsync semantics, crash models, storage faults).
+//! - [`bench`]: workloads that measure sim-core against raw madsim (for benchmarks only).
 //!
 //! ## Time resolution
 //! madsim rounds every sleep up to at least 1 ms of simulated time, so every latency and sleep
@@ -66,6 +67,8 @@ compile_error!(
      (a RUSTFLAGS environment variable overrides that file: add `--cfg madsim` to it too)"
 );
 
+#[cfg(madsim)]
+pub mod bench;
 #[cfg(madsim)]
 pub mod buggify;
 #[cfg(madsim)]
