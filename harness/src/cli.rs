@@ -442,7 +442,21 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
         )));
     }
     for target in &targets {
-        target.spec().validate().map_err(InputError)?;
+        let spec = target.spec();
+        spec.validate().map_err(InputError)?;
+        // Fault kinds that the scenario's model never draws would run it fault-free while
+        // the command line says otherwise (with --all, another scenario may draw them).
+        if !args.all && !args.faults.is_empty() && args.faults.is_disjoint(&spec.budget.kinds) {
+            let names = |kinds: &std::collections::BTreeSet<FaultKind>| {
+                kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
+            };
+            return Err(InputError(format!(
+                "scenario {} draws none of the fault kinds {} (its model: {}); use --faults none for a fault-free run",
+                spec.name,
+                names(&args.faults),
+                names(&spec.budget.kinds)
+            )));
+        }
     }
     check_skipped(&targets, &args.skip_invariant)?;
     let options = BatchOptions {

@@ -267,6 +267,11 @@ fn bad_input_gives_a_one_line_error_and_status_2() {
         &dst(&["run", "register", "--faults", "floods"]),
         "unknown fault kind",
     );
+    assert_input_error(
+        &dst(&["run", "register", "--faults", "disk,corrupt"]),
+        "draws none of the fault kinds disk,corrupt",
+    );
+    assert_input_error(&dst(&["merge"]), "not provided: <FILES>");
     assert_input_error(&dst(&["run", "register", "--shard", "3/2"]), "expected K/N");
     assert_input_error(
         &dst(&["replay", "/no/such/file.json"]),
