@@ -51,8 +51,6 @@ pub mod targets {
     pub const RSS_GROWTH_MB_MAX: f64 = 1.0;
     /// `first_failure_to_case_seconds` below this.
     pub const FIRST_FAILURE_TO_CASE_SECONDS_MAX: f64 = 10.0;
-    /// Simulated seconds per wall second (one job) at least this for the named scenarios.
-    pub const SIM_WALL_RATIO_MIN: &[(&str, f64)] = &[("e2e", 1000.0)];
 }
 
 /// What `dst bench --json` prints.
@@ -230,7 +228,7 @@ pub fn run(
         debug_build: cfg!(debug_assertions),
         wall_seconds: 0.0,
     };
-    report.targets = judge(&report);
+    report.targets = judge(&report, registry.sim_wall_targets());
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -521,8 +519,9 @@ fn time_to_case(
     }
 }
 
-/// The report's values against [`targets`].
-fn judge(report: &BenchReport) -> Vec<Target> {
+/// The report's values against [`targets`] and the registry's per-scenario speed targets
+/// ([`crate::Registry::sim_wall_target`]).
+fn judge(report: &BenchReport, sim_wall_targets: &[(String, f64)]) -> Vec<Target> {
     let at_least = |name: &str, value: Option<f64>, min: f64| Target {
         name: name.to_string(),
         bound: format!(">= {min}"),
@@ -546,7 +545,7 @@ fn judge(report: &BenchReport) -> Vec<Target> {
             targets::PARALLEL_SPEEDUP_MIN,
         ),
     ];
-    for (scenario, min) in targets::SIM_WALL_RATIO_MIN {
+    for (scenario, min) in sim_wall_targets {
         if let Some(speed) = report.scenarios.iter().find(|s| s.name == *scenario) {
             judged.push(at_least(
                 &format!("scenarios[{scenario}].sim_wall_ratio"),

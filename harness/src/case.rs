@@ -508,6 +508,8 @@ pub fn check_case(spec: &ScenarioSpec, case: &Case) -> Result<(), CaseError> {
 pub struct Registry {
     scenarios: Vec<Arc<dyn DynScenario>>,
     command: Option<String>,
+    /// `dst bench`'s targets of simulated seconds per wall second, by scenario.
+    sim_wall_targets: Vec<(String, f64)>,
 }
 
 impl Registry {
@@ -527,6 +529,18 @@ impl Registry {
     pub fn command(mut self, prefix: impl Into<String>) -> Self {
         self.command = Some(prefix.into());
         self
+    }
+
+    /// Sets a target for `dst bench`: `scenario` (with one job, faults on, its default
+    /// workload) runs at least `min` simulated seconds per wall second.
+    pub fn sim_wall_target(mut self, scenario: impl Into<String>, min: f64) -> Self {
+        self.sim_wall_targets.push((scenario.into(), min));
+        self
+    }
+
+    /// The targets set with [`Registry::sim_wall_target`].
+    pub fn sim_wall_targets(&self) -> &[(String, f64)] {
+        &self.sim_wall_targets
     }
 
     /// The command printed in replay lines: the one set with [`Registry::command`], else the

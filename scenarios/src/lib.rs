@@ -25,4 +25,6 @@ pub fn registry() -> harness::Registry {
         .with(cqrs::Cqrs)
         .with(gateway::GatewayScenario)
         .with(e2e::EndToEnd::default())
+        // The project's target for the composed system (issue 17).
+        .sim_wall_target("e2e", 1000.0)
 }
