@@ -11,29 +11,33 @@
 //! Each backend instance runs the pattern's node and, beside it on the same node, a thin
 //! adapter on the port the gateways call: it translates the gateway's request into the
 //! node's typed request (the `Idempotency-Key` becomes the command id, the `at` query
-//! parameter the consistency token) and the answer back into JSON.
+//! parameter the consistency token) and the answer back into JSON. The token a command's
+//! answer carries is the position just past its last event.
 //!
 //! ## The checks (from the clients' records and the final log, with code of their own:
 //! the fold and the conservation rule of [`crate::cqrs::oracle`], which never call the
 //! pattern's code)
 //! - `command-once` (always): whatever the retries on the way (the client's, the gateway's,
-//!   the command handler's), the log holds at most one event batch per client command: for
-//!   each content (kind, accounts, amount) no more events than clients sent commands, and
-//!   no command id with two events of one kind.
+//!   the command handler's), the log holds at most one event batch per client command: every
+//!   event carries the id of a command a client sent, no id has two events of one kind, and
+//!   for each content (kind, account, amount, owner or counterpart) there are no more events
+//!   than clients sent such commands.
 //! - `acked-durable` (always): every command a client was told is done has its events in
-//!   the final log.
+//!   the final log, by its id and by its content.
 //! - `principal-recorded` (always): every event of a client's command (by its id) carries in
 //!   its metadata the principal of the client that sent it, whatever identity the body
 //!   claims.
-//! - `read-your-writes` (always): an answer that says it is fresh is at or past the
-//!   consistency token the client passed (the position of the client's last acknowledged
-//!   command), and equals the fold of the final log up to its position.
+//! - `read-your-writes` (always): an answer is to the query asked and equals the fold of the
+//!   final log up to its position; one that says it is fresh is at or past the token passed
+//!   and has folded every event of the commands acknowledged to its reader before it asked
+//!   (where they are is read from the final log, by command id).
 //! - `rebuild-equals-live` (always, after heal): each ledger's read model, rebuilt from the
 //!   log by an operator, answers what its live model answered at the same position.
 //! - `conservation` (always): every answer keeps the domain's rule (no balance below zero;
 //!   balances + in transit = deposited - withdrawn), judged on the answer alone.
-//! - `visible-after-heal` (eventually, 4 s): through every gateway, a fresh answer at the end
-//!   of the log: what is durable becomes visible.
+//! - `visible-after-heal` (eventually, 4 s): through every gateway, and from every ledger's
+//!   view node asked directly, a fresh answer at the end of the log: what is durable becomes
+//!   visible in every read model.
 //! - `listed-after-heal` (eventually, 4 s): a registry replica lists every `accounts` and
 //!   `ledger` instance as up (an instance that restarted registered again).
 //! - sometimes: `client-retried` (a command's outcome was unknown and the client sent it
@@ -257,7 +261,7 @@ fn mutants() -> Vec<MutantSpec> {
     vec![
         MutantSpec::new(
             ADAPTER_KEYS_BY_REQUEST,
-            "the accounts adapter makes the command id from the gateway's request id, not the client's Idempotency-Key: a client's retry of a command that was applied is applied again (an adapter that drops the idempotency key, productdevbook/kasapay#165); shows when an outcome is unknown",
+            "the accounts adapter makes the command id from the gateway's request id, not the client's Idempotency-Key (an adapter that drops the idempotency key, productdevbook/kasapay#165): events carry ids no client sent, and a client's retry of a command that was applied is applied again",
         ),
         MutantSpec::new(
             PRINCIPAL_FROM_BODY,
@@ -330,8 +334,23 @@ struct Records {
     sent: Vec<(u64, String, Vec<Content>)>,
     /// Commands acknowledged as done: (command id, contents).
     acked: Vec<(u64, Vec<Content>)>,
-    /// Answers read: (client, asked position, answer).
-    answers: Vec<(String, u64, Answered)>,
+    /// Answers read.
+    answers: Vec<Seen>,
+}
+
+/// One read-model answer as its reader saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    /// Who read it: a client's principal, `probe` or `operator`.
+    reader: String,
+    /// The query the reader asked (the answer echoes one; they must agree).
+    asked_query: Query,
+    /// The consistency token the reader passed.
+    asked: u64,
+    /// The commands acknowledged to the reader before it asked.
+    acked_before: Vec<u64>,
+    /// The answer.
+    answer: Answered,
 }
 
 /// A read-model answer as a client read it from JSON.
@@ -663,6 +682,7 @@ impl Scenario for EndToEnd {
                 records: system.records.clone(),
                 observer: env.observer(),
                 min_position: 0,
+                acked_ids: Vec::new(),
                 next_id: 0,
             };
             running.push(env.sim.spawn_on(system.clients[index], client.run(calls)));
@@ -676,8 +696,10 @@ impl Scenario for EndToEnd {
     async fn after_heal(&self, env: &Env, system: &System) -> Checked {
         let probe_node = system.clients[0];
         let store = system.store;
+        let views = system.views.clone();
         let visible = env
             .eventually(&VISIBLE_AFTER_HEAL, || {
+                let views = views.clone();
                 let client = Client {
                     index: 0,
                     clients: self.topology.clients,
@@ -685,11 +707,12 @@ impl Scenario for EndToEnd {
                     records: system.records.clone(),
                     observer: env.observer(),
                     min_position: 0,
+                    acked_ids: Vec::new(),
                     next_id: 0,
                 };
                 let sim = env.sim.clone();
                 async move {
-                    sim.spawn_on(probe_node, client.probe(store))
+                    sim.spawn_on(probe_node, client.probe(store, views.clone()))
                         .await
                         .unwrap_or_else(|_| Err("the probe's node stopped".into()))
                 }
@@ -727,7 +750,13 @@ impl Scenario for EndToEnd {
                         }
                         let mut records = system.records.borrow_mut();
                         for answer in [live, rebuilt] {
-                            records.answers.push(("operator".into(), 0, answer));
+                            records.answers.push(Seen {
+                                reader: "operator".into(),
+                                asked_query: Query::Dump,
+                                asked: 0,
+                                acked_before: Vec::new(),
+                                answer,
+                            });
                         }
                     }
                 }
@@ -797,8 +826,10 @@ async fn accounts_adapter(glue: Glue) {
                         .call::<_, CommandResponse>(command_node, &command, COMMAND_TIMEOUT)
                         .await
                     {
+                        // The consistency token a client passes back as `at`: the position just
+                        // past the command's last event (a model at it has folded that event).
                         Ok(CommandResponse::Done { token }) => {
-                            json_answer(200, serde_json::json!({ "token": token }))
+                            json_answer(200, serde_json::json!({ "token": token + 1 }))
                         }
                         Ok(CommandResponse::Refused(error)) => {
                             json_answer(409, serde_json::json!({ "error": format!("{error:?}") }))
@@ -987,8 +1018,10 @@ struct Client {
     gateways: Vec<NodeId>,
     records: Rc<RefCell<Records>>,
     observer: Observer,
-    /// The consistency token: the position of its last acknowledged command.
+    /// The consistency token: the position just past its last acknowledged command's events.
     min_position: u64,
+    /// The commands acknowledged to it so far.
+    acked_ids: Vec<u64>,
     next_id: u64,
 }
 
@@ -1052,11 +1085,13 @@ impl Client {
                         .await
                 }
                 Op::Balance { account: a } => {
-                    let path = format!("/api/ledger/balance/{}", self.account(a));
-                    let _ = self.query(&socket, gateway, &path).await;
+                    let query = Query::Balance(self.account(a));
+                    let reader = self.principal();
+                    let _ = self.query(&socket, gateway, query, &reader).await;
                 }
                 Op::Totals => {
-                    let _ = self.query(&socket, gateway, "/api/ledger/totals").await;
+                    let reader = self.principal();
+                    let _ = self.query(&socket, gateway, Query::Totals, &reader).await;
                 }
             }
         }
@@ -1162,6 +1197,7 @@ impl Client {
                     if let Some(token) = answer["token"].as_u64() {
                         self.min_position = self.min_position.max(token);
                     }
+                    self.acked_ids.push(command_id);
                     self.records.borrow_mut().acked.push((command_id, contents));
                     return;
                 }
@@ -1176,8 +1212,19 @@ impl Client {
         }
     }
 
-    /// Reads a query through a gateway with the client's consistency token; records it.
-    async fn query(&mut self, socket: &Socket, gateway: usize, path: &str) -> Option<Answered> {
+    /// Reads a query through a gateway with the client's consistency token; records it as
+    /// read by `reader`.
+    async fn query(
+        &mut self,
+        socket: &Socket,
+        gateway: usize,
+        query: Query,
+        reader: &str,
+    ) -> Option<Answered> {
+        let path = match &query {
+            Query::Balance(account) => format!("/api/ledger/balance/{account}"),
+            _ => "/api/ledger/totals".to_string(),
+        };
         let head = format!("GET {path}?at={}", self.min_position);
         match self.exchange(socket, gateway, &head, "", "").await {
             Exchange::Answered(200, body) => {
@@ -1191,11 +1238,13 @@ impl Client {
                         return None;
                     }
                 };
-                self.records.borrow_mut().answers.push((
-                    self.principal().to_string(),
-                    self.min_position,
-                    answered.clone(),
-                ));
+                self.records.borrow_mut().answers.push(Seen {
+                    reader: reader.to_string(),
+                    asked_query: query,
+                    asked: self.min_position,
+                    acked_before: self.acked_ids.clone(),
+                    answer: answered.clone(),
+                });
                 Some(answered)
             }
             _ => None,
@@ -1203,20 +1252,44 @@ impl Client {
     }
 
     /// One probe of `visible-after-heal`: the end of the log, then a fresh totals answer at it
-    /// through every gateway.
-    async fn probe(mut self, store: Addr) -> Result<(), String> {
+    /// through every gateway, and a fresh dump at it from every ledger's view node (asked
+    /// directly: through a gateway a stuck ledger would hide behind a healthy one).
+    async fn probe(mut self, store: Addr, views: Vec<Addr>) -> Result<(), String> {
         let socket = Socket::bind(0).map_err(|e| e.to_string())?;
         let end = read_log(store).await?.len() as u64;
         self.min_position = end;
         for gateway in 0..self.gateways.len() {
             let name = format!("gateway-{}", gateway + 1);
-            match self.query(&socket, gateway, "/api/ledger/totals").await {
+            match self.query(&socket, gateway, Query::Totals, "probe").await {
                 Some(answer) if answer.fresh => {}
                 other => {
                     return Err(format!(
                         "{name} gave no fresh answer at position {end}: {other:?}"
                     ))
                 }
+            }
+        }
+        for (index, &view) in views.iter().enumerate() {
+            let answer = ask_dump(&socket, view, end).await?;
+            let fresh = answer.fresh;
+            let position = answer.position;
+            self.records.borrow_mut().answers.push(Seen {
+                reader: "probe".into(),
+                asked_query: Query::Dump,
+                asked: end,
+                acked_before: Vec::new(),
+                answer: Answered {
+                    position: answer.position,
+                    fresh: answer.fresh,
+                    query: Query::Dump,
+                    body: answer.body,
+                },
+            });
+            if !fresh {
+                return Err(format!(
+                    "ledger-{}'s read model is at position {position}, the log at {end}",
+                    index + 1
+                ));
             }
         }
         Ok(())
@@ -1374,6 +1447,8 @@ fn judge(observer: &Observer, records: &Records, log: &[RecordedEvent]) {
         .map(|(id, principal, _)| (*id, principal.as_str()))
         .collect();
     let mut in_log: BTreeMap<Content, u64> = BTreeMap::new();
+    // Per command id, the position of its last event.
+    let mut last_position: BTreeMap<u64, u64> = BTreeMap::new();
     let mut kinds_by_command: BTreeSet<(u64, String)> = BTreeSet::new();
     for event in log {
         let bank_oracle::Read::Bank(decoded) = bank_oracle::read(event) else {
@@ -1402,6 +1477,16 @@ fn judge(observer: &Observer, records: &Records, log: &[RecordedEvent]) {
                     ),
                 );
             }
+        }
+        last_position.insert(decoded.command_id, event.position);
+        if !senders.contains_key(&decoded.command_id) {
+            observer.violation(
+                &COMMAND_ONCE,
+                format!(
+                    "the {} event at position {} carries command id {}, which no client sent",
+                    decoded.kind, event.position, decoded.command_id
+                ),
+            );
         }
         if !kinds_by_command.insert((decoded.command_id, decoded.kind.clone())) {
             observer.violation(
@@ -1443,35 +1528,74 @@ fn judge(observer: &Observer, records: &Records, log: &[RecordedEvent]) {
             );
         }
     }
+    // By command id: every acknowledged command has its events in the log.
+    for (id, contents) in &records.acked {
+        let kinds: BTreeSet<&str> = contents.iter().map(|c| c.0.as_str()).collect();
+        for kind in kinds {
+            if !kinds_by_command.contains(&(*id, kind.to_string())) {
+                observer.violation(
+                    &ACKED_DURABLE,
+                    format!("command {id} was told done; the log holds no {kind} event of it"),
+                );
+            }
+        }
+    }
     // Answers, in the order of their positions, against the fold of the log.
-    let mut answers: Vec<&(String, u64, Answered)> = records.answers.iter().collect();
-    answers.sort_by_key(|(_, _, answer)| answer.position);
+    let mut answers: Vec<&Seen> = records.answers.iter().collect();
+    answers.sort_by_key(|seen| seen.answer.position);
     let mut fold = Fold::default();
     let mut next = 0usize;
-    for (client, asked, answer) in answers {
+    for seen in answers {
+        let (reader, answer) = (&seen.reader, &seen.answer);
         if let Some(broken) = bank_oracle::conservation_broken(&answer.body) {
             observer.violation(
                 &CONSERVATION,
                 format!(
-                    "{client} read {:?} at position {}: {broken}",
+                    "{reader} read {:?} at position {}: {broken}",
                     answer.query, answer.position
                 ),
             );
         }
-        if answer.fresh && answer.position < *asked {
+        if answer.query != seen.asked_query {
             observer.violation(
                 &READ_YOUR_WRITES,
                 format!(
-                    "{client} asked at position {asked} and got an answer at {} that says it is fresh",
-                    answer.position
+                    "{reader} asked {:?} and was answered {:?}",
+                    seen.asked_query, answer.query
                 ),
             );
+        }
+        if answer.fresh {
+            if answer.position < seen.asked {
+                observer.violation(
+                    &READ_YOUR_WRITES,
+                    format!(
+                        "{reader} passed token {} and got an answer at position {} that says it is fresh",
+                        seen.asked, answer.position
+                    ),
+                );
+            }
+            // Where the reader's acknowledged commands are, read from the final log: a fresh
+            // answer has folded every one of their events.
+            for id in &seen.acked_before {
+                if let Some(&last) = last_position.get(id) {
+                    if last >= answer.position {
+                        observer.violation(
+                            &READ_YOUR_WRITES,
+                            format!(
+                                "{reader} read {:?} fresh at position {}, before its own acknowledged command {id} (its last event at {last})",
+                                answer.query, answer.position
+                            ),
+                        );
+                    }
+                }
+            }
         }
         if answer.position > log.len() as u64 {
             observer.violation(
                 &READ_YOUR_WRITES,
                 format!(
-                    "{client} got an answer at position {}, past the log's end {}",
+                    "{reader} got an answer at position {}, past the log's end {}",
                     answer.position,
                     log.len()
                 ),
@@ -1487,7 +1611,7 @@ fn judge(observer: &Observer, records: &Records, log: &[RecordedEvent]) {
             observer.violation(
                 &READ_YOUR_WRITES,
                 format!(
-                    "{client} read {:?} at position {}: {:?}; the log folds to {expected:?}",
+                    "{reader} read {:?} at position {}: {:?}; the log folds to {expected:?}",
                     answer.query, answer.position, answer.body
                 ),
             );
@@ -1542,6 +1666,68 @@ mod tests {
         }
     }
 
+    /// Ann's read of `answer` after commands `acked` were acknowledged to her.
+    fn seen(answer: Answered, acked: Vec<u64>) -> Seen {
+        Seen {
+            reader: "ann".into(),
+            asked_query: answer.query.clone(),
+            asked: answer.position,
+            acked_before: acked,
+            answer,
+        }
+    }
+
+    #[test]
+    fn a_fresh_answer_before_the_readers_own_write_breaks_read_your_writes() {
+        let (mut records, log) = ann();
+        // At position 1 the deposit (command 2, at position 1) is not folded in yet.
+        let mut before = totals(0, 0);
+        before.position = 1;
+        records.answers.push(seen(before, vec![1, 2]));
+        let observer = observer();
+        judge(&observer, &records, &log);
+        let found = observer.violations();
+        assert!(
+            found
+                .iter()
+                .any(|(i, m)| i == "read-your-writes" && m.contains("command 2")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_answer_to_another_query_breaks_read_your_writes() {
+        let (mut records, log) = ann();
+        let mut other = seen(totals(5, 5), vec![]);
+        other.asked_query = Query::Balance("a".into());
+        records.answers.push(other);
+        let observer = observer();
+        judge(&observer, &records, &log);
+        let found = observer.violations();
+        assert!(
+            found
+                .iter()
+                .any(|(i, m)| i == "read-your-writes" && m.contains("asked")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_command_missing_from_the_log_breaks_acked_durable() {
+        let (mut records, mut log) = ann();
+        records.acked.push((2, records.sent[1].2.clone()));
+        log.pop();
+        let observer = observer();
+        judge(&observer, &records, &log);
+        let found = observer.violations();
+        assert!(
+            found
+                .iter()
+                .any(|(i, m)| i == "acked-durable" && m.contains("command 2")),
+            "{found:?}"
+        );
+    }
+
     /// Ann opened `a` (command 1) and deposited 5 (command 2); the log holds both.
     fn ann() -> (Records, Vec<RecordedEvent>) {
         let records = Records {
@@ -1577,7 +1763,7 @@ mod tests {
     #[test]
     fn a_faithful_answer_passes() {
         let (mut records, log) = ann();
-        records.answers.push(("ann".into(), 2, totals(5, 5)));
+        records.answers.push(seen(totals(5, 5), vec![1, 2]));
         let observer = observer();
         judge(&observer, &records, &log);
         assert!(
@@ -1590,7 +1776,7 @@ mod tests {
     #[test]
     fn an_answer_that_makes_money_breaks_conservation() {
         let (mut records, log) = ann();
-        records.answers.push(("ann".into(), 2, totals(5, 7)));
+        records.answers.push(seen(totals(5, 7), vec![1, 2]));
         let observer = observer();
         judge(&observer, &records, &log);
         let found = observer.violations();

@@ -73,6 +73,13 @@ pub fn read(event: &RecordedEvent) -> Read {
         }
         _ => return Read::Poison,
     };
+    // The principal, when present, is a string (or null): anything else does not decode.
+    if payload
+        .get("principal")
+        .is_some_and(|p| !p.is_string() && !p.is_null())
+    {
+        return Read::Poison;
+    }
     // The documented bound (ten trillion units in cents): beyond it an amount is poison.
     if amount > 1_000_000_000_000_000 {
         return Read::Poison;
