@@ -640,7 +640,7 @@ async fn dashboard_main(views: Vec<Addr>, observed: Rc<RefCell<Observed>>, done:
 }
 
 /// Reads the whole log.
-async fn read_log(store: Addr) -> Result<Vec<RecordedEvent>, String> {
+pub(crate) async fn read_log(store: Addr) -> Result<Vec<RecordedEvent>, String> {
     let client = StoreClient::bind(store, CALL_TIMEOUT).map_err(|e| e.to_string())?;
     let mut log: Vec<RecordedEvent> = Vec::new();
     let mut failures = 0;

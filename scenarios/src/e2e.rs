@@ -48,6 +48,7 @@
 //! scenario judges the gateway's retries; the `circuit-breaker` scenario, breakers).
 
 use crate::cqrs::oracle::{self as bank_oracle, Fold};
+use crate::cqrs::read_log;
 use crate::gateway::{build_registries, stay_registered};
 use harness::{
     Checked, Env, FaultBudget, FaultKind, Invariant, MutantSpec, Observer, Scenario, ScenarioSpec,
@@ -63,9 +64,7 @@ use patterns::cqrs::view_node::{
 };
 use patterns::discovery::driver::{RegistryRequest, RegistryResponse};
 use patterns::discovery::{Key, Status};
-use patterns::event_sourcing::driver::{
-    run_node, NodeConfig, NodeEvent, NodeHook, StoreClient, STORE_PORT,
-};
+use patterns::event_sourcing::driver::{run_node, NodeConfig, NodeEvent, NodeHook, STORE_PORT};
 use patterns::event_sourcing::event::RecordedEvent;
 use patterns::gateway::auth::{sign, AuthConfig, Claims, KeyRing};
 use patterns::gateway::driver::{
@@ -193,7 +192,7 @@ static PRINCIPAL_RECORDED: Invariant = Invariant::always(
 );
 static READ_YOUR_WRITES: Invariant = Invariant::always(
     "read-your-writes",
-    "a fresh answer is at or past the client's consistency token and equals the fold of the log up to its position",
+    "an answer is to the query asked and equals the fold of the log up to its position; a fresh one is at or past the token passed and has folded every command acknowledged to its reader",
 );
 static REBUILD_EQUALS_LIVE: Invariant = Invariant::always(
     "rebuild-equals-live",
@@ -205,7 +204,7 @@ static CONSERVATION: Invariant = Invariant::always(
 );
 static VISIBLE_AFTER_HEAL: Invariant = Invariant::eventually(
     "visible-after-heal",
-    "within 4 s of healing every gateway gives a fresh answer at the end of the log",
+    "within 4 s of healing every gateway, and every ledger's view node asked directly, gives a fresh answer at the end of the log",
     Duration::from_secs(4),
 );
 static LISTED_AFTER_HEAL: Invariant = Invariant::eventually(
@@ -1415,27 +1414,6 @@ fn rebuild_differs(live: &Answered, rebuilt: &Answered) -> Option<String> {
             live.position, live.body, rebuilt.body
         )
     })
-}
-
-/// The whole log, read from the store.
-async fn read_log(store: Addr) -> Result<Vec<RecordedEvent>, String> {
-    let client = StoreClient::bind(store, Duration::from_millis(400)).map_err(|e| e.to_string())?;
-    let mut log: Vec<RecordedEvent> = Vec::new();
-    let mut failures = 0;
-    loop {
-        match client.read_all(log.len() as u64, 1024).await {
-            Ok(Ok(page)) if page.is_empty() => return Ok(log),
-            Ok(Ok(page)) => log.extend(page),
-            Ok(Err(error)) => return Err(error.to_string()),
-            Err(error) => {
-                failures += 1;
-                if failures > 20 {
-                    return Err(error.to_string());
-                }
-                time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
 }
 
 /// The checks over the clients' records and the final log.
