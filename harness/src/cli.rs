@@ -269,6 +269,8 @@ impl<E: std::fmt::Display> From<E> for InputError {
 
 /// Runs the command line over `registry`; returns the exit status.
 pub fn main(registry: Registry) -> ExitCode {
+    // Before any run: a command runs thousands, each on a fresh thread.
+    sim_core::cap_allocator_arenas(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) if !error.use_stderr() => {

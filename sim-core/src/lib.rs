@@ -94,7 +94,8 @@ mod world;
 pub use node::{NodeBuilder, NodeId, NodeState, Sim};
 #[cfg(madsim)]
 pub use runner::{
-    report_error, report_violation, run, ConfigError, Outcome, Report, SimConfig, Violation,
+    cap_allocator_arenas, report_error, report_violation, run, ConfigError, Outcome, Report,
+    SimConfig, Violation,
 };
 
 /// Re-exported so that users name the same madsim as sim-core.

@@ -24,6 +24,7 @@ use crate::cqrs::mutant::{Mutant, Mutants};
 use crate::cqrs::view::{Applied, BankView, Rebuilder};
 use crate::event_sourcing::event::RecordedEvent;
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 use std::time::Duration;
 
 /// Settings of a projection.
@@ -80,7 +81,7 @@ pub enum Step {
     },
     /// Store this model durably (atomically: tables and position together); answer with
     /// [`Projection::on_stored`].
-    Store(Box<BankView>),
+    Store(Rc<BankView>),
 }
 
 /// The mode the projection is in.
@@ -118,7 +119,8 @@ pub struct Projection {
     /// A read is in flight.
     reading: bool,
     /// The model being stored, while a store is in flight.
-    storing: Option<Box<BankView>>,
+    /// Shared with the [`Step::Store`] that stores it: a model can be large, one copy is enough.
+    storing: Option<Rc<BankView>>,
     /// Events above the position, by position.
     buffer: BTreeMap<u64, RecordedEvent>,
     /// When the projection last heard a push, or subscribed.
@@ -259,7 +261,8 @@ impl Projection {
             return Ok(());
         };
         result?;
-        self.stored = *stored;
+        // The driver has dropped its handle once the store ended; copy only if it has not.
+        self.stored = Rc::try_unwrap(stored).unwrap_or_else(|shared| (*shared).clone());
         self.store_if_due();
         Ok(())
     }
@@ -446,8 +449,8 @@ impl Projection {
         if stored == working {
             return;
         }
-        let model = Box::new(self.working.clone());
-        self.storing = Some(model.clone());
+        let model = Rc::new(self.working.clone());
+        self.storing = Some(Rc::clone(&model));
         self.steps.push_back(Step::Store(model));
     }
 }

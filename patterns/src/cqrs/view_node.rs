@@ -330,10 +330,12 @@ async fn project(
                 }
             }
         }
-        // At least a millisecond: a wait of zero would spin without letting time pass.
+        // Until the projection's next deadline: every input it waits for (a push, a page, a
+        // store, a subscription) wakes the loop by itself. At least a millisecond: a wait of
+        // zero would spin without letting time pass.
         let wait = next_tick
             .saturating_sub(now())
-            .clamp(Duration::from_millis(1), POLL_EVERY);
+            .max(Duration::from_millis(1));
         let mut push = pin!(subscriber.next_push(wait));
         let input = poll_fn(|cx| {
             if let Some(io) = storing.as_mut() {

@@ -26,6 +26,7 @@ pub struct EventData {
     /// The schema version the payload was written with (upcasters raise it at read time).
     pub schema_version: u32,
     /// The encoded event.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 

@@ -156,9 +156,13 @@ async fn perform<T>(
             let event = Record::new(record.op, &record.path).event(Err(error.kind()));
             world.record(node, Event::Disk(event));
         })?;
-        let latency = world.disk.node(node).faults.latency;
-        let stream = super::disk_stream(world, node);
-        Ok(latency.map(|latency| latency.draw(world.stream(&stream))))
+        let Some(latency) = world.disk.node(node).faults.latency else {
+            return Ok(None);
+        };
+        let mut rng = super::take_rng(world, node);
+        let delay = latency.draw(&mut rng);
+        super::put_rng(world, node, rng);
+        Ok(Some(delay))
     })?;
     if let Some(delay) = delay {
         // Disk latency is physics: true time, not the node's clock.
@@ -173,8 +177,7 @@ async fn perform<T>(
                 return Err(error);
             }
         };
-        let stream = super::disk_stream(world, node);
-        let mut rng = world.stream(&stream).clone();
+        let mut rng = super::take_rng(world, node);
         let state = &mut world.disk;
         let mut ctx = Ctx {
             disk: state.nodes.get_mut(&node).expect("every node has a disk"),
@@ -186,7 +189,7 @@ async fn perform<T>(
         };
         let result = body(&mut ctx, &mut record);
         let events = ctx.events;
-        *world.stream(&stream) = rng;
+        super::put_rng(world, node, rng);
         let outcome = result.as_ref().map(|_| ()).map_err(DiskError::kind);
         world.record(Some(node), Event::Disk(record.event(outcome)));
         for event in events {

@@ -109,15 +109,14 @@ impl DiskControl {
     /// [`DiskControl::corruptions`]).
     pub fn corrupt_sector(&self, path: &str, sector: u64) -> Result<Corruption, DiskError> {
         let result = crate::world::with(|world| {
-            let stream = super::disk_stream(world, self.node);
-            let mut rng = world.stream(&stream).clone();
+            let mut rng = super::take_rng(world, self.node);
             let sector_bytes = world.disk.settings.sector_size_bytes;
             let result =
                 world
                     .disk
                     .node_mut(self.node)
                     .corrupt(path, sector, &mut rng, sector_bytes);
-            *world.stream(&stream) = rng;
+            super::put_rng(world, self.node, rng);
             result
         });
         let corruption = result?;
@@ -135,14 +134,13 @@ impl DiskControl {
     /// `None` when there is no stored data to corrupt.
     pub fn corrupt_random_sector(&self, path: Option<&str>) -> Option<Corruption> {
         let target = crate::world::with(|world| {
-            let stream = super::disk_stream(world, self.node);
-            let mut rng = world.stream(&stream).clone();
+            let mut rng = super::take_rng(world, self.node);
             let sector_bytes = world.disk.settings.sector_size_bytes;
             let target = world
                 .disk
                 .node(self.node)
                 .random_sector(path, &mut rng, sector_bytes);
-            *world.stream(&stream) = rng;
+            super::put_rng(world, self.node, rng);
             target
         })?;
         let corruption = self

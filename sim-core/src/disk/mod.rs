@@ -336,21 +336,40 @@ impl DiskState {
     }
 }
 
-/// The name of `node`'s disk stream: each node's disk draws from its own stream (see
-/// [`crate::rng::disk_stream_name`]), so a fault on one node's disk never shifts what another
-/// node's disk draws, and a shrunk plan can drop the episodes that do not matter.
-pub(crate) fn disk_stream(world: &crate::world::World, node: NodeId) -> String {
-    crate::rng::disk_stream_name(&world.node(node).name)
+/// Takes `node`'s disk stream out of its disk, to draw from while the disk is borrowed; give
+/// it back with [`put_rng`]. Each node's disk draws from its own stream, named
+/// [`crate::rng::disk_stream_name`] and made on first use, so a fault on one node's disk never
+/// shifts what another node's disk draws, and a shrunk plan can drop the episodes that do not
+/// matter.
+pub(crate) fn take_rng(
+    world: &mut crate::world::World,
+    node: NodeId,
+) -> rand_xoshiro::Xoshiro256PlusPlus {
+    match world.disk.node_mut(node).rng.take() {
+        Some(rng) => rng,
+        None => crate::rng::new_stream(
+            world.seed,
+            &crate::rng::disk_stream_name(&world.node(node).name),
+        ),
+    }
+}
+
+/// Gives back the stream [`take_rng`] took.
+pub(crate) fn put_rng(
+    world: &mut crate::world::World,
+    node: NodeId,
+    rng: rand_xoshiro::Xoshiro256PlusPlus,
+) {
+    world.disk.node_mut(node).rng = Some(rng);
 }
 
 /// Crash effects on the disk: the crash model decides what unsynced data survives, the page
 /// cache is gone. Called by every crash path of sim-core, with the world borrowed.
 pub(crate) fn on_crash(world: &mut crate::world::World, node: NodeId) {
-    let stream = disk_stream(world, node);
-    let mut rng = world.stream(&stream).clone();
+    let mut rng = take_rng(world, node);
     let sector_bytes = world.disk.settings.sector_size_bytes;
     let verdict = world.disk.node_mut(node).crash(&mut rng, sector_bytes);
-    *world.stream(&stream) = rng;
+    put_rng(world, node, rng);
     if let Some(event) = verdict {
         world.record(Some(node), Event::Disk(event));
     }

@@ -60,6 +60,10 @@ pub(crate) struct NodeDisk {
     next_inode: InodeId,
     /// Which durable bytes no successful fsync vouches for, and every corruption.
     pub provenance: Provenance,
+    /// The disk's random stream (see [`super::take_rng`]), made on first use: kept here rather
+    /// than looked up by name in the world, which cost a formatted name and a map search per
+    /// disk operation (measured).
+    pub rng: Option<Xoshiro256PlusPlus>,
 }
 
 impl NodeDisk {
@@ -73,6 +77,7 @@ impl NodeDisk {
             crash_model,
             next_inode: 1,
             provenance: Provenance::default(),
+            rng: None,
         }
     }
 
