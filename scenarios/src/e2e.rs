@@ -231,6 +231,7 @@ const PRINCIPAL_FROM_BODY: &str = "principal-from-body";
 const ADAPTER_ACKS_ON_TIMEOUT: &str = "adapter-acks-on-timeout";
 const LEDGER_SERVES_STALE_ON_ERROR: &str = "ledger-serves-stale-on-error";
 const LEDGER_SKIPS_REREGISTRATION: &str = "ledger-skips-reregistration";
+const LEDGER_VIEW_NOT_RESTARTED: &str = "ledger-view-not-restarted";
 
 /// The adapters' deliberately broken variants switched on (none by default).
 #[derive(Clone, Copy, Debug, Default)]
@@ -241,6 +242,7 @@ struct Glue {
     acks_on_timeout: bool,
     serves_stale_on_error: bool,
     skips_reregistration: bool,
+    view_not_restarted: bool,
 }
 
 impl Glue {
@@ -252,6 +254,7 @@ impl Glue {
             acks_on_timeout: env.is_mutant(ADAPTER_ACKS_ON_TIMEOUT),
             serves_stale_on_error: env.is_mutant(LEDGER_SERVES_STALE_ON_ERROR),
             skips_reregistration: env.is_mutant(LEDGER_SKIPS_REREGISTRATION),
+            view_not_restarted: env.is_mutant(LEDGER_VIEW_NOT_RESTARTED),
         }
     }
 }
@@ -281,6 +284,10 @@ fn mutants() -> Vec<MutantSpec> {
         MutantSpec::new(
             LEDGER_DROPS_TOKEN,
             "the ledger adapter drops the consistency token (the query string) when it translates (agentgateway/agentgateway#1514, BackendStack21/fast-gateway#47): a read-model answer behind the client's own write says it is fresh",
+        ),
+        MutantSpec::new(
+            LEDGER_VIEW_NOT_RESTARTED,
+            "after a ledger node restarts, its adapter starts and registers again but its view node does not (a process the deploy script started once, outside the node's init: Rancher's start_once sidekicks, rancher/rancher#2156; EventStore projections stuck after a killed node came back, kurrent-io/KurrentDB#1349): its queries fail from then on, hidden behind a healthy ledger by the gateways' breakers and ejection; shows when a ledger restarts",
         ),
     ]
 }
@@ -589,6 +596,9 @@ impl Scenario for EndToEnd {
             .build();
         let store = Addr::new(store_id, STORE_PORT);
         let incarnations: Rc<RefCell<BTreeMap<String, u64>>> = Rc::default();
+        // The ledger nodes whose init program has run once (read by a mutant only): unlike
+        // `incarnations`, a node counts as started even if it crashed before registering.
+        let started: Rc<RefCell<BTreeSet<String>>> = Rc::default();
         let topology = self.topology;
         for name in topology.accounts() {
             let addrs = registry_addrs.clone();
@@ -611,12 +621,14 @@ impl Scenario for EndToEnd {
         for name in topology.ledgers() {
             let addrs = registry_addrs.clone();
             let incarnations = incarnations.clone();
+            let started = started.clone();
             let observer = env.observer();
             let id = env
                 .sim
                 .node(name.clone())
                 .init(move || {
                     let (addrs, incarnations) = (addrs.clone(), incarnations.clone());
+                    let started = started.clone();
                     let name = name.clone();
                     let hook: ViewHook = {
                         let observer = observer.clone();
@@ -627,7 +639,11 @@ impl Scenario for EndToEnd {
                         })
                     };
                     async move {
-                        sim_core::task::spawn(run_view_node(ViewNodeConfig::new(store), hook));
+                        let first_start = started.borrow_mut().insert(name.clone());
+                        // The bug: the view node is a first-start step only.
+                        if first_start || !glue.view_not_restarted {
+                            sim_core::task::spawn(run_view_node(ViewNodeConfig::new(store), hook));
+                        }
                         sim_core::task::spawn(ledger_adapter(glue));
                         let restarted = incarnations.borrow().contains_key(&name);
                         if glue.skips_reregistration && restarted {
