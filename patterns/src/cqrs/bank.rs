@@ -283,19 +283,29 @@ impl AccountState {
     /// the command side never writes them to an account stream).
     pub fn load(events: &[RecordedEvent]) -> AccountState {
         let mut state = AccountState::default();
+        state.fold(events);
+        state
+    }
+
+    /// Folds the stream's next events, in order, onto this state (see
+    /// [`AccountState::load`]).
+    pub fn fold(&mut self, events: &[RecordedEvent]) {
         for event in events {
-            state.version = Some(event.version);
+            self.version = Some(event.version);
             if let Ok(Some(decoded)) = BankEvent::decode(event) {
                 let index = (event.data.event_id.0 & 0xff) as u8;
-                state
-                    .commands
+                self.commands
                     .entry(decoded.command_id)
                     .or_default()
                     .push((index, event.position));
-                state.apply(&decoded.body);
+                self.apply(&decoded.body);
             }
         }
-        state
+    }
+
+    /// How many of the stream's events are folded in: the stream version to read next.
+    pub fn events_folded(&self) -> u64 {
+        self.version.map_or(0, |version| version + 1)
     }
 
     /// Folds one event.

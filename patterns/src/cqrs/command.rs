@@ -19,8 +19,11 @@
 //! completer*, a process manager that follows the log and credits every debit left without
 //! its credit.
 //!
-//! Requests are handled concurrently, each in its own task; the node keeps nothing between
-//! requests, so a crash loses nothing but the answers in flight.
+//! Requests are handled concurrently, each in its own task. Between requests the node keeps
+//! only a cache of folded account states, so that a load reads just the events appended since
+//! (a stream only grows: the store serves nothing a crash could take back); the cache is lost
+//! with the node and rebuilt from the store, so a crash loses nothing but the answers in
+//! flight.
 
 use crate::cqrs::bank::BankEventBody;
 use crate::cqrs::bank::{
@@ -33,7 +36,7 @@ use crate::event_sourcing::event::{AppendError, AppendRequest, ExpectedVersion};
 use serde::{Deserialize, Serialize};
 use sim_core::net::{Addr, NetError, Request, Socket};
 use sim_core::time;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
@@ -43,6 +46,8 @@ use tracing::{debug, info, warn};
 pub const COMMAND_PORT: u16 = 11;
 /// Most events a stream read returns; a longer stream is read in several calls.
 const STREAM_PAGE: u64 = 1024;
+/// Most account states the node keeps folded between requests; past it the cache starts over.
+const CACHED_ACCOUNTS_MAX: usize = 4096;
 
 /// A debit the transfer completer waits on: (from, to, amount, the round it was first seen,
 /// the transfer's principal).
@@ -121,6 +126,7 @@ pub async fn run_command_node(config: CommandNodeConfig) {
         store,
         config,
         attempts: Cell::new(0),
+        accounts: RefCell::default(),
     });
     let completer = handler.clone();
     sim_core::task::spawn(async move { completer.complete_transfers().await });
@@ -144,6 +150,8 @@ struct Handler {
     config: CommandNodeConfig,
     /// Attempts made by this incarnation (for the mutant's fresh event ids).
     attempts: Cell<u64>,
+    /// Per account, the furthest state a load folded (at most [`CACHED_ACCOUNTS_MAX`]).
+    accounts: RefCell<BTreeMap<String, AccountState>>,
 }
 
 /// Why an attempt ended without a definite answer.
@@ -319,22 +327,52 @@ impl Handler {
         }
     }
 
-    /// Loads an account's state from its whole stream.
+    /// Loads an account's state: the cached one, folded further with the events appended
+    /// since. Reading the whole stream and decoding every event again, for every command,
+    /// made the command side quadratic in a stream's length (measured: the largest part of its
+    /// work in long runs).
     async fn load(&self, account: &str) -> Result<AccountState, Attempt> {
         let stream = stream_of(account);
-        let mut events = Vec::new();
+        let mut state = self
+            .accounts
+            .borrow()
+            .get(account)
+            .cloned()
+            .unwrap_or_default();
         loop {
-            let from = events.len() as u64;
+            let from = state.events_folded();
             let page = match self.store.read_stream(&stream, from, STREAM_PAGE).await? {
                 Ok(page) => page,
                 Err(error) => return Err(Attempt::Unavailable(error.to_string())),
             };
+            if from > 0 && page.first().is_some_and(|event| event.version != from) {
+                // Not the continuation of what was folded: trust nothing cached, start over.
+                warn!(
+                    "stream {stream} went on at version {} after {from}: reloading it",
+                    page[0].version
+                );
+                self.accounts.borrow_mut().remove(account);
+                state = AccountState::default();
+                continue;
+            }
             let short = (page.len() as u64) < STREAM_PAGE;
-            events.extend(page);
+            state.fold(&page);
             if short {
-                return Ok(AccountState::load(&events));
+                break;
             }
         }
+        let mut cached = self.accounts.borrow_mut();
+        if cached.len() >= CACHED_ACCOUNTS_MAX && !cached.contains_key(account) {
+            cached.clear();
+        }
+        // Loads run concurrently and may end out of order: keep the furthest.
+        let further = cached
+            .get(account)
+            .is_none_or(|old| old.events_folded() < state.events_folded());
+        if further {
+            cached.insert(account.to_string(), state.clone());
+        }
+        Ok(state)
     }
 
     /// Appends one event; the token is its global position.
