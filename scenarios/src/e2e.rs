@@ -35,6 +35,10 @@
 //!   log by an operator, answers what its live model answered at the same position.
 //! - `conservation` (always): every answer keeps the domain's rule (no balance below zero;
 //!   balances + in transit = deposited - withdrawn), judged on the answer alone.
+//! - `retries-bounded` (always): on the network, no layer multiplies a command's tries
+//!   beyond its allowance: a client sends it at most `CLIENT_TRIES` times, a gateway sends at
+//!   most 1 + `retries_max` attempts per copy of a request it received, an adapter one command
+//!   call per copy of an attempt it received (retries at every layer multiply).
 //! - `visible-after-heal` (eventually, 4 s): through every gateway, and from every ledger's
 //!   view node asked directly, a fresh answer at the end of the log: what is durable becomes
 //!   visible in every read model.
@@ -44,8 +48,8 @@
 //!   again), `gateway-retried` (a gateway tried an attempt again), `answered-stale` (a
 //!   ledger said it was behind the client's token).
 //!
-//! Not judged here: breakers and retry amplification seen from the network (the `gateway`
-//! scenario judges the gateway's retries; the `circuit-breaker` scenario, breakers).
+//! Not judged here: whether a gateway's breakers refuse calls while open (the
+//! `circuit-breaker` scenario judges the breaker, the `gateway` scenario ejection).
 
 use crate::cqrs::oracle::{self as bank_oracle, Fold};
 use crate::cqrs::read_log;
@@ -78,7 +82,7 @@ use patterns::gateway::upstream::UpstreamConfig;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use sim_core::disk::{DiskConfig, DiskFaults, Latency};
-use sim_core::net::{Addr, RpcError, Socket};
+use sim_core::net::{Addr, MessageKind, NetTap, RpcError, Socket, Tapped};
 use sim_core::time::WALL_EPOCH_UNIX_S;
 use sim_core::{time, NodeId, SimConfig};
 use std::cell::RefCell;
@@ -161,6 +165,10 @@ fn account_of_client(index: usize) -> String {
     char::from(b'a' + (index % 26) as u8).to_string()
 }
 
+/// A gateway tries a request at most this many times more (the gateways' `retries_max`).
+const GATEWAY_RETRIES_MAX: u32 = 2;
+/// Most message events the scenario's network tap keeps (a run sends a few thousand).
+const TAP_CAPACITY: usize = 200_000;
 /// The port the adapters listen on (the address registered in discovery).
 const BACKEND_PORT: u16 = 14;
 const SIGNING_KEY: (&str, &[u8]) = ("k1", b"e2e signing secret");
@@ -212,6 +220,10 @@ static LISTED_AFTER_HEAL: Invariant = Invariant::eventually(
     "within 4 s of healing (after the read side is visible) discovery lists every accounts and ledger instance as up",
     Duration::from_secs(4),
 );
+static RETRIES_BOUNDED: Invariant = Invariant::always(
+    "retries-bounded",
+    "no layer multiplies a command's tries beyond its own allowance: a gateway sends at most 1 + retries_max attempts per copy of a client request it received, an adapter at most one command call per copy of an attempt it received (counted on the network)",
+);
 static CLIENT_RETRIED: Invariant = Invariant::sometimes(
     "client-retried",
     "a command's outcome was unknown and the client sent it again",
@@ -231,6 +243,7 @@ const PRINCIPAL_FROM_BODY: &str = "principal-from-body";
 const ADAPTER_ACKS_ON_TIMEOUT: &str = "adapter-acks-on-timeout";
 const LEDGER_SERVES_STALE_ON_ERROR: &str = "ledger-serves-stale-on-error";
 const LEDGER_SKIPS_REREGISTRATION: &str = "ledger-skips-reregistration";
+const ADAPTER_RETRIES_COMMANDS: &str = "adapter-retries-commands";
 const LEDGER_VIEW_NOT_RESTARTED: &str = "ledger-view-not-restarted";
 
 /// The adapters' deliberately broken variants switched on (none by default).
@@ -240,6 +253,7 @@ struct Glue {
     drops_token: bool,
     principal_from_body: bool,
     acks_on_timeout: bool,
+    retries_commands: bool,
     serves_stale_on_error: bool,
     skips_reregistration: bool,
     view_not_restarted: bool,
@@ -252,6 +266,7 @@ impl Glue {
             drops_token: env.is_mutant(LEDGER_DROPS_TOKEN),
             principal_from_body: env.is_mutant(PRINCIPAL_FROM_BODY),
             acks_on_timeout: env.is_mutant(ADAPTER_ACKS_ON_TIMEOUT),
+            retries_commands: env.is_mutant(ADAPTER_RETRIES_COMMANDS),
             serves_stale_on_error: env.is_mutant(LEDGER_SERVES_STALE_ON_ERROR),
             skips_reregistration: env.is_mutant(LEDGER_SKIPS_REREGISTRATION),
             view_not_restarted: env.is_mutant(LEDGER_VIEW_NOT_RESTARTED),
@@ -280,6 +295,10 @@ fn mutants() -> Vec<MutantSpec> {
         MutantSpec::new(
             LEDGER_SKIPS_REREGISTRATION,
             "a ledger instance registers in discovery when it first starts but not after a restart (the registration done once at deploy time); its lease runs out and, once every ledger has restarted, the read side is gone for good; shows when a ledger restarts",
+        ),
+        MutantSpec::new(
+            ADAPTER_RETRIES_COMMANDS,
+            "the accounts adapter retries its command node, up to three times more, when it answers unavailable or not in time, under gateways that already retry (retries at every layer multiply: Google SRE book, \"Addressing Cascading Failures\"; AWS Builders' Library, \"Timeouts, retries, and backoff with jitter\"): a struggling write side gets up to twelve calls per client try; shows when the write side is slow or down",
         ),
         MutantSpec::new(
             LEDGER_DROPS_TOKEN,
@@ -378,6 +397,9 @@ pub struct System {
     clients: Vec<NodeId>,
     store: Addr,
     records: Rc<RefCell<Records>>,
+    /// Every message event from the start: `retries-bounded` is judged from what the network
+    /// carried.
+    tap: NetTap,
 }
 
 /// The scenario.
@@ -462,7 +484,7 @@ fn gateway_config(registries: Vec<Addr>) -> GatewayConfig {
             ..LimitConfig::default()
         },
         upstream: UpstreamConfig {
-            retries_max: 2,
+            retries_max: GATEWAY_RETRIES_MAX,
             per_try_timeout: Duration::from_millis(300),
             route_timeout: Duration::from_millis(800),
             ..UpstreamConfig::default()
@@ -528,6 +550,7 @@ impl Scenario for EndToEnd {
                 PRINCIPAL_RECORDED,
                 READ_YOUR_WRITES,
                 CONSERVATION,
+                RETRIES_BOUNDED,
                 REBUILD_EQUALS_LIVE,
                 VISIBLE_AFTER_HEAL,
                 LISTED_AFTER_HEAL,
@@ -583,6 +606,7 @@ impl Scenario for EndToEnd {
 
     fn setup(&self, env: &Env, _workload: &Workload) -> System {
         let glue = Glue::of(env);
+        let tap = env.sim.net().tap(TAP_CAPACITY);
         let registries = build_registries(env, &REGISTRIES);
         let registry_addrs: Vec<Addr> = registries
             .iter()
@@ -684,6 +708,7 @@ impl Scenario for EndToEnd {
             clients,
             store,
             records: Rc::default(),
+            tap,
         }
     }
 
@@ -781,6 +806,7 @@ impl Scenario for EndToEnd {
                 Err(_) => env.inconclusive("the rebuild probe's node stopped"),
             }
         }
+        judge_retries(&env.observer(), system);
         // Read last: the log covers every answer the clients and the probe got.
         match env.sim.spawn_on(probe_node, read_log(store)).await {
             Ok(Ok(log)) => judge(&env.observer(), &system.records.borrow(), &log),
@@ -839,10 +865,20 @@ async fn accounts_adapter(glue: Glue) {
                 Err(why) => json_answer(400, serde_json::json!({ "error": why })),
                 Ok(command) => {
                     let Ok(calls) = Socket::bind(0) else { return };
-                    match calls
+                    // The bug's layer of retries: three more calls after a failure.
+                    let tries = if glue.retries_commands { 4 } else { 1 };
+                    let mut answer = calls
                         .call::<_, CommandResponse>(command_node, &command, COMMAND_TIMEOUT)
-                        .await
-                    {
+                        .await;
+                    for _ in 1..tries {
+                        if !matches!(answer, Ok(CommandResponse::Unavailable(_)) | Err(_)) {
+                            break;
+                        }
+                        answer = calls
+                            .call::<_, CommandResponse>(command_node, &command, COMMAND_TIMEOUT)
+                            .await;
+                    }
+                    match answer {
                         // The consistency token a client passes back as `at`: the position just
                         // past the command's last event (a model at it has folded that event).
                         Ok(CommandResponse::Done { token }) => {
@@ -1445,6 +1481,125 @@ fn rebuild_differs(live: &Answered, rebuilt: &Answered) -> Option<String> {
 }
 
 /// The checks over the clients' records and the final log.
+/// How a client command's tries fanned out on the network, layer by layer, by the command's
+/// id (the client's `Idempotency-Key`): each count is of messages, duplicates included.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Fanout {
+    /// Requests carrying the key that clients sent.
+    from_clients: u64,
+    /// Requests carrying the key delivered to gateways.
+    at_gateways: u64,
+    /// Attempts carrying the key that gateways sent to adapters.
+    from_gateways: u64,
+    /// Attempts carrying the key delivered to adapters.
+    at_adapters: u64,
+    /// Command calls with the id that adapters sent to command nodes.
+    from_adapters: u64,
+}
+
+/// Whether a layer tried command `id` more often than its allowance: a client at most
+/// [`CLIENT_TRIES`] times, a gateway at most 1 + [`GATEWAY_RETRIES_MAX`] attempts per request
+/// it received, an adapter one command call per attempt it received.
+fn amplified(id: u64, fanout: &Fanout) -> Option<String> {
+    let per_request = 1 + u64::from(GATEWAY_RETRIES_MAX);
+    if fanout.from_clients > CLIENT_TRIES as u64 {
+        return Some(format!(
+            "command {id}: a client sent it {} times (at most {CLIENT_TRIES})",
+            fanout.from_clients
+        ));
+    }
+    if fanout.from_gateways > fanout.at_gateways * per_request {
+        return Some(format!(
+            "command {id}: the gateways sent {} attempts for the {} requests they received (at most {per_request} each)",
+            fanout.from_gateways, fanout.at_gateways
+        ));
+    }
+    if fanout.from_adapters > fanout.at_adapters {
+        return Some(format!(
+            "command {id}: the adapters called a command node {} times for the {} attempts they received",
+            fanout.from_adapters, fanout.at_adapters
+        ));
+    }
+    None
+}
+
+/// The `Idempotency-Key` of an HTTP request's bytes, read with code of our own (not the
+/// gateway's parser): the header lines before the blank line, the name in any case.
+fn idempotency_key(bytes: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let head = text.split("\r\n\r\n").next()?;
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("idempotency-key")
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+/// `retries-bounded`, from every message the network carried: counts each command's tries
+/// at each layer ([`Fanout`]) and judges them ([`amplified`]). Calls with an id no client
+/// key names are `command-once`'s to judge.
+fn judge_retries(observer: &Observer, system: &System) {
+    if system.tap.overflowed() {
+        observer.inconclusive("the network tap overflowed: retries-bounded is not judged");
+        return;
+    }
+    let mut fanouts: BTreeMap<u64, Fanout> = BTreeMap::new();
+    let mut command_calls: BTreeMap<u64, u64> = BTreeMap::new();
+    for event in system.tap.drain() {
+        if !matches!(event.kind, MessageKind::Request { .. }) {
+            continue;
+        }
+        let sent = match event.what {
+            Tapped::Send => true,
+            Tapped::Deliver => false,
+            _ => continue,
+        };
+        let port = event.to.port;
+        if port == GATEWAY_PORT && system.clients.contains(&event.from.node) {
+            let Some(id) = event
+                .decode::<ExternalCall>()
+                .and_then(|call| idempotency_key(&call.bytes))
+            else {
+                continue;
+            };
+            let fanout = fanouts.entry(id).or_default();
+            *(if sent {
+                &mut fanout.from_clients
+            } else {
+                &mut fanout.at_gateways
+            }) += 1;
+        } else if port == BACKEND_PORT && system.gateways.contains(&event.from.node) {
+            let Some(id) = event
+                .decode::<BackendRequest>()
+                .and_then(|request| request.idempotency_key?.parse().ok())
+            else {
+                continue;
+            };
+            let fanout = fanouts.entry(id).or_default();
+            *(if sent {
+                &mut fanout.from_gateways
+            } else {
+                &mut fanout.at_adapters
+            }) += 1;
+        } else if port == COMMAND_PORT && sent {
+            if let Some(call) = event.decode::<CommandRequest>() {
+                *command_calls.entry(call.command_id).or_default() += 1;
+            }
+        }
+    }
+    for (id, calls) in command_calls {
+        if let Some(fanout) = fanouts.get_mut(&id) {
+            fanout.from_adapters = calls;
+        }
+    }
+    for (id, fanout) in &fanouts {
+        if let Some(broken) = amplified(*id, fanout) {
+            observer.violation(&RETRIES_BOUNDED, broken);
+        }
+    }
+}
+
 fn judge(observer: &Observer, records: &Records, log: &[RecordedEvent]) {
     // The log's events, as the oracle reads them.
     let senders: BTreeMap<u64, &str> = records
@@ -1798,6 +1953,64 @@ mod tests {
         judge(&observer, &records, &log);
         let found = observer.violations();
         assert!(found.iter().any(|(i, _)| i == "command-once"), "{found:?}");
+    }
+
+    #[test]
+    fn retries_within_every_layers_allowance_pass() {
+        // One client request, retried twice by its gateway; one copy of the client's request
+        // duplicated by the network (two arrivals, so six attempts allowed).
+        let faithful = Fanout {
+            from_clients: 1,
+            at_gateways: 2,
+            from_gateways: 6,
+            at_adapters: 6,
+            from_adapters: 6,
+        };
+        assert_eq!(amplified(7, &faithful), None);
+    }
+
+    #[test]
+    fn each_layer_that_multiplies_tries_is_named() {
+        let base = Fanout {
+            from_clients: 1,
+            at_gateways: 1,
+            from_gateways: 3,
+            at_adapters: 3,
+            from_adapters: 3,
+        };
+        let clients = Fanout {
+            from_clients: CLIENT_TRIES as u64 + 1,
+            ..base
+        };
+        assert!(amplified(7, &clients).unwrap().contains("a client sent it"));
+        let gateways = Fanout {
+            from_gateways: 4,
+            at_adapters: 4,
+            from_adapters: 4,
+            ..base
+        };
+        assert!(amplified(7, &gateways)
+            .unwrap()
+            .contains("the gateways sent 4 attempts"));
+        let adapters = Fanout {
+            from_adapters: 4,
+            ..base
+        };
+        assert!(amplified(7, &adapters)
+            .unwrap()
+            .contains("the adapters called"));
+    }
+
+    #[test]
+    fn the_idempotency_key_is_read_from_the_headers_only() {
+        let request = b"POST /api/accounts/deposit HTTP/1.1\r\nHost: bank\r\nidempotency-KEY:  42 \r\n\r\n{\"Idempotency-Key\": 9}";
+        assert_eq!(idempotency_key(request), Some(42));
+        let in_body = b"POST /x HTTP/1.1\r\nHost: bank\r\n\r\nIdempotency-Key: 9";
+        assert_eq!(idempotency_key(in_body), None);
+        assert_eq!(
+            idempotency_key(b"POST /x HTTP/1.1\r\nIdempotency-Key: nine\r\n\r\n"),
+            None
+        );
     }
 
     #[test]
