@@ -836,7 +836,7 @@ impl SendWatch {
                 continue;
             }
             let checkers = self.checkers.borrow();
-            let sender = checkers.iter().find(|(name, _)| *name == event.from_name);
+            let sender = checkers.iter().find(|(name, _)| **name == *event.from_name);
             let Some((_, checker)) = sender else {
                 continue;
             };

@@ -1021,13 +1021,13 @@ fn judge_answers(env: &Env, system: &System, log: &[RecordedEvent]) -> bool {
         if event.what != Tapped::Send || !matches!(event.kind, MessageKind::Response { .. }) {
             continue;
         }
-        if !VIEWS.contains(&event.from_name.as_str()) {
+        if !VIEWS.contains(&&*event.from_name) {
             continue;
         }
         let Some(ViewResponse::Answer(answer)) = event.decode::<ViewResponse>() else {
             continue;
         };
-        let max = node_max.entry(event.from_name.clone()).or_default();
+        let max = node_max.entry(event.from_name.to_string()).or_default();
         if answer.position < max.0 {
             env.violation(
                 &VIEWS_MONOTONIC,

@@ -494,7 +494,7 @@ fn check_expiries(env: &Env, system: &System) {
         }
         let mut learn = |instance: String, incarnation: u64, renewed: u64| {
             learned
-                .entry((event.to_name.clone(), instance, incarnation))
+                .entry((event.to_name.to_string(), instance, incarnation))
                 .or_default()
                 .push((event.time_ns, renewed));
         };

@@ -1536,6 +1536,20 @@ fn idempotency_key(bytes: &[u8]) -> Option<u64> {
     })
 }
 
+/// The head of a gateway's attempt as the wire carries it: the fields of a
+/// [`BackendRequest`] up to its idempotency key, in their order (the body, JSON text, is left
+/// undecoded: parsing it for every attempt was most of this check's cost, measured).
+#[derive(Deserialize)]
+struct AttemptHead {
+    _request_id: u64,
+    _route: String,
+    _method: String,
+    _path: String,
+    _query: Option<String>,
+    _principal: Option<String>,
+    idempotency_key: Option<String>,
+}
+
 /// `retries-bounded`, from every message the network carried: counts each command's tries
 /// at each layer ([`Fanout`]) and judges them ([`amplified`]). Calls with an id no client
 /// key names are `command-once`'s to judge.
@@ -1546,6 +1560,8 @@ fn judge_retries(observer: &Observer, system: &System) {
     }
     let mut fanouts: BTreeMap<u64, Fanout> = BTreeMap::new();
     let mut command_calls: BTreeMap<u64, u64> = BTreeMap::new();
+    // A message's send and its delivery carry one payload: decode it once.
+    let mut keys: BTreeMap<u64, Option<u64>> = BTreeMap::new();
     for event in system.tap.drain() {
         if !matches!(event.kind, MessageKind::Request { .. }) {
             continue;
@@ -1557,12 +1573,12 @@ fn judge_retries(observer: &Observer, system: &System) {
         };
         let port = event.to.port;
         if port == GATEWAY_PORT && system.clients.contains(&event.from.node) {
-            let Some(id) = event
-                .decode::<ExternalCall>()
-                .and_then(|call| idempotency_key(&call.bytes))
-            else {
-                continue;
-            };
+            let key = keys.entry(event.id).or_insert_with(|| {
+                event
+                    .decode::<ExternalCall>()
+                    .and_then(|call| idempotency_key(&call.bytes))
+            });
+            let Some(id) = *key else { continue };
             let fanout = fanouts.entry(id).or_default();
             *(if sent {
                 &mut fanout.from_clients
@@ -1570,12 +1586,12 @@ fn judge_retries(observer: &Observer, system: &System) {
                 &mut fanout.at_gateways
             }) += 1;
         } else if port == BACKEND_PORT && system.gateways.contains(&event.from.node) {
-            let Some(id) = event
-                .decode::<BackendRequest>()
-                .and_then(|request| request.idempotency_key?.parse().ok())
-            else {
-                continue;
-            };
+            let key = keys.entry(event.id).or_insert_with(|| {
+                event
+                    .decode::<AttemptHead>()
+                    .and_then(|head| head.idempotency_key?.parse().ok())
+            });
+            let Some(id) = *key else { continue };
             let fanout = fanouts.entry(id).or_default();
             *(if sent {
                 &mut fanout.from_gateways
@@ -2011,6 +2027,23 @@ mod tests {
             idempotency_key(b"POST /x HTTP/1.1\r\nIdempotency-Key: nine\r\n\r\n"),
             None
         );
+    }
+
+    #[test]
+    fn an_attempts_head_reads_the_key_of_a_backend_request() {
+        let request = BackendRequest {
+            request_id: 3,
+            route: "accounts".into(),
+            method: "POST".into(),
+            path: "/api/accounts/deposit".into(),
+            query: Some("cid=x".into()),
+            principal: Some("ann".into()),
+            idempotency_key: Some("42".into()),
+            body: serde_json::json!({ "account": "a", "amount": 5 }),
+        };
+        let bytes = postcard::to_allocvec(&request).expect("encodes");
+        let head: AttemptHead = postcard::from_bytes(&bytes).expect("decodes");
+        assert_eq!(head.idempotency_key.as_deref(), Some("42"));
     }
 
     #[test]

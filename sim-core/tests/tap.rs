@@ -30,12 +30,7 @@ enum Ack {
 
 /// A compact form of a tap event for assertions: what, message id, from and to node names.
 fn shape(event: &TapEvent) -> (Tapped, u64, &str, &str) {
-    (
-        event.what,
-        event.id,
-        event.from_name.as_str(),
-        event.to_name.as_str(),
-    )
+    (event.what, event.id, &*event.from_name, &*event.to_name)
 }
 
 #[test]
