@@ -39,6 +39,11 @@
 //!   beyond its allowance: a client sends it at most `CLIENT_TRIES` times, a gateway sends at
 //!   most 1 + `retries_max` attempts per copy of a request it received, an adapter one command
 //!   call per copy of an attempt it received (retries at every layer multiply).
+//! - `breaker-respected` (always): no attempt leaves a gateway for an instance while that
+//!   gateway's breaker for it is open: the states as the gateway reported them (an instance
+//!   newly listed, or a restart, starts closed), the attempts as the network carried them. The
+//!   gateways' breakers are sized for this system (6 calls, half failed, open 400 ms), so
+//!   they do open (`breaker-opened`, sometimes).
 //! - `visible-after-heal` (eventually, 4 s): through every gateway, and from every ledger's
 //!   view node asked directly, a fresh answer at the end of the log: what is durable becomes
 //!   visible in every read model.
@@ -46,10 +51,7 @@
 //!   `ledger` instance as up (an instance that restarted registered again).
 //! - sometimes: `client-retried` (a command's outcome was unknown and the client sent it
 //!   again), `gateway-retried` (a gateway tried an attempt again), `answered-stale` (a
-//!   ledger said it was behind the client's token).
-//!
-//! Not judged here: whether a gateway's breakers refuse calls while open (the
-//! `circuit-breaker` scenario judges the breaker, the `gateway` scenario ejection).
+//!   ledger said it was behind the client's token), `breaker-opened`.
 
 use crate::cqrs::oracle::{self as bank_oracle, Fold};
 use crate::cqrs::read_log;
@@ -57,6 +59,7 @@ use crate::gateway::{build_registries, stay_registered};
 use harness::{
     Checked, Env, FaultBudget, FaultKind, Invariant, MutantSpec, Observer, Scenario, ScenarioSpec,
 };
+use patterns::circuit_breaker::{Config as BreakerConfig, OpenWait, State as BreakerState, Window};
 use patterns::cqrs::bank::BankCommand;
 use patterns::cqrs::command::{
     run_command_node, CommandNodeConfig, CommandRequest, CommandResponse, COMMAND_PORT,
@@ -77,12 +80,13 @@ use patterns::gateway::driver::{
 };
 use patterns::gateway::http::{parse_response, BackendRequest, BackendResponse, Limits};
 use patterns::gateway::limit::LimitConfig;
+use patterns::gateway::mutant::{Mutant as GatewayMutant, Mutants as GatewayMutants};
 use patterns::gateway::route::{Access, HostMatch, PathMatch, Route};
 use patterns::gateway::upstream::UpstreamConfig;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use sim_core::disk::{DiskConfig, DiskFaults, Latency};
-use sim_core::net::{Addr, MessageKind, NetTap, RpcError, Socket, Tapped};
+use sim_core::net::{Addr, MessageKind, NetTap, RpcError, Socket, TapEvent, Tapped};
 use sim_core::time::WALL_EPOCH_UNIX_S;
 use sim_core::{time, NodeId, SimConfig};
 use std::cell::RefCell;
@@ -224,6 +228,14 @@ static RETRIES_BOUNDED: Invariant = Invariant::always(
     "retries-bounded",
     "no layer multiplies a command's tries beyond its own allowance: a gateway sends at most 1 + retries_max attempts per copy of a client request it received, an adapter at most one command call per copy of an attempt it received (counted on the network)",
 );
+static BREAKER_RESPECTED: Invariant = Invariant::always(
+    "breaker-respected",
+    "no attempt leaves a gateway for an instance while that gateway's breaker for it is open (states as the gateway reported them, attempts as the network carried them)",
+);
+static BREAKER_OPENED: Invariant = Invariant::sometimes(
+    "breaker-opened",
+    "a gateway's breaker for an instance opened (so breaker-respected had something to judge)",
+);
 static CLIENT_RETRIED: Invariant = Invariant::sometimes(
     "client-retried",
     "a command's outcome was unknown and the client sent it again",
@@ -244,6 +256,9 @@ const ADAPTER_ACKS_ON_TIMEOUT: &str = "adapter-acks-on-timeout";
 const LEDGER_SERVES_STALE_ON_ERROR: &str = "ledger-serves-stale-on-error";
 const LEDGER_SKIPS_REREGISTRATION: &str = "ledger-skips-reregistration";
 const ADAPTER_RETRIES_COMMANDS: &str = "adapter-retries-commands";
+/// The gateway's own mutant, which only this scenario judges (the gateway scenario does not
+/// judge breakers).
+const RETRIES_BYPASS_BREAKER: &str = "retries-bypass-breaker";
 const LEDGER_VIEW_NOT_RESTARTED: &str = "ledger-view-not-restarted";
 
 /// The adapters' deliberately broken variants switched on (none by default).
@@ -254,6 +269,7 @@ struct Glue {
     principal_from_body: bool,
     acks_on_timeout: bool,
     retries_commands: bool,
+    retries_bypass_breaker: bool,
     serves_stale_on_error: bool,
     skips_reregistration: bool,
     view_not_restarted: bool,
@@ -267,6 +283,7 @@ impl Glue {
             principal_from_body: env.is_mutant(PRINCIPAL_FROM_BODY),
             acks_on_timeout: env.is_mutant(ADAPTER_ACKS_ON_TIMEOUT),
             retries_commands: env.is_mutant(ADAPTER_RETRIES_COMMANDS),
+            retries_bypass_breaker: env.is_mutant(RETRIES_BYPASS_BREAKER),
             serves_stale_on_error: env.is_mutant(LEDGER_SERVES_STALE_ON_ERROR),
             skips_reregistration: env.is_mutant(LEDGER_SKIPS_REREGISTRATION),
             view_not_restarted: env.is_mutant(LEDGER_VIEW_NOT_RESTARTED),
@@ -299,6 +316,10 @@ fn mutants() -> Vec<MutantSpec> {
         MutantSpec::new(
             ADAPTER_RETRIES_COMMANDS,
             "the accounts adapter retries its command node, up to three times more, when it answers unavailable or not in time, under gateways that already retry (retries at every layer multiply: Google SRE book, \"Addressing Cascading Failures\"; AWS Builders' Library, \"Timeouts, retries, and backoff with jitter\"): a struggling write side gets up to twelve calls per client try; shows when the write side is slow or down",
+        ),
+        MutantSpec::new(
+            RETRIES_BYPASS_BREAKER,
+            "the gateways' retries do not ask the instance's breaker, as when the retry policy wraps the breaker the wrong way round (Polly's PolicyWrap order, App-vNext/Polly#1012): an instance whose breaker is open keeps getting retries; the gateway pattern's own mutant, which only the composed system judges; shows when instances fail",
         ),
         MutantSpec::new(
             LEDGER_DROPS_TOKEN,
@@ -397,9 +418,30 @@ pub struct System {
     clients: Vec<NodeId>,
     store: Addr,
     records: Rc<RefCell<Records>>,
-    /// Every message event from the start: `retries-bounded` is judged from what the network
-    /// carried.
+    /// Every message event from the start: `retries-bounded` and `breaker-respected` are
+    /// judged from what the network carried.
     tap: NetTap,
+    /// What the gateways reported of their breakers, and their starts, in order.
+    breakers: Rc<RefCell<Vec<BreakerNote>>>,
+}
+
+/// A gateway's report that bears on its breakers, at a true time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct BreakerNote {
+    /// The gateway's node.
+    gateway: NodeId,
+    /// True time of the report, in nanoseconds.
+    time_ns: u64,
+    /// What changed.
+    change: BreakerChange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum BreakerChange {
+    /// The gateway (re)started: every breaker it had is gone.
+    Started,
+    /// The breaker for this instance (its address, as registered) is now open, or not.
+    Breaker { instance: String, open: bool },
 }
 
 /// The scenario.
@@ -463,7 +505,7 @@ fn routes() -> Vec<Route> {
     ]
 }
 
-fn gateway_config(registries: Vec<Addr>) -> GatewayConfig {
+fn gateway_config(registries: Vec<Addr>, glue: Glue) -> GatewayConfig {
     GatewayConfig {
         port: GATEWAY_PORT,
         registries,
@@ -487,6 +529,22 @@ fn gateway_config(registries: Vec<Addr>) -> GatewayConfig {
             retries_max: GATEWAY_RETRIES_MAX,
             per_try_timeout: Duration::from_millis(300),
             route_timeout: Duration::from_millis(800),
+            // Sized for a few calls per instance per second (the defaults, a window of 100
+            // calls and a minute open, never trip in a run): half of the last 6 calls failed,
+            // at least 4 of them, opens for 400 ms; 2 probes decide.
+            breaker: BreakerConfig {
+                window: Window::Count { size: 6 },
+                calls_min: 4,
+                failure_rate_threshold_percent: 50,
+                open_wait: OpenWait::Fixed(Duration::from_millis(400)),
+                half_open_probes_max: 2,
+                ..BreakerConfig::default()
+            },
+            mutants: if glue.retries_bypass_breaker {
+                GatewayMutants::only(GatewayMutant::RetriesBypassBreaker)
+            } else {
+                GatewayMutants::none()
+            },
             ..UpstreamConfig::default()
         },
         http: Limits::default(),
@@ -551,12 +609,14 @@ impl Scenario for EndToEnd {
                 READ_YOUR_WRITES,
                 CONSERVATION,
                 RETRIES_BOUNDED,
+                BREAKER_RESPECTED,
                 REBUILD_EQUALS_LIVE,
                 VISIBLE_AFTER_HEAL,
                 LISTED_AFTER_HEAL,
                 CLIENT_RETRIED,
                 GATEWAY_RETRIED,
                 ANSWERED_STALE,
+                BREAKER_OPENED,
             ],
             mutants: mutants(),
             sometimes_batch_min: 200,
@@ -681,18 +741,38 @@ impl Scenario for EndToEnd {
             views.push(Addr::new(id, VIEW_PORT));
         }
         let mut gateways = Vec::new();
+        let breakers: Rc<RefCell<Vec<BreakerNote>>> = Rc::default();
         for name in topology.gateways() {
-            let config = gateway_config(registry_addrs.clone());
+            let config = gateway_config(registry_addrs.clone(), glue);
             let observer = env.observer();
-            let hook: GatewayHook = Rc::new(move |event| {
-                if let GatewayEvent::Attempt { retry: true, .. } = event {
-                    observer.reached(&GATEWAY_RETRIED);
+            let notes = breakers.clone();
+            let hook: GatewayHook = Rc::new(move |event| match event {
+                GatewayEvent::Attempt { retry: true, .. } => observer.reached(&GATEWAY_RETRIED),
+                GatewayEvent::Breaker { instance, state } => {
+                    if *state == BreakerState::Open {
+                        observer.reached(&BREAKER_OPENED);
+                    }
+                    note_breaker(
+                        &notes,
+                        BreakerChange::Breaker {
+                            instance: instance.clone(),
+                            open: *state == BreakerState::Open,
+                        },
+                    );
                 }
+                _ => {}
             });
+            let notes = breakers.clone();
             let id = env
                 .sim
                 .node(name)
-                .init(move || run_gateway(config.clone(), hook.clone()))
+                .init(move || {
+                    let (config, hook, notes) = (config.clone(), hook.clone(), notes.clone());
+                    async move {
+                        note_breaker(&notes, BreakerChange::Started);
+                        run_gateway(config, hook).await
+                    }
+                })
                 .build();
             gateways.push(id);
         }
@@ -709,6 +789,7 @@ impl Scenario for EndToEnd {
             store,
             records: Rc::default(),
             tap,
+            breakers,
         }
     }
 
@@ -806,7 +887,13 @@ impl Scenario for EndToEnd {
                 Err(_) => env.inconclusive("the rebuild probe's node stopped"),
             }
         }
-        judge_retries(&env.observer(), system);
+        if system.tap.overflowed() {
+            env.inconclusive("the network tap overflowed: retries and breakers are not judged");
+        } else {
+            let events = system.tap.drain();
+            judge_retries(&env.observer(), system, &events);
+            judge_breakers(&env.observer(), system, &events);
+        }
         // Read last: the log covers every answer the clients and the probe got.
         match env.sim.spawn_on(probe_node, read_log(store)).await {
             Ok(Ok(log)) => judge(&env.observer(), &system.records.borrow(), &log),
@@ -1553,16 +1640,12 @@ struct AttemptHead {
 /// `retries-bounded`, from every message the network carried: counts each command's tries
 /// at each layer ([`Fanout`]) and judges them ([`amplified`]). Calls with an id no client
 /// key names are `command-once`'s to judge.
-fn judge_retries(observer: &Observer, system: &System) {
-    if system.tap.overflowed() {
-        observer.inconclusive("the network tap overflowed: retries-bounded is not judged");
-        return;
-    }
+fn judge_retries(observer: &Observer, system: &System, events: &[TapEvent]) {
     let mut fanouts: BTreeMap<u64, Fanout> = BTreeMap::new();
     let mut command_calls: BTreeMap<u64, u64> = BTreeMap::new();
     // A message's send and its delivery carry one payload: decode it once.
     let mut keys: BTreeMap<u64, Option<u64>> = BTreeMap::new();
-    for event in system.tap.drain() {
+    for event in events {
         if !matches!(event.kind, MessageKind::Request { .. }) {
             continue;
         }
@@ -1613,6 +1696,123 @@ fn judge_retries(observer: &Observer, system: &System) {
         if let Some(broken) = amplified(*id, fanout) {
             observer.violation(&RETRIES_BOUNDED, broken);
         }
+    }
+}
+
+/// Notes a gateway's report, from the gateway's own task, at the true time.
+fn note_breaker(notes: &RefCell<Vec<BreakerNote>>, change: BreakerChange) {
+    let Some(gateway) = sim_core::task::current_node() else {
+        return;
+    };
+    let time_ns = u64::try_from(time::true_now().as_nanos()).unwrap_or(u64::MAX);
+    notes.borrow_mut().push(BreakerNote {
+        gateway,
+        time_ns,
+        change,
+    });
+}
+
+/// An attempt a gateway put on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SentAttempt {
+    gateway: NodeId,
+    /// The instance's address, as discovery lists it.
+    instance: String,
+    time_ns: u64,
+}
+
+/// The attempts sent while the sending gateway's breaker for their instance was open: after
+/// the report that it opened (strictly: an attempt at the same instant may have gone first),
+/// before the next report for it (a breaker turns half-open, and says so, before the probe it
+/// lets through) or the gateway's restart. `names` name the gateways.
+fn breaker_breaches(
+    notes: &[BreakerNote],
+    sent: &[SentAttempt],
+    names: &dyn Fn(NodeId) -> String,
+) -> Vec<String> {
+    let mut open_since: BTreeMap<(NodeId, &str), u64> = BTreeMap::new();
+    let mut open: BTreeMap<(NodeId, &str), Vec<(u64, u64)>> = BTreeMap::new();
+    for note in notes {
+        match &note.change {
+            BreakerChange::Started => {
+                let ended: Vec<(NodeId, &str)> = open_since
+                    .keys()
+                    .filter(|(gateway, _)| *gateway == note.gateway)
+                    .copied()
+                    .collect();
+                for key in ended {
+                    let since = open_since.remove(&key).expect("listed above");
+                    open.entry(key).or_default().push((since, note.time_ns));
+                }
+            }
+            BreakerChange::Breaker {
+                instance,
+                open: true,
+            } => {
+                open_since
+                    .entry((note.gateway, instance.as_str()))
+                    .or_insert(note.time_ns);
+            }
+            BreakerChange::Breaker {
+                instance,
+                open: false,
+            } => {
+                let key = (note.gateway, instance.as_str());
+                if let Some(since) = open_since.remove(&key) {
+                    open.entry(key).or_default().push((since, note.time_ns));
+                }
+            }
+        }
+    }
+    for (key, since) in open_since {
+        open.entry(key).or_default().push((since, u64::MAX));
+    }
+    let mut breaches = Vec::new();
+    for attempt in sent {
+        let key = (attempt.gateway, attempt.instance.as_str());
+        let during = open
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .find(|(since, until)| *since < attempt.time_ns && attempt.time_ns < *until);
+        if let Some((since, _)) = during {
+            breaches.push(format!(
+                "{} sent an attempt to {} at {} ms, while its breaker for it was open (since {} ms)",
+                names(attempt.gateway),
+                attempt.instance,
+                attempt.time_ns / 1_000_000,
+                since / 1_000_000
+            ));
+        }
+    }
+    breaches
+}
+
+/// `breaker-respected`, from the gateways' reports and the attempts on the network.
+fn judge_breakers(observer: &Observer, system: &System, events: &[TapEvent]) {
+    let sent: Vec<SentAttempt> = events
+        .iter()
+        .filter(|event| {
+            event.what == Tapped::Send
+                && matches!(event.kind, MessageKind::Request { .. })
+                && event.to.port == BACKEND_PORT
+                && system.gateways.contains(&event.from.node)
+        })
+        .map(|event| SentAttempt {
+            gateway: event.from.node,
+            instance: event.to.to_string(),
+            time_ns: event.time_ns,
+        })
+        .collect();
+    let names = |gateway: NodeId| {
+        system
+            .gateways
+            .iter()
+            .position(|&g| g == gateway)
+            .map_or_else(|| gateway.to_string(), |i| format!("gateway-{}", i + 1))
+    };
+    for breach in breaker_breaches(&system.breakers.borrow(), &sent, &names) {
+        observer.violation(&BREAKER_RESPECTED, breach);
     }
 }
 
@@ -2044,6 +2244,74 @@ mod tests {
         let bytes = postcard::to_allocvec(&request).expect("encodes");
         let head: AttemptHead = postcard::from_bytes(&bytes).expect("decodes");
         assert_eq!(head.idempotency_key.as_deref(), Some("42"));
+    }
+
+    fn note(time_ms: u64, change: BreakerChange) -> BreakerNote {
+        BreakerNote {
+            gateway: NodeId(2),
+            time_ns: time_ms * 1_000_000,
+            change,
+        }
+    }
+
+    fn breaker(instance: &str, open: bool) -> BreakerChange {
+        BreakerChange::Breaker {
+            instance: instance.into(),
+            open,
+        }
+    }
+
+    fn sent(gateway: u32, instance: &str, time_ms: u64) -> SentAttempt {
+        SentAttempt {
+            gateway: NodeId(gateway),
+            instance: instance.into(),
+            time_ns: time_ms * 1_000_000,
+        }
+    }
+
+    fn breaches(notes: &[BreakerNote], attempts: &[SentAttempt]) -> Vec<String> {
+        breaker_breaches(notes, attempts, &|gateway: NodeId| {
+            format!("g{}", gateway.0)
+        })
+    }
+
+    #[test]
+    fn an_attempt_while_the_breaker_is_open_breaks_breaker_respected() {
+        let notes = [
+            note(10, breaker("n5:14", true)),
+            note(50, breaker("n5:14", false)),
+        ];
+        let found = breaches(&notes, &[sent(2, "n5:14", 20)]);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].contains("g2 sent an attempt to n5:14 at 20 ms"),
+            "{found:?}"
+        );
+        // Still open at the end of the run: open for ever.
+        let found = breaches(
+            &[note(10, breaker("n5:14", true))],
+            &[sent(2, "n5:14", 900)],
+        );
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn attempts_the_breaker_allowed_pass() {
+        let notes = [
+            note(10, breaker("n5:14", true)),
+            note(50, breaker("n5:14", false)),
+            note(70, breaker("n6:14", true)),
+            note(80, BreakerChange::Started),
+        ];
+        let attempts = [
+            sent(2, "n5:14", 5),  // before it opened
+            sent(2, "n5:14", 10), // at the instant it opened: it may have gone first
+            sent(2, "n5:14", 50), // half-open's probe, reported first
+            sent(2, "n6:14", 20), // another instance
+            sent(3, "n5:14", 20), // another gateway's breaker
+            sent(2, "n6:14", 90), // after the gateway restarted
+        ];
+        assert_eq!(breaches(&notes, &attempts), Vec::<String>::new());
     }
 
     #[test]

@@ -362,7 +362,8 @@ fn mutants_of(env: &Env) -> Mutants {
     }
 }
 
-/// The mutants this scenario catches (ejection's cap is not judged here).
+/// The mutants this scenario catches (ejection's cap is not judged here, nor breakers: the
+/// e2e scenario judges `retries-bypass-breaker`).
 const SCENARIO_MUTANTS: [Mutant; 9] = [
     Mutant::RouteByInsertionOrder,
     Mutant::MatchesRawPath,
@@ -388,6 +389,7 @@ fn mutants() -> Vec<MutantSpec> {
         Mutant::KeepsRemovedInstances => "instances discovery no longer lists keep getting traffic while they answer (the trap of Envoy's default ignore_health_on_host_removal: false)",
         Mutant::IgnoresEjection => "the balancer consults each instance's breaker but not the ejection list: an ejected instance keeps getting new attempts",
         Mutant::EjectionOvershoots => "outlier ejection ignores its cap",
+        Mutant::RetriesBypassBreaker => "retries do not ask the instance's breaker (judged by the e2e scenario's breaker-respected)",
     }
     };
     SCENARIO_MUTANTS

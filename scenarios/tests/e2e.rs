@@ -21,6 +21,7 @@ fn every_mutant_is_caught_by_the_invariant_it_breaks() {
         ("ledger-serves-stale-on-error", "read-your-writes"),
         ("ledger-skips-reregistration", "listed-after-heal"),
         ("adapter-retries-commands", "retries-bounded"),
+        ("retries-bypass-breaker", "breaker-respected"),
         ("ledger-drops-token", "read-your-writes"),
         ("ledger-view-not-restarted", "visible-after-heal"),
     ];

@@ -14,6 +14,7 @@
 //! Answers: the backend's status and body; 503 when no instance is available; 504 when the
 //! route timeout passes; 502 when the last attempt failed and no retry was allowed.
 
+use crate::circuit_breaker::State as BreakerState;
 use crate::discovery::client::DiscoveryClient;
 use crate::discovery::mutant::Mutants as DiscoveryMutants;
 use crate::gateway::admit::{admit, Clocks};
@@ -155,6 +156,14 @@ pub enum GatewayEvent {
         request_id: u64,
         /// The status.
         status: u16,
+    },
+    /// An instance's breaker changed state (an instance newly listed starts closed), reported
+    /// before any attempt that the new state let through.
+    Breaker {
+        /// The instance's address.
+        instance: String,
+        /// Its breaker's new state.
+        state: BreakerState,
     },
 }
 
@@ -327,6 +336,7 @@ impl Gateway {
                     .borrow_mut()
                     .upstreams
                     .set_instances(service, instances, now());
+                self.report_breakers();
             }
             time::sleep(self.config.refresh_every).await;
         }
@@ -334,6 +344,15 @@ impl Gateway {
 
     fn report(&self, event: GatewayEvent) {
         (self.hook)(&event);
+    }
+
+    /// Reports the breaker changes the upstream state noted (outside its borrow: the hook may
+    /// do anything).
+    fn report_breakers(&self) {
+        let changes = self.core.borrow_mut().upstreams.take_breaker_changes();
+        for (instance, state) in changes {
+            self.report(GatewayEvent::Breaker { instance, state });
+        }
     }
 
     async fn serve(&self, request: Request, call: ExternalCall) {
@@ -417,6 +436,7 @@ impl Gateway {
                 .borrow_mut()
                 .upstreams
                 .start(service, now(), &tried, retry);
+            self.report_breakers();
             let attempt = match started {
                 Ok(attempt) => attempt,
                 Err(NoAttempt::NoInstance(_)) if !retry => {
@@ -450,6 +470,7 @@ impl Gateway {
                 .borrow_mut()
                 .upstreams
                 .finish(attempt, outcome, now());
+            self.report_breakers();
             last = match answer {
                 Ok(response) => (response.status, response.body),
                 Err(RpcError::Timeout { .. }) => (

@@ -38,6 +38,11 @@ pub enum Mutant {
     /// The balancer consults each instance's breaker but not the ejection list: an ejected
     /// instance keeps its share of new attempts (ejection is computed, then never read).
     IgnoresEjection,
+    /// Retries do not ask the instance's breaker: the breaker guards a request's first try
+    /// only, as when the retry policy wraps the breaker the wrong way round (Polly's
+    /// PolicyWrap order, App-vNext/Polly#1012; resilience4j's decorator order): an instance
+    /// whose breaker is open keeps getting every retry.
+    RetriesBypassBreaker,
 }
 
 impl Mutant {
@@ -54,6 +59,7 @@ impl Mutant {
             Mutant::RetriesPastRouteTimeout,
             Mutant::KeepsRemovedInstances,
             Mutant::IgnoresEjection,
+            Mutant::RetriesBypassBreaker,
         ]
     }
 
@@ -70,6 +76,7 @@ impl Mutant {
             Mutant::RetriesPastRouteTimeout => "retries-past-route-timeout",
             Mutant::KeepsRemovedInstances => "keeps-removed-instances",
             Mutant::IgnoresEjection => "ignores-ejection",
+            Mutant::RetriesBypassBreaker => "retries-bypass-breaker",
         }
     }
 }

@@ -20,7 +20,9 @@
 //! * **Timeouts**: an attempt gets `min(per_try_timeout, time left before the route
 //!   timeout)`; none starts once the route timeout has passed ([`attempt_timeout`]).
 
-use crate::circuit_breaker::{CircuitBreaker, Config as BreakerConfig, Now, Outcome, Permit};
+use crate::circuit_breaker::{
+    CircuitBreaker, Config as BreakerConfig, Now, Outcome, Permit, State as BreakerState,
+};
 use crate::gateway::http::BackendRequest;
 use crate::gateway::mutant::{Mutant, Mutants};
 use std::collections::BTreeMap;
@@ -88,7 +90,8 @@ pub struct Attempt {
     pub instance: String,
     /// Whether it is a retry.
     pub retry: bool,
-    permit: Permit,
+    /// `None` only under [`Mutant::RetriesBypassBreaker`]: the breaker was not asked.
+    permit: Option<Permit>,
 }
 
 /// Why no attempt starts.
@@ -118,6 +121,9 @@ pub struct Upstreams {
     cursors: BTreeMap<String, usize>,
     active: u32,
     active_retries: u32,
+    /// Breaker states that changed since [`Upstreams::take_breaker_changes`] (a new instance
+    /// counts: its breaker starts closed), oldest first.
+    breaker_changes: Vec<(String, BreakerState)>,
 }
 
 fn now_of(monotonic: Duration) -> Now {
@@ -167,6 +173,7 @@ impl Upstreams {
             cursors: BTreeMap::new(),
             active: 0,
             active_retries: 0,
+            breaker_changes: Vec::new(),
         })
     }
 
@@ -192,12 +199,20 @@ impl Upstreams {
                     ejections: 0,
                 };
                 self.instances.insert(instance.clone(), state);
+                self.breaker_changes
+                    .push((instance.clone(), BreakerState::Closed));
             }
         }
         self.services.insert(service.to_owned(), instances);
         let listed: std::collections::BTreeSet<&String> =
             self.services.values().flatten().collect();
         self.instances.retain(|name, _| listed.contains(name));
+    }
+
+    /// The breaker states that changed since the last call, oldest first: (instance, new
+    /// state). An instance discovery newly lists starts with a closed breaker, and counts.
+    pub fn take_breaker_changes(&mut self) -> Vec<(String, BreakerState)> {
+        std::mem::take(&mut self.breaker_changes)
     }
 
     /// Whether `instance` is listed and not ejected at `now` (its breaker aside).
@@ -247,18 +262,29 @@ impl Upstreams {
                     .instances
                     .get_mut(name)
                     .expect("listed instances have state");
-                if let Ok(permit) = state.breaker.try_acquire(now_of(now)) {
-                    self.cursors.insert(service.to_owned(), index + 1);
-                    self.active += 1;
-                    if retry {
-                        self.active_retries += 1;
-                    }
-                    return Ok(Attempt {
-                        instance: name.clone(),
-                        retry,
-                        permit,
-                    });
+                let before = state.breaker.state();
+                let acquired = state.breaker.try_acquire(now_of(now));
+                if state.breaker.state() != before {
+                    self.breaker_changes
+                        .push((name.clone(), state.breaker.state()));
                 }
+                // The bug: a retry that the breaker refuses goes out all the same.
+                let bypass = retry && self.config.mutants.contains(Mutant::RetriesBypassBreaker);
+                let permit = match acquired {
+                    Ok(permit) => Some(permit),
+                    Err(_) if bypass => None,
+                    Err(_) => continue,
+                };
+                self.cursors.insert(service.to_owned(), index + 1);
+                self.active += 1;
+                if retry {
+                    self.active_retries += 1;
+                }
+                return Ok(Attempt {
+                    instance: name.clone(),
+                    retry,
+                    permit,
+                });
             }
         }
         Err(NoAttempt::NoInstance(service.to_owned()))
@@ -274,22 +300,28 @@ impl Upstreams {
             return; // No longer listed.
         };
         let failed = matches!(outcome, AttemptOutcome::Failure | AttemptOutcome::Timeout);
-        match outcome {
-            AttemptOutcome::Success => {
+        let before = state.breaker.state();
+        match (outcome, attempt.permit) {
+            (_, None) => {} // The breaker was not asked (a mutant's retry).
+            (AttemptOutcome::Success, Some(permit)) => {
                 state
                     .breaker
-                    .on_result(attempt.permit, Outcome::Success, now_of(now))
+                    .on_result(permit, Outcome::Success, now_of(now));
             }
-            AttemptOutcome::Failure | AttemptOutcome::Timeout => {
+            (AttemptOutcome::Failure | AttemptOutcome::Timeout, Some(permit)) => {
                 state
                     .breaker
-                    .on_result(attempt.permit, Outcome::Failure, now_of(now))
+                    .on_result(permit, Outcome::Failure, now_of(now));
             }
-            AttemptOutcome::NotSent => {
-                state.breaker.release(attempt.permit, now_of(now));
-                return;
-            }
-        };
+            (AttemptOutcome::NotSent, Some(permit)) => state.breaker.release(permit, now_of(now)),
+        }
+        if state.breaker.state() != before {
+            self.breaker_changes
+                .push((attempt.instance.clone(), state.breaker.state()));
+        }
+        if outcome == AttemptOutcome::NotSent {
+            return;
+        }
         if !failed {
             state.failures_in_row = 0;
             return;
