@@ -214,8 +214,16 @@ pub fn runs_per_second(runs: u64, contenders: &[&dyn Fn(u64) -> Measured]) -> Ve
 }
 
 /// Resident memory of this process in MiB (2^20 bytes), from `VmRSS` in `/proc/self/status`;
-/// `None` where that file does not exist (not Linux).
+/// `None` where that file does not exist (not Linux). Where the C library is glibc, its free
+/// memory goes back to the system first (`malloc_trim`): what glibc keeps for later, in as
+/// many arenas as threads have come and gone, moved the reading by megabytes from one chunk
+/// of runs to the next (measured), and it is not what a run keeps alive.
 pub fn resident_mib() -> Option<f64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
