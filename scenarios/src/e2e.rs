@@ -86,7 +86,7 @@ use patterns::gateway::upstream::UpstreamConfig;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use sim_core::disk::{DiskConfig, DiskFaults, Latency};
-use sim_core::net::{Addr, MessageKind, NetTap, RpcError, Socket, TapEvent, Tapped};
+use sim_core::net::{Addr, MessageKind, NetControl, NetTap, RpcError, Socket, TapEvent, Tapped};
 use sim_core::time::WALL_EPOCH_UNIX_S;
 use sim_core::{time, NodeId, SimConfig};
 use std::cell::RefCell;
@@ -425,13 +425,16 @@ pub struct System {
     breakers: Rc<RefCell<Vec<BreakerNote>>>,
 }
 
-/// A gateway's report that bears on its breakers, at a true time.
+/// A gateway's report that bears on its breakers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct BreakerNote {
     /// The gateway's node.
     gateway: NodeId,
-    /// True time of the report, in nanoseconds.
+    /// True time of the report, in nanoseconds (for messages).
     time_ns: u64,
+    /// The id the network gives its next message: the report came before every message
+    /// with an id at least this, after every one below (times tie within an instant).
+    next_message_id: u64,
     /// What changed.
     change: BreakerChange,
 }
@@ -742,6 +745,7 @@ impl Scenario for EndToEnd {
         }
         let mut gateways = Vec::new();
         let breakers: Rc<RefCell<Vec<BreakerNote>>> = Rc::default();
+        let net = env.sim.net();
         for name in topology.gateways() {
             let config = gateway_config(registry_addrs.clone(), glue);
             let observer = env.observer();
@@ -754,6 +758,7 @@ impl Scenario for EndToEnd {
                     }
                     note_breaker(
                         &notes,
+                        net,
                         BreakerChange::Breaker {
                             instance: instance.clone(),
                             open: *state == BreakerState::Open,
@@ -769,7 +774,7 @@ impl Scenario for EndToEnd {
                 .init(move || {
                     let (config, hook, notes) = (config.clone(), hook.clone(), notes.clone());
                     async move {
-                        note_breaker(&notes, BreakerChange::Started);
+                        note_breaker(&notes, net, BreakerChange::Started);
                         run_gateway(config, hook).await
                     }
                 })
@@ -1699,8 +1704,9 @@ fn judge_retries(observer: &Observer, system: &System, events: &[TapEvent]) {
     }
 }
 
-/// Notes a gateway's report, from the gateway's own task, at the true time.
-fn note_breaker(notes: &RefCell<Vec<BreakerNote>>, change: BreakerChange) {
+/// Notes a gateway's report, from the gateway's own task, with where it falls among the
+/// network's messages.
+fn note_breaker(notes: &RefCell<Vec<BreakerNote>>, net: NetControl, change: BreakerChange) {
     let Some(gateway) = sim_core::task::current_node() else {
         return;
     };
@@ -1708,9 +1714,14 @@ fn note_breaker(notes: &RefCell<Vec<BreakerNote>>, change: BreakerChange) {
     notes.borrow_mut().push(BreakerNote {
         gateway,
         time_ns,
+        next_message_id: net.stats().next_message_id,
         change,
     });
 }
+
+/// A time a breaker was open: the ids of the messages sent meanwhile, `[first, end)`, and the
+/// true time it opened (ns).
+type OpenSpell = (u64, u64, u64);
 
 /// An attempt a gateway put on the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1719,19 +1730,23 @@ struct SentAttempt {
     /// The instance's address, as discovery lists it.
     instance: String,
     time_ns: u64,
+    /// The message's id.
+    id: u64,
 }
 
 /// The attempts sent while the sending gateway's breaker for their instance was open: after
-/// the report that it opened (strictly: an attempt at the same instant may have gone first),
-/// before the next report for it (a breaker turns half-open, and says so, before the probe it
-/// lets through) or the gateway's restart. `names` name the gateways.
+/// the report that it opened, before the next report for it (a breaker turns half-open, and
+/// says so, before the probe it lets through) or the gateway's restart, in the order of the
+/// network's message ids. `names` name the gateways.
 fn breaker_breaches(
     notes: &[BreakerNote],
     sent: &[SentAttempt],
     names: &dyn Fn(NodeId) -> String,
 ) -> Vec<String> {
-    let mut open_since: BTreeMap<(NodeId, &str), u64> = BTreeMap::new();
-    let mut open: BTreeMap<(NodeId, &str), Vec<(u64, u64)>> = BTreeMap::new();
+    // Per (gateway, instance): the message ids sent while it was open, [first, end), and the
+    // time it opened.
+    let mut open_since: BTreeMap<(NodeId, &str), (u64, u64)> = BTreeMap::new();
+    let mut open: BTreeMap<(NodeId, &str), Vec<OpenSpell>> = BTreeMap::new();
     for note in notes {
         match &note.change {
             BreakerChange::Started => {
@@ -1741,8 +1756,10 @@ fn breaker_breaches(
                     .copied()
                     .collect();
                 for key in ended {
-                    let since = open_since.remove(&key).expect("listed above");
-                    open.entry(key).or_default().push((since, note.time_ns));
+                    let (since, at) = open_since.remove(&key).expect("listed above");
+                    open.entry(key)
+                        .or_default()
+                        .push((since, note.next_message_id, at));
                 }
             }
             BreakerChange::Breaker {
@@ -1751,21 +1768,23 @@ fn breaker_breaches(
             } => {
                 open_since
                     .entry((note.gateway, instance.as_str()))
-                    .or_insert(note.time_ns);
+                    .or_insert((note.next_message_id, note.time_ns));
             }
             BreakerChange::Breaker {
                 instance,
                 open: false,
             } => {
                 let key = (note.gateway, instance.as_str());
-                if let Some(since) = open_since.remove(&key) {
-                    open.entry(key).or_default().push((since, note.time_ns));
+                if let Some((since, at)) = open_since.remove(&key) {
+                    open.entry(key)
+                        .or_default()
+                        .push((since, note.next_message_id, at));
                 }
             }
         }
     }
-    for (key, since) in open_since {
-        open.entry(key).or_default().push((since, u64::MAX));
+    for (key, (since, at)) in open_since {
+        open.entry(key).or_default().push((since, u64::MAX, at));
     }
     let mut breaches = Vec::new();
     for attempt in sent {
@@ -1774,14 +1793,14 @@ fn breaker_breaches(
             .get(&key)
             .into_iter()
             .flatten()
-            .find(|(since, until)| *since < attempt.time_ns && attempt.time_ns < *until);
-        if let Some((since, _)) = during {
+            .find(|(since, until, _)| (*since..*until).contains(&attempt.id));
+        if let Some((_, _, opened_ns)) = during {
             breaches.push(format!(
                 "{} sent an attempt to {} at {} ms, while its breaker for it was open (since {} ms)",
                 names(attempt.gateway),
                 attempt.instance,
                 attempt.time_ns / 1_000_000,
-                since / 1_000_000
+                opened_ns / 1_000_000
             ));
         }
     }
@@ -1802,6 +1821,7 @@ fn judge_breakers(observer: &Observer, system: &System, events: &[TapEvent]) {
             gateway: event.from.node,
             instance: event.to.to_string(),
             time_ns: event.time_ns,
+            id: event.id,
         })
         .collect();
     let names = |gateway: NodeId| {
@@ -2246,10 +2266,12 @@ mod tests {
         assert_eq!(head.idempotency_key.as_deref(), Some("42"));
     }
 
+    /// A report at `time_ms`, before message `time_ms` (ids follow time in these inputs).
     fn note(time_ms: u64, change: BreakerChange) -> BreakerNote {
         BreakerNote {
             gateway: NodeId(2),
             time_ns: time_ms * 1_000_000,
+            next_message_id: time_ms,
             change,
         }
     }
@@ -2261,11 +2283,13 @@ mod tests {
         }
     }
 
-    fn sent(gateway: u32, instance: &str, time_ms: u64) -> SentAttempt {
+    /// Message `id`, sent at `id` ms.
+    fn sent(gateway: u32, instance: &str, id: u64) -> SentAttempt {
         SentAttempt {
             gateway: NodeId(gateway),
             instance: instance.into(),
-            time_ns: time_ms * 1_000_000,
+            time_ns: id * 1_000_000,
+            id,
         }
     }
 
@@ -2283,6 +2307,8 @@ mod tests {
         ];
         let found = breaches(&notes, &[sent(2, "n5:14", 20)]);
         assert_eq!(found.len(), 1);
+        // The first message after the report that it opened, at the same instant, counts.
+        assert_eq!(breaches(&notes, &[sent(2, "n5:14", 10)]).len(), 1);
         assert!(
             found[0].contains("g2 sent an attempt to n5:14 at 20 ms"),
             "{found:?}"
@@ -2304,8 +2330,7 @@ mod tests {
             note(80, BreakerChange::Started),
         ];
         let attempts = [
-            sent(2, "n5:14", 5),  // before it opened
-            sent(2, "n5:14", 10), // at the instant it opened: it may have gone first
+            sent(2, "n5:14", 9),  // before it opened
             sent(2, "n5:14", 50), // half-open's probe, reported first
             sent(2, "n6:14", 20), // another instance
             sent(3, "n5:14", 20), // another gateway's breaker

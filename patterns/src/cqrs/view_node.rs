@@ -37,11 +37,11 @@ use serde::{Deserialize, Serialize};
 use sim_core::disk::{self, DiskError};
 use sim_core::net::{Addr, NetError, Request, Socket};
 use sim_core::time;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::rc::Rc;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
@@ -160,6 +160,21 @@ struct Shared {
     /// `None` while the model is being opened.
     projection: RefCell<Option<Projection>>,
     hook: ViewHook,
+    /// Set by a task that gave the projection work (a rebuild it adopted); the projecting
+    /// loop, which sleeps until the projection's next deadline, wakes for it.
+    kicked: Cell<bool>,
+    /// The projecting loop's waker while it waits.
+    waiting: RefCell<Option<Waker>>,
+}
+
+impl Shared {
+    /// Wakes the projecting loop to perform what the projection now asks.
+    fn kick(&self) {
+        self.kicked.set(true);
+        if let Some(waker) = self.waiting.borrow_mut().take() {
+            waker.wake();
+        }
+    }
 }
 
 /// The view node's program: open the model, project, serve queries; start over after a disk
@@ -178,6 +193,8 @@ pub async fn run_view_node(config: ViewNodeConfig, hook: ViewHook) {
         config: config.clone(),
         projection: RefCell::new(None),
         hook,
+        kicked: Cell::new(false),
+        waiting: RefCell::new(None),
     });
     let server = sim_core::task::spawn(serve(shared.clone(), socket.clone(), reader.clone()));
     loop {
@@ -338,6 +355,10 @@ async fn project(
             .max(Duration::from_millis(1));
         let mut push = pin!(subscriber.next_push(wait));
         let input = poll_fn(|cx| {
+            if shared.kicked.take() {
+                return Poll::Ready(Input::Tick);
+            }
+            *shared.waiting.borrow_mut() = Some(cx.waker().clone());
             if let Some(io) = storing.as_mut() {
                 if let Poll::Ready(result) = io.as_mut().poll(cx) {
                     storing = None;
@@ -474,6 +495,8 @@ async fn rebuild(shared: &Shared, reader: &StoreClient) -> ViewResponse {
                 Some(projection) => projection.adopt(rebuilt),
                 None => return ViewResponse::Recovering,
             };
+            // The adopted model is to be stored: the projecting loop may be asleep.
+            shared.kick();
             if adopted {
                 break generation;
             }

@@ -34,6 +34,11 @@ pub struct NetStats {
     pub in_flight: u64,
     /// Messages queued on held links now.
     pub held: u64,
+    /// The id the next message will get (ids grow by one per message and per duplicate):
+    /// every message put on the wire after this reading has an id at least this, so an
+    /// observer can order its own notes against a [`NetTap`]'s events without comparing
+    /// times, which tie within an instant.
+    pub next_message_id: u64,
 }
 
 fn check_nodes(world: &World, nodes: &[NodeId]) -> Result<(), NetError> {
@@ -328,6 +333,7 @@ impl NetControl {
                 duplicated: net.counters.duplicated,
                 in_flight: net.in_flight.len() as u64,
                 held: held.map(|queue| queue.len() as u64).sum(),
+                next_message_id: net.peek_message_id(),
             }
         })
     }

@@ -308,6 +308,11 @@ impl NetState {
         Ok((addr, id))
     }
 
+    /// The id [`NetState::next_message_id`] hands out next.
+    pub(super) fn peek_message_id(&self) -> u64 {
+        self.next_message_id
+    }
+
     pub(super) fn next_message_id(&mut self) -> u64 {
         let id = self.next_message_id;
         self.next_message_id += 1;
