@@ -111,6 +111,7 @@
 //! hash; one that overflowed ([`NetTap::overflowed`]) makes a judgement inconclusive.
 
 mod control;
+pub mod dns;
 mod event;
 mod pump;
 mod socket;
@@ -118,6 +119,7 @@ mod state;
 mod tap;
 
 pub use control::{NetControl, NetStats};
+pub use dns::{lookup_host, ToSocketAddrs};
 pub use event::{DropReason, MessageKind, NetEvent};
 pub use socket::{Request, Socket};
 pub use tap::{NetTap, NodeClocks, TapEvent, Tapped};
