@@ -379,3 +379,21 @@ pub enum RpcError {
     #[error(transparent)]
     Net(#[from] NetError),
 }
+
+impl From<NetError> for std::io::Error {
+    /// The error a real socket returns in the same situation, for the tokio-style sockets.
+    fn from(error: NetError) -> Self {
+        use std::io::ErrorKind;
+        let kind = match &error {
+            NetError::NotOnNode => ErrorKind::Unsupported,
+            NetError::AddrInUse(_) => ErrorKind::AddrInUse,
+            NetError::NoFreePort(_) => ErrorKind::AddrNotAvailable,
+            NetError::Closed => ErrorKind::NotConnected,
+            NetError::ConnectionBroken { .. } => ErrorKind::ConnectionReset,
+            NetError::UnknownNode(_) => ErrorKind::AddrNotAvailable,
+            NetError::Encode(_) | NetError::Decode { .. } => ErrorKind::InvalidData,
+            NetError::InvalidConfig(_) => ErrorKind::InvalidInput,
+        };
+        std::io::Error::new(kind, error)
+    }
+}
