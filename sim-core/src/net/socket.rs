@@ -51,7 +51,7 @@ impl Request {
 
 /// Which inbound queue to read.
 #[derive(Clone, Copy)]
-enum Queue {
+pub(super) enum Queue {
     Data,
     Requests,
 }
@@ -107,6 +107,11 @@ impl Socket {
     /// datagrams again.
     pub fn set_ordered(&self, ordered: bool) -> Result<(), NetError> {
         self.with_entry(|socket| socket.ordered = ordered)
+    }
+
+    /// Marks the socket as carrying TCP segments (see `super::tcp`).
+    pub(super) fn set_tcp(&self) -> Result<(), NetError> {
+        self.with_entry(|socket| socket.tcp = true)
     }
 
     /// Whether this socket's messages are ordered.
@@ -172,7 +177,11 @@ impl Socket {
         }
     }
 
-    fn poll_queue(&self, cx: &mut Context<'_>, queue: Queue) -> Poll<Result<Inbound, NetError>> {
+    pub(super) fn poll_queue(
+        &self,
+        cx: &mut Context<'_>,
+        queue: Queue,
+    ) -> Poll<Result<Inbound, NetError>> {
         crate::world::with(|world| {
             let Some(socket) = world.net.socket_mut(self.addr, self.id) else {
                 return Poll::Ready(Err(NetError::Closed));
