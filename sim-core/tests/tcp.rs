@@ -395,3 +395,45 @@ fn many_seeds_of_loss_duplication_jitter_and_a_healed_partition() {
         assert_eq!(seen, [format!("echoed {len} ok")], "seed {seed}");
     }
 }
+
+#[test]
+fn the_timeline_shows_connections_by_node_name_and_data_as_text() {
+    let mut config = SimConfig::default();
+    config.trace.keep = true;
+    let report = run(12, config, |sim| async move {
+        sim.node("primary")
+            .init(|| async {
+                let listener = TcpListener::bind("0.0.0.0:80").await.unwrap();
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = [0; 18];
+                stream.read_exact(&mut request).await.unwrap();
+                time::sleep(Duration::from_secs(10)).await;
+            })
+            .build();
+        sim.node("client")
+            .init(|| async {
+                let mut stream = TcpStream::connect("primary:80").await.unwrap();
+                stream.write_all(b"GET /kv/a HTTP/1.1").await.unwrap();
+                time::sleep(Duration::from_secs(10)).await;
+            })
+            .build();
+        sim.sleep(Duration::from_secs(1)).await;
+        Ok(())
+    });
+    assert!(report.outcome.is_pass(), "{}", report.outcome);
+    let shown = report
+        .timeline
+        .as_ref()
+        .expect("trace.keep is on")
+        .to_string();
+    for expected in [
+        "tcp-accept",
+        "tcp-connect",
+        "client:49152 <-> primary:80",
+        r#"tcp data seq 0 len 18: "GET /kv/a HTTP/1.1""#,
+        "[tcp-accept] primary:80 <-> client:49152",
+        "tcp ack 18 window 65518",
+    ] {
+        assert!(shown.contains(expected), "no {expected:?} in\n{shown}");
+    }
+}

@@ -148,6 +148,18 @@ impl Socket {
         self.send_kind(to, MessageKind::Data, payload, summary(message))
     }
 
+    /// Sends bytes that are already encoded, with a summary for the kept timeline made only
+    /// when the run keeps events.
+    pub(super) fn send_encoded(
+        &self,
+        to: Addr,
+        payload: Vec<u8>,
+        summary: impl FnOnce() -> String,
+    ) -> Result<(), NetError> {
+        let keep = crate::world::with(|world| world.trace.keeps_events());
+        self.send_kind(to, MessageKind::Data, payload, keep.then(summary))
+    }
+
     fn send_kind(
         &self,
         to: Addr,

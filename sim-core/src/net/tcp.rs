@@ -107,6 +107,27 @@ enum Segment {
     Rst,
 }
 
+impl Segment {
+    /// What the kept timeline shows: the kind, the numbers, and data as text (HTTP reads as
+    /// itself), with bytes that are not printable escaped.
+    fn summary(&self) -> String {
+        match self {
+            Segment::Syn { isn } => format!("tcp syn {isn}"),
+            Segment::SynAck { isn } => format!("tcp syn-ack {isn}"),
+            Segment::Data { seq, bytes } if bytes.is_empty() => format!("tcp probe seq {seq}"),
+            Segment::Data { seq, bytes } => {
+                let text: String = String::from_utf8_lossy(&bytes[..bytes.len().min(160)])
+                    .escape_debug()
+                    .collect();
+                format!("tcp data seq {seq} len {}: \"{text}\"", bytes.len())
+            }
+            Segment::Ack { ack, window } => format!("tcp ack {ack} window {window}"),
+            Segment::Fin { seq } => format!("tcp fin seq {seq}"),
+            Segment::Rst => "tcp rst".to_string(),
+        }
+    }
+}
+
 /// `Segment::Rst` as encoded by postcard (its variant index): the network answers with it.
 const RESET_BYTES: [u8; 1] = [5];
 
@@ -225,7 +246,11 @@ impl Conn {
         let Some(socket) = &self.socket else {
             return;
         };
-        if socket.send(to, segment).is_err() {
+        let payload = postcard::to_allocvec(segment).expect("a segment always encodes");
+        if socket
+            .send_encoded(to, payload, || segment.summary())
+            .is_err()
+        {
             // Only a closed socket (the node is going down) fails a datagram send.
             self.fail(io::ErrorKind::ConnectionAborted);
         }
@@ -251,15 +276,8 @@ impl Conn {
     }
 
     fn note(&self, key: &str) {
-        let (local, peer) = (self.local_name(), name_of(self.peer));
+        let (local, peer) = (name_of(self.local), name_of(self.peer));
         crate::trace::note(key, format!("{local} <-> {peer}"));
-    }
-
-    fn local_name(&self) -> String {
-        match &self.socket {
-            Some(socket) => name_of(dns::socket_addr(socket.local_addr())),
-            None => name_of(self.local),
-        }
     }
 
     /// Ends the connection with `kind` (the first failure wins).
