@@ -232,6 +232,8 @@ fn names_and_addresses_resolve_to_nodes() {
     let (report, seen) = pair(
         || async {
             let listener = TcpListener::bind("0.0.0.0:80").await.unwrap();
+            let taken = TcpListener::bind("localhost:80").await.unwrap_err();
+            assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse);
             let (stream, peer) = listener.accept().await.unwrap();
             assert_eq!(listener.local_addr().unwrap().to_string(), "10.0.0.1:80");
             assert_eq!(stream.local_addr().unwrap().to_string(), "10.0.0.1:80");
@@ -337,6 +339,9 @@ fn connecting_to_a_node_that_is_down_times_out() {
     let seen: Seen = Arc::default();
     let log = Arc::clone(&seen);
     let report = run(11, SimConfig::default(), move |sim| async move {
+        // Sockets live on nodes.
+        let error = TcpStream::connect("server:80").await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::Unsupported);
         let server = sim.node("server").init(|| async {}).build();
         sim.crash(server);
         sim.node("client")
