@@ -103,7 +103,9 @@ pub async fn create_dir_all(path: impl AsRef<Path>) -> io::Result<()> {
     let path = disk_path(path.as_ref())?;
     let mut end = 0;
     while end < path.len() {
-        end = path[end..].find('/').map_or(path.len(), |slash| end + slash);
+        end = path[end..]
+            .find('/')
+            .map_or(path.len(), |slash| end + slash);
         let dir = &path[..end];
         match files_below(dir).await? {
             None if end == path.len() => {
@@ -141,7 +143,11 @@ pub async fn remove_dir(path: impl AsRef<Path>) -> io::Result<()> {
     }
     let prefix = format!("{path}/");
     with_made_dirs(&path, |dirs, _| {
-        if dirs.range(prefix.clone()..).next().is_some_and(|d| d.starts_with(&prefix)) {
+        if dirs
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|d| d.starts_with(&prefix))
+        {
             return Err(FsError::DirectoryNotEmpty { path: path.clone() }.into());
         }
         if !dirs.remove(&path) {

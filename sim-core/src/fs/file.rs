@@ -310,7 +310,11 @@ impl File {
         } else {
             // The cursor moves now, so that a write after this one lands after it.
             state.cursor += len as u64;
-            Box::pin(async move { file.write_at(&bytes, cursor_before).await.map(|()| cursor_before) })
+            Box::pin(async move {
+                file.write_at(&bytes, cursor_before)
+                    .await
+                    .map(|()| cursor_before)
+            })
         };
         state.in_flight = Some(InFlight::Write {
             op,
@@ -341,7 +345,10 @@ impl File {
         };
         let cursor = match position {
             SeekFrom::Start(offset) => offset,
-            SeekFrom::Current(delta) => state.cursor.checked_add_signed(delta).ok_or_else(negative)?,
+            SeekFrom::Current(delta) => state
+                .cursor
+                .checked_add_signed(delta)
+                .ok_or_else(negative)?,
             SeekFrom::End(delta) => {
                 let Target::File(file) = &self.target else {
                     // A directory has no length to seek from; its position means nothing.
