@@ -87,8 +87,10 @@ where
     run_script(1, config, false, script, |_| ()).0
 }
 
-/// The kind of an io error and the disk error inside it, if any.
-fn kinds(error: std::io::Error) -> (ErrorKind, Option<DiskErrorKind>) {
+/// The kind of an io error and the kind of the disk error inside it, if any.
+type Kinds = (ErrorKind, Option<DiskErrorKind>);
+
+fn kinds(error: std::io::Error) -> Kinds {
     let inner = error.get_ref().and_then(|e| e.downcast_ref::<DiskError>());
     (error.kind(), inner.map(DiskError::kind))
 }
@@ -194,7 +196,7 @@ fn fs_handle_that_outlived_a_crash_fails_with_stale_network_file_handle() {
     thread_local! {
         static STASH: RefCell<Option<fs::File>> = const { RefCell::new(None) };
     }
-    let errors: Arc<Mutex<Vec<(ErrorKind, Option<DiskErrorKind>)>>> = Arc::default();
+    let errors: Arc<Mutex<Vec<Kinds>>> = Arc::default();
     let seen = errors.clone();
     let report = run(1, SimConfig::default(), move |sim| async move {
         let node = sim

@@ -3,7 +3,7 @@
 //! A service written against `tokio::fs` runs on the simulated disk when its imports are
 //! switched by a cfg:
 //!
-//! ```ignore
+//! ```
 //! #[cfg(madsim)]
 //! use sim_core::fs;
 //! #[cfg(not(madsim))]
@@ -77,7 +77,7 @@ pub use dir::{
     create_dir, create_dir_all, metadata, read_dir, remove_dir, remove_dir_all, try_exists,
     DirEntry, FileType, Metadata, ReadDir,
 };
-pub use file::{File, OpenOptions};
+pub use file::{File, OpenOptions, BUF_BYTES_MAX};
 
 use crate::disk::{self, DiskError, DiskErrorKind};
 use crate::node::NodeId;
