@@ -109,6 +109,11 @@
 //! and duplicate the trace records, in trace order, with node names and the payload
 //! ([`TapEvent::decode`] reads it as the sender's type). A tap does not change the trace
 //! hash; one that overflowed ([`NetTap::overflowed`]) makes a judgement inconclusive.
+//!
+//! ## tokio-style UDP
+//! [`UdpSocket`] has tokio's names and signatures (addresses from [`dns`], `std::io`
+//! errors), so a service written against `tokio::net::UdpSocket` runs here unchanged; each
+//! datagram is a datagram message of a [`Socket`], under every fault above. See [`udp`].
 
 mod control;
 pub mod dns;
@@ -117,12 +122,14 @@ mod pump;
 mod socket;
 mod state;
 mod tap;
+pub mod udp;
 
 pub use control::{NetControl, NetStats};
 pub use dns::{lookup_host, ToSocketAddrs};
 pub use event::{DropReason, MessageKind, NetEvent};
 pub use socket::{Request, Socket};
 pub use tap::{NetTap, NodeClocks, TapEvent, Tapped};
+pub use udp::UdpSocket;
 
 pub(crate) use state::{on_crash, NetState};
 
