@@ -86,6 +86,10 @@ type Datagram = (Addr, ByteBuf);
 ///
 /// Dropping the socket closes it. A crash of its node closes it too: every operation then
 /// fails with `io::ErrorKind::NotConnected`, also after the node restarted.
+///
+/// A message that a typed [`Socket`] sent to its port and that is not a byte buffer is
+/// consumed by the next receive, which fails with `io::ErrorKind::InvalidData`: a real UDP
+/// socket never sees one, so it is a bug of the test and shows as one.
 #[derive(Debug)]
 pub struct UdpSocket {
     socket: Socket,
