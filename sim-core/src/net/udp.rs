@@ -87,9 +87,10 @@ type Datagram = (Addr, ByteBuf);
 /// Dropping the socket closes it. A crash of its node closes it too: every operation then
 /// fails with `io::ErrorKind::NotConnected`, also after the node restarted.
 ///
-/// A message that a typed [`Socket`] sent to its port and that is not a byte buffer is
-/// consumed by the next receive, which fails with `io::ErrorKind::InvalidData`: a real UDP
-/// socket never sees one, so it is a bug of the test and shows as one.
+/// A message that a typed [`Socket`] sent to its port is read as a byte buffer from its
+/// encoding; when that encoding is not one (most are not), the next receive consumes it and
+/// fails with `io::ErrorKind::InvalidData`. A real UDP socket never sees such a message: it
+/// is a bug of the test.
 #[derive(Debug)]
 pub struct UdpSocket {
     socket: Socket,
