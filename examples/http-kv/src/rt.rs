@@ -1,0 +1,77 @@
+//! The runtime shim: the only place that knows which world the service runs in.
+//!
+//! The service ([`crate::service`]) imports its sockets, tasks, timers and files from here,
+//! under tokio's names and with tokio's shapes. Under `--cfg madsim` they are sim-core's
+//! deterministic ones (simulated TCP with partitions and crashes, per-node clocks, the
+//! simulated disk); without it, tokio's own. Nothing else in the service changes between the
+//! two builds.
+
+#[cfg(madsim)]
+pub use sim::*;
+#[cfg(not(madsim))]
+pub use real::*;
+
+/// The simulated world: sim-core under tokio's names.
+#[cfg(madsim)]
+mod sim {
+    pub use super::tokio_io::TokioIo;
+    // Until sim-core's TCP lands: a stand-in with its signatures (see `tcp_stub`).
+    pub use super::tcp_stub::{TcpListener, TcpStream};
+    pub use sim_core::task::{spawn, JoinHandle};
+    pub use sim_core::time::{sleep, timeout, Instant};
+
+    /// tokio's `fs` as the service uses it, on the node's simulated disk (fsync semantics,
+    /// crash models, I/O errors and full disks included).
+    pub mod fs {
+        pub use super::super::sim_fs::{read, rename, File};
+    }
+
+    /// The current instant on this node's monotonic clock (`tokio::time::Instant::now()`).
+    pub fn now() -> Instant {
+        sim_core::time::now()
+    }
+
+    /// fsync of a directory, so that the creates and renames in it survive a crash.
+    pub async fn sync_dir(dir: &str) -> std::io::Result<()> {
+        Ok(sim_core::disk::sync_dir(dir).await?)
+    }
+
+    /// Marks a point of interest in the run's trace (`dst replay --trace` shows it under the
+    /// node's name).
+    pub fn note(key: &str, text: String) {
+        sim_core::trace::note(key, text);
+    }
+}
+
+/// The real world: tokio itself.
+#[cfg(not(madsim))]
+mod real {
+    pub use hyper_util::rt::TokioIo;
+    pub use tokio::fs;
+    pub use tokio::net::{TcpListener, TcpStream};
+    pub use tokio::task::{spawn, JoinHandle};
+    pub use tokio::time::{sleep, timeout, Instant};
+
+    /// The current instant.
+    pub fn now() -> Instant {
+        Instant::now()
+    }
+
+    /// fsync of a directory, so that the creates and renames in it survive a crash.
+    pub async fn sync_dir(dir: &str) -> std::io::Result<()> {
+        let dir = if dir.is_empty() { "." } else { dir };
+        tokio::fs::File::open(dir).await?.sync_all().await
+    }
+
+    /// Logs a point of interest.
+    pub fn note(key: &str, text: String) {
+        tracing::info!(target: "http_kv", key, "{text}");
+    }
+}
+
+#[cfg(madsim)]
+mod sim_fs;
+#[cfg(madsim)]
+mod tcp_stub;
+#[cfg(madsim)]
+mod tokio_io;
