@@ -159,7 +159,9 @@ impl<T: ToSocketAddrs + ?Sized> ToSocketAddrs for &T {
 }
 
 /// Resolves `host` in the simulated DNS, as `tokio::net::lookup_host` does.
-pub async fn lookup_host<T: ToSocketAddrs>(host: T) -> io::Result<impl Iterator<Item = SocketAddr>> {
+pub async fn lookup_host<T: ToSocketAddrs>(
+    host: T,
+) -> io::Result<impl Iterator<Item = SocketAddr>> {
     Ok(host.to_socket_addrs()?.into_iter())
 }
 
@@ -173,7 +175,6 @@ pub(crate) fn first_addr<T: ToSocketAddrs + ?Sized>(target: &T) -> io::Result<Ad
             Err(error) => last_error = Some(error),
         }
     }
-    Err(last_error.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "no addresses to resolve")
-    }))
+    Err(last_error
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no addresses to resolve")))
 }

@@ -103,6 +103,13 @@
 //!
 //! Sockets live on nodes; the supervisor has no address ([`NetError::NotOnNode`]).
 //!
+//! ## tokio-style sockets
+//! A service written against `tokio::net` runs unchanged on [`TcpListener`] and [`TcpStream`]
+//! ([`tcp`]: a small TCP of its own over this network's datagrams, with handshake,
+//! retransmission, flow control, resets and timeouts), with node names resolved by
+//! [`dns`] (node `n<i>` has the address `10.0.0.1 + i`). Every segment is a message of this
+//! network: every fault above applies to it and the trace records it.
+//!
 //! ## Taps
 //! A checker judges what was sent from the network, not from the code under test:
 //! [`NetControl::tap`] opens a [`NetTap`], a bounded live copy of every send, delivery, drop
@@ -117,12 +124,14 @@ mod pump;
 mod socket;
 mod state;
 mod tap;
+pub mod tcp;
 
 pub use control::{NetControl, NetStats};
 pub use dns::{lookup_host, ToSocketAddrs};
 pub use event::{DropReason, MessageKind, NetEvent};
 pub use socket::{Request, Socket};
 pub use tap::{NetTap, NodeClocks, TapEvent, Tapped};
+pub use tcp::{TcpListener, TcpStream};
 
 pub(crate) use state::{on_crash, NetState};
 

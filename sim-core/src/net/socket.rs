@@ -51,7 +51,7 @@ impl Request {
 
 /// Which inbound queue to read.
 #[derive(Clone, Copy)]
-enum Queue {
+pub(super) enum Queue {
     Data,
     Requests,
 }
@@ -109,6 +109,11 @@ impl Socket {
         self.with_entry(|socket| socket.ordered = ordered)
     }
 
+    /// Marks the socket as carrying TCP segments (see `super::tcp`).
+    pub(super) fn set_tcp(&self) -> Result<(), NetError> {
+        self.with_entry(|socket| socket.tcp = true)
+    }
+
     /// Whether this socket's messages are ordered.
     pub fn is_ordered(&self) -> Result<bool, NetError> {
         self.with_entry(|socket| socket.ordered)
@@ -143,6 +148,18 @@ impl Socket {
         self.send_kind(to, MessageKind::Data, payload, summary(message))
     }
 
+    /// Sends bytes that are already encoded, with a summary for the kept timeline made only
+    /// when the run keeps events.
+    pub(super) fn send_encoded(
+        &self,
+        to: Addr,
+        payload: Vec<u8>,
+        summary: impl FnOnce() -> String,
+    ) -> Result<(), NetError> {
+        let keep = crate::world::with(|world| world.trace.keeps_events());
+        self.send_kind(to, MessageKind::Data, payload, keep.then(summary))
+    }
+
     fn send_kind(
         &self,
         to: Addr,
@@ -172,7 +189,11 @@ impl Socket {
         }
     }
 
-    fn poll_queue(&self, cx: &mut Context<'_>, queue: Queue) -> Poll<Result<Inbound, NetError>> {
+    pub(super) fn poll_queue(
+        &self,
+        cx: &mut Context<'_>,
+        queue: Queue,
+    ) -> Poll<Result<Inbound, NetError>> {
         crate::world::with(|world| {
             let Some(socket) = world.net.socket_mut(self.addr, self.id) else {
                 return Poll::Ready(Err(NetError::Closed));

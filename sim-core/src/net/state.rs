@@ -90,6 +90,9 @@ pub(super) struct SocketEntry {
     pub next_call: u64,
     /// Connection epoch of each peer's link as this socket last saw it (ordered sends only).
     pub connections: BTreeMap<NodeId, u64>,
+    /// Carries TCP segments (see `super::tcp`): a segment of it that finds no socket, or a
+    /// restarted receiver, is answered with a reset, as the receiver's kernel would.
+    pub tcp: bool,
 }
 
 impl SocketEntry {
@@ -104,6 +107,7 @@ impl SocketEntry {
             calls: BTreeMap::new(),
             next_call: 1,
             connections: BTreeMap::new(),
+            tcp: false,
         }
     }
 
@@ -203,6 +207,8 @@ pub(crate) struct NetState {
     pub(super) time_base: std::cell::OnceCell<std::time::Instant>,
     pub(super) counters: Counters,
     pub(super) taps: tap::Taps,
+    /// The next TCP connection's identifier (unique in the run).
+    pub(super) tcp_next_isn: u64,
 }
 
 impl NetState {
@@ -230,6 +236,7 @@ impl NetState {
             time_base: std::cell::OnceCell::new(),
             counters: Counters::default(),
             taps: tap::Taps::default(),
+            tcp_next_isn: 1,
         }
     }
 
@@ -607,7 +614,11 @@ fn deliver(world: &mut World, packet: Packet, now: u64) {
         return drop_on_arrival(world, &packet, DropReason::NodeDown);
     }
     if node.incarnation != packet.to_incarnation {
-        return drop_on_arrival(world, &packet, DropReason::StaleIncarnation);
+        drop_on_arrival(world, &packet, DropReason::StaleIncarnation);
+        if !super::tcp::is_reset(&packet.payload) {
+            reset_if_tcp(world, packet.from, packet.to);
+        }
+        return;
     }
     if !packet.ordered() {
         let link = world.net.link_config(packet.from.node, to.node);
@@ -625,6 +636,8 @@ fn deliver(world: &mut World, packet: Packet, now: u64) {
     // The socket takes the packet: keep the taps' copy of its payload (if a tap is open).
     let tapped = world.net.taps.is_open().then(|| packet.tapped_payload());
     let tapped_payload = || tapped.expect("made above when a tap is open");
+    // A reset is never answered with a reset.
+    let answerable = !super::tcp::is_reset(&packet.payload);
     match into_socket(&mut world.net, packet) {
         Ok(()) => {
             world.net.counters.delivered += 1;
@@ -648,8 +661,74 @@ fn deliver(world: &mut World, packet: Packet, now: u64) {
                 None => {}
             }
             record_drop(world, to.node, header, reason, tapped_payload);
+            if reason == DropReason::NoSocket && answerable {
+                reset_if_tcp(world, from, to);
+            }
         }
     }
+}
+
+/// Answers a TCP segment that reached a running node with no socket for it (nothing bound
+/// there, or the node restarted since) with a reset, as the node's kernel would; the reset
+/// travels back like any message, from the address the segment was sent to.
+fn reset_if_tcp(world: &mut World, segment_from: Addr, segment_to: Addr) {
+    let (from, to) = (segment_to, segment_from);
+    let sender_is_tcp = world.net.nodes[to.node.0 as usize]
+        .sockets
+        .get(&to.port)
+        .is_some_and(|socket| socket.tcp);
+    // A paused node or one whose program exited still has a kernel that answers.
+    if !sender_is_tcp || world.node(from.node).state == NodeState::Down || !world.running() {
+        return;
+    }
+    let payload = super::tcp::reset_segment();
+    let id = world.net.next_message_id();
+    let kind = MessageKind::Data;
+    world.net.counters.sent += 1;
+    let bytes = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let event = NetEvent::Send {
+        id,
+        from,
+        to,
+        bytes,
+        kind,
+    };
+    world.record(Some(from.node), Event::Net(event));
+    let header = Header { id, from, to, kind };
+    let tapped: OnceCell<Rc<[u8]>> = OnceCell::new();
+    let tapped_payload = || Rc::clone(tapped.get_or_init(|| Rc::from(&payload[..])));
+    tap::copy(world, header, Tapped::Send, tapped_payload);
+    let (config, blocked, held) = match world.net.links.get(&(from.node, to.node)) {
+        None => (world.net.default_link, false, false),
+        Some(link) => (
+            link.config.unwrap_or(world.net.default_link),
+            link.blocked,
+            link.hold.is_some(),
+        ),
+    };
+    if blocked {
+        record_drop(
+            world,
+            from.node,
+            header,
+            DropReason::Partition,
+            tapped_payload,
+        );
+        return;
+    }
+    let reset = Packet {
+        id,
+        from,
+        to,
+        to_incarnation: world.node(to.node).incarnation,
+        kind,
+        payload,
+        connection: None,
+        copy: false,
+        sent_at_ns: now_ns(world),
+        tapped,
+    };
+    dispatch(world, reset, &config, held);
 }
 
 /// Drops `packet` at its receiver; if it is ordered, its connection breaks and loses the
