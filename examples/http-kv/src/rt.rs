@@ -15,8 +15,7 @@ pub use real::*;
 #[cfg(madsim)]
 mod sim {
     pub use super::tokio_io::TokioIo;
-    // Until sim-core's TCP lands: a stand-in with its signatures (see `tcp_stub`).
-    pub use super::tcp_stub::{TcpListener, TcpStream};
+    pub use sim_core::net::{TcpListener, TcpStream};
     pub use sim_core::task::{spawn, JoinHandle};
     pub use sim_core::time::{sleep, timeout, Instant};
 
@@ -71,7 +70,5 @@ mod real {
 
 #[cfg(madsim)]
 mod sim_fs;
-#[cfg(madsim)]
-mod tcp_stub;
 #[cfg(madsim)]
 mod tokio_io;
