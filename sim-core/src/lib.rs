@@ -40,6 +40,7 @@
 //! - [`task`]: spawning tasks that the step limit counts.
 //! - [`net`]: the simulated network (typed messages, RPC, partitions, loss, duplication...).
 //! - [`disk`]: the simulated disk (fsync semantics, crash models, storage faults).
+//! - [`fs`]: files and directories with the shapes of `tokio::fs`, a thin layer over [`disk`].
 //! - [`bench`]: workloads that measure sim-core against raw madsim (for benchmarks only).
 //!
 //! ## Time resolution
@@ -73,6 +74,8 @@ pub mod bench;
 pub mod buggify;
 #[cfg(madsim)]
 pub mod disk;
+#[cfg(madsim)]
+pub mod fs;
 #[cfg(madsim)]
 pub mod net;
 #[cfg(madsim)]

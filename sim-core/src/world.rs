@@ -62,6 +62,8 @@ pub(crate) struct World {
     pub next_sleep_id: u64,
     pub net: crate::net::NetState,
     pub disk: crate::disk::DiskState,
+    /// The directories made through `sim_core::fs` (the disk has none of its own).
+    pub fs: crate::fs::FsState,
 }
 
 impl World {
@@ -87,6 +89,7 @@ impl World {
             next_sleep_id: 0,
             net,
             disk,
+            fs: crate::fs::FsState::default(),
         }
     }
 

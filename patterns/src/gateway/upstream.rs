@@ -126,6 +126,32 @@ pub struct Upstreams {
     breaker_changes: Vec<(String, BreakerState)>,
 }
 
+/// Breaker changes kept for [`Upstreams::take_breaker_changes`] before they are compacted.
+pub const BREAKER_CHANGES_MAX: usize = 1024;
+
+/// Records a change for [`Upstreams::take_breaker_changes`]. A gateway whose changes are
+/// never taken must not grow without bound: beyond [`BREAKER_CHANGES_MAX`], only the latest
+/// change of each instance is kept (in the order of those latest changes).
+fn record_breaker_change(
+    changes: &mut Vec<(String, BreakerState)>,
+    instance: &str,
+    state: BreakerState,
+) {
+    changes.push((instance.to_owned(), state));
+    if changes.len() > BREAKER_CHANGES_MAX {
+        let mut latest: BTreeMap<String, usize> = BTreeMap::new();
+        for (index, (name, _)) in changes.iter().enumerate() {
+            latest.insert(name.clone(), index);
+        }
+        let mut index = 0;
+        changes.retain(|(name, _)| {
+            let keep = latest.get(name) == Some(&index);
+            index += 1;
+            keep
+        });
+    }
+}
+
 fn now_of(monotonic: Duration) -> Now {
     Now::from_monotonic(monotonic)
 }
@@ -199,8 +225,7 @@ impl Upstreams {
                     ejections: 0,
                 };
                 self.instances.insert(instance.clone(), state);
-                self.breaker_changes
-                    .push((instance.clone(), BreakerState::Closed));
+                record_breaker_change(&mut self.breaker_changes, instance, BreakerState::Closed);
             }
         }
         self.services.insert(service.to_owned(), instances);
@@ -264,9 +289,9 @@ impl Upstreams {
                     .expect("listed instances have state");
                 let before = state.breaker.state();
                 let acquired = state.breaker.try_acquire(now_of(now));
-                if state.breaker.state() != before {
-                    self.breaker_changes
-                        .push((name.clone(), state.breaker.state()));
+                let after = state.breaker.state();
+                if after != before {
+                    record_breaker_change(&mut self.breaker_changes, name, after);
                 }
                 // The bug: a retry that the breaker refuses goes out all the same.
                 let bypass = retry && self.config.mutants.contains(Mutant::RetriesBypassBreaker);
@@ -315,9 +340,9 @@ impl Upstreams {
             }
             (AttemptOutcome::NotSent, Some(permit)) => state.breaker.release(permit, now_of(now)),
         }
-        if state.breaker.state() != before {
-            self.breaker_changes
-                .push((attempt.instance.clone(), state.breaker.state()));
+        let after = state.breaker.state();
+        if after != before {
+            record_breaker_change(&mut self.breaker_changes, &attempt.instance, after);
         }
         if outcome == AttemptOutcome::NotSent {
             return;
@@ -358,5 +383,34 @@ impl Upstreams {
     /// Attempts in flight, and retries among them.
     pub fn in_flight(&self) -> (u32, u32) {
         (self.active, self.active_retries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_never_taken_stay_bounded_and_keep_each_latest_state() {
+        let mut changes = Vec::new();
+        for round in 0..BREAKER_CHANGES_MAX {
+            let state = if round % 2 == 0 {
+                BreakerState::Open
+            } else {
+                BreakerState::Closed
+            };
+            record_breaker_change(&mut changes, "a", state);
+            record_breaker_change(&mut changes, "b", BreakerState::HalfOpen);
+        }
+        assert!(changes.len() <= BREAKER_CHANGES_MAX);
+        let latest_a = changes.iter().rev().find(|(name, _)| name == "a");
+        assert_eq!(
+            latest_a.map(|(_, state)| *state),
+            Some(BreakerState::Closed)
+        );
+        assert_eq!(
+            changes.last(),
+            Some(&("b".to_string(), BreakerState::HalfOpen))
+        );
     }
 }

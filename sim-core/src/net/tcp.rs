@@ -84,6 +84,8 @@ pub const BACKLOG_MAX: usize = 128;
 /// retransmitted FIN to acknowledge again, before its socket is freed.
 const LINGER: Duration = Duration::from_secs(5);
 const TIME_WAIT: Duration = Duration::from_secs(1);
+/// Handshakes a listener remembers, so that a late duplicate SYN is known to be stale.
+const HANDSHAKES_REMEMBERED: usize = 4096;
 
 /// What a connection's datagrams carry. Sequence numbers count bytes from 0 in each
 /// direction; a FIN takes the number after the last byte.
@@ -338,6 +340,10 @@ impl Conn {
             },
             Phase::Open => {
                 if from != self.peer_socket {
+                    if let Segment::SynAck { .. } = segment {
+                        // A stale handshake's answer: refuse it, as a real client does.
+                        self.send(from, &Segment::Rst);
+                    }
                     return;
                 }
                 self.syn_ack_pending = false;
@@ -431,11 +437,17 @@ impl Conn {
             if let Some(waker) = self.writer.take() {
                 waker.wake();
             }
-        } else if self.peer_window == 0 {
+        } else if self.window_blocked() {
             // A probe was answered: the peer is alive, only its reader is slow.
             self.retries = 0;
         }
         self.peer_window = window;
+    }
+
+    /// Bytes wait to be sent and the peer's window allows none of them.
+    fn window_blocked(&self) -> bool {
+        let data_end = self.snd_una + self.send_buf.len() as u64;
+        self.snd_nxt < data_end && self.snd_nxt >= self.snd_una + self.peer_window
     }
 
     fn on_timeout(&mut self) {
@@ -458,8 +470,7 @@ impl Conn {
                 if self.fin_sent && !self.fin_acked {
                     self.fin_sent = false;
                 }
-                let unsent = self.snd_una + (self.send_buf.len() as u64) > self.snd_nxt;
-                self.probe_due = self.peer_window == 0 && unsent;
+                self.probe_due = self.window_blocked();
             }
             Phase::Closed => {}
         }
@@ -516,12 +527,13 @@ impl Conn {
         if self.phase == Phase::Closed {
             return;
         }
-        let data_end = self.snd_una + self.send_buf.len() as u64;
+        // A blocked window is probed at every timeout: the window update that would open it
+        // may be lost.
         let outstanding = self.phase == Phase::SynSent
             || self.syn_ack_pending
             || self.snd_nxt > self.snd_una
             || (self.fin_sent && !self.fin_acked)
-            || (self.snd_nxt < data_end && self.peer_window == 0);
+            || self.window_blocked();
         if !outstanding {
             self.retransmit = None;
         } else if self.retransmit.is_none() {
@@ -700,6 +712,8 @@ struct Listening {
     /// Connections by their client's address and id, so that a retransmitted SYN gets the
     /// same connection's SYN-ACK again.
     handshakes: BTreeMap<(Addr, u64), Weak<RefCell<Conn>>>,
+    /// The keys of `handshakes`, oldest first, to forget the oldest beyond the limit.
+    handshakes_order: VecDeque<(Addr, u64)>,
     acceptor: Option<Waker>,
 }
 
@@ -715,11 +729,15 @@ impl Listening {
                 continue;
             };
             let key = (inbound.from, isn);
-            if let Some(conn) = self.handshakes.get(&key).and_then(Weak::upgrade) {
-                let mut conn = conn.borrow_mut();
-                if conn.syn_ack_pending {
-                    conn.syn_due = true;
-                    conn.wake_driver();
+            if let Some(conn) = self.handshakes.get(&key) {
+                // A retransmitted or duplicated SYN: answer again while the handshake is
+                // open; one for a connection that is gone is stale.
+                if let Some(conn) = conn.upgrade() {
+                    let mut conn = conn.borrow_mut();
+                    if conn.syn_ack_pending {
+                        conn.syn_due = true;
+                        conn.wake_driver();
+                    }
                 }
                 continue;
             }
@@ -739,10 +757,15 @@ impl Listening {
             conn.note("tcp-accept");
             let conn = Rc::new(RefCell::new(conn));
             spawn_driver(&conn);
-            if self.handshakes.len() >= 4 * BACKLOG_MAX {
-                self.handshakes.retain(|_, conn| conn.strong_count() > 0);
-            }
             self.handshakes.insert(key, Rc::downgrade(&conn));
+            self.handshakes_order.push_back(key);
+            if self.handshakes_order.len() > HANDSHAKES_REMEMBERED {
+                let oldest = self
+                    .handshakes_order
+                    .pop_front()
+                    .expect("longer than the limit");
+                self.handshakes.remove(&oldest);
+            }
             self.queue.push_back(conn);
             if let Some(waker) = self.acceptor.take() {
                 waker.wake();
@@ -776,6 +799,7 @@ impl TcpListener {
             local,
             queue: VecDeque::new(),
             handshakes: BTreeMap::new(),
+            handshakes_order: VecDeque::new(),
             acceptor: None,
         }));
         let driven = Rc::clone(&shared);
