@@ -36,7 +36,9 @@ impl Conn {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|error| format!("connect to {addr}: {error}"))?;
-        stream.set_nodelay(true).map_err(|error| error.to_string())?;
+        stream
+            .set_nodelay(true)
+            .map_err(|error| error.to_string())?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|error| format!("handshake with {addr}: {error}"))?;
@@ -123,7 +125,10 @@ pub async fn exchange(
     };
     let result = match rt::timeout(timeout, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer from {addr} within {} ms", timeout.as_millis())),
+        Err(_) => Err(format!(
+            "no answer from {addr} within {} ms",
+            timeout.as_millis()
+        )),
     };
     if result.is_err() {
         *conn = None;
@@ -202,7 +207,12 @@ impl KvClient {
         }
     }
 
-    async fn call(&mut self, method: Method, key: &str, body: Bytes) -> Result<Served<Answer>, Failed> {
+    async fn call(
+        &mut self,
+        method: Method,
+        key: &str,
+        body: Bytes,
+    ) -> Result<Served<Answer>, Failed> {
         let server = self.current;
         let path = format!("/kv/{key}");
         let addr = self.servers[server].clone();

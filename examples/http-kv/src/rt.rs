@@ -6,33 +6,23 @@
 //! simulated disk); without it, tokio's own. Nothing else in the service changes between the
 //! two builds.
 
-#[cfg(madsim)]
-pub use sim::*;
 #[cfg(not(madsim))]
 pub use real::*;
+#[cfg(madsim)]
+pub use sim::*;
 
 /// The simulated world: sim-core under tokio's names.
 #[cfg(madsim)]
 mod sim {
     pub use super::tokio_io::TokioIo;
+    pub use sim_core::fs;
     pub use sim_core::net::{TcpListener, TcpStream};
     pub use sim_core::task::{spawn, JoinHandle};
     pub use sim_core::time::{sleep, timeout, Instant};
 
-    /// tokio's `fs` as the service uses it, on the node's simulated disk (fsync semantics,
-    /// crash models, I/O errors and full disks included).
-    pub mod fs {
-        pub use super::super::sim_fs::{read, rename, File};
-    }
-
     /// The current instant on this node's monotonic clock (`tokio::time::Instant::now()`).
     pub fn now() -> Instant {
         sim_core::time::now()
-    }
-
-    /// fsync of a directory, so that the creates and renames in it survive a crash.
-    pub async fn sync_dir(dir: &str) -> std::io::Result<()> {
-        Ok(sim_core::disk::sync_dir(dir).await?)
     }
 
     /// Marks a point of interest in the run's trace (`dst replay --trace` shows it under the
@@ -56,19 +46,11 @@ mod real {
         Instant::now()
     }
 
-    /// fsync of a directory, so that the creates and renames in it survive a crash.
-    pub async fn sync_dir(dir: &str) -> std::io::Result<()> {
-        let dir = if dir.is_empty() { "." } else { dir };
-        tokio::fs::File::open(dir).await?.sync_all().await
-    }
-
     /// Logs a point of interest.
     pub fn note(key: &str, text: String) {
         tracing::info!(target: "http_kv", key, "{text}");
     }
 }
 
-#[cfg(madsim)]
-mod sim_fs;
 #[cfg(madsim)]
 mod tokio_io;

@@ -13,7 +13,9 @@
 //!
 //! ## The checks
 //! - `linearizable` (always): the clients' history (an operation without an answer is
-//!   indeterminate) against a key-value model, by the linearizability checker.
+//!   indeterminate) against a key-value model, by the linearizability checker; checked when
+//!   the clients finish, and again after the heal with a final read of every key added, so
+//!   that an acknowledged write lost late in the run shows too.
 //! - `available-after-heal` (eventually, 3 s): a client writes a fresh value and reads it
 //!   back, from whichever node serves.
 //! - `failed-over`, `reloaded` (sometimes): a client was served by the backup; a client read
@@ -55,10 +57,8 @@ pub static AVAILABLE_AFTER_HEAL: Invariant = Invariant::eventually(
     Duration::from_secs(3),
 );
 /// A batch reaches a failover.
-pub static FAILED_OVER: Invariant = Invariant::sometimes(
-    "failed-over",
-    "the backup took over and served a client",
-);
+pub static FAILED_OVER: Invariant =
+    Invariant::sometimes("failed-over", "the backup took over and served a client");
 /// A batch reaches a value read back after the node that acknowledged it restarted.
 pub static RELOADED: Invariant = Invariant::sometimes(
     "reloaded",
@@ -72,6 +72,8 @@ const CLIENTS: [&str; 3] = ["client-1", "client-2", "client-3"];
 const KEYS: [&str; 3] = ["a", "b", "c"];
 /// How long a client waits for one operation, connection included.
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Attempts of the final read of each key.
+const FINAL_READ_TRIES: usize = 4;
 
 /// One client operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,7 +169,7 @@ impl Scenario for HttpKv {
     fn workload(&self) -> BoxedStrategy<Workload> {
         let key = 0..KEYS.len();
         let op = prop_oneof![key.clone().prop_map(Op::Get), key.prop_map(Op::Put)];
-        let client = proptest::collection::vec((0u64..200, op), 5..25);
+        let client = proptest::collection::vec((0u64..200, op), 10..40);
         proptest::collection::vec(client, CLIENTS.len())
             .prop_map(|clients| Workload { clients })
             .boxed()
@@ -185,7 +187,10 @@ impl Scenario for HttpKv {
             Op::Get(key) | Op::Put(key) => *key,
         });
         if let Some(key) = keys.into_iter().find(|&key| key >= KEYS.len()) {
-            return Err(format!("key index {key}: the scenario has {} keys", KEYS.len()));
+            return Err(format!(
+                "key index {key}: the scenario has {} keys",
+                KEYS.len()
+            ));
         }
         Ok(())
     }
@@ -230,7 +235,10 @@ impl Scenario for HttpKv {
                 acked: system.acked.clone(),
                 observer: env.observer(),
             };
-            running.push(env.sim.spawn_on(system.clients[index], client_main(ctx, ops)));
+            running.push(
+                env.sim
+                    .spawn_on(system.clients[index], client_main(ctx, ops)),
+            );
         }
         for client in running {
             // A client task ends when its operations are done (clients never crash).
@@ -255,7 +263,50 @@ impl Scenario for HttpKv {
                     .unwrap_or_else(|_| Err("the probing client's task ended".into()))
             }
         })
-        .await
+        .await?;
+        // A final read of every key, added to the history and checked with it: an
+        // acknowledged write lost by a crash late in the run shows here.
+        let reader = FinalReader {
+            client: CLIENTS.len() as u64,
+            history: system.history.clone(),
+        };
+        let _ = env.sim.spawn_on(system.clients[0], reader.read_all()).await;
+        env.linearizable(&LINEARIZABLE, &KeyValue::new(), &system.history.borrow())
+    }
+}
+
+/// Reads every key once more after the heal, as one more client of the history.
+struct FinalReader {
+    client: u64,
+    history: Rc<RefCell<KvHistory>>,
+}
+
+impl FinalReader {
+    async fn read_all(self) {
+        let mut client = KvClient::new(servers(), CLIENT_TIMEOUT);
+        let now = || time::true_now().as_nanos() as u64;
+        for key in KEYS {
+            // A refused or lost read says nothing: try each server a few times.
+            for _ in 0..FINAL_READ_TRIES {
+                let input = KvInput::Get {
+                    key: key.to_string(),
+                };
+                let Ok(id) = self.history.borrow_mut().invoke(self.client, input, now()) else {
+                    return;
+                };
+                let answer = client.get(key).await;
+                let mut history = self.history.borrow_mut();
+                match answer {
+                    Ok(served) => {
+                        let _ = history.complete(id, KvOutput::GetOk(served.value), now());
+                        break;
+                    }
+                    Err(_) => {
+                        let _ = history.mark_indeterminate(id);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -278,7 +329,9 @@ async fn probe(value: String) -> Result<(), String> {
     }
     for _ in 0..2 {
         match client.get("probe").await {
-            Ok(Served { value: Some(seen), .. }) if seen == value => return Ok(()),
+            Ok(Served {
+                value: Some(seen), ..
+            }) if seen == value => return Ok(()),
             Ok(served) => last = format!("wrote {value}, read {served:?}"),
             Err(failed) => last = format!("GET at server {}: {}", failed.server, failed.reason),
         }
@@ -318,7 +371,10 @@ async fn client_main(ctx: ClientCtx, ops: Vec<(u64, Op)>) {
         time::sleep(Duration::from_millis(think_ms.max(1))).await;
         let (key, value) = match op {
             Op::Get(key) => (KEYS[key].to_string(), None),
-            Op::Put(key) => (KEYS[key].to_string(), Some(format!("{}.{n}", ctx.client + 1))),
+            Op::Put(key) => (
+                KEYS[key].to_string(),
+                Some(format!("{}.{n}", ctx.client + 1)),
+            ),
         };
         let input = match &value {
             None => KvInput::Get { key: key.clone() },

@@ -13,7 +13,7 @@
 //!   primary heartbeats every `heartbeat_every` when idle), it stores `promoted` and takes
 //!   over for good: from then on it answers the primary's requests with 409, so the primary
 //!   stops serving, and it serves clients itself.
-//! - Both nodes keep their state in one file ([`crate::store`]); a restarted node reloads it.
+//! - Both nodes keep their state on disk ([`crate::store`]); a restarted node reloads it.
 //!   A promoted backup stays promoted; a restarted primary whose backup took over learns it
 //!   at its first request.
 //!
@@ -74,8 +74,8 @@ pub struct Config {
     pub listen: String,
     /// Primary or backup.
     pub role: Role,
-    /// The state file.
-    pub state_path: String,
+    /// The directory of the state files.
+    pub state_dir: String,
     /// How long the primary waits for the backup (connection included).
     pub backup_timeout: Duration,
     /// How often an idle primary tells the backup it leads, and how often the backup looks
@@ -93,7 +93,7 @@ impl Config {
         Config {
             listen: format!("0.0.0.0:{PORT}"),
             role,
-            state_path: "kv.json".into(),
+            state_dir: "/data".into(),
             backup_timeout: Duration::from_millis(150),
             heartbeat_every: Duration::from_millis(100),
             promote_after: Duration::from_millis(1000),
@@ -102,13 +102,12 @@ impl Config {
     }
 }
 
-/// Runs a node until its listener fails. Returns an error when the stored state cannot be
-/// read (the node must not serve from a state it cannot read).
+/// Runs a node until its listener fails.
 pub async fn serve(config: Config) -> io::Result<()> {
-    let store = Store::new(&config.state_path, config.bugs);
-    let mut state = load(&store).await?;
+    let mut store = Store::new(&config.state_dir, config.bugs);
+    let mut state = load(&mut store).await;
     state.boot += 1;
-    save_retrying(&store, &state).await;
+    save_retrying(&mut store, &state).await;
     rt::note(
         "boot",
         format!("boot {} with {} keys", state.boot, state.entries.len()),
@@ -134,16 +133,11 @@ pub async fn serve(config: Config) -> io::Result<()> {
     }
 }
 
-/// Reads the stored state, retrying while the disk fails; a state that does not parse is an
-/// error.
-async fn load(store: &Store) -> io::Result<State> {
+/// Reads the stored state, retrying while the disk fails.
+async fn load(store: &mut Store) -> State {
     loop {
         match store.load().await {
-            Ok(state) => return Ok(state),
-            Err(error) if error.kind() == io::ErrorKind::InvalidData => {
-                tracing::error!(%error, "the stored state cannot be read: not serving");
-                return Err(error);
-            }
+            Ok(state) => return state,
             Err(error) => {
                 tracing::warn!(%error, "reading the stored state failed; retrying");
                 rt::sleep(Duration::from_millis(50)).await;
@@ -153,7 +147,7 @@ async fn load(store: &Store) -> io::Result<State> {
 }
 
 /// Saves `state`, retrying while the disk fails.
-async fn save_retrying(store: &Store, state: &State) {
+async fn save_retrying(store: &mut Store, state: &State) {
     while let Err(error) = store.save(state).await {
         tracing::warn!(%error, "saving the state failed; retrying");
         rt::sleep(Duration::from_millis(50)).await;
@@ -191,11 +185,9 @@ struct Asked {
     body: Bytes,
 }
 
-/// A node: its role's state behind one lock (one operation at a time), its store and
-/// settings.
+/// A node: its role's state behind one lock (one operation at a time), and its settings.
 struct Node {
     config: Config,
-    store: Store,
     boot: u64,
     inner: Mutex<Inner>,
 }
@@ -203,6 +195,7 @@ struct Node {
 /// The state the lock guards.
 struct Inner {
     state: State,
+    store: Store,
     /// The primary's writes in this boot so far.
     seq: u64,
     /// The primary's connection to the backup.
@@ -242,13 +235,13 @@ impl Node {
             boot: state.boot,
             inner: Mutex::new(Inner {
                 state,
+                store,
                 seq: 0,
                 backup: None,
                 fenced: false,
                 heard: rt::now(),
             }),
             config,
-            store,
         }
     }
 
@@ -297,8 +290,14 @@ impl Node {
     async fn route(&self, asked: Asked) -> Response<Full<Bytes>> {
         let mut inner = self.inner.lock().await;
         match (&asked.route, self.is_primary()) {
-            (Route::Kv(key), true) => self.primary_kv(&mut inner, &asked.method, key, asked.body).await,
-            (Route::Kv(key), false) => self.backup_kv(&mut inner, &asked.method, key, asked.body).await,
+            (Route::Kv(key), true) => {
+                self.primary_kv(&mut inner, &asked.method, key, asked.body)
+                    .await
+            }
+            (Route::Kv(key), false) => {
+                self.backup_kv(&mut inner, &asked.method, key, asked.body)
+                    .await
+            }
             (Route::Replicate(key), false) => {
                 self.backup_replicate(&mut inner, key, asked.version, asked.body)
                     .await
@@ -325,10 +324,22 @@ impl Node {
         value: Bytes,
     ) -> Response<Full<Bytes>> {
         if inner.fenced {
-            return reply(StatusCode::SERVICE_UNAVAILABLE, self.boot, "the backup took over");
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                self.boot,
+                "the backup took over",
+            );
         }
         if method == Method::GET {
-            if let Err(why) = self.lead(inner, (Method::POST, "/heartbeat".into()), &[], Bytes::new()).await {
+            if let Err(why) = self
+                .lead(
+                    inner,
+                    (Method::POST, "/heartbeat".into()),
+                    &[],
+                    Bytes::new(),
+                )
+                .await
+            {
                 return why;
             }
             return match inner.state.entries.get(key) {
@@ -343,7 +354,10 @@ impl Node {
         let version = (self.boot, inner.seq);
         let header = [(VERSION_HEADER, format!("{}.{}", version.0, version.1))];
         let replicate = (Method::PUT, format!("/replicate/{key}"));
-        if let Err(why) = self.lead(inner, replicate, &header, value.clone().into()).await {
+        if let Err(why) = self
+            .lead(inner, replicate, &header, value.clone().into())
+            .await
+        {
             return why;
         }
         self.store_put(inner, key, Entry { value, version }).await
@@ -362,8 +376,15 @@ impl Node {
             Backed::Ok => Ok(()),
             Backed::Fenced => {
                 inner.fenced = true;
-                rt::note("fenced", "the backup took over: the primary stops serving".into());
-                Err(reply(StatusCode::SERVICE_UNAVAILABLE, self.boot, "the backup took over"))
+                rt::note(
+                    "fenced",
+                    "the backup took over: the primary stops serving".into(),
+                );
+                Err(reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    self.boot,
+                    "the backup took over",
+                ))
             }
             Backed::Unknown(why) if self.config.bugs.replication_optional => {
                 tracing::warn!(%why, "the backup did not answer: going on alone");
@@ -409,7 +430,7 @@ impl Node {
     async fn store_put(&self, inner: &mut Inner, key: &str, entry: Entry) -> Response<Full<Bytes>> {
         let mut next = inner.state.clone();
         next.entries.insert(key.to_string(), entry);
-        match self.store.save(&next).await {
+        match inner.store.save(&next).await {
             Ok(()) => {
                 inner.state = next;
                 reply(StatusCode::NO_CONTENT, self.boot, "")
@@ -431,7 +452,11 @@ impl Node {
         value: Bytes,
     ) -> Response<Full<Bytes>> {
         if !inner.state.promoted {
-            return reply(StatusCode::SERVICE_UNAVAILABLE, self.boot, "the primary leads");
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                self.boot,
+                "the primary leads",
+            );
         }
         if method == Method::GET {
             return match inner.state.entries.get(key) {
@@ -443,7 +468,11 @@ impl Node {
             return reply(StatusCode::BAD_REQUEST, self.boot, "a value is UTF-8");
         };
         // Versions order only the primary's replicated writes, which are over.
-        let version = inner.state.entries.get(key).map_or((0, 0), |entry| entry.version);
+        let version = inner
+            .state
+            .entries
+            .get(key)
+            .map_or((0, 0), |entry| entry.version);
         self.store_put(inner, key, Entry { value, version }).await
     }
 
@@ -460,9 +489,18 @@ impl Node {
         }
         inner.heard = rt::now();
         let (Some(version), Ok(value)) = (version, String::from_utf8(value.to_vec())) else {
-            return reply(StatusCode::BAD_REQUEST, self.boot, "a version and a UTF-8 value");
+            return reply(
+                StatusCode::BAD_REQUEST,
+                self.boot,
+                "a version and a UTF-8 value",
+            );
         };
-        if inner.state.entries.get(key).is_some_and(|entry| entry.version >= version) {
+        if inner
+            .state
+            .entries
+            .get(key)
+            .is_some_and(|entry| entry.version >= version)
+        {
             // A late copy of a write the primary gave up on: a newer one is here.
             return reply(StatusCode::NO_CONTENT, self.boot, "");
         }
@@ -491,10 +529,13 @@ impl Node {
     async fn promote(&self, inner: &mut Inner) {
         let mut next = inner.state.clone();
         next.promoted = true;
-        match self.store.save(&next).await {
+        match inner.store.save(&next).await {
             Ok(()) => {
                 inner.state = next;
-                rt::note("promoted", "the backup took over from a silent primary".into());
+                rt::note(
+                    "promoted",
+                    "the backup took over from a silent primary".into(),
+                );
             }
             Err(error) => tracing::warn!(%error, "storing the promotion failed; retrying"),
         }
