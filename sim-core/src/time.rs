@@ -12,6 +12,16 @@
 //! they re-aim. madsim rounds every sleep up to at least 1 ms of true time.
 //!
 //! Called on the supervisor (outside any node), these functions use true time.
+//!
+//! ## tokio's names
+//! A service written against `tokio::time` runs unchanged with its imports switched to this
+//! module: [`Instant`] has tokio's methods and operators ([`Instant::now`],
+//! [`Instant::duration_since`], [`Instant::checked_add`]...), and [`sleep`], [`sleep_until`],
+//! [`timeout`], [`timeout_at`], [`interval`], [`interval_at`], [`Interval`],
+//! [`MissedTickBehavior`], [`error::Elapsed`] and [`Duration`] have tokio's names. One
+//! difference: a node's monotonic clock starts at zero when the node is created, so
+//! subtracting a duration longer than the node's age from an instant saturates at that origin
+//! (tokio's instants come from the host's uptime, which is rarely that young).
 
 use crate::node::NodeId;
 use crate::trace::{ClockEvent, Event};
@@ -20,7 +30,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `std::time::Duration`, as `tokio::time` re-exports it.
+pub use std::time::Duration;
 
 /// The wall clock's true value at the start of every run: 2026-01-01T00:00:00Z.
 ///
@@ -76,17 +89,69 @@ impl Instant {
             nanos: self.nanos.saturating_add(duration_ns(duration)),
         }
     }
+    /// The current node's monotonic clock, as [`now`] (tokio's name).
+    pub fn now() -> Instant {
+        now()
+    }
+    /// `self - earlier`, or zero if `earlier` is later (as tokio's, which saturates too).
+    pub fn duration_since(self, earlier: Instant) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+    /// `self - earlier`, or `None` if `earlier` is later.
+    pub fn checked_duration_since(self, earlier: Instant) -> Option<Duration> {
+        self.nanos
+            .checked_sub(earlier.nanos)
+            .map(Duration::from_nanos)
+    }
+    /// `self + duration`, or `None` if that is beyond what an `Instant` holds.
+    pub fn checked_add(self, duration: Duration) -> Option<Instant> {
+        let nanos = u64::try_from(duration.as_nanos()).ok()?;
+        self.nanos.checked_add(nanos).map(Instant::from_nanos)
+    }
+    /// `self - duration`, or `None` if that is before the clock's origin.
+    pub fn checked_sub(self, duration: Duration) -> Option<Instant> {
+        let nanos = u64::try_from(duration.as_nanos()).ok()?;
+        self.nanos.checked_sub(nanos).map(Instant::from_nanos)
+    }
+    /// `self - duration`, or the clock's origin if that is before it.
+    pub fn saturating_sub(self, duration: Duration) -> Instant {
+        Instant {
+            nanos: self.nanos.saturating_sub(duration_ns(duration)),
+        }
+    }
 }
 
 impl std::ops::Add<Duration> for Instant {
     type Output = Instant;
+    /// Saturates at the largest instant.
     fn add(self, duration: Duration) -> Instant {
         self.saturating_add(duration)
     }
 }
 
+impl std::ops::AddAssign<Duration> for Instant {
+    fn add_assign(&mut self, duration: Duration) {
+        *self = *self + duration;
+    }
+}
+
+impl std::ops::Sub<Duration> for Instant {
+    type Output = Instant;
+    /// Saturates at the clock's origin (see the module docs).
+    fn sub(self, duration: Duration) -> Instant {
+        self.saturating_sub(duration)
+    }
+}
+
+impl std::ops::SubAssign<Duration> for Instant {
+    fn sub_assign(&mut self, duration: Duration) {
+        *self = *self - duration;
+    }
+}
+
 impl std::ops::Sub for Instant {
     type Output = Duration;
+    /// Zero if `earlier` is later.
     fn sub(self, earlier: Instant) -> Duration {
         self.saturating_duration_since(earlier)
     }
@@ -326,6 +391,30 @@ impl Sleep {
     pub fn deadline(&self) -> Instant {
         Instant::from_nanos(self.deadline_local_ns)
     }
+
+    /// Whether the node's clock has reached the deadline.
+    pub fn is_elapsed(&self) -> bool {
+        self.clock_now() >= self.deadline()
+    }
+
+    /// Moves the deadline to `deadline` (earlier or later), also after the sleep completed.
+    pub fn reset(self: Pin<&mut Self>, deadline: Instant) {
+        let this = self.get_mut();
+        this.deadline_local_ns = deadline.as_nanos();
+        // The true-time sleep aims at the old deadline; the next poll aims again.
+        this.inner = None;
+    }
+
+    /// The monotonic clock of the node the sleep belongs to (true time on the supervisor).
+    fn clock_now(&self) -> Instant {
+        crate::world::with(|world| {
+            let t = true_ns(world);
+            match self.node {
+                Some(node) => Instant::from_nanos(world.node(node).clock.local_ns(t)),
+                None => Instant::from_nanos(t),
+            }
+        })
+    }
 }
 
 impl Future for Sleep {
@@ -403,6 +492,18 @@ impl Drop for Sleep {
 #[error("deadline has elapsed")]
 pub struct Elapsed;
 
+impl From<Elapsed> for std::io::Error {
+    /// `TimedOut`, as tokio converts it.
+    fn from(_: Elapsed) -> Self {
+        std::io::ErrorKind::TimedOut.into()
+    }
+}
+
+/// The errors of this module at tokio's path (`tokio::time::error::Elapsed`).
+pub mod error {
+    pub use super::Elapsed;
+}
+
 /// Runs `future` until it completes or `duration` passes on the current node's clock.
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
     Timeout {
@@ -411,7 +512,15 @@ pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
     }
 }
 
-/// Future returned by [`timeout`].
+/// Runs `future` until it completes or the current node's clock reaches `deadline`.
+pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
+    Timeout {
+        future: Box::pin(future),
+        sleep: sleep_until(deadline),
+    }
+}
+
+/// Future returned by [`timeout`] and [`timeout_at`].
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Timeout<F> {
     future: Pin<Box<F>>,
@@ -432,6 +541,138 @@ impl<F: Future> Future for Timeout<F> {
     }
 }
 
+/// A tick that comes more than this late counts as missed (tokio's tolerance).
+const MISSED_TICK_TOLERANCE: Duration = Duration::from_millis(5);
+
+/// What an [`Interval`] does when it falls behind: when [`Interval::tick`] is called more
+/// than 5 ms after the tick was due (the task was busy, or its node paused), as tokio's.
+///
+/// In the examples, the period is 100 ms, the ticks are due at 0, 100, 200, 300..., and the
+/// task calls `tick` again at 350 ms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MissedTickBehavior {
+    /// Ticks as fast as it can until it caught up: ticks for 100, 200 and 300 complete at
+    /// once at 350, then 400, 500... on time. The default.
+    #[default]
+    Burst,
+    /// Starts again from now: the tick for 100 completes at 350, the next ones come at 450,
+    /// 550...
+    Delay,
+    /// Skips the missed ticks and keeps the schedule: the tick for 100 completes at 350, the
+    /// next ones come at 400, 500...
+    Skip,
+}
+
+impl MissedTickBehavior {
+    /// When the tick after the one due at `due` comes, if it completed late, at `now`.
+    fn next_due(self, due: Instant, now: Instant, period: Duration) -> Instant {
+        match self {
+            MissedTickBehavior::Burst => due + period,
+            MissedTickBehavior::Delay => now + period,
+            MissedTickBehavior::Skip => {
+                let late_ns = (now - due).as_nanos() % period.as_nanos();
+                now + period - Duration::from_nanos(late_ns as u64)
+            }
+        }
+    }
+}
+
+/// Ticks every `period` on the current node's monotonic clock; the first tick completes at
+/// once. As `tokio::time::interval`.
+///
+/// # Panics
+/// If `period` is zero, as tokio's.
+pub fn interval(period: Duration) -> Interval {
+    assert!(!period.is_zero(), "interval: `period` must be non-zero");
+    interval_at(now(), period)
+}
+
+/// Ticks every `period` on the current node's monotonic clock, the first tick at `start`. As
+/// `tokio::time::interval_at`.
+///
+/// # Panics
+/// If `period` is zero, as tokio's.
+pub fn interval_at(start: Instant, period: Duration) -> Interval {
+    assert!(!period.is_zero(), "interval_at: `period` must be non-zero");
+    Interval {
+        delay: sleep_until(start),
+        period,
+        missed_tick_behavior: MissedTickBehavior::default(),
+    }
+}
+
+/// Ticks on a node's clock, from [`interval`] or [`interval_at`].
+#[must_use = "an interval does nothing unless you call `tick`"]
+pub struct Interval {
+    /// Ends when the next tick is due; its deadline is that tick's.
+    delay: Sleep,
+    period: Duration,
+    missed_tick_behavior: MissedTickBehavior,
+}
+
+impl Interval {
+    /// Waits for the next tick; returns when it was due (not when it completed).
+    ///
+    /// Cancel-safe: a tick is used up only when this returns it.
+    pub async fn tick(&mut self) -> Instant {
+        std::future::poll_fn(|cx| self.poll_tick(cx)).await
+    }
+
+    /// Polls for the next tick; when ready, returns when it was due and aims at the one after.
+    pub fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        if Pin::new(&mut self.delay).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let due = self.delay.deadline();
+        let now = self.delay.clock_now();
+        let next = if now > due + MISSED_TICK_TOLERANCE {
+            (self.missed_tick_behavior).next_due(due, now, self.period)
+        } else {
+            due + self.period
+        };
+        Pin::new(&mut self.delay).reset(next);
+        Poll::Ready(due)
+    }
+
+    /// The next tick comes one period from now.
+    pub fn reset(&mut self) {
+        let next = self.delay.clock_now() + self.period;
+        Pin::new(&mut self.delay).reset(next);
+    }
+
+    /// The next tick comes now.
+    pub fn reset_immediately(&mut self) {
+        let next = self.delay.clock_now();
+        Pin::new(&mut self.delay).reset(next);
+    }
+
+    /// The next tick comes `after` from now.
+    pub fn reset_after(&mut self, after: Duration) {
+        let next = self.delay.clock_now() + after;
+        Pin::new(&mut self.delay).reset(next);
+    }
+
+    /// The next tick comes at `deadline`.
+    pub fn reset_at(&mut self, deadline: Instant) {
+        Pin::new(&mut self.delay).reset(deadline);
+    }
+
+    /// The time between ticks.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// What the interval does when it falls behind.
+    pub fn missed_tick_behavior(&self) -> MissedTickBehavior {
+        self.missed_tick_behavior
+    }
+
+    /// Sets what the interval does when it falls behind.
+    pub fn set_missed_tick_behavior(&mut self, behavior: MissedTickBehavior) {
+        self.missed_tick_behavior = behavior;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,6 +685,41 @@ mod tests {
         let span = clock.true_span_ns(1_100_000_000);
         assert!(clock.local_ns(span) >= 1_100_000_000);
         assert!(span <= 1_000_000_001);
+    }
+
+    #[test]
+    fn missed_ticks_follow_tokio_arithmetic() {
+        let (due, now, period) = (ms(100), ms(350), Duration::from_millis(100));
+        let next = |behavior: MissedTickBehavior| behavior.next_due(due, now, period);
+        assert_eq!(next(MissedTickBehavior::Burst), ms(200));
+        assert_eq!(next(MissedTickBehavior::Delay), ms(450));
+        assert_eq!(next(MissedTickBehavior::Skip), ms(400));
+    }
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_nanos(n * 1_000_000)
+    }
+
+    #[test]
+    fn instant_arithmetic_saturates_or_checks_at_the_origin() {
+        let second = Duration::from_secs(1);
+        let at = ms(1_500);
+        assert_eq!(at - second, ms(500));
+        assert_eq!(ms(500) - second, ms(0));
+        assert_eq!(ms(500).checked_sub(second), None);
+        assert_eq!(at.checked_sub(second), Some(ms(500)));
+        assert_eq!(at.checked_add(second), Some(ms(2_500)));
+        assert_eq!(Instant::from_nanos(u64::MAX).checked_add(second), None);
+        assert_eq!(at.duration_since(ms(500)), second);
+        assert_eq!(ms(500).duration_since(at), Duration::ZERO);
+        assert_eq!(ms(500).checked_duration_since(at), None);
+        assert_eq!(at.checked_duration_since(ms(500)), Some(second));
+        let mut moving = at;
+        moving += second;
+        assert_eq!(moving, ms(2_500));
+        moving -= second;
+        assert_eq!(moving, at);
+        assert_eq!(at - ms(500), second);
     }
 
     #[test]

@@ -256,23 +256,22 @@ impl DiskErrorKind {
         }
     }
 
-    /// The closest [`std::io::ErrorKind`].
-    ///
-    /// `StorageFull`, `IsADirectory` and `NotADirectory` need Rust 1.83 while the workspace
-    /// supports 1.80, so those map to `Other`; the [`DiskError`] inside says which it was.
+    /// The closest [`std::io::ErrorKind`]: what a real OS returns in the same situation
+    /// (`Stale`, a handle that outlived a crash, is ESTALE).
     pub fn io_kind(self) -> std::io::ErrorKind {
         use std::io::ErrorKind;
         match self {
             DiskErrorKind::NotFound | DiskErrorKind::Removed => ErrorKind::NotFound,
             DiskErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
-            DiskErrorKind::IsADirectory
-            | DiskErrorKind::NotADirectory
-            | DiskErrorKind::NoSpace
-            | DiskErrorKind::Io => ErrorKind::Other,
-            DiskErrorKind::InvalidPath | DiskErrorKind::InvalidInput => ErrorKind::InvalidInput,
-            DiskErrorKind::Stale | DiskErrorKind::WrongNode | DiskErrorKind::NotOnNode => {
-                ErrorKind::InvalidInput
-            }
+            DiskErrorKind::IsADirectory => ErrorKind::IsADirectory,
+            DiskErrorKind::NotADirectory => ErrorKind::NotADirectory,
+            DiskErrorKind::NoSpace => ErrorKind::StorageFull,
+            DiskErrorKind::Io => ErrorKind::Other,
+            DiskErrorKind::Stale => ErrorKind::StaleNetworkFileHandle,
+            DiskErrorKind::InvalidPath
+            | DiskErrorKind::InvalidInput
+            | DiskErrorKind::WrongNode
+            | DiskErrorKind::NotOnNode => ErrorKind::InvalidInput,
         }
     }
 }

@@ -175,22 +175,9 @@ impl From<FsError> for io::Error {
 /// | `Stale` | `StaleNetworkFileHandle` | ESTALE: the handle outlived its node's crash |
 /// | `WrongNode`, `NotOnNode` | `InvalidInput` | a bug in the program, not an OS answer |
 ///
-/// It differs from [`DiskErrorKind::io_kind`] (which `?` uses on a bare [`DiskError`]) only
-/// where that one says `Other` for want of the newer kinds.
+/// The same as [`DiskErrorKind::io_kind`], which `?` uses on a bare [`DiskError`].
 pub fn disk_error_kind(kind: DiskErrorKind) -> io::ErrorKind {
-    match kind {
-        DiskErrorKind::NotFound | DiskErrorKind::Removed => io::ErrorKind::NotFound,
-        DiskErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
-        DiskErrorKind::IsADirectory => io::ErrorKind::IsADirectory,
-        DiskErrorKind::NotADirectory => io::ErrorKind::NotADirectory,
-        DiskErrorKind::NoSpace => io::ErrorKind::StorageFull,
-        DiskErrorKind::Io => io::ErrorKind::Other,
-        DiskErrorKind::Stale => io::ErrorKind::StaleNetworkFileHandle,
-        DiskErrorKind::InvalidPath
-        | DiskErrorKind::InvalidInput
-        | DiskErrorKind::WrongNode
-        | DiskErrorKind::NotOnNode => io::ErrorKind::InvalidInput,
-    }
+    kind.io_kind()
 }
 
 /// A disk error as the [`io::Error`] this module returns (see [`disk_error_kind`]).

@@ -108,7 +108,9 @@
 //! ([`tcp`]: a small TCP of its own over this network's datagrams, with handshake,
 //! retransmission, flow control, resets and timeouts), with node names resolved by
 //! [`dns`] (node `n<i>` has the address `10.0.0.1 + i`). Every segment is a message of this
-//! network: every fault above applies to it and the trace records it.
+//! network: every fault above applies to it and the trace records it. [`UdpSocket`] has
+//! tokio's UDP names and signatures; each datagram is a datagram message of a [`Socket`],
+//! under every fault above (see [`udp`]).
 //!
 //! ## Taps
 //! A checker judges what was sent from the network, not from the code under test:
@@ -125,6 +127,7 @@ mod socket;
 mod state;
 mod tap;
 pub mod tcp;
+pub mod udp;
 
 pub use control::{NetControl, NetStats};
 pub use dns::{lookup_host, ToSocketAddrs};
@@ -132,6 +135,7 @@ pub use event::{DropReason, MessageKind, NetEvent};
 pub use socket::{Request, Socket};
 pub use tap::{NetTap, NodeClocks, TapEvent, Tapped};
 pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
 
 pub(crate) use state::{on_crash, NetState};
 
