@@ -20,11 +20,6 @@ mod sim {
     pub use sim_core::task::{spawn, JoinHandle};
     pub use sim_core::time::{sleep, timeout, Instant};
 
-    /// The current instant on this node's monotonic clock (`tokio::time::Instant::now()`).
-    pub fn now() -> Instant {
-        sim_core::time::now()
-    }
-
     /// Marks a point of interest in the run's trace (`dst replay --trace` shows it under the
     /// node's name).
     pub fn note(key: &str, text: String) {
@@ -40,11 +35,6 @@ mod real {
     pub use tokio::net::{TcpListener, TcpStream};
     pub use tokio::task::{spawn, JoinHandle};
     pub use tokio::time::{sleep, timeout, Instant};
-
-    /// The current instant.
-    pub fn now() -> Instant {
-        Instant::now()
-    }
 
     /// Logs a point of interest.
     pub fn note(key: &str, text: String) {

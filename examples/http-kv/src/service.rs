@@ -239,7 +239,7 @@ impl Node {
                 seq: 0,
                 backup: None,
                 fenced: false,
-                heard: rt::now(),
+                heard: Instant::now(),
             }),
             config,
         }
@@ -306,7 +306,7 @@ impl Node {
                 if inner.state.promoted {
                     return reply(StatusCode::CONFLICT, self.boot, "took over");
                 }
-                inner.heard = rt::now();
+                inner.heard = Instant::now();
                 reply(StatusCode::NO_CONTENT, self.boot, "")
             }
             (Route::Replicate(_) | Route::Heartbeat, true) => {
@@ -487,7 +487,7 @@ impl Node {
         if inner.state.promoted {
             return reply(StatusCode::CONFLICT, self.boot, "took over");
         }
-        inner.heard = rt::now();
+        inner.heard = Instant::now();
         let (Some(version), Ok(value)) = (version, String::from_utf8(value.to_vec())) else {
             return reply(
                 StatusCode::BAD_REQUEST,
@@ -518,7 +518,8 @@ impl Node {
                     let _ = self.lead(&mut inner, heartbeat, &[], Bytes::new()).await;
                 }
             } else if !inner.state.promoted
-                && rt::now().saturating_duration_since(inner.heard) >= self.config.promote_after
+                && Instant::now().saturating_duration_since(inner.heard)
+                    >= self.config.promote_after
             {
                 self.promote(&mut inner).await;
             }
