@@ -7,6 +7,8 @@
 //! - `cqrs` ([`cqrs`]): bank accounts in CQRS over the event store.
 //! - `gateway` ([`gateway`]): API gateway replicas in front of services found through discovery.
 //! - `e2e` ([`e2e`]): the five patterns as one system.
+//! - `http-kv` (from the example crate `http-kv`): a primary-backup key-value service over
+//!   HTTP/1.1, written with hyper for tokio and run unchanged on simulated TCP.
 
 pub mod circuit_breaker;
 pub mod cqrs;
@@ -25,6 +27,7 @@ pub fn registry() -> harness::Registry {
         .with(cqrs::Cqrs)
         .with(gateway::GatewayScenario)
         .with(e2e::EndToEnd::default())
+        .with(http_kv::HttpKv)
         // The project's target for the composed system (issue 17).
         .sim_wall_target("e2e", 1000.0)
 }
