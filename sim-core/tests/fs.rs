@@ -655,3 +655,21 @@ fn determinism_fs_workload_gives_the_same_trace_hash_for_a_seed() {
     }
     assert_eq!(hashes.len(), 4);
 }
+
+#[test]
+fn fs_write_in_flight_finishes_after_its_file_is_dropped() {
+    // Goal: as with tokio, `write_all` then dropping the file without flush still writes the
+    // bytes (the write finishes in a task of its own), under disk latency.
+    let mut config = SimConfig::default();
+    config.disk.faults.latency = Some(sim_core::disk::Latency {
+        min_ms: 2,
+        max_ms: 5,
+    });
+    check_script(config, || async {
+        let mut file = fs::File::create("f").await.unwrap();
+        file.write_all(b"kept").await.unwrap();
+        drop(file);
+        sim_core::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(fs::read("f").await.unwrap(), b"kept");
+    });
+}

@@ -492,3 +492,45 @@ fn a_slow_reader_behind_a_lossy_link_gets_every_byte() {
         assert_eq!(*seen.lock().unwrap(), ["read 200000 ok"], "seed {seed}");
     }
 }
+
+#[test]
+fn on_an_ordered_link_a_short_partition_only_delays_the_bytes_too() {
+    let mut config = lossy(0.0, 0.0);
+    config.net.link = config.net.link.with_ordered(true);
+    let (report, seen) = echo_run(6, config, 100_000, |sim, server, client| {
+        let sim = sim.clone();
+        sim_core::task::spawn(async move {
+            sim.sleep(ms(20)).await;
+            sim.net().partition(&[server], &[client]).unwrap();
+            sim.sleep(ms(500)).await;
+            sim.net().heal_all();
+        });
+    });
+    assert!(report.outcome.is_pass(), "{}", report.outcome);
+    assert_eq!(seen, ["echoed 100000 ok"]);
+}
+
+#[test]
+fn a_dropped_listener_frees_its_port_at_once() {
+    let (report, seen) = pair(
+        || async {
+            let listener = TcpListener::bind("0.0.0.0:80").await.unwrap();
+            drop(listener);
+            let again = TcpListener::bind("0.0.0.0:80").await.unwrap();
+            let (mut stream, _) = again.accept().await.unwrap();
+            stream.write_all(b"hello").await.unwrap();
+            time::sleep(Duration::from_secs(1)).await;
+        },
+        |log| async move {
+            time::sleep(ms(10)).await;
+            let mut stream = TcpStream::connect("server:80").await.unwrap();
+            let mut got = [0; 5];
+            stream.read_exact(&mut got).await.unwrap();
+            log.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&got).into_owned());
+        },
+    );
+    assert!(report.outcome.is_pass(), "{}", report.outcome);
+    assert_eq!(seen, ["hello"]);
+}

@@ -58,8 +58,8 @@ struct State {
 /// - `poll_write` hands its bytes to the disk and reports them written as soon as the
 ///   operation started; with disk latency, the write is still in flight then, and an error of
 ///   it is reported by the next operation of the file (`flush` waits for it). Dropping the
-///   file drops a write in flight: it never happens, which a crash may do to an unsynced write
-///   anyway. Call `flush` or [`File::sync_all`] before dropping.
+///   file lets a write in flight finish in a task of its own, as tokio's does (its error is
+///   lost); a crash of the node before it finishes loses it, as it may any unsynced write.
 /// - a read in flight is kept if the read is cancelled and handed to the next one.
 ///
 /// A directory opened with [`File::open`] reads nothing; its [`File::sync_all`] is
@@ -71,6 +71,23 @@ pub struct File {
     writable: bool,
     append: bool,
     state: RefCell<State>,
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        let Some(InFlight::Write { op, .. }) = self.state.get_mut().in_flight.take() else {
+            return;
+        };
+        // Only from the node's own running code: a file dropped because its node crashed
+        // (or at the end of the run) loses the write with the node's other unsynced ones.
+        let on_running_node = crate::task::current_node().is_some()
+            && crate::world::try_with(|world| world.running()).unwrap_or(false);
+        if on_running_node {
+            crate::task::spawn(async move {
+                let _ = op.await;
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for File {

@@ -439,8 +439,8 @@ pub(super) fn send(
     payload: Vec<u8>,
     summary: Option<String>,
 ) -> Result<(), NetError> {
-    let socket_ordered = match world.net.socket(from, socket_id) {
-        Some(socket) => socket.ordered,
+    let (socket_ordered, socket_tcp) = match world.net.socket(from, socket_id) {
+        Some(socket) => (socket.ordered, socket.tcp),
         None => return Err(NetError::Closed),
     };
     if !world.net.node_exists(to.node) {
@@ -478,7 +478,9 @@ pub(super) fn send(
             link.hold.is_some(),
         ),
     };
-    let connection = if socket_ordered || config.ordered {
+    // TCP segments are datagrams even on an ordered link: the TCP of `super::tcp` orders and
+    // repairs them itself, and a link's break must not fail its connections at once.
+    let connection = if !socket_tcp && (socket_ordered || config.ordered) {
         let Some(epoch) = connection_usable(world, from, socket_id, to.node, blocked) else {
             let reason = DropReason::ConnectionBroken;
             record_drop(world, from.node, header, reason, tapped_payload);
@@ -677,8 +679,11 @@ fn reset_if_tcp(world: &mut World, segment_from: Addr, segment_to: Addr) {
         .sockets
         .get(&to.port)
         .is_some_and(|socket| socket.tcp);
-    // A paused node or one whose program exited still has a kernel that answers.
-    if !sender_is_tcp || world.node(from.node).state == NodeState::Down || !world.running() {
+    // A node whose program exited still has a kernel that answers; a paused node (a frozen
+    // machine) answers nothing, like a node that is down.
+    let state = world.node(from.node).state;
+    let answers = matches!(state, NodeState::Up | NodeState::Exited);
+    if !sender_is_tcp || !answers || !world.running() {
         return;
     }
     let payload = super::tcp::reset_segment();

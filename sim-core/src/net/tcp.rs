@@ -44,7 +44,16 @@
 //! - TCP, UDP and typed [`super::Socket`]s share one port space per node.
 //! - No delayed acknowledgements, no Nagle, no congestion control: the window is the
 //!   receiver's buffer. Timeouts are scaled to simulations (seconds, not Linux's minutes).
-//! - `set_nodelay`, `set_linger`, `set_ttl` are accepted and change nothing.
+//! - `set_nodelay` and `set_ttl` are accepted and change nothing. Not provided: `peek`,
+//!   `try_read`/`try_write`, `readable`/`writable`, `TcpSocket`, `from_std`/`into_std`.
+//! - A connection joins the accept queue when its SYN arrives, before the handshake
+//!   completes (Linux queues it after): a client that gives up right after its SYN leaves an
+//!   accepted connection that times out.
+//! - After a reset, reads return what had arrived before it, then the error (Linux discards
+//!   it).
+//! - The streams are not `Send` (the simulation runs on one thread): code with a `Send`
+//!   bound on its I/O type (tower's or tonic's servers, hyper-util's executors) does not
+//!   compile against them.
 //!
 //! The trace records `tcp-connect`, `tcp-accept`, `tcp-close`, `tcp-reset` and `tcp-timeout`
 //! notes with both ends by node name.
@@ -249,12 +258,12 @@ impl Conn {
             return;
         };
         let payload = postcard::to_allocvec(segment).expect("a segment always encodes");
-        if socket
-            .send_encoded(to, payload, || segment.summary())
-            .is_err()
-        {
-            // Only a closed socket (the node is going down) fails a datagram send.
-            self.fail(io::ErrorKind::ConnectionAborted);
+        match socket.send_encoded(to, payload, || segment.summary()) {
+            Ok(()) => {}
+            // The socket closed: its node is going down.
+            Err(super::NetError::Closed) => self.fail(io::ErrorKind::ConnectionAborted),
+            // Anything else loses this segment only; retransmission deals with it.
+            Err(_) => {}
         }
     }
 
@@ -422,6 +431,9 @@ impl Conn {
     }
 
     fn on_ack(&mut self, ack: u64, window: u64) {
+        if ack < self.snd_una {
+            return; // An old acknowledgement, overtaken by jitter: its window is stale too.
+        }
         let data_end = self.snd_una + self.send_buf.len() as u64;
         if ack > self.snd_una {
             let acked = (ack.min(data_end) - self.snd_una) as usize;
@@ -437,8 +449,10 @@ impl Conn {
             if let Some(waker) = self.writer.take() {
                 waker.wake();
             }
-        } else if self.window_blocked() {
-            // A probe was answered: the peer is alive, only its reader is slow.
+        } else if self.window_blocked() && (self.read_open || self.write_open) {
+            // A probe was answered: the peer is alive, only its reader is slow. An orphan
+            // (the application closed the stream) is not kept alive by this, as Linux bounds
+            // its orphans: it times out.
             self.retries = 0;
         }
         self.peer_window = window;
@@ -706,7 +720,8 @@ pub struct TcpListener {
 }
 
 struct Listening {
-    socket: Socket,
+    /// Taken when the listener is dropped, which frees the port at once.
+    socket: Option<Socket>,
     local: SocketAddr,
     queue: VecDeque<Rc<RefCell<Conn>>>,
     /// Connections by their client's address and id, so that a retransmitted SYN gets the
@@ -720,7 +735,10 @@ struct Listening {
 impl Listening {
     fn drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            let inbound = match self.socket.poll_queue(cx, Queue::Data) {
+            let Some(socket) = &self.socket else {
+                return Poll::Ready(());
+            };
+            let inbound = match socket.poll_queue(cx, Queue::Data) {
                 Poll::Ready(Ok(inbound)) => inbound,
                 Poll::Ready(Err(_)) => return Poll::Ready(()),
                 Poll::Pending => return Poll::Pending,
@@ -795,7 +813,7 @@ impl TcpListener {
         let socket = bind_socket(addr.port)?;
         let local = dns::socket_addr(socket.local_addr());
         let shared = Rc::new(RefCell::new(Listening {
-            socket,
+            socket: Some(socket),
             local,
             queue: VecDeque::new(),
             handshakes: BTreeMap::new(),
@@ -845,6 +863,10 @@ impl TcpListener {
 impl Drop for TcpListener {
     fn drop(&mut self) {
         self.task.abort();
+        // Freed now, so that the port can be bound again at once (the aborted task is only
+        // dropped later); `Socket`'s drop is safe at teardown.
+        let socket = self.shared.borrow_mut().socket.take();
+        drop(socket);
         // Drop may run at teardown, when the world is gone: the connections' own tasks reset
         // them.
         let queue = std::mem::take(&mut self.shared.borrow_mut().queue);
