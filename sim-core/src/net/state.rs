@@ -450,6 +450,24 @@ pub(super) fn send(
         // The run stopped: nothing moves any more.
         return Ok(());
     }
+    // TCP segments are datagrams even on an ordered link: the TCP of `super::tcp` orders and
+    // repairs them itself, and a link's break must not fail its connections at once.
+    let ordered_from = (!socket_tcp).then_some((socket_id, socket_ordered));
+    transmit(world, from, to, kind, payload, summary, ordered_from)
+}
+
+/// Records a message from `from` and puts it on the wire. `ordered_from` names the sending
+/// socket and whether it is ordered, when the message may travel on an ordered connection
+/// (`None`: always a datagram).
+fn transmit(
+    world: &mut World,
+    from: Addr,
+    to: Addr,
+    kind: MessageKind,
+    payload: Vec<u8>,
+    summary: Option<String>,
+    ordered_from: Option<(u64, bool)>,
+) -> Result<(), NetError> {
     let id = world.net.next_message_id();
     let bytes = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     world.net.counters.sent += 1;
@@ -478,17 +496,16 @@ pub(super) fn send(
             link.hold.is_some(),
         ),
     };
-    // TCP segments are datagrams even on an ordered link: the TCP of `super::tcp` orders and
-    // repairs them itself, and a link's break must not fail its connections at once.
-    let connection = if !socket_tcp && (socket_ordered || config.ordered) {
-        let Some(epoch) = connection_usable(world, from, socket_id, to.node, blocked) else {
-            let reason = DropReason::ConnectionBroken;
-            record_drop(world, from.node, header, reason, tapped_payload);
-            return Err(NetError::ConnectionBroken { peer: to.node });
-        };
-        Some(epoch)
-    } else {
-        None
+    let connection = match ordered_from {
+        Some((socket_id, socket_ordered)) if socket_ordered || config.ordered => {
+            let Some(epoch) = connection_usable(world, from, socket_id, to.node, blocked) else {
+                let reason = DropReason::ConnectionBroken;
+                record_drop(world, from.node, header, reason, tapped_payload);
+                return Err(NetError::ConnectionBroken { peer: to.node });
+            };
+            Some(epoch)
+        }
+        _ => None,
     };
     if blocked {
         let reason = DropReason::Partition;
@@ -686,54 +703,9 @@ fn reset_if_tcp(world: &mut World, segment_from: Addr, segment_to: Addr) {
     if !sender_is_tcp || !answers || !world.running() {
         return;
     }
-    let payload = super::tcp::reset_segment();
-    let id = world.net.next_message_id();
-    let kind = MessageKind::Data;
-    world.net.counters.sent += 1;
-    let bytes = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    let event = NetEvent::Send {
-        id,
-        from,
-        to,
-        bytes,
-        kind,
-    };
-    world.record(Some(from.node), Event::Net(event));
-    let header = Header { id, from, to, kind };
-    let tapped: OnceCell<Rc<[u8]>> = OnceCell::new();
-    let tapped_payload = || Rc::clone(tapped.get_or_init(|| Rc::from(&payload[..])));
-    tap::copy(world, header, Tapped::Send, tapped_payload);
-    let (config, blocked, held) = match world.net.links.get(&(from.node, to.node)) {
-        None => (world.net.default_link, false, false),
-        Some(link) => (
-            link.config.unwrap_or(world.net.default_link),
-            link.blocked,
-            link.hold.is_some(),
-        ),
-    };
-    if blocked {
-        record_drop(
-            world,
-            from.node,
-            header,
-            DropReason::Partition,
-            tapped_payload,
-        );
-        return;
-    }
-    let reset = Packet {
-        id,
-        from,
-        to,
-        to_incarnation: world.node(to.node).incarnation,
-        kind,
-        payload,
-        connection: None,
-        copy: false,
-        sent_at_ns: now_ns(world),
-        tapped,
-    };
-    dispatch(world, reset, &config, held);
+    let reset = super::tcp::reset_segment();
+    // A datagram: it cannot fail.
+    let _ = transmit(world, from, to, MessageKind::Data, reset, None, None);
 }
 
 /// Drops `packet` at its receiver; if it is ordered, its connection breaks and loses the

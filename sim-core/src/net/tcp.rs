@@ -171,7 +171,6 @@ struct Conn {
     /// Where segments go: the listener until the SYN-ACK, then the peer's connection socket.
     peer_socket: Addr,
     isn: u64,
-    client: bool,
     phase: Phase,
     error: Option<io::ErrorKind>,
     /// The error was returned by a write once: later writes get `BrokenPipe`.
@@ -219,7 +218,6 @@ impl Conn {
             peer,
             peer_socket,
             isn: 0,
-            client: true,
             phase: Phase::SynSent,
             error: None,
             write_error_reported: false,
@@ -768,7 +766,6 @@ impl Listening {
             let peer = dns::socket_addr(inbound.from);
             let mut conn = Conn::new(socket, self.local, peer, inbound.from);
             conn.isn = isn;
-            conn.client = false;
             conn.phase = Phase::Open;
             conn.syn_ack_pending = true;
             conn.syn_due = true;
@@ -998,35 +995,6 @@ impl Drop for TcpStream {
     }
 }
 
-impl AsyncRead for TcpStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.conn.borrow_mut().poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TcpStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.conn.borrow_mut().poll_write(cx, data)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.conn.borrow_mut().shutdown_write();
-        Poll::Ready(Ok(()))
-    }
-}
-
 /// The reading half of [`TcpStream::split`].
 #[derive(Debug)]
 pub struct ReadHalf<'a> {
@@ -1037,35 +1005,6 @@ pub struct ReadHalf<'a> {
 #[derive(Debug)]
 pub struct WriteHalf<'a> {
     stream: &'a TcpStream,
-}
-
-impl AsyncRead for ReadHalf<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.stream.conn.borrow_mut().poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for WriteHalf<'_> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.stream.conn.borrow_mut().poll_write(cx, data)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream.conn.borrow_mut().shutdown_write();
-        Poll::Ready(Ok(()))
-    }
 }
 
 /// The reading half of [`TcpStream::into_split`].
@@ -1131,34 +1070,52 @@ impl Drop for OwnedWriteHalf {
     }
 }
 
-impl AsyncRead for OwnedReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.conn.borrow_mut().poll_read(cx, buf)
-    }
+/// tokio's I/O traits for a handle, given how it reaches its connection: every handle reads
+/// and writes through [`Conn`]; flushing has nothing to wait for (the bytes are with the
+/// simulated kernel), and a shutdown sends a FIN after them.
+macro_rules! impl_io {
+    (read $handle:ty, |$this:ident| $conn:expr) => {
+        impl AsyncRead for $handle {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                let $this = &*self;
+                $conn.borrow_mut().poll_read(cx, buf)
+            }
+        }
+    };
+    (write $handle:ty, |$this:ident| $conn:expr) => {
+        impl AsyncWrite for $handle {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                data: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                let $this = &*self;
+                $conn.borrow_mut().poll_write(cx, data)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                let $this = &*self;
+                $conn.borrow_mut().shutdown_write();
+                Poll::Ready(Ok(()))
+            }
+        }
+    };
 }
 
-impl AsyncWrite for OwnedWriteHalf {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.conn.borrow_mut().poll_write(cx, data)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.conn.borrow_mut().shutdown_write();
-        Poll::Ready(Ok(()))
-    }
-}
+impl_io!(read TcpStream, |this| this.conn);
+impl_io!(write TcpStream, |this| this.conn);
+impl_io!(read ReadHalf<'_>, |this| this.stream.conn);
+impl_io!(write WriteHalf<'_>, |this| this.stream.conn);
+impl_io!(read OwnedReadHalf, |this| this.conn);
+impl_io!(write OwnedWriteHalf, |this| this.conn);
 
 #[cfg(test)]
 mod tests {
