@@ -29,6 +29,9 @@
 //!   over, shows the backup serving without writes the primary acknowledged.
 //! - `ack-before-fsync`: saves skip fsync (file and directory); a crash of a node loses
 //!   acknowledged writes, and after its restart a read returns an older value.
+//! - `listen-only-on-first-boot`: a restarted node starts its background duties but not its
+//!   listener. After a crash of either node the pair serves no client again, which
+//!   `available-after-heal` judges.
 
 use crate::client::{KvClient, Served};
 use crate::service::{serve, Bugs, Config, Role, PORT};
@@ -115,6 +118,7 @@ fn bugs_of(env: &Env) -> Bugs {
     Bugs {
         replication_optional: env.is_mutant("replication-optional"),
         ack_before_fsync: env.is_mutant("ack-before-fsync"),
+        listen_only_on_first_boot: env.is_mutant("listen-only-on-first-boot"),
     }
 }
 
@@ -156,6 +160,10 @@ impl Scenario for HttpKv {
                 MutantSpec::new(
                     "ack-before-fsync",
                     "writes are acknowledged once in the page cache, never fsynced: a crash loses acknowledged writes",
+                ),
+                MutantSpec::new(
+                    "listen-only-on-first-boot",
+                    "a restarted node runs its heartbeats and takeover watch but never listens again: after a crash the pair stays unavailable (a restarted primary still heartbeats, so the backup never takes over)",
                 ),
             ],
             sometimes_batch_min: 200,

@@ -53,6 +53,9 @@ pub struct Bugs {
     pub replication_optional: bool,
     /// Saves skip fsync: an acknowledged write is only in the page cache.
     pub ack_before_fsync: bool,
+    /// A restarted node starts its background duties (heartbeats, the takeover watch) but
+    /// not its listener: the warm-start path skips a step of the cold one.
+    pub listen_only_on_first_boot: bool,
 }
 
 /// A node's role.
@@ -112,9 +115,17 @@ pub async fn serve(config: Config) -> io::Result<()> {
         "boot",
         format!("boot {} with {} keys", state.boot, state.entries.len()),
     );
-    let listener = TcpListener::bind(config.listen.as_str()).await?;
+    let warm_start_bug = config.bugs.listen_only_on_first_boot && state.boot > 1;
+    let listener = if warm_start_bug {
+        None
+    } else {
+        Some(TcpListener::bind(config.listen.as_str()).await?)
+    };
     let node = Arc::new(Node::new(config, store, state));
     rt::spawn(node.clone().keep_time());
+    let Some(listener) = listener else {
+        return std::future::pending().await;
+    };
     loop {
         let (stream, _) = listener.accept().await?;
         let node = node.clone();
