@@ -17,8 +17,8 @@ use std::time::Duration;
 use circuit_breaker_support::{run_script, Lockstep, Step};
 use patterns::circuit_breaker::oracle::{is_legal_transition, Oracle, OracleError};
 use patterns::circuit_breaker::{
-    Backoff, Completion, Config, Mutant, OpenWait, Outcome, PermitId, State, TransitionReason,
-    Window,
+    Backoff, Completion, Config, Mutant, Mutants, OpenWait, Outcome, PermitId, State,
+    TransitionReason, Window,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{
@@ -75,7 +75,7 @@ fn open_wait() -> impl Strategy<Value = OpenWait> {
 
 /// Small windows and short waits, so that runs reach every state (the research notes: with
 /// resilience4j's defaults a breaker cannot open before 100 calls).
-fn config(mutants: BTreeSet<Mutant>) -> impl Strategy<Value = Config> {
+fn config(mutants: Mutants) -> impl Strategy<Value = Config> {
     let rates = (percent(), percent(), 100u64..=2000);
     let half_open = (1u32..=4, proptest::option::of(200u64..=4000), any::<bool>());
     (
@@ -178,7 +178,7 @@ type ModelFailure = TestError<(Config, Vec<Op>)>;
 
 /// Runs the model-based test with a fixed generator, so every run checks the same cases;
 /// returns what the runs reached together.
-fn run_model(mutants: BTreeSet<Mutant>, cases: u32) -> Result<BTreeSet<String>, Box<ModelFailure>> {
+fn run_model(mutants: Mutants, cases: u32) -> Result<BTreeSet<String>, Box<ModelFailure>> {
     let runner_config = RunnerConfig {
         cases,
         failure_persistence: None,
@@ -233,7 +233,7 @@ fn breaker_agrees_with_oracle_on_random_inputs() {
     // Goal: no disagreement, illegal transition, probe overrun or lost permit in 3000 random
     // runs of up to 120 inputs each (about 180 000 inputs, a fraction of a second), and every
     // state, transition and event reached at least once.
-    let reached = run_model(BTreeSet::new(), 3000).unwrap_or_else(|error| panic!("{error}"));
+    let reached = run_model(Mutants::none(), 3000).unwrap_or_else(|error| panic!("{error}"));
     let missed: Vec<_> = MUST_REACH
         .iter()
         .filter(|label| !reached.contains(**label))
@@ -243,7 +243,7 @@ fn breaker_agrees_with_oracle_on_random_inputs() {
 
 /// Asserts the model-based test catches `mutant`, and returns the shrunk failure's reason.
 fn assert_model_catches(mutant: Mutant) -> String {
-    let error = match run_model(BTreeSet::from([mutant]), 1000) {
+    let error = match run_model(Mutants::only(mutant), 1000) {
         Ok(_) => panic!("mutant {mutant} survived 1000 random runs"),
         Err(error) => *error,
     };

@@ -83,8 +83,8 @@ use harness::{
 };
 use patterns::circuit_breaker::driver::Driver;
 use patterns::circuit_breaker::{
-    Backoff, CircuitBreaker, Config, ConfigError, Mutant, OpenWait, Outcome, PermitId, State,
-    Window,
+    Backoff, CircuitBreaker, Config, ConfigError, Mutant, Mutants, OpenWait, Outcome, PermitId,
+    State, Window,
 };
 use proptest::prelude::*;
 use rand::Rng;
@@ -632,7 +632,7 @@ fn breaker_states(clients: &[Client]) -> Vec<BreakerStates> {
 /// The workload's breaker configuration with this run's mutant, if it is one of the core's.
 fn breaker_config(env: &Env, workload: &Workload) -> Config {
     let mut config = workload.breaker.clone();
-    config.mutants.clear();
+    config.mutants = Mutants::none();
     for mutant in Mutant::all() {
         if env.is_mutant(&mutant_name(*mutant)) {
             config.mutants.insert(*mutant);

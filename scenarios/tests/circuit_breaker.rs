@@ -13,8 +13,8 @@ use harness::testing::expect_caught;
 use harness::{Checked, DynScenario, FaultKind, FaultPlan, Invariant, RunOptions, Violation};
 use patterns::circuit_breaker::driver::{Admitted, Observation, Observed};
 use patterns::circuit_breaker::{
-    Backoff, CircuitBreaker, Config, EventKind, Mutant, Now, OpenWait, Outcome, Permit, PermitId,
-    State, Window,
+    Backoff, CircuitBreaker, Config, EventKind, Mutant, Mutants, Now, OpenWait, Outcome, Permit,
+    PermitId, State, Window,
 };
 use scenarios::circuit_breaker::checker::{
     EPOCH_ISOLATION, HALF_OPEN_PROBES, LEGAL_TRANSITIONS, METRICS_MATCH, MONOTONIC_OPEN_WAIT,
@@ -388,7 +388,7 @@ fn monotonic_open_wait_catches_a_breaker_timed_on_the_wall_clock() {
     // Goal: with the wall-clock mutant, a wall jump forward ends the open wait early; the
     // oracle, on the monotonic readings, does not follow.
     let config = Config {
-        mutants: [Mutant::OpenWaitWallClock].into_iter().collect(),
+        mutants: Mutants::only(Mutant::OpenWaitWallClock),
         ..small()
     };
     let mut script = Script::new(config);

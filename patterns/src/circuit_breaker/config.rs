@@ -1,12 +1,11 @@
 //! A breaker's configuration, its builder and its validation.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::mutant::Mutant;
+use super::mutant::{Mutant, Mutants};
 
 /// The largest window accepted, in calls or in one-second buckets. Windows are allocated up
 /// front, so this bounds a breaker's memory.
@@ -103,7 +102,7 @@ pub struct Config {
     /// Capacity of the event queue; when it is full the oldest event is dropped and counted.
     pub event_queue_capacity: usize,
     /// Deliberately broken behaviours to switch on (none by default).
-    pub mutants: BTreeSet<Mutant>,
+    pub mutants: Mutants,
 }
 
 impl Default for Config {
@@ -120,7 +119,7 @@ impl Default for Config {
             half_open_wait_max: None,
             auto_half_open: false,
             event_queue_capacity: 1024,
-            mutants: BTreeSet::new(),
+            mutants: Mutants::none(),
         }
     }
 }
@@ -243,7 +242,7 @@ impl Config {
 
     /// Whether `mutant` is switched on.
     pub fn has_mutant(&self, mutant: Mutant) -> bool {
-        self.mutants.contains(&mutant)
+        self.mutants.contains(mutant)
     }
 
     /// The number of calls the closed-state window must hold before its rates count: a count

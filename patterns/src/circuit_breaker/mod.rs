@@ -91,7 +91,7 @@ pub use config::{
     EVENT_QUEUE_CAPACITY_MAX, HALF_OPEN_PROBES_MAX, WINDOW_SIZE_MAX,
 };
 pub use event::{Event, EventKind, Metrics, TransitionReason};
-pub use mutant::{Mutant, UnknownMutant};
+pub use mutant::{Mutant, Mutants, UnknownMutant};
 pub use permit::{
     CallClass, Completion, Outcome, Permit, PermitId, PermitKind, RejectReason, Rejected, State,
     TransitionError,

@@ -129,3 +129,6 @@ impl FromStr for Mutant {
             })
     }
 }
+
+/// The set of the breaker's mutants switched on (none by default).
+pub type Mutants = crate::mutant_set::MutantSet<Mutant>;
