@@ -101,7 +101,8 @@ pub struct Config {
     pub auto_half_open: bool,
     /// Capacity of the event queue; when it is full the oldest event is dropped and counted.
     pub event_queue_capacity: usize,
-    /// Deliberately broken behaviours to switch on (none by default).
+    /// Deliberately broken behaviours to switch on (none by default; none ever in a production
+    /// build, where this set is empty and zero-sized).
     pub mutants: Mutants,
 }
 
@@ -394,7 +395,8 @@ impl ConfigBuilder {
         self.config.event_queue_capacity = capacity;
         self
     }
-    /// Switches `mutant` on.
+    /// Switches `mutant` on (simulation builds only: see `crate::mutant_set`).
+    #[cfg(madsim)]
     pub fn mutant(mut self, mutant: Mutant) -> Self {
         self.config.mutants.insert(mutant);
         self

@@ -91,7 +91,10 @@ pub use config::{
     EVENT_QUEUE_CAPACITY_MAX, HALF_OPEN_PROBES_MAX, WINDOW_SIZE_MAX,
 };
 pub use event::{Event, EventKind, Metrics, TransitionReason};
-pub use mutant::{Mutant, Mutants, UnknownMutant};
+pub use mutant::{Mutant, Mutants};
+// Mutant names exist in simulation builds only (see `crate::mutant_set`).
+#[cfg(madsim)]
+pub use mutant::UnknownMutant;
 pub use permit::{
     CallClass, Completion, Outcome, Permit, PermitId, PermitKind, RejectReason, Rejected, State,
     TransitionError,

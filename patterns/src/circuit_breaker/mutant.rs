@@ -1,19 +1,19 @@
 //! Deliberately broken variants of the breaker, each mirroring a real bug.
 //!
-//! A mutant is switched on at run time through [`Config::mutants`](super::Config::mutants); all
-//! are off by default. The simulation scenario and the model-based test must catch every one
-//! of them: a mutant that survives means a missing invariant or a workload that cannot reach
-//! the bug.
+//! A mutant is switched on at run time through [`Config::mutants`](super::Config::mutants), in
+//! simulation builds only (`--cfg madsim`); all are off by default. The simulation scenario
+//! and the model-based test must catch every one of them: a mutant that survives means a
+//! missing invariant or a workload that cannot reach the bug.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
+// The enum exists in every build, so that the breaker's `has_mutant` calls compile everywhere;
+// its names (`Debug`, serde, `as_str`, `description`, `Display`, `FromStr`) only in simulation
+// builds, where a configuration can switch a mutant on. In a production build `Mutants` is
+// always empty (see `crate::mutant_set`).
 
 /// A named, deliberately broken variant of the breaker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(madsim, derive(Debug, serde::Serialize, serde::Deserialize))]
+#[cfg_attr(madsim, serde(rename_all = "snake_case"))]
 pub enum Mutant {
     /// Half-open admits every call instead of at most the permitted number of probes.
     HalfOpenUnbounded,
@@ -35,6 +35,7 @@ pub enum Mutant {
 }
 
 /// Every mutant, in a fixed order.
+#[cfg(madsim)]
 const ALL: [Mutant; 7] = [
     Mutant::HalfOpenUnbounded,
     Mutant::StaleEpochCloses,
@@ -45,6 +46,7 @@ const ALL: [Mutant; 7] = [
     Mutant::IgnoredProbeFails,
 ];
 
+#[cfg(madsim)]
 impl Mutant {
     /// Every mutant, in a fixed order.
     pub fn all() -> &'static [Mutant] {
@@ -103,21 +105,24 @@ impl Mutant {
     }
 }
 
-impl fmt::Display for Mutant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+#[cfg(madsim)]
+impl std::fmt::Display for Mutant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
 /// A mutant name that names no mutant.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[cfg(madsim)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown circuit-breaker mutant `{name}` (known: half_open_unbounded, stale_epoch_closes, bucket_not_reset, open_wait_wall_clock, half_open_stuck, ignored_probe_keeps_slot, ignored_probe_fails)")]
 pub struct UnknownMutant {
     /// The name that was given.
     pub name: String,
 }
 
-impl FromStr for Mutant {
+#[cfg(madsim)]
+impl std::str::FromStr for Mutant {
     type Err = UnknownMutant;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
@@ -130,5 +135,6 @@ impl FromStr for Mutant {
     }
 }
 
-/// The set of the breaker's mutants switched on (none by default).
+/// The set of the breaker's mutants switched on (none by default; none ever in a production
+/// build).
 pub type Mutants = crate::mutant_set::MutantSet<Mutant>;

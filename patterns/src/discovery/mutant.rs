@@ -1,10 +1,12 @@
 //! Deliberately broken variants of the discovery cores, each mirroring a real bug (see
 //! `../shared/research/patterns.md`, section 3). Off by default.
 
-use serde::{Deserialize, Serialize};
-
+// The enum exists in every build, so that the code consulting a mutant compiles everywhere;
+// its names (`Debug`, serde, `as_str`, `Display`, `FromStr`) only in simulation builds: a
+// production build's `Mutants` is always empty (see `crate::mutant_set`).
 /// One mutant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(madsim, derive(Debug, serde::Serialize, serde::Deserialize))]
 pub enum Mutant {
     /// A replica that learns a lease by anti-entropy starts it afresh instead of keeping its
     /// age, so replicas that keep syncing keep a dead instance alive (etcd#9888).
@@ -31,6 +33,7 @@ pub enum Mutant {
     WatchResumeSkipsOne,
 }
 
+#[cfg(madsim)]
 impl Mutant {
     /// Every mutant, in a stable order.
     pub fn all() -> &'static [Mutant] {
@@ -62,6 +65,7 @@ impl Mutant {
 crate::mutant_set::mutant_names!(Mutant, "discovery");
 
 /// A mutant name that is not one of [`Mutant::all`].
+#[cfg(madsim)]
 pub type UnknownMutant = crate::mutant_set::UnknownMutant;
 
 /// The set of this pattern's mutants switched on (none in production).

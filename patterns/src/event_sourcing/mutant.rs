@@ -4,11 +4,13 @@
 //! simulation scenario or a test turns one on through [`Mutants`] in the store's config and
 //! must then fail some check; a mutant that no check catches points at a missing invariant.
 
-use serde::{Deserialize, Serialize};
-
+// The enum exists in every build, so that the code consulting a mutant compiles everywhere;
+// its names (`Debug`, serde, `as_str`, `Display`, `FromStr`) only in simulation builds: a
+// production build's `Mutants` is always empty (see `crate::mutant_set`).
 /// One deliberately re-introduced bug of the event store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(madsim, derive(Debug, serde::Serialize, serde::Deserialize))]
+#[cfg_attr(madsim, serde(rename_all = "kebab-case"))]
 pub enum Mutant {
     /// The append is acknowledged when its log write completes, before the sync (ES-M5).
     AckBeforeFsync,
@@ -33,6 +35,7 @@ pub enum Mutant {
     RetryFailedFsync,
 }
 
+#[cfg(madsim)]
 impl Mutant {
     /// Every mutant, in a stable order.
     pub fn all() -> &'static [Mutant] {
@@ -111,6 +114,7 @@ impl Mutant {
 crate::mutant_set::mutant_names!(Mutant, "event-sourcing");
 
 /// A mutant name that is not one of [`Mutant::all`].
+#[cfg(madsim)]
 pub type UnknownMutant = crate::mutant_set::UnknownMutant;
 
 /// The set of this pattern's mutants switched on; empty (the correct store) by default.

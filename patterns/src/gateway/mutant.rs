@@ -1,10 +1,12 @@
 //! Deliberately broken variants of the gateway's cores, each mirroring a real bug (see
 //! `../shared/research/patterns.md`, section 2). Off by default.
 
-use serde::{Deserialize, Serialize};
-
+// The enum exists in every build, so that the code consulting a mutant compiles everywhere;
+// its names (`Debug`, serde, `as_str`, `Display`, `FromStr`) only in simulation builds: a
+// production build's `Mutants` is always empty (see `crate::mutant_set`).
 /// One mutant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(madsim, derive(Debug, serde::Serialize, serde::Deserialize))]
 pub enum Mutant {
     /// The first matching route in the order routes were added wins, instead of the
     /// documented precedence (Kong#9529).
@@ -45,6 +47,7 @@ pub enum Mutant {
     RetriesBypassBreaker,
 }
 
+#[cfg(madsim)]
 impl Mutant {
     /// Every mutant, in a stable order.
     pub fn all() -> &'static [Mutant] {
@@ -84,6 +87,7 @@ impl Mutant {
 crate::mutant_set::mutant_names!(Mutant, "gateway");
 
 /// A mutant name that is not one of [`Mutant::all`].
+#[cfg(madsim)]
 pub type UnknownMutant = crate::mutant_set::UnknownMutant;
 
 /// The set of this pattern's mutants switched on (none in production).
