@@ -1,12 +1,15 @@
 //! Configuration of the circuit breaker: defaults, validation errors, the backoff formula,
-//! mutant names, and serialization.
+//! mutant names (simulation builds only, like the mutants), and serialization.
 
+#[cfg(madsim)]
 use std::str::FromStr;
 use std::time::Duration;
 
 use patterns::circuit_breaker::oracle::Oracle;
+#[cfg(madsim)]
+use patterns::circuit_breaker::Mutant;
 use patterns::circuit_breaker::{
-    jitter_draw, Backoff, CircuitBreaker, Config, ConfigError, Mutant, Now, OpenWait, Window,
+    jitter_draw, Backoff, CircuitBreaker, Config, ConfigError, Now, OpenWait, Window,
     EVENT_QUEUE_CAPACITY_MAX, HALF_OPEN_PROBES_MAX, WINDOW_SIZE_MAX,
 };
 use rand::SeedableRng;
@@ -219,7 +222,6 @@ fn builder_sets_every_field_and_validates() {
         .half_open_wait_max(Some(secs(20)))
         .auto_half_open(true)
         .event_queue_capacity(64)
-        .mutant(Mutant::BucketNotReset)
         .build()
         .expect("valid");
     assert_eq!(config.window, Window::Time { seconds: 10 });
@@ -241,13 +243,24 @@ fn builder_sets_every_field_and_validates() {
     assert_eq!(config.half_open_wait_max, Some(secs(20)));
     assert!(config.auto_half_open);
     assert_eq!(config.event_queue_capacity, 64);
-    assert!(config.has_mutant(Mutant::BucketNotReset));
-    assert!(!config.has_mutant(Mutant::HalfOpenStuck));
+    assert!(config.mutants.is_empty());
     let refused = Config::builder().failure_rate_threshold_percent(0).build();
     assert_eq!(
         refused,
         Err(ConfigError::FailureRateThresholdOutOfRange { percent: 0 })
     );
+}
+
+#[cfg(madsim)]
+#[test]
+fn builder_switches_mutants_on() {
+    // Goal: in a simulation build the builder switches on exactly the mutants asked for.
+    let config = Config::builder()
+        .mutant(Mutant::BucketNotReset)
+        .build()
+        .expect("valid");
+    assert!(config.has_mutant(Mutant::BucketNotReset));
+    assert!(!config.has_mutant(Mutant::HalfOpenStuck));
 }
 
 #[test]
@@ -295,6 +308,7 @@ fn backoff_grows_caps_and_jitters_within_bounds() {
     );
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_names_round_trip() {
     // Goal: every mutant has a unique name accepted by FromStr, a description citing its bug,
@@ -315,20 +329,50 @@ fn mutant_names_round_trip() {
 
 #[test]
 fn config_round_trips_through_json() {
-    // Goal: configurations are serialized in corpus entries; every field survives, mutants by
-    // name.
+    // Goal: configurations are serialized in corpus entries; every field survives.
     let mut config = Config::builder()
         .window(Window::Time { seconds: 3 })
         .open_wait_backoff(backoff(1, 1.5, 9, 0.25))
         .half_open_wait_max(Some(secs(4)))
-        .mutant(Mutant::StaleEpochCloses)
         .build()
         .expect("valid");
     config.jitter_seed = u64::MAX;
     let json = serde_json::to_string(&config).expect("serializes");
-    assert!(json.contains("\"stale_epoch_closes\""), "{json}");
+    assert!(json.contains("\"mutants\":[]"), "{json}");
     let back: Config = serde_json::from_str(&json).expect("deserializes");
     assert_eq!(back, config);
+}
+
+#[cfg(madsim)]
+#[test]
+fn config_round_trips_its_mutants_by_name() {
+    // Goal: in a simulation build the mutants of a serialized configuration survive, by name.
+    let config = Config::builder()
+        .mutant(Mutant::StaleEpochCloses)
+        .build()
+        .expect("valid");
+    let json = serde_json::to_string(&config).expect("serializes");
+    assert!(
+        json.contains("\"mutants\":[\"stale_epoch_closes\"]"),
+        "{json}"
+    );
+    let back: Config = serde_json::from_str(&json).expect("deserializes");
+    assert_eq!(back, config);
+}
+
+#[cfg(not(madsim))]
+#[test]
+fn production_config_refuses_mutants() {
+    // Goal: a production build cannot be handed a mutant, not even in a configuration file: a
+    // configuration naming one is refused with an error that says why.
+    let json = serde_json::to_string(&Config::default()).expect("serializes");
+    let with_mutant = json.replace("\"mutants\":[]", "\"mutants\":[\"stale_epoch_closes\"]");
+    assert_ne!(with_mutant, json);
+    let error = serde_json::from_str::<Config>(&with_mutant).expect_err("refused");
+    assert!(
+        error.to_string().contains("only in simulation builds"),
+        "{error}"
+    );
 }
 
 #[test]

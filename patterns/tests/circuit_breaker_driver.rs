@@ -2,6 +2,7 @@
 //!
 //! Each test builds the two nodes, drives a few calls through the driver and asserts on what
 //! the caller got, what the service received and what the driver reported to its tap.
+#![cfg(madsim)]
 
 use std::cell::RefCell;
 use std::rc::Rc;

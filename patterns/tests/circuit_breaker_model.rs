@@ -6,7 +6,8 @@
 //! its permitted probes, and every published admission must get exactly one completion event.
 //!
 //! Then, for each mutant, the same test must fail: a comparison that cannot catch the bugs it
-//! is meant for would be worthless.
+//! is meant for would be worthless. (Mutants exist in simulation builds only, so those tests
+//! are compiled there only; the rest runs in every build.)
 
 mod circuit_breaker_support;
 
@@ -14,11 +15,15 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use circuit_breaker_support::{run_script, Lockstep, Step};
+#[cfg(madsim)]
+use circuit_breaker_support::run_script;
+use circuit_breaker_support::{Lockstep, Step};
 use patterns::circuit_breaker::oracle::{is_legal_transition, Oracle, OracleError};
+#[cfg(madsim)]
+use patterns::circuit_breaker::Mutant;
 use patterns::circuit_breaker::{
-    Backoff, Completion, Config, Mutant, Mutants, OpenWait, Outcome, PermitId, State,
-    TransitionReason, Window,
+    Backoff, Completion, Config, Mutants, OpenWait, Outcome, PermitId, State, TransitionReason,
+    Window,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{
@@ -242,6 +247,7 @@ fn breaker_agrees_with_oracle_on_random_inputs() {
 }
 
 /// Asserts the model-based test catches `mutant`, and returns the shrunk failure's reason.
+#[cfg(madsim)]
 fn assert_model_catches(mutant: Mutant) -> String {
     let error = match run_model(Mutants::only(mutant), 1000) {
         Ok(_) => panic!("mutant {mutant} survived 1000 random runs"),
@@ -257,6 +263,7 @@ fn assert_model_catches(mutant: Mutant) -> String {
     }
 }
 
+#[cfg(madsim)]
 #[test]
 fn model_catches_half_open_unbounded() {
     let reason = assert_model_catches(Mutant::HalfOpenUnbounded);
@@ -266,6 +273,7 @@ fn model_catches_half_open_unbounded() {
     );
 }
 
+#[cfg(madsim)]
 #[test]
 fn model_catches_stale_epoch_closes() {
     let reason = assert_model_catches(Mutant::StaleEpochCloses);
@@ -275,6 +283,7 @@ fn model_catches_stale_epoch_closes() {
     );
 }
 
+#[cfg(madsim)]
 #[test]
 fn model_catches_bucket_not_reset() {
     let reason = assert_model_catches(Mutant::BucketNotReset);
@@ -284,16 +293,19 @@ fn model_catches_bucket_not_reset() {
     );
 }
 
+#[cfg(madsim)]
 #[test]
 fn model_catches_open_wait_wall_clock() {
     assert_model_catches(Mutant::OpenWaitWallClock);
 }
 
+#[cfg(madsim)]
 #[test]
 fn model_catches_half_open_stuck() {
     assert_model_catches(Mutant::HalfOpenStuck);
 }
 
+#[cfg(madsim)]
 #[test]
 fn model_catches_ignored_probe_keeps_slot() {
     let reason = assert_model_catches(Mutant::IgnoredProbeKeepsSlot);
@@ -303,6 +315,7 @@ fn model_catches_ignored_probe_keeps_slot() {
     );
 }
 
+#[cfg(madsim)]
 #[test]
 fn model_catches_ignored_probe_fails() {
     let reason = assert_model_catches(Mutant::IgnoredProbeFails);
@@ -313,6 +326,7 @@ fn model_catches_ignored_probe_fails() {
 }
 
 /// Runs `script` with and without `mutant`: it must pass without and diverge with it.
+#[cfg(madsim)]
 fn targeted(mutant: Mutant, config: Config, script: &str) -> String {
     run_script(config.clone(), script).expect("the unmutated breaker agrees with the oracle");
     let mut mutated = config;
@@ -323,6 +337,7 @@ fn targeted(mutant: Mutant, config: Config, script: &str) -> String {
     }
 }
 
+#[cfg(madsim)]
 fn one_probe() -> Config {
     Config::builder()
         .window(Window::Count { size: 2 })
@@ -333,6 +348,7 @@ fn one_probe() -> Config {
         .expect("valid")
 }
 
+#[cfg(madsim)]
 #[test]
 fn script_catches_half_open_unbounded() {
     // Goal: a second probe is admitted while the only slot is taken (resilience4j#1432).
@@ -344,6 +360,7 @@ fn script_catches_half_open_unbounded() {
     insta::assert_snapshot!(trace);
 }
 
+#[cfg(madsim)]
 #[test]
 fn script_catches_stale_epoch_closes() {
     // Goal: a success from a call admitted while closed closes the half-open breaker (Polly#217).
@@ -352,6 +369,7 @@ fn script_catches_stale_epoch_closes() {
     insta::assert_snapshot!(trace);
 }
 
+#[cfg(madsim)]
 #[test]
 fn script_catches_bucket_not_reset() {
     // Goal: the evicted second-0 bucket keeps its failure, which is subtracted again when the
@@ -367,6 +385,7 @@ fn script_catches_bucket_not_reset() {
     insta::assert_snapshot!(trace);
 }
 
+#[cfg(madsim)]
 #[test]
 fn script_catches_open_wait_wall_clock() {
     // Goal: a wall-clock jump of an hour ends the open wait at once (CB-S6).
@@ -378,6 +397,7 @@ fn script_catches_open_wait_wall_clock() {
     insta::assert_snapshot!(trace);
 }
 
+#[cfg(madsim)]
 #[test]
 fn script_catches_half_open_stuck_without_max_wait() {
     // Goal: the maximum wait in half-open is ignored, so the breaker reports no deadline and a
@@ -392,6 +412,7 @@ fn script_catches_half_open_stuck_without_max_wait() {
     insta::assert_snapshot!(trace);
 }
 
+#[cfg(madsim)]
 #[test]
 fn script_catches_half_open_stuck_on_release() {
     // Goal: a released probe's slot is never given back, so half-open can admit no probe
@@ -401,6 +422,7 @@ fn script_catches_half_open_stuck_on_release() {
     insta::assert_snapshot!(trace);
 }
 
+#[cfg(madsim)]
 #[test]
 fn script_catches_ignored_probe_keeps_slot() {
     // Goal: an ignored probe keeps the only slot (the metrics show it at once), so half-open
@@ -411,6 +433,7 @@ fn script_catches_ignored_probe_keeps_slot() {
     insta::assert_snapshot!(trace);
 }
 
+#[cfg(madsim)]
 #[test]
 fn script_catches_ignored_probe_fails() {
     // Goal: an ignored outcome of the probe is recorded as a failure and reopens the breaker

@@ -1,11 +1,16 @@
 //! Scripted tests of the CQRS sans-IO cores: the bank domain's decisions and event format, the
 //! read model's fold, file format and rebuild path, and the projection driven by hand (time is
 //! an argument); each mutant shown breaking the rule it targets.
+//!
+//! Mutants exist in simulation builds only (`--cfg madsim`): the tests of a mutant, and the
+//! mutant cases of the others, are compiled there only; the rest runs in every build.
 
 use patterns::cqrs::bank::{
     account_of, event_id, stream_of, AccountState, BankCommand, BankError, BankEvent, BankEventBody,
 };
-use patterns::cqrs::mutant::{Mutant, Mutants};
+#[cfg(madsim)]
+use patterns::cqrs::mutant::Mutant;
+use patterns::cqrs::mutant::Mutants;
 use patterns::cqrs::projection::{Mode, Note, Projection, ProjectionConfig, Step};
 use patterns::cqrs::view::{rebuild, Applied, BankView, Query, QueryBody, Totals};
 use patterns::event_sourcing::event::{EventData, EventId, RecordedEvent};
@@ -536,6 +541,7 @@ fn the_fold_ignores_a_duplicate_below_the_position() {
     assert_eq!(view, before);
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_duplicate_applied_twice_folds_a_redelivered_deposit_again() {
     // Goal: under DuplicateAppliedTwice a redelivered deposit is folded a second time (the
@@ -678,6 +684,7 @@ fn rebuild_ignores_events_out_of_order() {
     assert_eq!(rebuilt.totals.deposited, 0);
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_rebuild_drops_unchanged_rows_loses_an_unfunded_account() {
     // Goal: under RebuildDropsUnchangedRows the rebuilt model has no row for c (opened, never
@@ -878,6 +885,7 @@ fn a_pushed_duplicate_is_ignored() {
     assert_eq!(projection.served(), &fold(&events[..4], &Mutants::none()));
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_duplicate_applied_twice_counts_a_pushed_duplicate_again() {
     // Goal: under DuplicateAppliedTwice the same redelivered push doubles the deposit in the
@@ -986,6 +994,7 @@ fn a_store_is_issued_and_served_only_once_acknowledged() {
     assert_eq!(projection.on_stored(Ok(())), Ok(()), "no store in flight");
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_serves_unpersisted_view_serves_the_working_model() {
     // Goal: under ServesUnpersistedView a folded event is served before its store.
@@ -1012,6 +1021,7 @@ fn reached_waits_for_the_stored_model() {
     assert!(!projection.reached(5));
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_ryw_wait_returns_early_trusts_the_received_position() {
     // Goal: under RywWaitReturnsEarly a position counts as reached as soon as an event at or
@@ -1069,6 +1079,7 @@ fn a_poison_event_is_parked_after_its_attempts_with_backoff_between() {
     assert_eq!(shown(&mut projection), ["subscribe 3"]);
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_poison_never_parked_stalls_the_projection() {
     // Goal: under PoisonNeverParked the poison event is retried for ever: long after
@@ -1235,6 +1246,7 @@ fn adopt_takes_a_rebuild_only_at_the_live_position() {
     assert_eq!(projection.working().position, 6);
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_rebuild_adopts_stale_takes_the_view_back() {
     // Goal: under RebuildAdoptsStale a rebuild built to an older position replaces the live
@@ -1266,6 +1278,7 @@ fn a_first_push_beyond_the_position_is_a_gap_not_a_skip() {
     assert_eq!(shown(&mut projection), ["read 2+4"]);
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_handover_skips_gap_skips_the_lost_events() {
     // Goal: under HandoverSkipsGap the first push after subscribing is taken as where live
@@ -1293,7 +1306,9 @@ mod execution {
         event_id, AccountState, BankCommand, BankError, BankEvent, BankEventBody,
     };
     use patterns::cqrs::execution::{Appended, Execution, Need, Step};
-    use patterns::cqrs::mutant::{Mutant, Mutants};
+    #[cfg(madsim)]
+    use patterns::cqrs::mutant::Mutant;
+    use patterns::cqrs::mutant::Mutants;
     use patterns::event_sourcing::event::{ExpectedVersion, RecordedEvent};
 
     fn stream(events: &[(u64, u8, BankEventBody)]) -> AccountState {
@@ -1333,15 +1348,18 @@ mod execution {
         let (mut run, need) = Execution::start(2, deposit.clone(), Mutants::none());
         assert_eq!(need, Need::Load("x".into()));
         assert_eq!(run.on_loaded(opened(5)), Step::Done(11));
-        let (mut broken, _) = Execution::start(
-            2,
-            deposit,
-            Mutants::only(Mutant::RetriedCommandNotDeduplicated),
-        );
-        assert!(matches!(
-            broken.on_loaded(opened(5)),
-            Step::Need(Need::Append { .. })
-        ));
+        #[cfg(madsim)]
+        {
+            let (mut broken, _) = Execution::start(
+                2,
+                deposit,
+                Mutants::only(Mutant::RetriedCommandNotDeduplicated),
+            );
+            assert!(matches!(
+                broken.on_loaded(opened(5)),
+                Step::Need(Need::Append { .. })
+            ));
+        }
     }
 
     #[test]
@@ -1361,15 +1379,18 @@ mod execution {
         };
         assert_eq!((expected, index), (ExpectedVersion::Exactly(1), 0));
         assert_eq!(run.on_appended(Appended::Conflict), Step::StartOver);
-        let (mut broken, _) = Execution::start(
-            9,
-            withdraw(3),
-            Mutants::only(Mutant::WithdrawSkipsVersionCheck),
-        );
-        let Step::Need(Need::Append { expected, .. }) = broken.on_loaded(opened(5)) else {
-            panic!("an append");
-        };
-        assert_eq!(expected, ExpectedVersion::Any);
+        #[cfg(madsim)]
+        {
+            let (mut broken, _) = Execution::start(
+                9,
+                withdraw(3),
+                Mutants::only(Mutant::WithdrawSkipsVersionCheck),
+            );
+            let Step::Need(Need::Append { expected, .. }) = broken.on_loaded(opened(5)) else {
+                panic!("an append");
+            };
+            assert_eq!(expected, ExpectedVersion::Any);
+        }
         let (mut poor, _) = Execution::start(9, withdraw(6), Mutants::none());
         assert_eq!(
             poor.on_loaded(opened(5)),

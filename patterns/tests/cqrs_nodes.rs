@@ -1,6 +1,7 @@
 //! The CQRS nodes on the simulator, without faults: a command's token gives read-your-writes
 //! through a view node, a rebuild keeps the answers, and the transfer completer finishes a
 //! transfer whose handler stopped after the debit.
+#![cfg(madsim)]
 
 use patterns::cqrs::bank::{event_id, stream_of, BankCommand, BankEvent, BankEventBody};
 use patterns::cqrs::client::{BankClient, CommandOutcome, QueryOutcome};

@@ -2,9 +2,14 @@
 //! leases on the monotonic clock (also learned by anti-entropy, across a pause, across a
 //! wall-clock jump), no resurrection, convergence of replicas, the client cache, watches and
 //! the stored state; and each mutant shown breaking the rule it targets.
+//!
+//! Mutants exist in simulation builds only (`--cfg madsim`): the tests of a mutant, and the
+//! mutant cases of the others, are compiled there only; the rest runs in every build.
 
 use patterns::discovery::cache::WatchGap;
-use patterns::discovery::mutant::{Mutant, Mutants};
+#[cfg(madsim)]
+use patterns::discovery::mutant::Mutant;
+use patterns::discovery::mutant::Mutants;
 use patterns::discovery::registry::{Answer, RestoreError, WatchAnswer};
 use patterns::discovery::{
     ClientCache, DownReason, HeartbeatReply, Key, Now, Record, RegisterError, Registration,
@@ -159,10 +164,12 @@ fn heartbeats_keep_a_lease_and_silence_expires_it() {
 
 #[test]
 fn a_deregistered_instance_is_not_revived_by_a_late_heartbeat() {
-    for (mutants, revived) in [
+    let cases = [
         (Mutants::none(), false),
+        #[cfg(madsim)]
         (Mutants::only(Mutant::StaleHeartbeatRevives), true),
-    ] {
+    ];
+    for (mutants, revived) in cases {
         let mut r = replica(mutants);
         r.register(at(0), registration("a", 1, "x:1")).unwrap();
         assert!(r.deregister(&key("a"), 1));
@@ -176,10 +183,12 @@ fn a_lease_learned_by_anti_entropy_keeps_its_age() {
     // Replica B hears of the instance only from A, every 300 ms, while the instance is dead
     // (its last heartbeat reached A at 0). B must expire it when A does, not keep restarting
     // the lease; under lease-reset-on-sync it never expires at B.
-    for (mutants, expires_at_b) in [
+    let cases = [
         (Mutants::none(), true),
+        #[cfg(madsim)]
         (Mutants::only(Mutant::LeaseResetOnSync), false),
-    ] {
+    ];
+    for (mutants, expires_at_b) in cases {
         let mut a = Replica::new(config(1, Mutants::none()), at(0)).unwrap();
         let mut b = Replica::new(config(2, mutants), at(0)).unwrap();
         a.register(at(0), registration("a", 1, "x:1")).unwrap();
@@ -216,10 +225,12 @@ fn a_relayed_heartbeat_renews_the_lease_at_every_replica() {
 
 #[test]
 fn the_replicas_own_pause_evicts_nobody() {
-    for (mutants, evicted) in [
+    let cases = [
         (Mutants::none(), false),
+        #[cfg(madsim)]
         (Mutants::only(Mutant::EvictAfterPause), true),
-    ] {
+    ];
+    for (mutants, evicted) in cases {
         let mut r = replica(mutants);
         r.register(at(0), registration("a", 1, "x:1")).unwrap();
         tick_through(&mut r, 0, 1_000);
@@ -234,10 +245,12 @@ fn the_replicas_own_pause_evicts_nobody() {
 
 #[test]
 fn a_wall_clock_jump_expires_nobody() {
-    for (mutants, expired) in [
+    let cases = [
         (Mutants::none(), false),
+        #[cfg(madsim)]
         (Mutants::only(Mutant::ExpiryOnWallClock), true),
-    ] {
+    ];
+    for (mutants, expired) in cases {
         let mut r = replica(mutants);
         r.register(at(0), registration("a", 1, "x:1")).unwrap();
         r.tick(at(100));
@@ -286,10 +299,12 @@ fn answer(records: &[(&str, u64, Status)]) -> Answer {
 
 #[test]
 fn the_client_cache_never_goes_backwards_and_survives_an_empty_answer() {
-    for (mutants, wiped) in [
+    let cases = [
         (Mutants::none(), false),
+        #[cfg(madsim)]
         (Mutants::only(Mutant::EmptyAnswerWipesCache), true),
-    ] {
+    ];
+    for (mutants, wiped) in cases {
         let mut cache = ClientCache::new(mutants);
         cache.apply_answer(
             "orders",
@@ -470,6 +485,7 @@ fn replicas_converge_whatever_the_order_and_never_lower_a_record() {
         .unwrap();
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_names_parse_back() {
     for mutant in Mutant::all() {

@@ -1,5 +1,8 @@
 //! Aggregates: replay equals live state, snapshot plus tail equals full replay (also through
 //! old schema versions), upcasting, snapshot encoding, and the example account end to end.
+//!
+//! Mutants exist in simulation builds only (`--cfg madsim`): the tests of a mutant, and the
+//! mutant cases of the others, are compiled there only; the rest runs in every build.
 
 use patterns::event_sourcing::account::{
     account_upcasters, deposited_v1, Account, AccountCommand, AccountError, AccountEvent,
@@ -13,10 +16,14 @@ use patterns::event_sourcing::event::{
     Appended, EventData, EventId, ExpectedVersion, RecordedEvent,
 };
 use patterns::event_sourcing::memdisk::MemStore;
-use patterns::event_sourcing::mutant::{Mutant, Mutants};
+#[cfg(madsim)]
+use patterns::event_sourcing::mutant::Mutant;
+use patterns::event_sourcing::mutant::Mutants;
 use patterns::event_sourcing::store::StoreConfig;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestRunner};
+#[cfg(madsim)]
+use proptest::test_runner::TestRunner;
+use proptest::test_runner::{Config, RngSeed};
 
 fn config(cases: u32) -> Config {
     Config {
@@ -112,6 +119,7 @@ proptest! {
     }
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_snapshot_double_apply_is_caught_by_the_snapshot_property() {
     let mutants = Mutants::only(Mutant::SnapshotDoubleApply);

@@ -1,4 +1,5 @@
 //! The event store's driver on sim-core: a store node and a client node, scripted.
+#![cfg(madsim)]
 
 use patterns::event_sourcing::driver::{
     run_node, CallError, NodeConfig, NodeEvent, NodeHook, Refusal, StoreClient, LOG_PATH,

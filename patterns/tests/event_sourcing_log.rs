@@ -1,14 +1,21 @@
 //! The log format: round trip, every truncation, every single-bit corruption, the checkpoint
 //! slots, and the two recovery mutants that the properties must catch.
+//!
+//! Mutants exist in simulation builds only (`--cfg madsim`): the tests of a mutant, and the
+//! mutant cases of the others, are compiled there only; the rest runs in every build.
 
 use patterns::event_sourcing::event::{EventData, EventId};
 use patterns::event_sourcing::log::{
     self, read_checkpoint, scan, scan_with, Batch, Checkpoint, CorruptReason, RecoveryError,
     CHECKPOINT_SLOT_SPACING,
 };
-use patterns::event_sourcing::mutant::{Mutant, Mutants};
+#[cfg(madsim)]
+use patterns::event_sourcing::mutant::Mutant;
+use patterns::event_sourcing::mutant::Mutants;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestRunner};
+#[cfg(madsim)]
+use proptest::test_runner::TestRunner;
+use proptest::test_runner::{Config, RngSeed};
 use std::collections::BTreeMap;
 
 /// A fixed seed: the same cases on every run, like every other test here.
@@ -203,6 +210,7 @@ proptest! {
 }
 
 /// Runs `check` over the property's cases with `mutant` on and asserts that some case fails.
+#[cfg(madsim)]
 fn assert_caught(mutant: Mutant, check: fn(&[Batch], &Mutants) -> Result<(), String>) {
     let mutants = Mutants::only(mutant);
     let mut runner = TestRunner::new(config(48));
@@ -214,21 +222,25 @@ fn assert_caught(mutant: Mutant, check: fn(&[Batch], &Mutants) -> Result<(), Str
     assert!(result.is_err(), "mutant {mutant} survived the property");
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_drop_after_bad_is_caught_by_the_synced_flip_property() {
     assert_caught(Mutant::DropAfterBad, check_flips_synced);
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_keep_torn_record_is_caught_by_the_unsynced_flip_property() {
     assert_caught(Mutant::KeepTornRecord, check_flips_unsynced);
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_keep_torn_record_is_caught_by_the_truncation_property() {
     assert_caught(Mutant::KeepTornRecord, check_truncations);
 }
 
+#[cfg(madsim)]
 #[test]
 fn the_other_mutants_do_not_touch_the_log_format() {
     // Goal: the log properties judge only the log mutants; the rest must pass them.

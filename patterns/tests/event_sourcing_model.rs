@@ -1,12 +1,17 @@
 //! The reference model and its checks, the mutant catalogue, and a group-commit measurement.
+//!
+//! Mutants exist in simulation builds only (`--cfg madsim`): the tests of a mutant, and the
+//! mutant cases of the others, are compiled there only; the rest runs in every build.
 
 use patterns::event_sourcing::event::{
     AppendError, AppendRequest, EventData, EventId, ExpectedVersion, Limits,
 };
 use patterns::event_sourcing::memdisk::MemStore;
 use patterns::event_sourcing::model::{check_log, diff, Model};
+#[cfg(madsim)]
 use patterns::event_sourcing::mutant::{Mutant, Mutants};
 use patterns::event_sourcing::store::{Effect, StoreConfig};
+#[cfg(madsim)]
 use std::collections::BTreeSet;
 
 fn request(stream: &str, expected: ExpectedVersion, ids: &[u128]) -> AppendRequest {
@@ -86,6 +91,7 @@ fn check_log_rejects_gaps_duplicates_and_misplaced_positions() {
         .contains("expected 3 events, got 2"));
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutants_have_unique_names_that_parse_back() {
     let names: BTreeSet<&str> = Mutant::all().iter().map(|m| m.as_str()).collect();
@@ -107,6 +113,7 @@ fn mutants_have_unique_names_that_parse_back() {
 }
 
 /// The mutant names a config serializes, without pulling a JSON crate into the tests.
+#[cfg(madsim)]
 fn serde_json_like(mutants: &Mutants) -> Vec<&'static str> {
     mutants.iter().map(Mutant::as_str).collect()
 }

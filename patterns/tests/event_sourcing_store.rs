@@ -1,13 +1,18 @@
 //! Scripted tests of the store core: each drives the sans-IO store through the in-memory
 //! driver one I/O completion at a time and compares the trace of inputs and effects with a
 //! snapshot.
+//!
+//! Mutants exist in simulation builds only (`--cfg madsim`): the tests of a mutant, and the
+//! mutant cases of the others, are compiled there only; the rest runs in every build.
 
 use patterns::event_sourcing::event::{
     AppendError, AppendRequest, EventData, EventId, ExpectedVersion, InvalidAppend,
 };
 use patterns::event_sourcing::log::{RecoveryError, CHECKPOINT_SLOT_SPACING};
 use patterns::event_sourcing::memdisk::{CrashPoint, MemStore};
-use patterns::event_sourcing::mutant::{Mutant, Mutants};
+#[cfg(madsim)]
+use patterns::event_sourcing::mutant::Mutant;
+use patterns::event_sourcing::mutant::Mutants;
 use patterns::event_sourcing::store::{
     Effect, IoError, OpenError, ReadError, StoreConfig, SubscribeError,
 };
@@ -432,10 +437,12 @@ fn malformed_busy_and_full_appends_are_refused_at_once() {
 #[test]
 fn mutant_ack_before_fsync_acknowledges_what_a_crash_loses() {
     // Goal: the scripted durability check catches the mutant; the correct store passes it.
-    for (mutants, survives) in [
+    let cases = [
         (Mutants::none(), true),
+        #[cfg(madsim)]
         (Mutants::only(Mutant::AckBeforeFsync), false),
-    ] {
+    ];
+    for (mutants, survives) in cases {
         let mut mem = open_with(mutants);
         let first = mem.append(request("s", ExpectedVersion::NoStream, &[1]));
         mem.step();
@@ -454,10 +461,12 @@ fn mutant_ack_before_fsync_acknowledges_what_a_crash_loses() {
 fn mutant_non_atomic_expected_version_lets_two_writers_win() {
     // Goal: two appends expecting the same version while the first is pending: exactly one
     // may succeed. The mutant checks the second against the committed view.
-    for (mutants, winners_expected) in [
+    let cases = [
         (Mutants::none(), 1),
+        #[cfg(madsim)]
         (Mutants::only(Mutant::NonAtomicExpectedVersion), 2),
-    ] {
+    ];
+    for (mutants, winners_expected) in cases {
         let mut mem = open_with(mutants);
         let a = mem.append(request("s", ExpectedVersion::NoStream, &[1]));
         let b = mem.append(request("s", ExpectedVersion::NoStream, &[2]));
@@ -474,10 +483,12 @@ fn mutant_non_atomic_expected_version_lets_two_writers_win() {
 fn mutant_idempotency_lost_on_restart_duplicates_a_retry() {
     // Goal: a retry after a restart returns the original result and adds nothing, unless the
     // idempotency map is not rebuilt.
-    for (mutants, duplicated) in [
+    let cases = [
         (Mutants::none(), false),
+        #[cfg(madsim)]
         (Mutants::only(Mutant::IdempotencyLostOnRestart), true),
-    ] {
+    ];
+    for (mutants, duplicated) in cases {
         let mut mem = open_with(mutants);
         let original = mem.append_and_settle(request("s", ExpectedVersion::Any, &[1]));
         mem.crash_and_recover().unwrap();

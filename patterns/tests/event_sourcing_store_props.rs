@@ -2,6 +2,9 @@
 //! strikes, and under crashes, torn writes and I/O failures it never loses an acknowledged
 //! append, never serves a partial or phantom batch, never takes back what it served, and
 //! keeps idempotency across restarts. Each store mutant is shown to fail one of them.
+//!
+//! Mutants exist in simulation builds only (`--cfg madsim`): the tests of a mutant, and the
+//! mutant cases of the others, are compiled there only; the rest runs in every build.
 
 use patterns::event_sourcing::event::{
     AppendError, AppendRequest, Appended, EventData, EventId, ExpectedVersion, RecordedEvent,
@@ -9,10 +12,14 @@ use patterns::event_sourcing::event::{
 use patterns::event_sourcing::log::RecoveryError;
 use patterns::event_sourcing::memdisk::{CrashPoint, MemStore};
 use patterns::event_sourcing::model::{self, Model};
-use patterns::event_sourcing::mutant::{Mutant, Mutants};
+#[cfg(madsim)]
+use patterns::event_sourcing::mutant::Mutant;
+use patterns::event_sourcing::mutant::Mutants;
 use patterns::event_sourcing::store::{Effect, IoError, OpenError, RequestId, StoreConfig};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestRunner};
+#[cfg(madsim)]
+use proptest::test_runner::TestRunner;
+use proptest::test_runner::{Config, RngSeed};
 use std::collections::BTreeMap;
 
 fn config(cases: u32) -> Config {
@@ -416,6 +423,7 @@ proptest! {
 }
 
 /// Runs `check` over the property's cases with `mutant` on; returns the first failure.
+#[cfg(madsim)]
 fn first_failure(
     mutant: Mutant,
     faults: bool,
@@ -434,6 +442,7 @@ fn first_failure(
     }
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_non_atomic_expected_version_is_caught_by_the_model() {
     let failure = first_failure(Mutant::NonAtomicExpectedVersion, false, check_against_model);
@@ -443,12 +452,14 @@ fn mutant_non_atomic_expected_version_is_caught_by_the_model() {
     );
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_ack_before_fsync_is_caught_under_faults() {
     let failure = first_failure(Mutant::AckBeforeFsync, true, check_under_faults);
     assert!(failure.contains("is not in the log"), "{failure}");
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_keep_torn_record_is_caught_under_faults() {
     let failure = first_failure(Mutant::KeepTornRecord, true, check_under_faults);
@@ -458,12 +469,14 @@ fn mutant_keep_torn_record_is_caught_under_faults() {
     );
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_drop_after_bad_is_caught_under_faults() {
     let failure = first_failure(Mutant::DropAfterBad, true, check_under_faults);
     assert!(failure.contains("bit rot at"), "{failure}");
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_idempotency_lost_on_restart_is_caught_under_faults() {
     let failure = first_failure(Mutant::IdempotencyLostOnRestart, true, check_under_faults);

@@ -1,9 +1,14 @@
 //! The gateway's sans-IO cores: path normalisation (hand-picked attacks and hostile inputs),
 //! route precedence (independent of insertion order), and the GCRA limiter's bound; each
 //! mutant shown breaking the rule it targets.
+//!
+//! Mutants exist in simulation builds only (`--cfg madsim`): the tests of a mutant, and the
+//! mutant cases of the others, are compiled there only; the rest runs in every build.
 
 use patterns::gateway::limit::{Decision, LimitConfig, Limiter};
-use patterns::gateway::mutant::{Mutant, Mutants};
+#[cfg(madsim)]
+use patterns::gateway::mutant::Mutant;
+use patterns::gateway::mutant::Mutants;
 use patterns::gateway::route::{
     normalize, Access, HostMatch, PathError, PathMatch, Route, RouteTable, TableError,
 };
@@ -211,6 +216,7 @@ fn conflicts_and_bad_patterns_are_refused_at_build() {
     ));
 }
 
+#[cfg(madsim)]
 #[test]
 fn mutant_route_by_insertion_order_takes_the_first_match() {
     // Goal: under the mutant, the catch-all added first shadows the more specific routes.
@@ -400,8 +406,11 @@ fn mutant_limiter_rounds_up_over_admits() {
     };
     let bound = 2 + 10 * 1_000 / 1_000;
     assert!(busiest(&admitted(config(Mutants::none()), &times), 1_000) <= bound);
-    let broken = admitted(config(Mutants::only(Mutant::LimiterRoundsUp)), &times);
-    assert!(busiest(&broken, 1_000) > bound, "{broken:?}");
+    #[cfg(madsim)]
+    {
+        let broken = admitted(config(Mutants::only(Mutant::LimiterRoundsUp)), &times);
+        assert!(busiest(&broken, 1_000) > bound, "{broken:?}");
+    }
 }
 
 #[test]
@@ -417,11 +426,14 @@ fn a_client_asking_twice_the_rate_is_admitted_at_the_rate_unless_refusals_are_ch
     };
     let honest = admitted(config(Mutants::none()), &times);
     assert!(honest.len() >= 10 * 20, "{}", honest.len());
-    let broken = admitted(
-        config(Mutants::only(Mutant::LimiterChargesRefusals)),
-        &times,
-    );
-    assert!(broken.iter().all(|&t| t < 1_000), "{broken:?}");
+    #[cfg(madsim)]
+    {
+        let broken = admitted(
+            config(Mutants::only(Mutant::LimiterChargesRefusals)),
+            &times,
+        );
+        assert!(broken.iter().all(|&t| t < 1_000), "{broken:?}");
+    }
 }
 
 mod auth {
@@ -524,9 +536,12 @@ mod auth {
         let mut v = verifier(Mutants::none());
         assert!(v.verify(&token, 990).is_ok());
         assert_eq!(v.verify(&token, 1_061), Err(AuthError::Expired(1_000)));
-        let mut broken = verifier(Mutants::only(Mutant::AuthCacheOutlivesToken));
-        assert!(broken.verify(&token, 990).is_ok());
-        assert!(broken.verify(&token, 1_061).is_ok());
+        #[cfg(madsim)]
+        {
+            let mut broken = verifier(Mutants::only(Mutant::AuthCacheOutlivesToken));
+            assert!(broken.verify(&token, 990).is_ok());
+            assert!(broken.verify(&token, 1_061).is_ok());
+        }
     }
 
     proptest! {
@@ -758,6 +773,7 @@ mod admission {
         );
     }
 
+    #[cfg(madsim)]
     #[test]
     fn mutant_matches_raw_path_lets_a_dot_segment_past_authentication() {
         // Goal: under the mutant `/info/../private` is routed (and authorized) as the public
@@ -866,20 +882,25 @@ mod upstream {
         fail(&mut up, "i2", ms(20));
         assert!(up.is_eligible("i2", ms(20)), "the cap holds i2 in");
         assert!(up.is_eligible("i1", ms(1_010)), "the ejection ends");
-        let mut broken = upstreams(Mutants::only(Mutant::EjectionOvershoots), 10);
-        fail(&mut broken, "i1", ms(10));
-        fail(&mut broken, "i2", ms(20));
-        assert!(!broken.is_eligible("i1", ms(20)) && !broken.is_eligible("i2", ms(20)));
+        #[cfg(madsim)]
+        {
+            let mut broken = upstreams(Mutants::only(Mutant::EjectionOvershoots), 10);
+            fail(&mut broken, "i1", ms(10));
+            fail(&mut broken, "i2", ms(20));
+            assert!(!broken.is_eligible("i1", ms(20)) && !broken.is_eligible("i2", ms(20)));
+        }
     }
 
     #[test]
     fn an_ejected_instance_gets_no_new_attempt() {
         // Goal: while i1 is ejected the balancer skips it; under the mutant that forgets to
         // read the ejection list, i1 keeps its turn.
-        for (mutants, skipped) in [
+        let cases = [
             (Mutants::none(), true),
+            #[cfg(madsim)]
             (Mutants::only(Mutant::IgnoresEjection), false),
-        ] {
+        ];
+        for (mutants, skipped) in cases {
             let mut up = upstreams(mutants, 3);
             fail(&mut up, "i1", ms(10));
             let mut seen = Vec::new();
@@ -895,10 +916,12 @@ mod upstream {
     #[test]
     fn an_instance_discovery_dropped_gets_nothing_even_when_healthy() {
         // Goal: a listing without i1 takes i1 out at once; the mutant keeps serving it.
-        for (mutants, dropped) in [
+        let cases = [
             (Mutants::none(), true),
+            #[cfg(madsim)]
             (Mutants::only(Mutant::KeepsRemovedInstances), false),
-        ] {
+        ];
+        for (mutants, dropped) in cases {
             let mut up = upstreams(mutants, 2);
             up.set_instances("svc", vec!["i2".into()], ms(1));
             let mut seen = Vec::new();
@@ -917,11 +940,14 @@ mod upstream {
         // full per-try timeout and answers after the route's deadline.
         let config = UpstreamConfig::default();
         assert_eq!(attempt_timeout(&config, ms(0), ms(900)), Some(ms(100)));
-        let broken = UpstreamConfig {
-            mutants: Mutants::only(Mutant::RetriesPastRouteTimeout),
-            ..UpstreamConfig::default()
-        };
-        assert_eq!(attempt_timeout(&broken, ms(0), ms(900)), Some(ms(300)));
+        #[cfg(madsim)]
+        {
+            let broken = UpstreamConfig {
+                mutants: Mutants::only(Mutant::RetriesPastRouteTimeout),
+                ..UpstreamConfig::default()
+            };
+            assert_eq!(attempt_timeout(&broken, ms(0), ms(900)), Some(ms(300)));
+        }
     }
 
     fn request(method: &str, key: Option<&str>) -> BackendRequest {
@@ -972,12 +998,15 @@ mod upstream {
             AttemptOutcome::Success,
             &none
         ));
-        let broken = Mutants::only(Mutant::RetriesNonIdempotent);
-        assert!(may_retry(
-            &request("POST", None),
-            AttemptOutcome::Timeout,
-            &broken
-        ));
+        #[cfg(madsim)]
+        {
+            let broken = Mutants::only(Mutant::RetriesNonIdempotent);
+            assert!(may_retry(
+                &request("POST", None),
+                AttemptOutcome::Timeout,
+                &broken
+            ));
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! forwards the authenticated principal, refuses what admission refuses, retries a GET on
 //! another instance after a 500, never retries a POST that may have reached a backend, and
 //! takes a newer route table at run time (and refuses an older one).
+#![cfg(madsim)]
 
 use patterns::discovery::driver::{
     run_registry, RegistryHooks, RegistryNodeConfig, RegistryRequest, REGISTRY_PORT,
