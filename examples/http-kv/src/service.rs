@@ -46,6 +46,11 @@ const VERSION_HEADER: &str = "x-kv-version";
 const VALUE_BYTES_MAX: usize = 64 * 1024;
 
 /// Known bugs, off by default: each one is a mutant of the scenario.
+///
+/// Like the patterns' mutants, they exist in simulation builds only (`--cfg madsim`). In a
+/// production build `Bugs` is empty and each bug is off for good: the service asks through
+/// the methods, which are then a constant `false`, so the buggy paths are compiled out.
+#[cfg(madsim)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bugs {
     /// The primary goes on alone when the backup does not answer (replication falls back to
@@ -56,6 +61,46 @@ pub struct Bugs {
     /// A restarted node starts its background duties (heartbeats, the takeover watch) but
     /// not its listener: the warm-start path skips a step of the cold one.
     pub listen_only_on_first_boot: bool,
+}
+
+#[cfg(madsim)]
+impl Bugs {
+    /// Whether [`Bugs::replication_optional`] is on.
+    pub fn replication_optional(&self) -> bool {
+        self.replication_optional
+    }
+    /// Whether [`Bugs::ack_before_fsync`] is on.
+    pub fn ack_before_fsync(&self) -> bool {
+        self.ack_before_fsync
+    }
+    /// Whether [`Bugs::listen_only_on_first_boot`] is on.
+    pub fn listen_only_on_first_boot(&self) -> bool {
+        self.listen_only_on_first_boot
+    }
+}
+
+/// Known bugs: none in a production build (they exist in simulation builds only).
+#[cfg(not(madsim))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {}
+
+#[cfg(not(madsim))]
+impl Bugs {
+    /// Never: a production build has no bug to switch on.
+    #[inline(always)]
+    pub fn replication_optional(&self) -> bool {
+        false
+    }
+    /// Never: a production build has no bug to switch on.
+    #[inline(always)]
+    pub fn ack_before_fsync(&self) -> bool {
+        false
+    }
+    /// Never: a production build has no bug to switch on.
+    #[inline(always)]
+    pub fn listen_only_on_first_boot(&self) -> bool {
+        false
+    }
 }
 
 /// A node's role.
@@ -115,7 +160,7 @@ pub async fn serve(config: Config) -> io::Result<()> {
         "boot",
         format!("boot {} with {} keys", state.boot, state.entries.len()),
     );
-    let warm_start_bug = config.bugs.listen_only_on_first_boot && state.boot > 1;
+    let warm_start_bug = config.bugs.listen_only_on_first_boot() && state.boot > 1;
     let listener = if warm_start_bug {
         None
     } else {
@@ -397,7 +442,7 @@ impl Node {
                     "the backup took over",
                 ))
             }
-            Backed::Unknown(why) if self.config.bugs.replication_optional => {
+            Backed::Unknown(why) if self.config.bugs.replication_optional() => {
                 tracing::warn!(%why, "the backup did not answer: going on alone");
                 Ok(())
             }

@@ -111,7 +111,7 @@ impl Store {
         let mut file = fs::File::create(self.slot_path(slot)).await?;
         file.write_all(&bytes).await?;
         file.flush().await?;
-        if !self.bugs.ack_before_fsync {
+        if !self.bugs.ack_before_fsync() {
             file.sync_all().await?;
             fs::File::open(&self.dir).await?.sync_all().await?;
         }
