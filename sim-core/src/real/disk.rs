@@ -1,0 +1,1 @@
+//! Real-mode `disk` (being written).

@@ -1,0 +1,1 @@
+//! Real-mode `fs` (being written).

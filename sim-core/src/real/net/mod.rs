@@ -1,0 +1,1 @@
+//! Real-mode `net` (being written).

@@ -1,0 +1,1 @@
+//! Real-mode `time` (being written).
