@@ -71,6 +71,7 @@
 
 mod node_id;
 mod stable_hash;
+mod time_shared;
 
 pub mod rng;
 
