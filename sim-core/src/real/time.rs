@@ -53,6 +53,8 @@ fn from_tokio(instant: tokio::time::Instant) -> Instant {
 
 /// The monotonic clock.
 pub fn now() -> Instant {
+    // The first reading is taken before this one, so no reading precedes it.
+    first_reading();
     from_tokio(tokio::time::Instant::now())
 }
 
