@@ -78,6 +78,8 @@ impl Inbox {
 }
 
 /// The tasks waiting on a socket. As a waker (given to tokio's reactor) it wakes them all.
+/// A `Mutex`, not a `RefCell`: a `Waker` must be `Send` and `Sync`, though every task of a
+/// socket runs on its one thread.
 #[derive(Default)]
 struct Waiters {
     wakers: Mutex<Vec<Waker>>,
@@ -102,7 +104,8 @@ impl Waiters {
     }
 
     fn wake_all(&self) {
-        // Taken out first: a waker may run code that registers again.
+        // Taken out before waking: a waker that registered again under the lock would
+        // deadlock.
         let wakers =
             std::mem::take(&mut *self.wakers.lock().unwrap_or_else(PoisonError::into_inner));
         wakers.into_iter().for_each(Waker::wake);
@@ -137,22 +140,23 @@ impl Wake for Waiters {
 /// Needs a tokio runtime with I/O and time enabled, as [`crate::node::block_on`] gives.
 ///
 /// # The wire
-/// Every message is one UDP datagram, an *envelope*: a version byte (1), a
-/// `postcard` header that says what the datagram is (a datagram message, a request with its
-/// correlation id, or the response to one), and the message itself, encoded with `postcard`
-/// exactly as the simulated network carries it. An envelope longer than the largest UDP
+/// Every message is one UDP datagram, an *envelope*: a version byte (1), a `postcard` header
+/// that says what the datagram is (a datagram message, a request with its correlation id, or
+/// the response to one), and the message itself, encoded with `postcard` exactly as the
+/// simulated network carries it. An envelope longer than the largest UDP
 /// datagram ([`DATAGRAM_MAX_BYTES`]) is refused at the sender with [`NetError::Encode`].
 ///
 /// # Receiving
 /// There is no background task: whichever task waits on a socket (in [`Socket::recv`],
 /// [`Socket::recv_request`], [`Socket::call`], or the non-waiting [`Socket::try_recv`] and
 /// [`Socket::queued`]) reads every datagram the operating system holds for it and sorts it:
-/// data and requests into the socket's inbox (bounded: 1,024 unread messages,
-/// beyond which arrivals are dropped, as the simulation's default inbox), a response into
-/// the slot of the call that waits for it. tokio remembers one waker per socket, so the
-/// socket gives it one that wakes every task waiting on the socket: a response reaches its
-/// call even while another task is blocked in `recv` on the same socket, and the other way
-/// round. While no task waits, datagrams wait in the operating system's receive buffer.
+/// data and requests into the socket's inbox (bounded: 1,024 unread messages, beyond which
+/// arrivals are dropped, as the simulation's default inbox), a response into the slot of the
+/// call that waits for it. tokio remembers one waker per socket, so the socket gives it one
+/// that wakes every task waiting on the socket: a response reaches its call even while
+/// another task is blocked in `recv` on the same socket, and the other way round. While no
+/// task waits, datagrams wait in the operating system's receive buffer (bounded by it: beyond,
+/// the operating system drops them).
 ///
 /// A datagram is dropped, with a `tracing` warning that says why, when its source address is
 /// no node's in the installed cluster, when it is not an envelope, when the inbox is full, and
