@@ -5,7 +5,7 @@
 //! The workload is chosen to be hard to keep deterministic: it iterates std `HashMap`s (whose
 //! hasher madsim seeds only on a fresh thread), draws from several named streams, sleeps random
 //! times on skewed clocks, and crashes, restarts and pauses nodes.
-
+#![cfg(madsim)] // The simulator itself: a real build has none.
 #![allow(clippy::disallowed_types)] // The point is to show that std HashMap order is seeded.
 
 use rand::Rng;
