@@ -717,15 +717,11 @@ impl File {
     /// [`File::write_at`] otherwise.
     pub async fn append(&self, buf: &[u8]) -> Result<u64, DiskError> {
         let bytes = buf.to_vec();
-        let path = self.path.clone();
         self.run(DiskOp::Append, move |file| {
             let offset = file.metadata()?.len();
             if offset.checked_add(bytes.len() as u64).is_none() {
                 let reason = overflow_reason(offset, bytes.len());
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{path}: {reason}"),
-                ));
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, reason));
             }
             file.write_all_at(&bytes, offset)?;
             Ok(offset)
