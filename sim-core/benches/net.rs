@@ -16,13 +16,16 @@
 //! `dst bench` shares. Contenders are measured in turn (best of three for throughputs, interleaved
 //! rounds for run rates) so that the load of a shared machine hits them alike.
 
+#[cfg(madsim)]
 use sim_core::bench::{
     best_of_both, madsim_ping_pong, on_fresh_thread, resident_mib, runs_per_second,
     sim_core_ping_pong, wall_clock, Measured, RunRates,
 };
 
+#[cfg(madsim)]
 const TRIES: usize = 3;
 
+#[cfg(madsim)]
 fn compare(title: &str, sim_core: Measured, madsim: Measured) {
     let ours = sim_core.messages_per_second();
     let theirs = madsim.messages_per_second();
@@ -44,6 +47,12 @@ fn compare(title: &str, sim_core: Measured, madsim: Measured) {
     println!("  ratio sim-core / madsim: {:.2}", ours / theirs);
 }
 
+// The benchmark measures the simulator: a real build (no `--cfg madsim`) has nothing to
+// measure here, but a bench without the test harness needs a `main` in every build.
+#[cfg(not(madsim))]
+fn main() {}
+
+#[cfg(madsim)]
 fn main() {
     // `cargo bench` passes `--bench`; any other argument names the parts to run.
     let parts: Vec<String> = std::env::args()
@@ -67,6 +76,7 @@ fn main() {
     }
 }
 
+#[cfg(madsim)]
 fn throughput() {
     let (ping_pong_ours, ping_pong_madsim) = best_of_both(
         TRIES,
@@ -104,6 +114,7 @@ fn throughput() {
     println!();
 }
 
+#[cfg(madsim)]
 fn small_runs() {
     println!("4. small runs per second (2 nodes, 100 round trips, a fresh world each;");
     println!("   2,000 runs per contender, interleaved run by run)");
@@ -141,6 +152,7 @@ fn small_runs() {
     println!();
 }
 
+#[cfg(madsim)]
 fn empty_runs() {
     println!("5. empty runs per second (2 nodes, no message: the fixed cost of a run;");
     println!("   5,000 runs per contender, interleaved run by run)");
@@ -163,6 +175,7 @@ fn empty_runs() {
     println!();
 }
 
+#[cfg(madsim)]
 fn memory() {
     println!("6. resident memory over 100,000 small sim-core runs");
     let before = resident_mib();

@@ -52,21 +52,28 @@
 //! (disk crash model, network reset) and is unsupported: use [`Sim::crash`] and
 //! [`Sim::restart`].
 //!
-//! ## Build requirement
-//! sim-core only compiles with `--cfg madsim`. Put this in your workspace's
-//! `.cargo/config.toml`:
+//! ## Two builds: simulated and real
+//! With `--cfg madsim` (a simulated build) everything above is simulated. Put this in your
+//! workspace's `.cargo/config.toml`:
 //! ```toml
 //! [build]
 //! rustflags = ["--cfg", "madsim"]
 //! ```
+//! Without it (a real build, for production), the node-facing modules keep their names and
+//! signatures and are real: [`net`] sends typed messages and RPC over UDP and re-exports
+//! tokio's TCP and UDP sockets, [`disk`] and [`fs`] are files under the node's data folder
+//! with a real `fsync`, [`time`] is the operating system's clocks, [`rng`] streams are seeded
+//! from the operating system, [`task`] spawns tokio local tasks, and `buggify!` is the
+//! constant `false`. Which node a process (or task) is comes from [`node::Cluster`], the
+//! deployment's address book. The simulator itself (`run`, `Sim`, faults, the trace hash,
+//! taps, controls) exists only in the simulated build. See [`node`] for how a process runs
+//! node code for real.
 
-#[cfg(not(madsim))]
-compile_error!(
-    "sim-core needs `--cfg madsim`. Add to your workspace's .cargo/config.toml:\n\
-     [build]\n\
-     rustflags = [\"--cfg\", \"madsim\"]\n\
-     (a RUSTFLAGS environment variable overrides that file: add `--cfg madsim` to it too)"
-);
+mod node_id;
+mod stable_hash;
+mod time_shared;
+
+pub mod rng;
 
 #[cfg(madsim)]
 pub mod bench;
@@ -80,8 +87,6 @@ pub mod fs;
 pub mod net;
 #[cfg(madsim)]
 pub mod node;
-#[cfg(madsim)]
-pub mod rng;
 #[cfg(madsim)]
 pub mod runner;
 #[cfg(madsim)]
@@ -104,3 +109,32 @@ pub use runner::{
 /// Re-exported so that users name the same madsim as sim-core.
 #[cfg(madsim)]
 pub use madsim;
+
+// The real build: the same module names, implemented on tokio and the operating system.
+#[cfg(not(madsim))]
+#[path = "real/buggify.rs"]
+pub mod buggify;
+#[cfg(not(madsim))]
+#[path = "real/disk.rs"]
+pub mod disk;
+#[cfg(not(madsim))]
+#[path = "real/fs.rs"]
+pub mod fs;
+#[cfg(not(madsim))]
+#[path = "real/net/mod.rs"]
+pub mod net;
+#[cfg(not(madsim))]
+#[path = "real/node.rs"]
+pub mod node;
+#[cfg(not(madsim))]
+#[path = "real/task.rs"]
+pub mod task;
+#[cfg(not(madsim))]
+#[path = "real/time.rs"]
+pub mod time;
+#[cfg(not(madsim))]
+#[path = "real/trace.rs"]
+pub mod trace;
+
+#[cfg(not(madsim))]
+pub use node::{block_on, Cluster, NodeHandle, NodeId};

@@ -60,8 +60,32 @@ pub fn splitmix64(mut x: u64) -> u64 {
 ///
 /// # Panics
 /// Outside a run started by [`crate::run`].
+#[cfg(madsim)]
 pub fn with_stream<R>(name: &str, f: impl FnOnce(&mut Xoshiro256PlusPlus) -> R) -> R {
     crate::world::with(|world| f(world.stream(name)))
+}
+
+/// Runs `f` with this thread's generator for stream `name`.
+///
+/// In a real build (without `--cfg madsim`) every stream is seeded once per thread from the
+/// operating system's randomness: production code keeps its names and gets real randomness.
+#[cfg(not(madsim))]
+pub fn with_stream<R>(name: &str, f: impl FnOnce(&mut Xoshiro256PlusPlus) -> R) -> R {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    thread_local! {
+        static STREAMS: RefCell<BTreeMap<String, Xoshiro256PlusPlus>> =
+            const { RefCell::new(BTreeMap::new()) };
+    }
+    STREAMS.with(|streams| {
+        let mut streams = streams.borrow_mut();
+        if !streams.contains_key(name) {
+            let generator = Xoshiro256PlusPlus::from_rng(rand::rngs::OsRng)
+                .expect("the operating system's random source works");
+            streams.insert(name.to_owned(), generator);
+        }
+        f(streams.get_mut(name).expect("inserted above"))
+    })
 }
 
 /// A handle to a named stream of the current run that implements [`RngCore`], so that
@@ -71,7 +95,8 @@ pub struct Stream {
     name: String,
 }
 
-/// A handle to the current run's stream `name`.
+/// A handle to the current run's stream `name` (in a real build: this thread's, seeded from the
+/// operating system).
 pub fn stream(name: impl Into<String>) -> Stream {
     Stream { name: name.into() }
 }

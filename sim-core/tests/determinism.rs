@@ -5,7 +5,7 @@
 //! The workload is chosen to be hard to keep deterministic: it iterates std `HashMap`s (whose
 //! hasher madsim seeds only on a fresh thread), draws from several named streams, sleeps random
 //! times on skewed clocks, and crashes, restarts and pauses nodes.
-
+#![cfg(madsim)] // Replaces a blank line: buggify! sites are named by line, the snapshot pins them.
 #![allow(clippy::disallowed_types)] // The point is to show that std HashMap order is seeded.
 
 use rand::Rng;

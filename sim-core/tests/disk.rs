@@ -4,6 +4,7 @@
 //! Where the effect is drawn from the seed, the test runs several seeds and asserts that the
 //! effect shows in at least one of them (and never with the fault off): runs are deterministic,
 //! so such a test cannot turn flaky.
+#![cfg(madsim)]
 
 use sim_core::disk::{
     self, Corruption, CrashModel, DiskControl, DiskError, DiskErrorKind, DiskEvent, Latency,

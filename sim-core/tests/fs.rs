@@ -5,6 +5,7 @@
 //! `AsyncSeekExt` on `fs::File`). Where an effect is drawn from the seed, a test runs several
 //! seeds and asserts that it shows in at least one (and never where it must not): runs are
 //! deterministic, so such a test cannot turn flaky.
+#![cfg(madsim)]
 
 use futures::FutureExt;
 use sim_core::disk::{CrashModel, DiskControl, DiskError, DiskErrorKind, DiskEvent, DiskOp};

@@ -4,6 +4,7 @@
 //! Most tests script two or three *peers* (nodes that log every `u32` they receive on port
 //! [`PORT`] and send the values of a script at given times) and switch faults from the
 //! supervisor at fixed simulated times, with fixed latencies where timing matters.
+#![cfg(madsim)]
 
 use sim_core::net::{
     Addr, DropReason, LinkConfig, LinkOverride, NetError, NetEvent, RpcError, Socket,

@@ -1,5 +1,6 @@
 //! Network taps: a checker sees every message event live, with node names and typed
 //! payloads, exactly as the trace records them, without changing the trace hash.
+#![cfg(madsim)]
 
 use serde::{Deserialize, Serialize};
 use sim_core::net::{

@@ -1,6 +1,7 @@
 //! TCP streams with tokio's API: bytes arrive whole and in order through every fault that a
 //! real TCP survives, and the breaks it does not survive come back as the errors a real stack
 //! returns.
+#![cfg(madsim)]
 
 use sim_core::net::tcp::{TcpListener, TcpStream};
 use sim_core::net::{LinkConfig, NetConfig};

@@ -1,5 +1,6 @@
 //! tokio's time names on the per-node clocks: `Instant::now`, `timeout_at`, `Sleep::reset`,
 //! and `interval` with its three behaviours for missed ticks, on nodes whose clocks drift.
+#![cfg(madsim)]
 
 use sim_core::time::{self, ClockConfig, Instant, MissedTickBehavior};
 use sim_core::{run, Report, SimConfig};

@@ -1,5 +1,6 @@
 //! The tokio-style `UdpSocket`: round trips by node name, truncation, connected sockets, every
 //! network fault applied to datagrams, crashes, clear errors, and determinism.
+#![cfg(madsim)]
 
 use sim_core::net::udp::DATAGRAM_MAX_BYTES;
 use sim_core::net::{DropReason, LinkConfig, NetEvent, Socket, UdpSocket};

@@ -2,6 +2,7 @@
 //!
 //! Each test names what it shows. Where a run should leave nothing behind, a drop counter
 //! checks that every future of the run was dropped.
+#![cfg(madsim)]
 
 use sim_core::time::{self, ClockConfig};
 use sim_core::{report_violation, run, Outcome, SimConfig, Violation};

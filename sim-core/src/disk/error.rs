@@ -1,4 +1,8 @@
 //! Errors of disk operations.
+//!
+//! Compiled by both builds: the simulated disk (`disk/`) and the real one (`real/disk.rs`)
+//! return the same errors, so node code handles them the same way. Trace tags exist only in
+//! the simulated build.
 
 use crate::node::NodeId;
 use serde::{Deserialize, Serialize};
@@ -54,6 +58,7 @@ impl DiskOp {
     }
 
     /// The tag of the operation in the trace hash; never renumber.
+    #[cfg(madsim)]
     pub(crate) fn tag(self) -> u8 {
         match self {
             DiskOp::Create => 0,
@@ -82,8 +87,10 @@ impl fmt::Display for DiskOp {
 ///
 /// Environment faults (`Io`, `NoSpace`) and ordinary file-system answers (`NotFound`,
 /// `AlreadyExists`) are for the program to handle; `InvalidPath`, `InvalidInput`, `Stale`,
-/// `WrongNode` and `NotOnNode` point at a bug in the program. Converts into [`std::io::Error`]
-/// (the original stays available through `get_ref().downcast_ref::<DiskError>()`).
+/// `WrongNode` and `NotOnNode` point at a bug in the program. `Os` is any other error of a real
+/// operating system (a real build only: the simulated disk never returns it). Converts into
+/// [`std::io::Error`] (the original stays available through
+/// `get_ref().downcast_ref::<DiskError>()`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DiskError {
     /// No file at this path.
@@ -120,8 +127,9 @@ pub enum DiskError {
         /// What ran out.
         detail: String,
     },
-    /// An injected I/O error (EIO).
-    #[error("{path}: I/O error during {op} (injected)")]
+    /// An I/O error (EIO): injected by the simulated disk, or the device's in a real build.
+    #[cfg_attr(madsim, error("{path}: I/O error during {op} (injected)"))]
+    #[cfg_attr(not(madsim), error("{path}: I/O error during {op}"))]
     Io {
         /// The operation that failed.
         op: DiskOp,
@@ -177,15 +185,39 @@ pub enum DiskError {
         used_on: String,
     },
     /// A node disk operation outside node code (on the supervisor, or in a task not spawned
-    /// through [`crate::task::spawn`]); the supervisor inspects disks through
-    /// [`crate::disk::DiskControl`].
-    #[error(
-        "{path}: disk operation outside node code (use it from a node's init or a task \
-         spawned with sim_core::task::spawn; the supervisor uses Sim::disk(node))"
+    /// through [`crate::task::spawn`]); in a simulation the supervisor inspects disks through
+    /// `DiskControl` (`Sim::disk`).
+    #[cfg_attr(
+        madsim,
+        error(
+            "{path}: disk operation outside node code (use it from a node's init or a task \
+             spawned with sim_core::task::spawn; the supervisor uses Sim::disk(node))"
+        )
+    )]
+    #[cfg_attr(
+        not(madsim),
+        error(
+            "{path}: disk operation outside node code (use it from a node started with \
+             Cluster::start or run_as, or a task spawned with sim_core::task::spawn)"
+        )
     )]
     NotOnNode {
         /// The path.
         path: String,
+    },
+    /// Another error of the operating system, for which the simulated disk has no counterpart
+    /// (a real build only): permission denied, a read-only file system, too many open files...
+    #[error("{path}: {op} failed: {detail}")]
+    Os {
+        /// The operation that failed.
+        op: DiskOp,
+        /// The path.
+        path: String,
+        /// The kind of the operating system's error, kept by the conversion into
+        /// [`std::io::Error`].
+        kind: std::io::ErrorKind,
+        /// The operating system's message.
+        detail: String,
     },
 }
 
@@ -217,6 +249,8 @@ pub enum DiskErrorKind {
     WrongNode,
     /// [`DiskError::NotOnNode`].
     NotOnNode,
+    /// [`DiskError::Os`] (a real build only).
+    Os,
 }
 
 impl DiskErrorKind {
@@ -235,10 +269,13 @@ impl DiskErrorKind {
             DiskErrorKind::Stale => "stale",
             DiskErrorKind::WrongNode => "wrong_node",
             DiskErrorKind::NotOnNode => "not_on_node",
+            DiskErrorKind::Os => "os",
         }
     }
 
-    /// The tag of the kind in the trace hash; never renumber.
+    /// The tag of the kind in the trace hash; never renumber. (`Os` never reaches a trace: the
+    /// simulated disk does not return it.)
+    #[cfg(madsim)]
     pub(crate) fn tag(self) -> u8 {
         match self {
             DiskErrorKind::NotFound => 0,
@@ -253,11 +290,13 @@ impl DiskErrorKind {
             DiskErrorKind::Stale => 9,
             DiskErrorKind::WrongNode => 10,
             DiskErrorKind::NotOnNode => 11,
+            DiskErrorKind::Os => 12,
         }
     }
 
     /// The closest [`std::io::ErrorKind`]: what a real OS returns in the same situation
-    /// (`Stale`, a handle that outlived a crash, is ESTALE).
+    /// (`Stale`, a handle that outlived a crash, is ESTALE). `Os` is `Other` here; a
+    /// [`DiskError::Os`] converts with the kind it carries.
     pub fn io_kind(self) -> std::io::ErrorKind {
         use std::io::ErrorKind;
         match self {
@@ -266,7 +305,7 @@ impl DiskErrorKind {
             DiskErrorKind::IsADirectory => ErrorKind::IsADirectory,
             DiskErrorKind::NotADirectory => ErrorKind::NotADirectory,
             DiskErrorKind::NoSpace => ErrorKind::StorageFull,
-            DiskErrorKind::Io => ErrorKind::Other,
+            DiskErrorKind::Io | DiskErrorKind::Os => ErrorKind::Other,
             DiskErrorKind::Stale => ErrorKind::StaleNetworkFileHandle,
             DiskErrorKind::InvalidPath
             | DiskErrorKind::InvalidInput
@@ -298,6 +337,7 @@ impl DiskError {
             DiskError::Stale { .. } => DiskErrorKind::Stale,
             DiskError::WrongNode { .. } => DiskErrorKind::WrongNode,
             DiskError::NotOnNode { .. } => DiskErrorKind::NotOnNode,
+            DiskError::Os { .. } => DiskErrorKind::Os,
         }
     }
 
@@ -310,6 +350,10 @@ impl DiskError {
 
 impl From<DiskError> for std::io::Error {
     fn from(error: DiskError) -> Self {
-        std::io::Error::new(error.kind().io_kind(), error)
+        let kind = match &error {
+            DiskError::Os { kind, .. } => *kind,
+            _ => error.kind().io_kind(),
+        };
+        std::io::Error::new(kind, error)
     }
 }

@@ -127,6 +127,7 @@ mod socket;
 mod state;
 mod tap;
 pub mod tcp;
+mod types;
 pub mod udp;
 
 pub use control::{NetControl, NetStats};
@@ -135,6 +136,7 @@ pub use event::{DropReason, MessageKind, NetEvent};
 pub use socket::{Request, Socket};
 pub use tap::{NetTap, NodeClocks, TapEvent, Tapped};
 pub use tcp::{TcpListener, TcpStream};
+pub use types::{Addr, NetError, RpcError};
 pub use udp::UdpSocket;
 
 pub(crate) use state::{on_crash, NetState};
@@ -143,28 +145,6 @@ use crate::node::NodeId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
-
-/// The address of a socket: a node and a port on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Addr {
-    /// The node.
-    pub node: NodeId,
-    /// The port.
-    pub port: u16,
-}
-
-impl Addr {
-    /// The address of `port` on `node`.
-    pub const fn new(node: NodeId, port: u16) -> Self {
-        Addr { node, port }
-    }
-}
-
-impl fmt::Display for Addr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.node, self.port)
-    }
-}
 
 /// The settings of a directed link.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -331,82 +311,5 @@ impl NetConfig {
             }
         }
         Ok(())
-    }
-}
-
-/// What can go wrong with a socket.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum NetError {
-    /// Sockets live on nodes; this code runs on the supervisor (or in a task not spawned
-    /// through sim-core).
-    #[error("not on a node: sockets are bound on simulated nodes, not on the supervisor")]
-    NotOnNode,
-    /// Another socket is bound to that address.
-    #[error("address {0} is in use")]
-    AddrInUse(Addr),
-    /// Every ephemeral port of the node is taken.
-    #[error("no free ephemeral port on {0}")]
-    NoFreePort(NodeId),
-    /// The socket was closed (its node crashed).
-    #[error("socket closed")]
-    Closed,
-    /// The ordered connection to `peer` broke; messages sent on it may be lost (never one
-    /// without those sent after it). The next send opens a new connection (if the link is not
-    /// cut).
-    #[error("connection to {peer} broken")]
-    ConnectionBroken {
-        /// The node at the other end.
-        peer: NodeId,
-    },
-    /// No such node in this run.
-    #[error("unknown node {0}")]
-    UnknownNode(NodeId),
-    /// The message could not be encoded.
-    #[error("cannot encode message: {0}")]
-    Encode(String),
-    /// A message arrived that does not decode as the expected type; it is consumed.
-    #[error("cannot decode message from {from}: {message}")]
-    Decode {
-        /// Its sender.
-        from: Addr,
-        /// The decoder's complaint.
-        message: String,
-    },
-    /// Invalid link settings.
-    #[error("invalid network setting: {0}")]
-    InvalidConfig(String),
-}
-
-/// What can go wrong with [`Socket::call`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RpcError {
-    /// No response within the timeout (lost, late, or the server never answered).
-    #[error("call to {to} timed out after {after:?}")]
-    Timeout {
-        /// The server.
-        to: Addr,
-        /// The timeout.
-        after: Duration,
-    },
-    /// The request could not be sent or the response could not be read.
-    #[error(transparent)]
-    Net(#[from] NetError),
-}
-
-impl From<NetError> for std::io::Error {
-    /// The error a real socket returns in the same situation, for the tokio-style sockets.
-    fn from(error: NetError) -> Self {
-        use std::io::ErrorKind;
-        let kind = match &error {
-            NetError::NotOnNode => ErrorKind::Unsupported,
-            NetError::AddrInUse(_) => ErrorKind::AddrInUse,
-            NetError::NoFreePort(_) => ErrorKind::AddrNotAvailable,
-            NetError::Closed => ErrorKind::NotConnected,
-            NetError::ConnectionBroken { .. } => ErrorKind::ConnectionReset,
-            NetError::UnknownNode(_) => ErrorKind::AddrNotAvailable,
-            NetError::Encode(_) | NetError::Decode { .. } => ErrorKind::InvalidData,
-            NetError::InvalidConfig(_) => ErrorKind::InvalidInput,
-        };
-        std::io::Error::new(kind, error)
     }
 }
