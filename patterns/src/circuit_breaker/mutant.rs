@@ -53,7 +53,7 @@ impl Mutant {
         &ALL
     }
 
-    /// The mutant's name, as accepted by [`FromStr`] and the command line.
+    /// The mutant's name, as accepted by [`FromStr`](std::str::FromStr) and the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Mutant::HalfOpenUnbounded => "half_open_unbounded",
