@@ -15,6 +15,7 @@ use patterns::event_sourcing::driver::{
 use patterns::event_sourcing::event::{
     AppendError, AppendRequest, Appended, EventData, EventId, ExpectedVersion, RecordedEvent,
 };
+use patterns::event_sourcing::store::ReadError;
 use sim_core::net::{Addr, NetError, RpcError};
 use sim_core::node::{block_on, run_as, Cluster, NodeHandle};
 use sim_core::time;
@@ -135,14 +136,34 @@ fn append(stream: &str, expected: ExpectedVersion, events: Vec<EventData>) -> Ap
     }
 }
 
-/// Waits until the store serves: it answers "recovering" while it opens its files, and
-/// nothing at all before its socket is bound.
+impl System {
+    /// Waits until the store node has opened its files `opens` times in all: its socket is
+    /// bound then. A datagram to a port not bound yet is lost, and its call waits out its
+    /// whole timeout.
+    async fn wait_until_opened(&self, opens: usize) {
+        let deadline = time::now() + MUST_HAPPEN_WITHIN;
+        while self
+            .reports
+            .count(|event| matches!(event, NodeEvent::Opened { .. }))
+            < opens
+        {
+            assert!(time::now() < deadline, "the store did not open its files");
+            time::sleep(POLL_EVERY).await;
+        }
+    }
+}
+
+/// Waits until the store serves: it refuses requests while it opens its files, refuses reads
+/// while its recovery commit runs (what it recovered is not durable yet), and answers nothing
+/// at all before its socket is bound.
 async fn wait_until_serving(client: &StoreClient) {
     let deadline = time::now() + MUST_HAPPEN_WITHIN;
     loop {
         match client.read_all(0, 1).await {
             Ok(Ok(_)) => return,
-            Err(CallError::Refused(Refusal::Recovering)) | Err(CallError::Rpc(_)) => {}
+            Err(CallError::Refused(Refusal::Recovering))
+            | Ok(Err(ReadError::Recovering))
+            | Err(CallError::Rpc(_)) => {}
             other => panic!("the store answered a read with {other:?}"),
         }
         assert!(time::now() < deadline, "the store did not start serving");
@@ -223,6 +244,7 @@ fn appends_are_acknowledged_with_optimistic_concurrency_read_back_and_pushed() {
         let client_node = system.cluster.id("client").expect("the client node");
         run_as(client_node, async {
             let client = StoreClient::bind(system.server, CALL_TIMEOUT).expect("a client socket");
+            system.wait_until_opened(1).await;
             wait_until_serving(&client).await;
 
             let placed = append_definitely(
@@ -365,6 +387,7 @@ fn a_killed_store_keeps_every_acknowledged_event_and_answers_retries_with_the_fi
             let client = StoreClient::bind(system.server, CALL_TIMEOUT).expect("a client socket");
             let subscriber =
                 StoreClient::bind(system.server, CALL_TIMEOUT).expect("a subscriber socket");
+            system.wait_until_opened(1).await;
             wait_until_serving(&client).await;
 
             // A few streams, each append at the version its writer read.
@@ -409,6 +432,7 @@ fn a_killed_store_keeps_every_acknowledged_event_and_answers_retries_with_the_fi
                 "a killed store answered {down:?}"
             );
             system.store.restart().await;
+            system.wait_until_opened(2).await;
             wait_until_serving(&client).await;
 
             let after = read_log(&client).await;
@@ -491,6 +515,7 @@ fn an_append_larger_than_a_datagram_is_refused_at_the_client() {
         let client_node = system.cluster.id("client").expect("the client node");
         run_as(client_node, async {
             let client = StoreClient::bind(system.server, CALL_TIMEOUT).expect("a client socket");
+            system.wait_until_opened(1).await;
             wait_until_serving(&client).await;
             let mut large = event(1, "attachment");
             large.payload = vec![7; 64 * 1024];
