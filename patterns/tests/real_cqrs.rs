@@ -44,7 +44,6 @@ const QUERY_WAIT: Duration = Duration::from_secs(2);
 const MUST_HAPPEN_WITHIN: Duration = Duration::from_secs(10);
 /// The bound on a whole test.
 const TEST_BOUND: Duration = Duration::from_secs(30);
-
 /// The pause between two polls of a condition, or two attempts at a query that failed.
 const POLL_EVERY: Duration = Duration::from_millis(5);
 
@@ -231,8 +230,8 @@ fn transfer(from: &str, to: &str, amount: u64) -> BankCommand {
 }
 
 /// Executes a command until a definite answer: the client retries with the same command id
-/// (the command node and the store apply it once), and gives up only at the deadline. The
-/// first attempts meet a store that is still opening its files.
+/// (the command node and the store apply it once), and gives up only at the deadline: an
+/// attempt may meet a command node that is starting, or lose its answer.
 async fn execute(bank: &BankClient, command_id: u64, command: &BankCommand) -> CommandOutcome {
     let deadline = time::now() + MUST_HAPPEN_WITHIN;
     loop {

@@ -505,10 +505,12 @@ fn a_killed_store_keeps_every_acknowledged_event_and_answers_retries_with_the_fi
 
 #[test]
 fn an_append_larger_than_a_datagram_is_refused_at_the_client() {
-    // Goal: the store accepts payloads up to 64 KiB, but a real `Socket` carries one UDP
-    // datagram per message (at most 65,507 bytes): an append that does not fit is refused at
-    // the client with a clear encoding error, at once, and the store never sees it. This
-    // pins the limit; see the report of issue 20's real-mode tests.
+    // Goal: the store's limits accept a payload of 64 KiB, but a real `Socket` carries each
+    // message in one UDP datagram (at most 65,507 bytes), so the real build's limit is lower
+    // than the store's: an append that does not fit is refused at the client with a clear
+    // encoding error, at once, and the store never sees it. (The simulated network has no
+    // such limit: this is where the two builds differ; an answer too large for a datagram,
+    // a read of many events, is dropped by the server and its caller times out.)
     let root = TempRoot::new("too-large");
     bounded(async {
         let system = start(&root);
