@@ -25,8 +25,11 @@ use std::time::Duration;
 use patterns::discovery::client::Watched;
 use patterns::discovery::driver::{
     run_registry, RegistryHooks, RegistryNodeConfig, RegistryRequest, RegistryResponse,
-    REGISTRY_PORT,
 };
+
+/// The registries' port: above 1024, so that the test needs no privileges (the driver's
+/// default, `REGISTRY_PORT`, is DNS's 53).
+const REGISTRY_PORT: u16 = 7053;
 use patterns::discovery::mutant::Mutants;
 use patterns::discovery::registry::{Answer, WatchAnswer};
 use patterns::discovery::{
@@ -165,21 +168,6 @@ impl Nodes {
         self.cluster.id(name).expect("a node of the test")
     }
 
-    /// The registry's port is fixed by its driver ([`REGISTRY_PORT`], 53): a port below 1024,
-    /// which only root (or `CAP_NET_BIND_SERVICE`, or a lowered
-    /// `net.ipv4.ip_unprivileged_port_start`) may bind. Says so, rather than letting the
-    /// replicas' nodes die on their first line and the test wait for its deadline.
-    async fn check_registry_port(&self) {
-        let bound = run_as(self.replicas[0], async { Socket::bind(REGISTRY_PORT) }).await;
-        if let Err(error) = bound {
-            panic!(
-                "the registry's port {REGISTRY_PORT} cannot be bound ({error}); it is below \
-                 1024 and fixed by patterns::discovery::driver: run as root, or lower \
-                 net.ipv4.ip_unprivileged_port_start"
-            );
-        }
-    }
-
     /// Starts every replica; each reports the expiries it decides to `expiries`. Returns once
     /// they have had their first turn (in which they bind their port): a call that came
     /// earlier would find no socket and only cost a timeout and a retry.
@@ -194,6 +182,7 @@ impl Nodes {
                     .map(|(_, &addr)| addr)
                     .collect();
                 let config = RegistryNodeConfig {
+                    port: REGISTRY_PORT,
                     replica: ReplicaConfig {
                         replica: index as u64 + 1,
                         ttl_min: TTL_MIN,
@@ -382,7 +371,6 @@ fn an_instance_is_discovered_and_watched_and_one_that_stops_renewing_expires_aft
     let root = TempRoot::new("leases");
     bounded(async {
         let nodes = Nodes::new(&root, &["live", "silent", "client"]);
-        nodes.check_registry_port().await;
         let expiries = Expiries::default();
         let _replicas = nodes.start_replicas(&expiries).await;
 
@@ -527,7 +515,6 @@ fn a_killed_replica_comes_back_with_its_state_from_disk_and_the_live_instance_st
     let root = TempRoot::new("restart");
     bounded(async {
         let nodes = Nodes::new(&root, &["live", "client"]);
-        nodes.check_registry_port().await;
         let expiries = Expiries::default();
         let replicas = nodes.start_replicas(&expiries).await;
 

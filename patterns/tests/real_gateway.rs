@@ -25,8 +25,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use patterns::discovery::driver::{
     run_registry, RegistryHooks, RegistryNodeConfig, RegistryRequest, RegistryResponse,
-    REGISTRY_PORT,
 };
+
+/// The registries' port: above 1024, so that the test needs no privileges (the driver's
+/// default, `REGISTRY_PORT`, is DNS's 53).
+const REGISTRY_PORT: u16 = 7053;
 use patterns::discovery::{HeartbeatReply, Key, Registration, ReplicaConfig};
 use patterns::gateway::auth::{sign, AuthConfig, Claims, KeyRing};
 use patterns::gateway::driver::{
@@ -304,10 +307,10 @@ impl System {
             .expect("a valid cluster");
         cluster.install();
         let id = |name: &str| cluster.id(name).expect("a node of the test");
-        check_registry_port(id("registry")).await;
         let registry = Addr::new(id("registry"), REGISTRY_PORT);
         let registry_node = cluster.start(id("registry"), || {
             let config = RegistryNodeConfig {
+                port: REGISTRY_PORT,
                 replica: ReplicaConfig {
                     replica: 1,
                     ..ReplicaConfig::default()
@@ -375,22 +378,6 @@ impl System {
 
     async fn status(&self, socket: &Socket, bytes: Vec<u8>) -> u16 {
         self.send(socket, bytes).await.0.status
-    }
-}
-
-/// The registry's port is fixed by its driver ([`REGISTRY_PORT`], 53): a port below 1024,
-/// which only root (or `CAP_NET_BIND_SERVICE`, or a lowered
-/// `net.ipv4.ip_unprivileged_port_start`) may bind. Says so, rather than letting the registry
-/// node die on its first line and the test wait for its deadline. (The gateway's admin port,
-/// `ADMIN_PORT`, 15, is fixed too; the gateway serves without it, and no test here uses it.)
-async fn check_registry_port(registry: NodeId) {
-    let bound = run_as(registry, async { Socket::bind(REGISTRY_PORT) }).await;
-    if let Err(error) = bound {
-        panic!(
-            "the registry's port {REGISTRY_PORT} cannot be bound ({error}); it is below 1024 \
-             and fixed by patterns::discovery::driver: run as root, or lower \
-             net.ipv4.ip_unprivileged_port_start"
-        );
     }
 }
 

@@ -311,7 +311,10 @@ impl Socket {
             receiver,
             sender,
             inbox: RefCell::new(Inbox {
-                next_call: 1,
+                // Random, not 1: a client restarted on the same port must not take a late
+                // answer to its previous incarnation's call n for its own call n. (Half the
+                // range, so counting up never wraps.)
+                next_call: rand::RngCore::next_u64(&mut rand::rngs::OsRng) >> 1,
                 ..Inbox::default()
             }),
             readiness: Waker::from(waiters.clone()),
