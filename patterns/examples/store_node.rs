@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! store_node --node store=10.0.0.5 --node api-1=10.0.0.6 --node api-2=10.0.0.7 \
-//!            --me store --data-root /var/lib/dst
+//!            --me store --data-root /var/lib/dst --port 7007
 //! ```
 //!
 //! Every node of the deployment is listed (`name=ip`, the same list and order on every
@@ -65,6 +65,14 @@ fn main() -> std::process::ExitCode {
             eprintln!("store_node: --node {node} is not NAME=IP; {usage}");
             return ExitCode::from(2);
         };
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !plain {
+            eprintln!("store_node: node name {name:?} must be letters, digits, - and _ (it names a folder)");
+            return ExitCode::from(2);
+        }
         if let Err(error) = cluster.add(name, ip, data_root.join(name)) {
             eprintln!("store_node: {error}");
             return ExitCode::from(2);
@@ -77,5 +85,8 @@ fn main() -> std::process::ExitCode {
     cluster.install();
     let hook: NodeHook = Arc::new(|event: &NodeEvent| eprintln!("store_node: {event:?}"));
     block_on(run_as(id, run_node(config, hook)));
-    ExitCode::SUCCESS
+    // The node serves until its socket closes: coming back means it could not start (a port
+    // it may not bind) or stopped serving. A supervisor (systemd) should see a failure.
+    eprintln!("store_node: the store stopped");
+    ExitCode::FAILURE
 }

@@ -91,6 +91,7 @@ fn the_gateway_routes_authenticates_and_retries_only_what_is_safe() {
             .node("registry")
             .init(|| {
                 let config = RegistryNodeConfig {
+                    port: REGISTRY_PORT,
                     replica: ReplicaConfig {
                         replica: 1,
                         ..ReplicaConfig::default()

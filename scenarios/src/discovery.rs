@@ -305,6 +305,7 @@ impl Scenario for Discovery {
                         .map(|(_, &peer)| Addr::new(peer, REGISTRY_PORT))
                         .collect();
                     let config = RegistryNodeConfig {
+                        port: REGISTRY_PORT,
                         replica: ReplicaConfig {
                             replica: index as u64 + 1,
                             mutants: mutants.clone(),

@@ -859,6 +859,7 @@ pub(crate) fn build_registries(env: &Env, names: &[&'static str]) -> Vec<NodeId>
                     .map(|(_, &peer)| Addr::new(peer, REGISTRY_PORT))
                     .collect();
                 let config = RegistryNodeConfig {
+                    port: REGISTRY_PORT,
                     replica: ReplicaConfig {
                         replica: index as u64 + 1,
                         ..ReplicaConfig::default()

@@ -2,6 +2,8 @@
 //! primary killed with SIGKILL, the backup taking over with every acknowledged write, and a
 //! restarted node serving what it stored (the real build only: no `--cfg madsim`).
 #![cfg(not(madsim))]
+// Real processes on real ports: the deadlines are on the real clock, which is the point here.
+#![allow(clippy::disallowed_methods)]
 
 use http_kv::client::KvClient;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -86,6 +86,8 @@ pub enum RegistryResponse {
 pub struct RegistryNodeConfig {
     /// The replica's settings.
     pub replica: ReplicaConfig,
+    /// The port it serves on ([`REGISTRY_PORT`] unless a deployment picks another).
+    pub port: u16,
     /// The other replicas.
     pub peers: Vec<Addr>,
     /// How often it sends its state to every peer.
@@ -117,7 +119,13 @@ fn now() -> Now {
 /// The replica's program: restores its state from disk (an unreadable state stops the node:
 /// it never serves what it cannot vouch for), then serves until its node stops.
 pub async fn run_registry(config: RegistryNodeConfig, hooks: RegistryHooks) {
-    let socket = Socket::bind(REGISTRY_PORT).expect("the registry binds its port");
+    let socket = match Socket::bind(config.port) {
+        Ok(socket) => socket,
+        Err(error) => {
+            // A real build may refuse the port (below 1024 without privileges): say so, once.
+            return tracing::error!("the registry cannot bind port {}: {error}", config.port);
+        }
+    };
     let stored = match disk::open(STATE_FILE).await {
         Ok(file) => file.read_to_end().await.unwrap_or_default(),
         Err(_) => Vec::new(),

@@ -225,7 +225,12 @@ pub async fn run_gateway(config: GatewayConfig, hook: GatewayHook) {
     };
     let (socket, upstream_socket) = match (Socket::bind(config.port), Socket::bind(0)) {
         (Ok(socket), Ok(upstream)) => (socket, upstream),
-        _ => return warn!("the gateway cannot bind port {}", config.port),
+        (Err(error), _) | (_, Err(error)) => {
+            return warn!(
+                "the gateway cannot bind port {} or an upstream one: {error}",
+                config.port
+            )
+        }
     };
     let verifier = Verifier::new(config.auth.clone(), config.keys.clone());
     let gateway = Rc::new(Gateway {

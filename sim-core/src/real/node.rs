@@ -19,7 +19,7 @@
 //! use std::time::Duration;
 //!
 //! block_on(async {
-//!     // Three nodes on loopback addresses of their own, data under a temporary folder.
+//!     // Two nodes on loopback addresses of their own, data under a temporary folder.
 //!     let cluster = Cluster::loopback(&["server", "client"], &std::env::temp_dir().join("demo"))
 //!         .expect("a valid cluster");
 //!     let server = cluster.id("server").unwrap();
@@ -310,10 +310,16 @@ impl NodeHandle {
         self.inner.running.get()
     }
 
-    /// Kills the node as a crash of its process would: every task it spawned is aborted and
-    /// dropped, with the sockets and files they held. Returns once they are all gone (so a
-    /// restart can bind the same ports). Unsynced writes are *not* lost: a real kernel keeps
-    /// them past a process crash; only a machine crash loses them.
+    /// Kills the node as a crash of its process would: every task of the node (its `init`, and
+    /// what it spawned through [`crate::task::spawn`]) is aborted and dropped, with the sockets
+    /// and files they held. Returns once they are all gone (so a restart can bind the same
+    /// ports). Unsynced writes are *not* lost: a real kernel keeps them past a process crash;
+    /// only a machine crash loses them.
+    ///
+    /// Not killed: tasks started with tokio's own `spawn` or `spawn_local` (sim-core does not
+    /// know they are the node's), and a file operation already handed to tokio's blocking
+    /// pool, which completes after the kill (a real crash would stop it). A test that
+    /// restarts a node right after a kill while it was writing may see that last write land.
     pub async fn kill(&self) {
         self.inner.running.set(false);
         let tasks = std::mem::take(&mut *self.inner.tasks.borrow_mut());

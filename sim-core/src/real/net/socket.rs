@@ -211,6 +211,13 @@ fn envelope<M: Serialize + ?Sized>(kind: Kind, message: &M) -> Result<Vec<u8>, N
         .and_then(|datagram| postcard::to_extend(message, datagram))
         .map_err(|error| NetError::Encode(error.to_string()))?;
     if datagram.len() > DATAGRAM_MAX_BYTES {
+        // Logged as well as returned: code tested in simulation (where messages have no size
+        // limit) may ignore a failed reply, and an answer lost for its size must not be silent.
+        tracing::warn!(
+            bytes = datagram.len(),
+            limit = DATAGRAM_MAX_BYTES,
+            "a message too large for one UDP datagram is not sent"
+        );
         return Err(NetError::Encode(format!(
             "the message takes {} bytes on the wire, more than the {DATAGRAM_MAX_BYTES} bytes \
              of the largest UDP datagram",
@@ -304,7 +311,10 @@ impl Socket {
             receiver,
             sender,
             inbox: RefCell::new(Inbox {
-                next_call: 1,
+                // Random, not 1: a client restarted on the same port must not take a late
+                // answer to its previous incarnation's call n for its own call n. (Half the
+                // range, so counting up never wraps.)
+                next_call: rand::RngCore::next_u64(&mut rand::rngs::OsRng) >> 1,
                 ..Inbox::default()
             }),
             readiness: Waker::from(waiters.clone()),
