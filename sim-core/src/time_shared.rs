@@ -166,6 +166,42 @@ impl MissedTickBehavior {
     }
 }
 
+/// Future returned by [`timeout`](crate::time::timeout) and
+/// [`timeout_at`](crate::time::timeout_at): the future, raced against a sleep of the build's
+/// clock.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Timeout<F> {
+    future: std::pin::Pin<Box<F>>,
+    sleep: crate::time::Sleep,
+}
+
+impl<F> Timeout<F> {
+    pub(crate) fn new(future: F, sleep: crate::time::Sleep) -> Self {
+        Timeout {
+            future: Box::pin(future),
+            sleep,
+        }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        if let Poll::Ready(output) = self.future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        match std::pin::Pin::new(&mut self.sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

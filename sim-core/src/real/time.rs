@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use crate::time_shared::duration_ns;
-pub use crate::time_shared::{error, Elapsed, Instant, MissedTickBehavior};
+pub use crate::time_shared::{error, Elapsed, Instant, MissedTickBehavior, Timeout};
 
 /// `std::time::Duration`, as `tokio::time` re-exports it.
 pub use std::time::Duration;
@@ -115,31 +115,7 @@ pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
 
 /// Runs `future` until it completes or the clock reaches `deadline`.
 pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
-    Timeout {
-        future: Box::pin(future),
-        sleep: sleep_until(deadline),
-    }
-}
-
-/// Future returned by [`timeout`] and [`timeout_at`].
-#[must_use = "futures do nothing unless you `.await` or poll them"]
-pub struct Timeout<F> {
-    future: Pin<Box<F>>,
-    sleep: Sleep,
-}
-
-impl<F: Future> Future for Timeout<F> {
-    type Output = Result<F::Output, Elapsed>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Poll::Ready(output) = self.future.as_mut().poll(cx) {
-            return Poll::Ready(Ok(output));
-        }
-        match Pin::new(&mut self.sleep).poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
+    Timeout::new(future, sleep_until(deadline))
 }
 
 /// Ticks every `period`; the first tick completes at once. As `tokio::time::interval`.
