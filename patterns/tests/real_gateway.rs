@@ -9,8 +9,8 @@
 //! tricks are refused before any backend sees them (the backend's own log says so); the rate
 //! limit answers 429 beyond its rate and admits again once the key's bucket refilled; a killed
 //! backend makes the gateway answer an error within its route timeout, and a restarted one is
-//! served again. And one limit of the real transport: a request larger than one UDP datagram
-//! cannot reach the gateway at all.
+//! served again. And a request larger than one UDP datagram reaches the gateway (over TCP), so
+//! the gateway's own body limit decides, as in a simulation.
 //!
 //! Real time: every wait for something that must happen is a polling loop with a generous
 //! deadline; only attempts to a killed backend time out (the gateway's per-try timeout).
@@ -41,7 +41,7 @@ use patterns::gateway::mutant::Mutants;
 use patterns::gateway::route::{Access, HostMatch, PathMatch, Route};
 use patterns::gateway::upstream::UpstreamConfig;
 use sim_core::net::udp::DATAGRAM_MAX_BYTES;
-use sim_core::net::{Addr, NetError, RpcError, Socket};
+use sim_core::net::{Addr, Socket};
 use sim_core::node::{block_on, run_as, Cluster, NodeHandle, NodeId};
 use sim_core::time;
 
@@ -612,12 +612,12 @@ fn a_killed_backend_makes_the_gateway_answer_an_error_in_time_and_a_restarted_on
 }
 
 #[test]
-fn a_request_larger_than_one_datagram_cannot_reach_the_gateway_over_real_udp() {
-    // A limit of the real transport, not of the gateway: an `ExternalCall` is one UDP
-    // datagram, so a request whose bytes do not fit one (65,507 bytes with the envelope) is
-    // refused at the client's socket, though the gateway would take a body of up to
-    // `Limits::body_max_bytes` (64 KiB) and answer 413 only beyond it.
-    let root = TempRoot::new("datagram");
+fn a_request_larger_than_one_datagram_reaches_the_gateway_up_to_its_body_limit() {
+    // An `ExternalCall` too large for one UDP datagram (65,507 bytes with the envelope) goes
+    // over TCP, so the gateway's own limit decides, as in a simulation: a body of up to
+    // `Limits::body_max_bytes` (64 KiB) is routed whole to the backend, and a longer one is
+    // answered 413 without reaching it.
+    let root = TempRoot::new("large");
     bounded(async {
         let system = System::start(&root).await;
         run_as(system.client(), async {
@@ -625,26 +625,28 @@ fn a_request_larger_than_one_datagram_cannot_reach_the_gateway_over_real_udp() {
             let json_string = |length: usize| format!("\"{}\"", "x".repeat(length - 2));
             let post = |body: &str| http(&["POST /public/upload HTTP/1.1"], body);
 
-            // A large body that fits one datagram is carried and admitted.
+            // A body that fits one datagram, and one that does not.
             let fits = post(&json_string(60_000));
             assert!(fits.len() < DATAGRAM_MAX_BYTES);
             assert_eq!(system.status(&socket, fits).await, 200);
+            let body_max = Limits::default().body_max_bytes;
+            let largest = post(&json_string(body_max));
+            assert!(largest.len() > DATAGRAM_MAX_BYTES);
+            assert_eq!(system.status(&socket, largest).await, 200);
+            {
+                let received = system.received.borrow();
+                assert_eq!(received.len(), 2);
+                assert_eq!(
+                    received[1].body.as_str().map(str::len),
+                    Some(body_max - 2),
+                    "the backend got the largest body whole"
+                );
+            }
 
-            // Under the gateway's body limit, over a datagram: the client cannot send it.
-            let body = json_string(DATAGRAM_MAX_BYTES);
-            assert!(body.len() <= Limits::default().body_max_bytes);
-            let refused = socket
-                .call::<_, ExternalAnswer>(
-                    system.gateway,
-                    &ExternalCall { bytes: post(&body) },
-                    CLIENT_TIMEOUT,
-                )
-                .await;
-            assert!(
-                matches!(refused, Err(RpcError::Net(NetError::Encode(_)))),
-                "{refused:?}"
-            );
-            assert_eq!(system.received.borrow().len(), 1);
+            // Beyond the gateway's limit: 413, and the backend sees nothing.
+            let over = post(&json_string(body_max + 1));
+            assert_eq!(system.status(&socket, over).await, 413);
+            assert_eq!(system.received.borrow().len(), 2);
         })
         .await;
     });

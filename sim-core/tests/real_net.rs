@@ -9,7 +9,7 @@
 use futures::future::join_all;
 use serde_bytes::ByteBuf;
 use sim_core::net::udp::DATAGRAM_MAX_BYTES;
-use sim_core::net::{dns, Addr, NetError, Request, RpcError, Socket};
+use sim_core::net::{dns, Addr, NetError, Request, RpcError, Socket, MESSAGE_MAX_BYTES};
 use sim_core::net::{TcpListener, TcpStream, UdpSocket};
 use sim_core::node::{block_on, run_as, Cluster, NodeId};
 use std::cell::RefCell;
@@ -371,7 +371,7 @@ fn node_code_alone_binds_and_bad_addresses_are_clear_errors() {
 }
 
 #[test]
-fn a_message_beyond_one_datagram_is_refused_at_the_sender() {
+fn a_message_beyond_one_datagram_goes_over_tcp_up_to_16_mib_and_beyond_is_refused() {
     bounded(async {
         let (_cluster, nodes) = cluster("oversized", &["a", "b"]);
         let (a, b) = (nodes[0], nodes[1]);
@@ -379,16 +379,43 @@ fn a_message_beyond_one_datagram_is_refused_at_the_sender() {
         let receiver = bind_on(b, 7000).await;
         // The envelope: a version byte, the kind, the length (3 bytes here) and the bytes.
         let largest = DATAGRAM_MAX_BYTES - 5;
-        sender
-            .send(receiver.local_addr(), &ByteBuf::from(vec![7u8; largest]))
-            .unwrap();
-        let (_, bytes): (Addr, ByteBuf) = receiver.recv().await.unwrap();
-        assert_eq!(bytes.len(), largest, "the largest message arrives whole");
+        for length in [largest, largest + 1, 3 << 20] {
+            sender
+                .send(receiver.local_addr(), &ByteBuf::from(vec![7u8; length]))
+                .unwrap();
+            let (from, bytes): (Addr, ByteBuf) = receiver.recv().await.unwrap();
+            assert_eq!(
+                from,
+                sender.local_addr(),
+                "the sending socket, not the TCP port"
+            );
+            assert_eq!(
+                bytes.len(),
+                length,
+                "a message of {length} bytes arrives whole"
+            );
+            assert!(bytes.iter().all(|&byte| byte == 7));
+        }
 
-        let too_big = ByteBuf::from(vec![7u8; largest + 1]);
+        // RPC both ways: a large request, and a larger response.
+        let serving = async {
+            let (request, body): (Request, ByteBuf) = receiver.recv_request().await.unwrap();
+            assert_eq!(request.from(), sender.local_addr());
+            receiver
+                .reply(request, &ByteBuf::from(vec![body.len() as u8; 2 << 20]))
+                .unwrap();
+        };
+        let request = ByteBuf::from(vec![1u8; 300_000]);
+        let calling = sender.call::<_, ByteBuf>(receiver.local_addr(), &request, GENEROUS);
+        let ((), answer) = futures::join!(serving, calling);
+        assert_eq!(answer.unwrap().len(), 2 << 20);
+        assert_eq!(sender.pending_calls().unwrap(), 0);
+
+        // Beyond 16 MiB on the wire, a message is refused at the sender.
+        let too_big = ByteBuf::from(vec![7u8; MESSAGE_MAX_BYTES]);
         let refused = sender.send(receiver.local_addr(), &too_big).unwrap_err();
         assert!(
-            matches!(&refused, NetError::Encode(why) if why.contains("65507")),
+            matches!(&refused, NetError::Encode(why) if why.contains("16777216")),
             "{refused}"
         );
         let call = sender
@@ -409,6 +436,37 @@ fn a_message_beyond_one_datagram_is_refused_at_the_sender() {
         let (refused, timed_out) = futures::join!(answering, calling);
         assert!(matches!(refused, NetError::Encode(_)));
         assert!(matches!(timed_out, Err(RpcError::Timeout { .. })));
+
+        // A large message to a port nobody listens on is lost, as a datagram is: no error.
+        let large = ByteBuf::from(vec![7u8; 100_000]);
+        sender.send(Addr::new(b, 7999), &large).unwrap();
+        sender.send(receiver.local_addr(), &large).unwrap();
+        let (_, bytes): (Addr, ByteBuf) = receiver.recv().await.unwrap();
+        assert_eq!(bytes.len(), 100_000, "the socket still works");
+    });
+}
+
+#[test]
+fn a_socket_takes_its_port_for_udp_and_tcp_both() {
+    bounded(async {
+        let (_cluster, nodes) = cluster("ports", &["a"]);
+        let a = nodes[0];
+        let ip = dns::node_ip(a).unwrap();
+        // A TCP listener on a port makes the socket's bind of it fail, as in a simulation.
+        let _listener = TcpListener::bind((ip, 7400)).await.unwrap();
+        let taken = run_as(a, async { Socket::bind(7400) }).await.unwrap_err();
+        assert_eq!(taken, NetError::AddrInUse(Addr::new(a, 7400)));
+        // A socket's port (picked by the operating system or not) is taken for TCP too.
+        for port in [0, 7401] {
+            let socket = bind_on(a, port).await;
+            let picked = socket.local_addr().port;
+            let tcp = std::net::TcpListener::bind((ip, picked)).map(|_| ());
+            assert_eq!(
+                tcp.map_err(|error| error.kind()),
+                Err(io::ErrorKind::AddrInUse),
+                "port {picked}"
+            );
+        }
     });
 }
 
@@ -451,7 +509,7 @@ fn capture_warnings() -> (Logs, tracing::subscriber::DefaultGuard) {
 }
 
 #[test]
-fn datagrams_from_strangers_and_datagrams_that_are_no_envelope_are_dropped_with_a_warning() {
+fn datagrams_and_frames_from_strangers_or_that_are_no_envelope_are_dropped_with_a_warning() {
     let (logs, _logging) = capture_warnings();
     bounded(async {
         let (_cluster, nodes) = cluster("strangers", &["a", "b"]);
@@ -506,12 +564,57 @@ fn datagrams_from_strangers_and_datagrams_that_are_no_envelope_are_dropped_with_
             Ok(5),
             "the called address answered; the forger did not count"
         );
+
+        // Over TCP (where large messages come): a frame that announces more than 16 MiB, one
+        // cut short, and one from 127.0.0.1 are dropped; the socket goes on.
+        let connect_from = |ip| async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(ip, 0)).unwrap();
+            socket.connect(target_addr).await.unwrap()
+        };
+        let b_ip = dns::node_ip(b).unwrap();
+        let mut huge = connect_from(b_ip).await;
+        huge.write_all(&[0x1b, 0x59, 0xff, 0xff, 0xff, 0xff])
+            .await
+            .unwrap();
+        let mut cut = connect_from(b_ip).await;
+        cut.write_all(&[0x1b, 0x59, 0, 0, 0, 100, 1, 0])
+            .await
+            .unwrap();
+        cut.shutdown().await.unwrap();
+        let mut framed = vec![0x1b, 0x59];
+        framed.extend_from_slice(&(envelope.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&envelope);
+        let mut stranger = connect_from(Ipv4Addr::LOCALHOST.into()).await;
+        stranger.write_all(&framed).await.unwrap();
+        stranger.shutdown().await.unwrap();
+        let mut insider = connect_from(b_ip).await;
+        insider.write_all(&framed).await.unwrap();
+        insider.shutdown().await.unwrap();
+        let (from, text): (Addr, String) = target.recv().await.unwrap();
+        assert_eq!((from, text.as_str()), (Addr::new(b, 0x1b59), "hello"));
+        until("the bad frames are dropped", || {
+            // Frames are read while the socket is polled.
+            target.queued().unwrap();
+            let logs = logs.text();
+            ["announces 4294967295 bytes", "closed after 8 of"]
+                .iter()
+                .all(|why| logs.contains(why))
+        })
+        .await;
+        assert_eq!(
+            target.queued().unwrap(),
+            0,
+            "only the insider's frame was kept"
+        );
     });
     let logs = logs.text();
     for why in [
         "no node of the cluster",
         "not a sim-core envelope",
         "another address than the one called",
+        "announces 4294967295 bytes",
+        "closed after 8 of the frame's 106 bytes",
     ] {
         assert!(logs.contains(why), "a warning says `{why}`:\n{logs}");
     }

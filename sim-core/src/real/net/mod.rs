@@ -8,8 +8,10 @@
 //!   correlation ids, over one real UDP socket bound on the current node's address from the
 //!   installed [`Cluster`](crate::node::Cluster). A sender's [`Addr`] is its UDP source address
 //!   mapped back through the cluster. Datagrams are what UDP gives: they may be lost,
-//!   duplicated or reordered, and nothing tells the sender. See [`Socket`] for the details
-//!   (the envelope, the size limit, what is dropped and why, sharing a socket between tasks).
+//!   duplicated or reordered, and nothing tells the sender. A message too large for one
+//!   datagram goes over a TCP connection of its own, with the same promise, up to
+//!   [`MESSAGE_MAX_BYTES`] (16 MiB). See [`Socket`] for the details (the envelope, the size
+//!   limits, what is dropped and why, sharing a socket between tasks).
 //! - [`TcpListener`], [`TcpStream`], [`UdpSocket`], [`lookup_host`], [`ToSocketAddrs`]: tokio's
 //!   own (re-exported), so a service written for tokio runs as it is; [`tcp`] and [`udp`] name
 //!   the same items at the paths the simulated build has.
@@ -57,7 +59,10 @@
 //!   `TcpStream::connect("primary:8080")` needs `primary` in real DNS (or `/etc/hosts`).
 //!   Address nodes with [`dns::socket_addr`] instead.
 //! - tokio's sockets have their own port space per protocol, as on any host (the simulation
-//!   shares one port space between TCP, UDP and [`Socket`]s).
+//!   shares one port space between TCP, UDP and [`Socket`]s). A [`Socket`] takes its port
+//!   number for UDP and TCP both.
+//! - A [`Socket`] message is at most [`MESSAGE_MAX_BYTES`] encoded (the simulation sets no
+//!   limit), and the socket keeps at most 64 MiB of messages unread.
 //! - An outgoing TCP connection leaves from the address the kernel picks, which on a loopback
 //!   cluster is `127.0.0.1`, no node's address: bind the client to its node's address first
 //!   (tokio's `TcpSocket`) when the server must know which node called.
@@ -68,6 +73,7 @@
 
 pub mod dns;
 mod socket;
+mod stream;
 pub mod tcp;
 #[path = "../../net/types.rs"]
 mod types;
@@ -75,6 +81,7 @@ pub mod udp;
 
 pub use dns::{lookup_host, ToSocketAddrs};
 pub use socket::{Request, Socket};
+pub use stream::MESSAGE_MAX_BYTES;
 pub use tcp::{TcpListener, TcpStream};
 pub use types::{Addr, NetError, RpcError};
 pub use udp::UdpSocket;

@@ -1,5 +1,7 @@
-//! Sockets in a real build: typed messages and RPC over one real UDP socket each.
+//! Sockets in a real build: typed messages and RPC over one real UDP socket each (and TCP for
+//! a message too large for a datagram: see `stream.rs`).
 
+use super::stream::{Incomings, Outgoing, MESSAGE_MAX_BYTES};
 use super::udp::DATAGRAM_MAX_BYTES;
 use super::{Addr, NetError, RpcError};
 use crate::node::{NodeId, NodeSpec};
@@ -10,7 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::io;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
@@ -20,6 +22,11 @@ use tokio::io::ReadBuf;
 /// Messages (data and requests) a socket keeps received and unread; beyond, arrivals are
 /// dropped. The simulation's default inbox capacity.
 const INBOX_CAPACITY: usize = 1_024;
+/// The bytes of the messages a socket keeps received and unread; beyond, arrivals are dropped.
+/// (The simulation counts messages only; a real process must bound its memory too.)
+const INBOX_BYTES_MAX: usize = 64 << 20;
+/// Ports the operating system picks for a `bind(0)` before one is free for UDP and TCP both.
+const BIND_ATTEMPTS: usize = 64;
 /// The first byte of every envelope: the version of its format.
 const ENVELOPE_VERSION: u8 = 1;
 /// Datagrams read from the operating system in one go, before the other tasks get a turn.
@@ -67,6 +74,8 @@ struct PendingCall {
 struct Inbox {
     data: VecDeque<Inbound>,
     requests: VecDeque<Inbound>,
+    /// The payload bytes of `data` and `requests`.
+    bytes: usize,
     calls: BTreeMap<u64, PendingCall>,
     next_call: u64,
 }
@@ -74,6 +83,18 @@ struct Inbox {
 impl Inbox {
     fn queued(&self) -> usize {
         self.data.len() + self.requests.len()
+    }
+
+    fn pop_data(&mut self) -> Option<Inbound> {
+        let inbound = self.data.pop_front()?;
+        self.bytes -= inbound.payload.len();
+        Some(inbound)
+    }
+
+    fn pop_request(&mut self) -> Option<Inbound> {
+        let inbound = self.requests.pop_front()?;
+        self.bytes -= inbound.payload.len();
+        Some(inbound)
     }
 }
 
@@ -123,7 +144,8 @@ impl Wake for Waiters {
 }
 
 /// A socket bound to a port of the current node: sends and receives typed messages and makes
-/// and answers RPCs, over one real UDP socket on the node's address.
+/// and answers RPCs, over one real UDP socket on the node's address (and, for a message too
+/// large for one datagram, a TCP connection to the same port number).
 ///
 /// The same API as the simulated build's. Messages are any `serde` types, encoded with
 /// `postcard`; the receiver names the type it expects, and a message that does not decode as
@@ -140,11 +162,17 @@ impl Wake for Waiters {
 /// Needs a tokio runtime with I/O and time enabled, as [`crate::node::block_on`] gives.
 ///
 /// # The wire
-/// Every message is one UDP datagram, an *envelope*: a version byte (1), a `postcard` header
-/// that says what the datagram is (a datagram message, a request with its correlation id, or
-/// the response to one), and the message itself, encoded with `postcard` exactly as the
-/// simulated network carries it. An envelope longer than the largest UDP
-/// datagram ([`DATAGRAM_MAX_BYTES`]) is refused at the sender with [`NetError::Encode`].
+/// Every message is an *envelope*: a version byte (1), a `postcard` header that says what the
+/// message is (a datagram message, a request with its correlation id, or the response to one),
+/// and the message itself, encoded with `postcard` exactly as the simulated network carries
+/// it. An envelope that fits in one UDP datagram ([`DATAGRAM_MAX_BYTES`]) goes as one.
+/// A longer one, up to [`MESSAGE_MAX_BYTES`] (16 MiB), goes over a TCP connection of its own,
+/// from the sender's node address to the TCP port of the receiving socket's port number,
+/// which every socket listens on; it keeps the datagram's promise and no more (it may be
+/// lost, and nothing tells the sender), and it may overtake datagrams or be overtaken. An
+/// envelope longer still is refused at the sender with [`NetError::Encode`]. So a socket takes
+/// its port for UDP and TCP both, as the simulation's one port space does: [`Socket::bind`]
+/// fails if either is taken.
 ///
 /// # Receiving
 /// There is no background task: whichever task waits on a socket (in [`Socket::recv`],
@@ -162,7 +190,8 @@ impl Wake for Waiters {
 /// no node's in the installed cluster, when it is not an envelope, when the inbox is full, and
 /// when it answers a call from another address than the one called. A response to a call that
 /// gave up (or a second response to one call) is dropped with a debug event, as the
-/// simulation's late replies are.
+/// simulation's late replies are. The inbox holds at most 64 MiB of unread messages, beyond
+/// which arrivals are dropped the same way.
 pub struct Socket {
     addr: Addr,
     /// Reads, through tokio's reactor.
@@ -170,6 +199,10 @@ pub struct Socket {
     /// Writes: the same socket (a second descriptor of it), written directly, since tokio's
     /// non-waiting send refuses until its reactor has once seen the socket writable.
     sender: std::net::UdpSocket,
+    /// Messages too large for a datagram, on their way out.
+    outgoing: Outgoing,
+    /// Messages too large for a datagram, on their way in.
+    incoming: RefCell<Incomings>,
     inbox: RefCell<Inbox>,
     waiters: Arc<Waiters>,
     /// `waiters` as the waker tokio's reactor keeps for this socket.
@@ -205,26 +238,26 @@ impl Request {
     }
 }
 
-/// `message` in an envelope of `kind`, refused if it does not fit in one UDP datagram.
+/// `message` in an envelope of `kind`, refused if it is longer than [`MESSAGE_MAX_BYTES`].
 fn envelope<M: Serialize + ?Sized>(kind: Kind, message: &M) -> Result<Vec<u8>, NetError> {
-    let datagram = postcard::to_extend(&kind, vec![ENVELOPE_VERSION])
-        .and_then(|datagram| postcard::to_extend(message, datagram))
+    let envelope = postcard::to_extend(&kind, vec![ENVELOPE_VERSION])
+        .and_then(|envelope| postcard::to_extend(message, envelope))
         .map_err(|error| NetError::Encode(error.to_string()))?;
-    if datagram.len() > DATAGRAM_MAX_BYTES {
+    if envelope.len() > MESSAGE_MAX_BYTES {
         // Logged as well as returned: code tested in simulation (where messages have no size
         // limit) may ignore a failed reply, and an answer lost for its size must not be silent.
         tracing::warn!(
-            bytes = datagram.len(),
-            limit = DATAGRAM_MAX_BYTES,
-            "a message too large for one UDP datagram is not sent"
+            bytes = envelope.len(),
+            limit = MESSAGE_MAX_BYTES,
+            "a message too large for a real socket is not sent"
         );
         return Err(NetError::Encode(format!(
-            "the message takes {} bytes on the wire, more than the {DATAGRAM_MAX_BYTES} bytes \
-             of the largest UDP datagram",
-            datagram.len()
+            "the message takes {} bytes on the wire, more than the {MESSAGE_MAX_BYTES} bytes \
+             a real socket sends",
+            envelope.len()
         )));
     }
-    Ok(datagram)
+    Ok(envelope)
 }
 
 /// The header and the message of an envelope, or why `datagram` is none.
@@ -246,6 +279,30 @@ fn decode<M: DeserializeOwned>(from: Addr, payload: &[u8]) -> Result<M, NetError
         from,
         message: error.to_string(),
     })
+}
+
+/// Binds `port` on `ip` for UDP and TCP both (`0`: a port the operating system picks that is
+/// free for both), as non-blocking sockets.
+fn bind_both(ip: IpAddr, port: u16) -> io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
+    let attempts = if port == 0 { BIND_ATTEMPTS } else { 1 };
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let udp = std::net::UdpSocket::bind(SocketAddr::new(ip, port))?;
+        let picked = udp.local_addr()?.port();
+        match std::net::TcpListener::bind(SocketAddr::new(ip, picked)) {
+            Ok(tcp) => {
+                // Non-blocking is a property of each socket, shared by all its descriptors.
+                udp.set_nonblocking(true)?;
+                tcp.set_nonblocking(true)?;
+                return Ok((udp, tcp));
+            }
+            // Some other program has that TCP port: with 0, let the operating system pick
+            // another UDP port.
+            Err(error) if error.kind() == io::ErrorKind::AddrInUse => last_error = Some(error),
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last_error.expect("at least one attempt"))
 }
 
 /// The error for a bind of `port` on `node` that the operating system refused.
@@ -290,16 +347,15 @@ impl Socket {
                     .to_string(),
             ));
         }
-        let sender = std::net::UdpSocket::bind(SocketAddr::new(spec.ip, port))
-            .map_err(|error| bind_error(node, &spec, port, error))?;
+        let (sender, listener) =
+            bind_both(spec.ip, port).map_err(|error| bind_error(node, &spec, port, error))?;
         let prepare = |sender: &std::net::UdpSocket| {
-            // Non-blocking is a property of the socket, shared by both descriptors.
-            sender.set_nonblocking(true)?;
             let port = sender.local_addr()?.port();
             let receiver = tokio::net::UdpSocket::from_std(sender.try_clone()?)?;
-            Ok::<_, io::Error>((port, receiver))
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            Ok::<_, io::Error>((port, receiver, listener))
         };
-        let (port, receiver) = prepare(&sender).map_err(|error| {
+        let (port, receiver, listener) = prepare(&sender).map_err(|error| {
             NetError::InvalidConfig(format!(
                 "cannot set up the socket bound on {}:{port} for node {}: {error}",
                 spec.ip, spec.name
@@ -310,6 +366,8 @@ impl Socket {
             addr: Addr::new(node, port),
             receiver,
             sender,
+            outgoing: Outgoing::new(node, spec.ip, port),
+            incoming: RefCell::new(Incomings::new(listener)),
             inbox: RefCell::new(Inbox {
                 // Random, not 1: a client restarted on the same port must not take a late
                 // answer to its previous incarnation's call n for its own call n. (Half the
@@ -364,17 +422,22 @@ impl Socket {
     /// reordered by the network, and nothing tells the sender.
     ///
     /// Errors: [`NetError::UnknownNode`] if `to` is no node of the installed cluster,
-    /// [`NetError::Encode`] if the message does not encode or does not fit in one datagram.
+    /// [`NetError::Encode`] if the message does not encode or is longer than
+    /// [`MESSAGE_MAX_BYTES`] encoded.
     pub fn send<M: Serialize + ?Sized>(&self, to: Addr, message: &M) -> Result<(), NetError> {
-        let datagram = envelope(Kind::Data, message)?;
-        self.transmit(to, &datagram)
+        let envelope = envelope(Kind::Data, message)?;
+        self.transmit(to, envelope)
     }
 
-    /// Puts `datagram` on the wire to `to`.
-    fn transmit(&self, to: Addr, datagram: &[u8]) -> Result<(), NetError> {
+    /// Puts `envelope` on the wire to `to`: one datagram, or a TCP connection if it is longer.
+    fn transmit(&self, to: Addr, envelope: Vec<u8>) -> Result<(), NetError> {
         let ip = crate::node::ip_of(to.node).ok_or(NetError::UnknownNode(to.node))?;
         let target = SocketAddr::new(ip, to.port);
-        if let Err(error) = self.sender.send_to(datagram, target) {
+        if envelope.len() > DATAGRAM_MAX_BYTES {
+            self.outgoing.send(target, envelope);
+            return Ok(());
+        }
+        if let Err(error) = self.sender.send_to(&envelope, target) {
             // UDP promises no delivery, and the API has no error for a lost datagram: a full
             // send buffer or an unreachable network loses it, as the simulated network would.
             tracing::warn!(
@@ -389,14 +452,14 @@ impl Socket {
     ///
     /// Cancel-safe: a message is taken from the inbox only when this returns it.
     pub async fn recv<M: DeserializeOwned>(&self) -> Result<(Addr, M), NetError> {
-        let inbound = poll_fn(|cx| self.poll_inbox(cx, |inbox| inbox.data.pop_front())).await;
+        let inbound = poll_fn(|cx| self.poll_inbox(cx, Inbox::pop_data)).await;
         Ok((inbound.from, decode(inbound.from, &inbound.payload)?))
     }
 
     /// The next message if one is queued, without waiting.
     pub fn try_recv<M: DeserializeOwned>(&self) -> Result<Option<(Addr, M)>, NetError> {
         self.read_arrivals();
-        let inbound = self.inbox.borrow_mut().data.pop_front();
+        let inbound = self.inbox.borrow_mut().pop_data();
         match inbound {
             None => Ok(None),
             Some(inbound) => Ok(Some((
@@ -431,7 +494,7 @@ impl Socket {
             inbox: &self.inbox,
             call,
         };
-        self.transmit(to, &datagram)?;
+        self.transmit(to, datagram)?;
         let response =
             poll_fn(|cx| self.poll_inbox(cx, |inbox| inbox.calls.get_mut(&call)?.response.take()));
         match tokio::time::timeout(timeout, response).await {
@@ -445,7 +508,7 @@ impl Socket {
     /// A request that does not decode is consumed and reported as [`NetError::Decode`]; its
     /// caller gets no response. Cancel-safe, as [`Socket::recv`].
     pub async fn recv_request<Q: DeserializeOwned>(&self) -> Result<(Request, Q), NetError> {
-        let inbound = poll_fn(|cx| self.poll_inbox(cx, |inbox| inbox.requests.pop_front())).await;
+        let inbound = poll_fn(|cx| self.poll_inbox(cx, Inbox::pop_request)).await;
         let body = decode(inbound.from, &inbound.payload)?;
         let request = Request {
             from: inbound.from,
@@ -461,8 +524,8 @@ impl Socket {
         request: Request,
         response: &R,
     ) -> Result<(), NetError> {
-        let datagram = envelope(Kind::Response { call: request.call }, response)?;
-        self.transmit(request.from, &datagram)
+        let envelope = envelope(Kind::Response { call: request.call }, response)?;
+        self.transmit(request.from, envelope)
     }
 
     /// Serves RPCs with `handler`, one at a time, until the socket closes; returns why it
@@ -517,7 +580,8 @@ impl Socket {
     }
 
     /// Moves the datagrams the operating system holds for this socket into the inbox and the
-    /// calls' slots (at most a batch), and wakes every waiting task if one arrived. Returns
+    /// calls' slots (at most a batch), and the messages that came over TCP too, and wakes every
+    /// waiting task if one arrived. Returns
     /// whether the batch ran out before the operating system's queue did.
     fn read_arrivals(&self) -> bool {
         RECEIVE_BUFFER.with(|buffer| {
@@ -554,6 +618,11 @@ impl Socket {
                         "the operating system reported an error on a receive"
                     ),
                 }
+            }
+            if let Ok(mut incoming) = self.incoming.try_borrow_mut() {
+                incoming.poll(&mut cx, &self.addr, |source, envelope| {
+                    arrived |= self.sort(source, envelope);
+                });
             }
             if arrived {
                 self.waiters.wake_all();
@@ -619,6 +688,15 @@ impl Socket {
                     );
                     return false;
                 }
+                if inbox.bytes + payload.len() > INBOX_BYTES_MAX {
+                    tracing::warn!(
+                        socket = %self.addr, %from, bytes = payload.len(),
+                        "the inbox holds {} bytes unread, and this arrival would pass \
+                         {INBOX_BYTES_MAX}: it is dropped",
+                        inbox.bytes
+                    );
+                    return false;
+                }
                 let call = match kind {
                     Kind::Request { call } => call,
                     _ => 0,
@@ -628,6 +706,7 @@ impl Socket {
                     call,
                     payload: payload.to_vec(),
                 };
+                inbox.bytes += inbound.payload.len();
                 if kind == Kind::Data {
                     inbox.data.push_back(inbound);
                 } else {
