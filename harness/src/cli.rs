@@ -117,7 +117,8 @@ enum Command {
     /// The mutant scoreboard: for each mutant, how many seeds and how much wall time its first
     /// detection takes with all faults and with none, the invariant that caught it and the
     /// shrunk plan's size; then the unmutated scenarios over the same seeds. Exit 1 if a
-    /// mutant survives (or an unmutated scenario fails).
+    /// mutant survives, is caught otherwise than by the invariant it is declared to break, or
+    /// an unmutated scenario fails.
     Mutants {
         /// Scenario name (see `dst list`); all scenarios when left out.
         scenario: Option<String>,
@@ -1189,6 +1190,7 @@ fn mutants(
         ));
     }
     let survivors: Vec<&scoreboard::MutantScore> = scores.iter().filter(|s| !s.detected).collect();
+    let caught_otherwise = scores.iter().filter(|s| s.caught_otherwise()).count();
     if json {
         println!(
             "{}",
@@ -1213,7 +1215,7 @@ fn mutants(
         .collect();
     // Under --json the unmutated runs' summary goes to stderr: stdout is the array only.
     print_summary(registry, &reports, json);
-    Ok(survivors.is_empty() && reports.iter().all(BatchReport::ok))
+    Ok(survivors.is_empty() && caught_otherwise == 0 && reports.iter().all(BatchReport::ok))
 }
 
 /// The scoreboard's summary line and its survivors.
@@ -1242,6 +1244,19 @@ fn print_scoreboard_summary(
         scores.len() - survivors.len(),
         scores.len(),
     );
+    for score in scores.iter().filter(|s| s.caught_otherwise()) {
+        println!(
+            "caught otherwise: {} --mutant {} broke {} at its first failing seed, not {}, the invariant it is declared to break",
+            score.scenario,
+            score.mutant,
+            score
+                .invariant
+                .as_deref()
+                .or(score.verdict.as_deref())
+                .unwrap_or("-"),
+            score.breaks.as_deref().unwrap_or("-"),
+        );
+    }
     for survivor in survivors {
         let quiet = match survivor.seeds_to_detect_without_faults {
             Some(n) => format!("; fault-free runs catch it, the {} seed", ordinal(n)),
@@ -1290,11 +1305,14 @@ fn score_row(score: &scoreboard::MutantScore) -> String {
         .map_or(format!("never in {}", score.quiet_seeds), |n| {
             format!("{} seed", ordinal(n))
         });
-    let by = match (&score.invariant, &score.verdict) {
+    let mut by = match (&score.invariant, &score.verdict) {
         (Some(invariant), _) => invariant.clone(),
         (None, Some(verdict)) => verdict.clone(),
         (None, None) => "-".to_string(),
     };
+    if score.caught_otherwise() {
+        by = format!("{by} (not {})", score.breaks.as_deref().unwrap_or("-"));
+    }
     format!(
         "{:<16} {:<30} {:>14} {:>8.2} {:<26} {:>9} {:>9} {:>16}",
         score.scenario, mutant, caught, score.wall_seconds, by, plan, minimal, quiet

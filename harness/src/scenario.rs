@@ -74,6 +74,12 @@ pub struct MutantSpec {
     /// out of the median. Such mutants measure guided search against random search.
     #[serde(default)]
     pub hard: bool,
+    /// The invariant it breaks, the one meant to catch it: an always- or eventually-invariant
+    /// of its scenario ([`ScenarioSpec::validate`] checks). The scoreboard (`dst mutants`)
+    /// tells a mutant caught by it from one caught otherwise (another invariant, a panic, a
+    /// limit), which proves less.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaks: Option<String>,
 }
 
 impl MutantSpec {
@@ -83,12 +89,22 @@ impl MutantSpec {
             name: name.into(),
             description: description.into(),
             hard: false,
+            breaks: None,
         }
     }
 
     /// The same mutant, marked [hard](MutantSpec::hard) to catch.
     pub fn hard(self) -> Self {
         MutantSpec { hard: true, ..self }
+    }
+
+    /// The same mutant, declared to break the invariant called `invariant` (see
+    /// [`MutantSpec::breaks`]).
+    pub fn breaks(self, invariant: &str) -> Self {
+        MutantSpec {
+            breaks: Some(invariant.into()),
+            ..self
+        }
     }
 }
 
@@ -116,7 +132,8 @@ pub struct ScenarioSpec {
 
 impl ScenarioSpec {
     /// Checks the spec itself: fault targets name real nodes, names are unique, eventually-
-    /// invariants have a bound, the simulation config is valid.
+    /// invariants have a bound, a mutant breaks an always- or eventually-invariant of the
+    /// scenario, the simulation config is valid.
     pub fn validate(&self) -> Result<(), String> {
         let at = |what: &str| format!("scenario {}: {what}", self.name);
         let budget = &self.budget;
@@ -137,6 +154,26 @@ impl ScenarioSpec {
         }
         if !unique(self.mutants.iter().map(|m| m.name.as_str()).collect()) {
             return Err(at("mutant names repeat"));
+        }
+        for mutant in &self.mutants {
+            let Some(invariant) = &mutant.breaks else {
+                continue;
+            };
+            match self.invariant_kind(invariant) {
+                Some(InvariantKind::Always | InvariantKind::Eventually) => {}
+                Some(InvariantKind::Sometimes) => {
+                    return Err(at(&format!(
+                        "mutant {} breaks {invariant}, a sometimes-invariant: no single seed breaks one",
+                        mutant.name
+                    )))
+                }
+                None => {
+                    return Err(at(&format!(
+                        "mutant {} breaks {invariant}, not one of its invariants",
+                        mutant.name
+                    )))
+                }
+            }
         }
         self.sim_config.validate().map_err(|e| at(&e.to_string()))
     }

@@ -10,6 +10,7 @@ use crate::batch::{run_batch, BatchOptions, BatchReport};
 use crate::case::{DynScenario, RunOptions, Verdict};
 use crate::plan::FaultKind;
 use crate::shrink;
+use crate::MutantSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -52,6 +53,9 @@ pub struct MutantScore {
     pub verdict: Option<String>,
     /// The invariant it broke, if any.
     pub invariant: Option<String>,
+    /// The invariant it is declared to break ([`crate::MutantSpec::breaks`]), if declared.
+    #[serde(default)]
+    pub breaks: Option<String>,
     /// Episodes in the first failing seed's plan, as found.
     pub plan_steps_found: Option<usize>,
     /// Episodes in its plan after shrinking.
@@ -82,20 +86,29 @@ pub fn score_scenario(
             if mutant.hard {
                 options.seeds = options.seeds.saturating_mul(HARD_SEEDS_FACTOR);
             }
-            let mut score = score_mutant(scenario, &mutant.name, &options);
-            score.hard = mutant.hard;
+            let score = score_mutant(scenario, mutant, &options);
             each(&score);
             score
         })
         .collect()
 }
 
-/// Scores one mutant.
+impl MutantScore {
+    /// Whether it was caught, but not by the invariant it is declared to break: by another,
+    /// by a panic or by a limit. That proves less than the declaration claims.
+    pub fn caught_otherwise(&self) -> bool {
+        self.detected && self.breaks.is_some() && self.invariant != self.breaks
+    }
+}
+
+/// Scores one mutant of `scenario` with `options.seeds` as given (the caller multiplies them
+/// for a hard one).
 pub fn score_mutant(
     scenario: &dyn DynScenario,
-    mutant: &str,
+    spec: &MutantSpec,
     options: &ScoreOptions,
 ) -> MutantScore {
+    let mutant = spec.name.as_str();
     let all: BTreeSet<FaultKind> = FaultKind::ALL.into_iter().collect();
     #[allow(clippy::disallowed_methods)] // Wall time of the search, outside any simulation.
     let started = std::time::Instant::now();
@@ -119,13 +132,14 @@ pub fn score_mutant(
     let mut score = MutantScore {
         scenario: scenario.spec().name,
         mutant: mutant.to_string(),
-        hard: false,
+        hard: spec.hard,
         seeds: options.seeds,
         detected: found.is_some(),
         seeds_to_detect: found.as_ref().map(|(seed, _)| seed - options.start + 1),
         wall_seconds,
         verdict: None,
         invariant: None,
+        breaks: spec.breaks.clone(),
         plan_steps_found: None,
         plan_steps: None,
         plan_minimal: None,

@@ -1,7 +1,8 @@
 //! The batch runner's accounting and honesty on a toy scenario: failures that do not reproduce
 //! are `nondeterministic` and never saved, a shrunk case that passes is never saved as a
 //! failure, shrinking does not depend on wall time, shards merge to the unsharded report, the
-//! inconclusive share fails only a judged batch, and `expect_caught` wants the named invariant.
+//! inconclusive share fails only a judged batch, `expect_caught` wants the named invariant, and
+//! the scoreboard tells a mutant caught otherwise than by the invariant it declares it breaks.
 
 use harness::batch::{run_batch, BatchOptions, BatchReport, InconclusiveSeed};
 use harness::case::DynScenario;
@@ -448,6 +449,58 @@ fn expect_caught_refuses_an_undeclared_invariant() {
 #[should_panic(expected = "was not caught by safety (a-survives-crash)")]
 fn a_nondeterministic_failure_does_not_count_as_caught() {
     harness::testing::expect_caught(&Toy::with(Mode::Drifting), "fragile", "a-survives-crash", 3);
+}
+
+#[test]
+fn the_scoreboard_tells_a_mutant_caught_otherwise_than_declared() {
+    // Goal: `fragile` breaks `a-survives-crash`; declared to break `b-answers` instead, the
+    // scoreboard still counts it caught but says it was caught otherwise (and `dst mutants`
+    // exits 1 on such a score).
+    use harness::scoreboard::{score_mutant, ScoreOptions};
+    let options = ScoreOptions {
+        start: 0,
+        seeds: 50,
+        quiet_seeds: 5,
+        jobs: 1,
+    };
+    let fragile = MutantSpec::new("fragile", "a loses its state in a crash");
+    let declared = score_mutant(
+        &Toy::default(),
+        &fragile.clone().breaks("a-survives-crash"),
+        &options,
+    );
+    assert!(declared.detected);
+    assert_eq!(declared.invariant.as_deref(), Some("a-survives-crash"));
+    assert!(!declared.caught_otherwise());
+    let misdeclared = score_mutant(
+        &Toy::default(),
+        &fragile.clone().breaks("b-answers"),
+        &options,
+    );
+    assert!(misdeclared.detected);
+    assert!(misdeclared.caught_otherwise());
+    let undeclared = score_mutant(&Toy::default(), &fragile, &options);
+    assert!(undeclared.detected && !undeclared.caught_otherwise());
+}
+
+#[test]
+fn a_mutant_must_declare_an_always_or_eventually_invariant_it_breaks() {
+    // Goal: a declaration no single seed can bear out is refused when the spec is checked.
+    let with = |invariant: &str| {
+        let mut spec = Scenario::spec(&Toy::default());
+        spec.mutants = vec![MutantSpec::new("fragile", "a loses its state").breaks(invariant)];
+        spec.validate()
+    };
+    assert_eq!(with("a-survives-crash"), Ok(()));
+    assert_eq!(with("b-answers"), Ok(()));
+    assert_eq!(
+        with("b-paused"),
+        Err("scenario toy: mutant fragile breaks b-paused, a sometimes-invariant: no single seed breaks one".to_string())
+    );
+    assert_eq!(
+        with("no-such"),
+        Err("scenario toy: mutant fragile breaks no-such, not one of its invariants".to_string())
+    );
 }
 
 #[test]

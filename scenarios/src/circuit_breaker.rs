@@ -286,7 +286,7 @@ impl Scenario for CircuitBreakerScenario {
             ],
             mutants: Mutant::all()
                 .iter()
-                .map(|mutant| MutantSpec::new(&mutant_name(*mutant), mutant.description()))
+                .map(|&mutant| mutant_spec(mutant))
                 .collect(),
             // Measured (`dst sometimes circuit-breaker --seeds 20000`): every window of 26 seeds
             // reaches every sometimes-invariant (`half-open-timed-out` is the rarest).
@@ -958,4 +958,18 @@ async fn jump_wall_clocks(sim: Sim, nodes: Vec<NodeId>, plans: Vec<ClientPlan>) 
             sim.clock(*node).jump_ns(delta_ms.saturating_mul(1_000_000));
         }
     }
+}
+
+/// A core mutant as the scenario lists it, with the invariant it breaks. (At the end of the
+/// file: the lines of the buggify sites above are in the determinism snapshots.)
+fn mutant_spec(mutant: Mutant) -> MutantSpec {
+    let breaks = match mutant {
+        Mutant::HalfOpenUnbounded => &HALF_OPEN_PROBES,
+        Mutant::StaleEpochCloses => &EPOCH_ISOLATION,
+        Mutant::BucketNotReset | Mutant::IgnoredProbeFails => &METRICS_MATCH,
+        Mutant::OpenWaitWallClock => &MONOTONIC_OPEN_WAIT,
+        Mutant::HalfOpenStuck => &LEGAL_TRANSITIONS,
+        Mutant::IgnoredProbeKeepsSlot => &PERMITS_RELEASED_ONCE,
+    };
+    MutantSpec::new(&mutant_name(mutant), mutant.description()).breaks(breaks.name())
 }

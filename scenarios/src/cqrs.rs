@@ -231,7 +231,18 @@ fn mutants() -> Vec<MutantSpec> {
     Mutant::all()
         .iter()
         .map(|&mutant| {
-            let spec = MutantSpec::new(mutant.as_str(), describe(mutant));
+            let breaks = match mutant {
+                Mutant::CheckpointNotAtomic
+                | Mutant::DuplicateAppliedTwice
+                | Mutant::HandoverSkipsGap
+                | Mutant::RebuildDropsUnchangedRows => &VIEW_EQUALS_FOLD,
+                Mutant::RywWaitReturnsEarly => &READ_YOUR_WRITES,
+                Mutant::ServesUnpersistedView | Mutant::RebuildAdoptsStale => &VIEWS_MONOTONIC,
+                Mutant::RetriedCommandNotDeduplicated => &COMMAND_ONCE,
+                Mutant::WithdrawSkipsVersionCheck => &CONSERVATION,
+                Mutant::PoisonNeverParked => &LAG_ZERO,
+            };
+            let spec = MutantSpec::new(mutant.as_str(), describe(mutant)).breaks(breaks.name());
             // Only an answer given in the few milliseconds between a view node's restart (or
             // its reopening after a disk error) and its catching up shows it: first caught at
             // seed 163 (`dst mutants cqrs --seeds 500`), 2 to 3 seeds in 1000.

@@ -182,7 +182,14 @@ fn mutants() -> Vec<MutantSpec> {
     Mutant::all()
         .iter()
         .map(|&mutant| {
-            let spec = MutantSpec::new(mutant.as_str(), describe(mutant));
+            let breaks = match mutant {
+                Mutant::LeaseResetOnSync | Mutant::StaleHeartbeatRevives => &VIEWS_CONVERGE,
+                Mutant::ExpiryOnWallClock | Mutant::EvictAfterPause => &NO_PREMATURE_EXPIRY,
+                Mutant::StaleRegistrationAccepted => &REPLICA_MONOTONIC,
+                Mutant::EmptyAnswerWipesCache => &CACHE_MONOTONIC,
+                Mutant::WatchResumeSkipsOne => &WATCH_GAPLESS,
+            };
+            let spec = MutantSpec::new(mutant.as_str(), describe(mutant)).breaks(breaks.name());
             // Only a registration of an earlier incarnation arriving after a later one shows
             // it (a held or duplicated message across an instance's restart): first caught
             // at seed 286 (`dst run discovery --mutant stale-registration-accepted --seeds 500`).

@@ -296,39 +296,48 @@ fn mutants() -> Vec<MutantSpec> {
         MutantSpec::new(
             ADAPTER_KEYS_BY_REQUEST,
             "the accounts adapter makes the command id from the gateway's request id, not the client's Idempotency-Key (an adapter that drops the idempotency key, productdevbook/kasapay#165): events carry ids no client sent, and a client's retry of a command that was applied is applied again",
-        ),
+        )
+        .breaks("command-once"),
         MutantSpec::new(
             PRINCIPAL_FROM_BODY,
             "the accounts adapter takes the principal from the body's on_behalf_of when there is one, not the gateway's authenticated principal (a backend trusting a client-supplied identity behind the gateway, the class of Envoy's x-forwarded-* trust issues)",
-        ),
+        )
+        .breaks("principal-recorded"),
         MutantSpec::new(
             ADAPTER_ACKS_ON_TIMEOUT,
             "the accounts adapter answers 200 when its command node does not answer in time (\"accepted\"), though the command may never be applied; shows when the write side is slow or down",
-        ),
+        )
+        .breaks("acked-durable"),
         MutantSpec::new(
             LEDGER_SERVES_STALE_ON_ERROR,
             "the ledger adapter keeps its last answer to each query and serves it, as fresh, when its view node fails (nginx proxy_cache_use_stale without saying so); shows when a view node is down or recovering",
-        ),
+        )
+        .breaks("read-your-writes"),
         MutantSpec::new(
             LEDGER_SKIPS_REREGISTRATION,
             "a ledger instance registers in discovery when it first starts but not after a restart (the registration done once at deploy time); its lease runs out and, once every ledger has restarted, the read side is gone for good; shows when a ledger restarts",
-        ),
+        )
+        .breaks("listed-after-heal"),
         MutantSpec::new(
             ADAPTER_RETRIES_COMMANDS,
             "the accounts adapter retries its command node, up to three times more, when it answers unavailable or not in time, under gateways that already retry (retries at every layer multiply: Google SRE book, \"Addressing Cascading Failures\"; AWS Builders' Library, \"Timeouts, retries, and backoff with jitter\"): a struggling write side gets up to twelve calls per client try; shows when the write side is slow or down",
-        ),
+        )
+        .breaks("retries-bounded"),
         MutantSpec::new(
             RETRIES_BYPASS_BREAKER,
             "the gateways' retries do not ask the instance's breaker, as when the retry policy wraps the breaker the wrong way round (Polly's PolicyWrap order, App-vNext/Polly#1012): an instance whose breaker is open keeps getting retries; the gateway pattern's own mutant, which only the composed system judges; shows when instances fail",
-        ),
+        )
+        .breaks("breaker-respected"),
         MutantSpec::new(
             LEDGER_DROPS_TOKEN,
             "the ledger adapter drops the consistency token (the query string) when it translates (agentgateway/agentgateway#1514, BackendStack21/fast-gateway#47): a read-model answer behind the client's own write says it is fresh",
-        ),
+        )
+        .breaks("read-your-writes"),
         MutantSpec::new(
             LEDGER_VIEW_NOT_RESTARTED,
             "after a ledger node restarts, its adapter starts and registers again but its view node does not (a process the deploy script started once, outside the node's init: Rancher's start_once sidekicks, rancher/rancher#2156; EventStore projections stuck after a killed node came back, kurrent-io/KurrentDB#1349): its queries fail from then on, hidden behind a healthy ledger by the gateways' breakers and ejection; shows when a ledger restarts",
-        ),
+        )
+        .breaks("visible-after-heal"),
     ]
 }
 

@@ -297,7 +297,20 @@ fn mutants() -> Vec<MutantSpec> {
     Mutant::all()
         .iter()
         .map(|&mutant| {
-            let spec = MutantSpec::new(&mutant_name(mutant), mutant.description());
+            let breaks = match mutant {
+                Mutant::AckBeforeFsync | Mutant::DropAfterBad => &oracle::ACKED_SURVIVE,
+                Mutant::KeepTornRecord => &oracle::CORRUPTION_DETECTED,
+                Mutant::NonAtomicExpectedVersion => &oracle::LINEARIZABLE,
+                Mutant::SnapshotDoubleApply => &REPLAY_EQUALS_LIVE,
+                Mutant::IdempotencyLostOnRestart | Mutant::IdempotencyMissesPending => {
+                    &oracle::IDEMPOTENT
+                }
+                // The dropped write leaves a hole in the synced log: after the final crash the
+                // store refuses to serve, its disk never corrupted.
+                Mutant::RetryFailedFsync => &AVAILABLE_AFTER_HEAL,
+            };
+            let spec =
+                MutantSpec::new(&mutant_name(mutant), mutant.description()).breaks(breaks.name());
             // Only a failed fsync of the log that drops its write shows it: about 3 seeds in
             // 1000 (`dst run event-sourcing --mutant retry-failed-fsync --seeds 2000`).
             if mutant == Mutant::RetryFailedFsync {

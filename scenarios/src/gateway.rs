@@ -394,7 +394,25 @@ fn mutants() -> Vec<MutantSpec> {
     };
     SCENARIO_MUTANTS
         .iter()
-        .map(|&mutant| MutantSpec::new(mutant.as_str(), describe(mutant)))
+        .map(|&mutant| {
+            let breaks = match mutant {
+                Mutant::RouteByInsertionOrder | Mutant::MatchesRawPath => &ROUTES_AS_ORACLE,
+                Mutant::LimiterRoundsUp => &RATE_BOUND,
+                Mutant::LimiterChargesRefusals => &SERVES_AFTER_HEAL,
+                Mutant::AuthCacheOutlivesToken => &AUTH_GATE,
+                Mutant::RetriesNonIdempotent => &RETRY_BOUNDS,
+                Mutant::RetriesPastRouteTimeout => &ONE_ANSWER,
+                Mutant::KeepsRemovedInstances | Mutant::IgnoresEjection => &NO_TRAFFIC_TO_GONE,
+                // Not listed (see SCENARIO_MUTANTS): the e2e scenario judges them.
+                Mutant::EjectionOvershoots | Mutant::RetriesBypassBreaker => {
+                    unreachable!(
+                        "{} is not one of the gateway scenario's mutants",
+                        mutant.as_str()
+                    )
+                }
+            };
+            MutantSpec::new(mutant.as_str(), describe(mutant)).breaks(breaks.name())
+        })
         .collect()
 }
 

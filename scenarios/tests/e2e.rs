@@ -1,7 +1,8 @@
 //! The `e2e` scenario: the composed system passes under its fault budget, and each of its
-//! mutants (bugs in the glue between the patterns) is caught by the invariant it breaks.
+//! mutants (bugs in the glue between the patterns) declares the invariant it breaks (the
+//! scoreboard test, tests/scoreboard.rs, shows each caught by it).
 
-use harness::testing::{check, expect_caught};
+use harness::testing::check;
 use harness::Scenario;
 use scenarios::e2e::{EndToEnd, Topology};
 
@@ -12,8 +13,10 @@ fn the_composed_system_survives_its_fault_budget() {
 }
 
 #[test]
-fn every_mutant_is_caught_by_the_invariant_it_breaks() {
-    // Measured first catches: see `dst mutants e2e --seeds 500`.
+fn every_mutant_declares_the_invariant_it_breaks() {
+    // Goal: the mutants, in order, each with the invariant meant to catch it. That each is
+    // caught by it is the scoreboard test's to show (tests/scoreboard.rs; measured first
+    // catches: `dst mutants e2e --seeds 500`).
     let expected = [
         ("adapter-keys-by-request", "command-once"),
         ("principal-from-body", "principal-recorded"),
@@ -25,22 +28,16 @@ fn every_mutant_is_caught_by_the_invariant_it_breaks() {
         ("ledger-drops-token", "read-your-writes"),
         ("ledger-view-not-restarted", "visible-after-heal"),
     ];
-    let listed: Vec<String> = Scenario::spec(&EndToEnd::default())
+    let listed: Vec<(String, Option<String>)> = Scenario::spec(&EndToEnd::default())
         .mutants
-        .iter()
-        .map(|mutant| mutant.name.clone())
+        .into_iter()
+        .map(|mutant| (mutant.name, mutant.breaks))
         .collect();
-    assert_eq!(
-        listed,
-        expected
-            .iter()
-            .map(|(m, _)| m.to_string())
-            .collect::<Vec<_>>()
-    );
-    for (mutant, invariant) in expected {
-        let report = expect_caught(&EndToEnd::default(), mutant, invariant, 500);
-        println!("{mutant}: caught by seed {}", report.failures[0].seed);
-    }
+    let expected: Vec<(String, Option<String>)> = expected
+        .iter()
+        .map(|(mutant, invariant)| (mutant.to_string(), Some(invariant.to_string())))
+        .collect();
+    assert_eq!(listed, expected);
 }
 
 #[test]

@@ -1,6 +1,9 @@
-//! The mutant scoreboard on a small budget: every mutant of every scenario is caught, its
-//! failing plan shrinks to a 1-minimal one, and each scenario has at least two mutants that only
-//! the faults reveal. `dst mutants --seeds 500` is the full measure (see ARCHITECTURE.md).
+//! The mutant scoreboard on a small budget: every mutant of every scenario is caught, by the
+//! invariant it declares it breaks (`MutantSpec::breaks`; the register example declares none
+//! and checks its own with `expect_caught`), its failing plan shrinks to a 1-minimal one, and
+//! each scenario has at least two mutants that only the faults reveal. This is the one test
+//! that hunts every mutant: the scenarios' own tests check what each declares. `dst mutants
+//! --seeds 500` is the full measure (see ARCHITECTURE.md).
 
 use harness::batch::BatchOptions;
 use harness::scoreboard::{median_seeds_to_detect, score_scenario, MutantScore, ScoreOptions};
@@ -18,8 +21,9 @@ const QUIET_SEEDS: u64 = 40;
 #[test]
 fn every_mutant_is_caught_and_at_least_two_per_scenario_need_faults() {
     // Goal: the scoreboard's claims hold on a budget `cargo test` affords: every mutant caught
-    // (a surviving mutant is a check that cannot fail), by a 1-minimal plan, and every
-    // scenario proving its fault machinery with two or more fault-dependent mutants.
+    // (a surviving mutant is a check that cannot fail) by the invariant it declares, by a
+    // 1-minimal plan, and every scenario proving its fault machinery with two or more
+    // fault-dependent mutants.
     let options = ScoreOptions {
         start: 0,
         seeds: SEEDS,
@@ -47,6 +51,14 @@ fn every_mutant_is_caught_and_at_least_two_per_scenario_need_faults() {
                 score.detected,
                 "{name} --mutant {} survived {} seeds",
                 score.mutant, score.seeds
+            );
+            assert!(
+                !score.caught_otherwise(),
+                "{name} --mutant {} was caught by {:?} ({:?}), not by {:?}, the invariant it declares it breaks",
+                score.mutant,
+                score.invariant,
+                score.verdict,
+                score.breaks
             );
             assert_eq!(
                 score.plan_minimal,

@@ -156,15 +156,18 @@ impl Scenario for HttpKv {
                 MutantSpec::new(
                     "replication-optional",
                     "the primary goes on alone when the backup does not answer (replication falls back to asynchronous, as MySQL's semi-synchronous replication does after its timeout): after a failover the backup lacks acknowledged writes",
-                ),
+                )
+                .breaks("linearizable"),
                 MutantSpec::new(
                     "ack-before-fsync",
                     "writes are acknowledged once in the page cache, never fsynced: a crash loses acknowledged writes",
-                ),
+                )
+                .breaks("linearizable"),
                 MutantSpec::new(
                     "listen-only-on-first-boot",
                     "a restarted node runs its heartbeats and takeover watch but never listens again: after a crash the pair stays unavailable (a restarted primary still heartbeats, so the backup never takes over)",
-                ),
+                )
+                .breaks("available-after-heal"),
             ],
             sometimes_batch_min: 200,
             sim_config: SimConfig {
