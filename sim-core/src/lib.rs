@@ -80,6 +80,8 @@ pub mod bench;
 #[cfg(madsim)]
 pub mod buggify;
 #[cfg(madsim)]
+pub mod coverage;
+#[cfg(madsim)]
 pub mod disk;
 #[cfg(madsim)]
 pub mod fs;

@@ -7,6 +7,7 @@
 //! node and aborts the supervisor's tasks, then lets madsim drop them) so that nothing of the
 //! run outlives it, whatever the outcome.
 
+use crate::coverage::Coverage;
 use crate::node::{NodeId, Sim};
 use crate::trace::{Event, Timeline};
 use crate::world::{self, StopReason, World};
@@ -100,6 +101,9 @@ pub struct TraceConfig {
     pub log: Option<String>,
     /// Print application log lines to stderr as they happen.
     pub print: bool,
+    /// Collect the run's [`Coverage`] ([`Report::coverage`]): what a guided search steers by.
+    /// Never changes the trace or its hash.
+    pub coverage: bool,
 }
 
 impl Default for TraceConfig {
@@ -109,6 +113,7 @@ impl Default for TraceConfig {
             events_max: 1_000_000,
             log: None,
             print: false,
+            coverage: false,
         }
     }
 }
@@ -268,6 +273,9 @@ pub struct Report {
     pub messages: u64,
     /// The kept events, when [`TraceConfig::keep`] was on.
     pub timeline: Option<Timeline>,
+    /// What the run reached, when [`TraceConfig::coverage`] was on (not serialized).
+    #[serde(skip)]
+    pub coverage: Option<Coverage>,
     /// Wall-clock milliseconds the run took (not deterministic; informative only).
     pub wall_ms: u64,
 }
@@ -517,6 +525,7 @@ fn runner_panic_report(seed: u64, message: String, wall_ms: u64) -> Report {
         events: 0,
         messages: 0,
         timeline: None,
+        coverage: None,
         wall_ms,
     }
 }
@@ -534,6 +543,7 @@ fn hung_report(seed: u64, wall_ms: u64) -> Report {
         events: 0,
         messages: 0,
         timeline: None,
+        coverage: None,
         wall_ms,
     }
 }
@@ -797,6 +807,7 @@ fn finish_report(seed: u64, world: World, outcome: Outcome, sim_time: Duration) 
         trace,
         nodes,
         steps,
+        coverage,
         ..
     } = world;
     let trace_hash = trace.hash();
@@ -819,6 +830,7 @@ fn finish_report(seed: u64, world: World, outcome: Outcome, sim_time: Duration) 
         events,
         messages,
         timeline,
+        coverage: coverage.map(|collector| collector.map),
         wall_ms: 0,
     }
 }

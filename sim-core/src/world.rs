@@ -64,6 +64,8 @@ pub(crate) struct World {
     pub disk: crate::disk::DiskState,
     /// The directories made through `sim_core::fs` (the disk has none of its own).
     pub fs: crate::fs::FsState,
+    /// Coverage being collected, when [`crate::runner::TraceConfig::coverage`] is on.
+    pub coverage: Option<crate::coverage::Collector>,
 }
 
 impl World {
@@ -72,6 +74,10 @@ impl World {
         let buggify = crate::buggify::BuggifyState::new(&config.buggify);
         let net = crate::net::NetState::new(&config.net);
         let disk = crate::disk::DiskState::new(&config.disk);
+        let coverage = config
+            .trace
+            .coverage
+            .then(crate::coverage::Collector::default);
         World {
             seed,
             config,
@@ -90,6 +96,7 @@ impl World {
             net,
             disk,
             fs: crate::fs::FsState::default(),
+            coverage,
         }
     }
 
@@ -153,6 +160,9 @@ impl World {
             return;
         }
         let time_ns = self.now().as_nanos() as u64;
+        if let Some(coverage) = self.coverage.as_mut() {
+            coverage.observe(node, &event);
+        }
         self.trace.push(TraceEvent {
             time_ns,
             node,
