@@ -83,12 +83,13 @@ impl BatchOptions {
         }
     }
 
-    fn run_options(&self, keep_trace: bool) -> RunOptions {
+    pub(crate) fn run_options(&self, keep_trace: bool) -> RunOptions {
         RunOptions {
             keep_trace,
             keep_history: false,
             log: None,
             skip_invariants: self.skip_invariants.clone(),
+            coverage: false,
         }
     }
 }
@@ -393,7 +394,7 @@ enum Judged {
 }
 
 /// A failing seed as its worker left it.
-enum Found {
+pub(crate) enum Found {
     /// Reported as it is: nondeterministic, `error`, `hung`, or refused input.
     Final(Failure),
     /// Reproduced by a rerun: shrunk and saved after the batch if it is the lowest seed
@@ -568,7 +569,7 @@ fn reproduce(
 
 /// Checks that a failure reproduces. A failure that does not is `nondeterministic`; an
 /// `error` and a `hung` run are reported as found, never shrunk nor saved.
-fn check_failure(
+pub(crate) fn check_failure(
     scenario: &dyn DynScenario,
     case: Case,
     result: &RunResult,
@@ -596,7 +597,7 @@ fn check_failure(
 }
 
 /// A failure reported as it was found: not shrunk, not saved.
-fn as_found(case: &Case, result: &RunResult, same_as: Option<u64>) -> Failure {
+pub(crate) fn as_found(case: &Case, result: &RunResult, same_as: Option<u64>) -> Failure {
     Failure {
         seed: case.seed,
         verdict: result.verdict.kind.name().into(),
@@ -679,7 +680,7 @@ fn settle_failures(
 
 /// Shrinks a reproduced failure (if asked) and saves it; a shrunk case that no longer fails
 /// the same way is not saved in place of the found one.
-fn shrink_and_save(
+pub(crate) fn shrink_and_save(
     scenario: &dyn DynScenario,
     case: &Case,
     result: &RunResult,

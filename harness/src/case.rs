@@ -261,6 +261,10 @@ pub struct RunResult {
     /// ([`crate::Env::linearizable`], [`crate::Env::keep_history`]), when asked for
     /// ([`RunOptions::keep_history`]); `None` when the run checked none.
     pub history: Option<String>,
+    /// What the run reached ([`RunOptions::coverage`]): sim-core's features (event kinds and
+    /// transitions per node, `buggify!` sites, interest points) and the sometimes-invariants
+    /// reached.
+    pub coverage: Option<sim_core::coverage::Coverage>,
     /// Wall-clock milliseconds.
     pub wall_ms: u64,
 }
@@ -278,6 +282,8 @@ pub struct RunOptions {
     /// trace and in [`RunResult::skipped`], and the run goes on checking the others. Muting
     /// changes the run (it does not stop there), so its trace hash differs from an unmuted run.
     pub skip_invariants: BTreeSet<String>,
+    /// Collect [`RunResult::coverage`] (for guided search; it changes nothing in the run).
+    pub coverage: bool,
 }
 
 /// Errors of the harness that come from input: a case that does not fit its scenario.
@@ -323,6 +329,8 @@ pub trait DynScenario: Send + Sync {
     fn spec(&self) -> ScenarioSpec;
     /// The case of `seed`.
     fn generate(&self, seed: u64, mutant: Option<String>, faults: BTreeSet<FaultKind>) -> Case;
+    /// Checks a workload, as JSON, against the scenario without running it.
+    fn check_workload(&self, workload: &serde_json::Value) -> Result<(), CaseError>;
     /// Runs a case.
     fn run_case(&self, case: &Case, options: &RunOptions) -> Result<RunResult, CaseError>;
     /// Shrinking candidates for `case` through proptest's value tree, when the case is the one
@@ -385,6 +393,10 @@ impl<S: Scenario> DynScenario for S {
         )
     }
 
+    fn check_workload(&self, workload: &serde_json::Value) -> Result<(), CaseError> {
+        parse_workload(self, workload).map(|_| ())
+    }
+
     fn run_case(&self, case: &Case, options: &RunOptions) -> Result<RunResult, CaseError> {
         run_typed(self, case, options)
     }
@@ -420,6 +432,20 @@ impl<S: Scenario> DynScenario for S {
     }
 }
 
+fn parse_workload<S: Scenario>(
+    scenario: &S,
+    workload: &serde_json::Value,
+) -> Result<S::Workload, CaseError> {
+    let bad = |error| CaseError::BadWorkload {
+        scenario: Scenario::spec(scenario).name,
+        error,
+    };
+    let workload: S::Workload =
+        serde_json::from_value(workload.clone()).map_err(|error| bad(error.to_string()))?;
+    scenario.validate_workload(&workload).map_err(bad)?;
+    Ok(workload)
+}
+
 fn run_typed<S: Scenario>(
     scenario: &S,
     case: &Case,
@@ -427,21 +453,12 @@ fn run_typed<S: Scenario>(
 ) -> Result<RunResult, CaseError> {
     let spec = scenario.spec();
     check_case(&spec, case)?;
-    let workload: S::Workload =
-        serde_json::from_value(case.workload.clone()).map_err(|error| CaseError::BadWorkload {
-            scenario: spec.name.clone(),
-            error: error.to_string(),
-        })?;
-    scenario
-        .validate_workload(&workload)
-        .map_err(|error| CaseError::BadWorkload {
-            scenario: spec.name.clone(),
-            error,
-        })?;
+    let workload = parse_workload(scenario, &case.workload)?;
     let mut config = spec.sim_config.clone();
     config.trace.keep = options.keep_trace;
     config.trace.log = options.log.clone();
     config.trace.print = options.log.is_some();
+    config.trace.coverage = options.coverage;
     config
         .validate()
         .map_err(|error| CaseError::BadConfig(error.to_string()))?;
@@ -459,6 +476,12 @@ fn run_typed<S: Scenario>(
         Ok(())
     });
     let record = observer.record();
+    let coverage = report.coverage.map(|mut coverage| {
+        for reached in &record.reached {
+            coverage.insert_named("sometimes", reached);
+        }
+        coverage
+    });
     Ok(RunResult {
         verdict: Verdict::from_outcome(
             &report.outcome,
@@ -474,6 +497,7 @@ fn run_typed<S: Scenario>(
         skipped: record.skipped.clone(),
         timeline: report.timeline,
         history: record.history.clone(),
+        coverage,
         wall_ms: report.wall_ms,
     })
 }

@@ -238,6 +238,12 @@ struct RunArgs {
     /// Fail an unsharded run when more than this share of its seeds is inconclusive.
     #[arg(long, value_name = "FRACTION", default_value_t = batch::INCONCLUSIVE_MAX_DEFAULT, value_parser = parse_fraction)]
     inconclusive_max: f64,
+    /// Coverage-guided: keep the cases that reached new coverage and derive new cases from
+    /// them (add, remove, shift, stretch or retarget an episode, another plan, another or a
+    /// perturbed workload, another simulation seed) beside fresh seeds from --start; --seeds
+    /// is the number of runs in all. Deterministic: the same command runs the same cases.
+    #[arg(long, conflicts_with_all = ["check_determinism", "shard", "skip_invariant"])]
+    explore: bool,
     /// One JSON value on stdout.
     #[arg(long)]
     json: bool,
@@ -462,6 +468,9 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
         }
     }
     check_skipped(&targets, &args.skip_invariant)?;
+    if args.explore {
+        return Ok(explore_all(registry, &targets, &args));
+    }
     let options = BatchOptions {
         start: args.start,
         seeds: args.seeds,
@@ -505,6 +514,180 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
     print_summary(registry, &reports, args.json);
     print_json(&reports, args.all, args.json);
     Ok(reports.iter().all(BatchReport::ok))
+}
+
+/// `dst run --explore`: each target explored in turn; whether none failed.
+fn explore_all(
+    registry: &Registry,
+    targets: &[std::sync::Arc<dyn DynScenario>],
+    args: &RunArgs,
+) -> bool {
+    let options = crate::explore::ExploreOptions {
+        start: args.start,
+        runs: args.seeds,
+        jobs: args
+            .jobs
+            .map_or(BatchOptions::default().jobs, |j| j as usize),
+        mutant: args.mutant.clone(),
+        faults: args.faults.clone(),
+        corpus_dir: Some(
+            args.corpus
+                .clone()
+                .unwrap_or_else(crate::testing::failures_dir),
+        ),
+        fail_fast: args.fail_fast,
+        shrink: true,
+    };
+    let mut reports = Vec::new();
+    for target in targets {
+        let name = target.spec().name;
+        // A line per 1,000 runs: how coverage grows is what a person watches.
+        let mut shown = 0;
+        let report = crate::explore::explore(target.as_ref(), &options, &mut |growth| {
+            if growth.runs / 1000 > shown {
+                shown = growth.runs / 1000;
+                eprintln!(
+                    "explore {name}: {} runs, coverage {}, failures {}",
+                    growth.runs, growth.coverage, growth.failures
+                );
+            }
+        });
+        reports.push(report);
+    }
+    print_explore_summary(registry, &reports, args.json);
+    if args.json {
+        let values: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|r| serde_json::to_value(r).expect("explore reports serialize"))
+            .collect();
+        let value = if args.all {
+            serde_json::Value::Array(values)
+        } else {
+            values.into_iter().next().unwrap_or_default()
+        };
+        println!("{value}");
+    }
+    reports.iter().all(crate::explore::ExploreReport::ok)
+}
+
+/// The failures an exploration found, its table and the replay commands; on stderr when
+/// stdout carries JSON.
+fn print_explore_summary(
+    registry: &Registry,
+    reports: &[crate::explore::ExploreReport],
+    json: bool,
+) {
+    use crate::explore::Origin;
+    use std::fmt::Write;
+    let prefix = registry.command_prefix();
+    let replay = |r: &crate::explore::ExploreReport, found: &crate::explore::ExploreFailure| {
+        let f = &found.failure;
+        match (&f.file, &found.origin) {
+            (Some(file), _) => format!("{prefix} replay {}", shell_word(file)),
+            (None, Origin::Fresh) => {
+                let mut line = format!("{prefix} replay {} --seed {}", r.scenario, f.seed);
+                if let Some(mutant) = &r.mutant {
+                    line.push_str(&format!(" --mutant {mutant}"));
+                }
+                line
+            }
+            (None, Origin::Derived { .. }) => {
+                "(a derived case replays only from its file, which was not saved: see above)".into()
+            }
+        }
+    };
+    let mut out = String::new();
+    for r in reports {
+        for found in &r.failures {
+            let f = &found.failure;
+            let origin = match &found.origin {
+                Origin::Fresh => format!("seed {}", f.seed),
+                Origin::Derived { parent, mutations } => {
+                    format!("derived from run {parent} by {}", mutations.join(", "))
+                }
+            };
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "FAIL {} run {} ({origin}): {}",
+                r.scenario, found.run, f.verdict
+            );
+            if let Some(invariant) = &f.invariant {
+                let _ = writeln!(out, "  invariant: {invariant}");
+            }
+            if let Some(message) = &f.message {
+                let _ = writeln!(out, "  message:   {message}");
+            }
+            if let Some(divergence) = &f.divergence {
+                let _ = writeln!(out, "  diverged:  {divergence}");
+            }
+            let _ = writeln!(
+                out,
+                "  plan ({} as found, {} saved):\n{}",
+                episodes(f.episodes.0),
+                episodes(f.episodes.1),
+                f.plan
+            );
+            if found.count > 1 {
+                let _ = writeln!(out, "  {} runs failed this way", found.count);
+            }
+            let _ = writeln!(out, "  replay: {}", replay(r, found));
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<18} {:>7} {:>7} {:>7} {:>7} {:>12} {:>9} {:>6} {:>10} {:>9}",
+        "scenario",
+        "runs",
+        "fresh",
+        "passed",
+        "failed",
+        "inconclusive",
+        "coverage",
+        "pool",
+        "sim s",
+        "wall s"
+    );
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "{:<18} {:>7} {:>7} {:>7} {:>7} {:>12} {:>9} {:>6} {:>10.1} {:>9.2}",
+            r.scenario,
+            r.runs,
+            r.fresh,
+            r.passed,
+            r.failed,
+            r.inconclusive,
+            r.coverage,
+            r.pool,
+            r.sim_seconds,
+            r.wall_seconds
+        );
+    }
+    let lines: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r.failures.iter().map(move |found| {
+                let what = match &found.failure.invariant {
+                    Some(invariant) => format!("{} ({invariant})", found.failure.verdict),
+                    None => found.failure.verdict.clone(),
+                };
+                format!("  {}  # run {}: {what}", replay(r, found), found.run)
+            })
+        })
+        .collect();
+    if !lines.is_empty() {
+        let _ = writeln!(out, "replay:");
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if json {
+        eprint!("{out}");
+    } else {
+        print!("{out}");
+    }
 }
 
 fn check_mutant(target: &dyn DynScenario, mutant: &str) -> Result<(), InputError> {

@@ -27,6 +27,7 @@ pub mod bench;
 pub mod case;
 pub mod cli;
 pub mod corpus;
+pub mod explore;
 pub mod generate;
 pub mod invariant;
 pub mod merge;

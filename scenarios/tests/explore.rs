@@ -1,0 +1,138 @@
+//! Coverage-guided exploration (`dst run --explore`) on real scenarios: the same options run
+//! the same cases and find the same failures in the same order, whatever the number of
+//! workers; it finds a mutant; its derived cases are complete cases that replay.
+
+use harness::explore::{explore, ExploreOptions, ExploreReport};
+use harness::FaultKind;
+
+fn options(jobs: usize) -> ExploreOptions {
+    ExploreOptions {
+        start: 0,
+        runs: 160,
+        jobs,
+        mutant: Some("half-open-unbounded".into()),
+        faults: FaultKind::ALL.into_iter().collect(),
+        corpus_dir: None,
+        fail_fast: false,
+        // Shrinking is the batch's, tested there; here it would only cost time.
+        shrink: false,
+    }
+}
+
+/// What must not change from one exploration to the next: every count, the coverage after
+/// each generation, and each failure with its run, origin and trace hash.
+fn signature(report: &ExploreReport) -> String {
+    let failures: Vec<String> = report
+        .failures
+        .iter()
+        .map(|found| {
+            format!(
+                "run {} {:?} x{} {} {:?} {}",
+                found.run,
+                found.origin,
+                found.count,
+                found.failure.verdict,
+                found.failure.invariant,
+                found.failure.trace_hash
+            )
+        })
+        .collect();
+    format!(
+        "runs {} fresh {} passed {} failed {} inconclusive {} refused {} coverage {} pool {} \
+         growth {:?} failures {failures:?}",
+        report.runs,
+        report.fresh,
+        report.passed,
+        report.failed,
+        report.inconclusive,
+        report.refused,
+        report.coverage,
+        report.pool,
+        report
+            .growth
+            .iter()
+            .map(|g| (g.runs, g.coverage, g.failures))
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[test]
+fn exploration_is_deterministic_whatever_the_workers_and_finds_the_mutant() {
+    let registry = scenarios::registry();
+    let scenario = registry.get("circuit-breaker").expect("registered");
+    let one = explore(scenario.as_ref(), &options(1), &mut |_| {});
+    let two = explore(scenario.as_ref(), &options(2), &mut |_| {});
+    assert_eq!(signature(&one), signature(&two));
+    assert_eq!(one.runs, 160);
+    assert!(
+        one.fresh < one.runs,
+        "nothing was derived: {}",
+        signature(&one)
+    );
+    assert!(one.pool > 0 && one.coverage > 100, "{}", signature(&one));
+    assert!(!one.ok(), "the mutant survived: {}", signature(&one));
+    assert_eq!(
+        one.failures[0].failure.invariant.as_deref(),
+        Some("half-open-probes"),
+        "{}",
+        signature(&one)
+    );
+}
+
+#[test]
+fn a_fail_fast_exploration_stops_at_its_first_failure() {
+    let registry = scenarios::registry();
+    let scenario = registry.get("circuit-breaker").expect("registered");
+    let options = ExploreOptions {
+        fail_fast: true,
+        ..options(2)
+    };
+    let report = explore(scenario.as_ref(), &options, &mut |_| {});
+    let first = report.first_failure_run.expect("found");
+    assert_eq!(report.runs, first);
+    assert_eq!(report.failed, 1);
+    assert_eq!(report.failures.len(), 1);
+}
+
+#[test]
+fn derived_cases_are_valid_complete_cases_that_replay_the_same_run() {
+    // Goal: what the explorer runs can be stored and rerun like any case, and its mutations
+    // vary: derived cases fit the scenario, survive a round trip through JSON (a case file)
+    // and rerun to the same verdict and trace hash.
+    let registry = scenarios::registry();
+    let scenario = registry.get("event-sourcing").expect("registered");
+    let options = ExploreOptions {
+        mutant: None,
+        ..options(1)
+    };
+    let parent = scenario.generate(5, None, options.faults.clone());
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut derived = 0;
+    for seed in 0..24 {
+        let Some((case, mutations)) =
+            harness::explore::derive(scenario.as_ref(), &options, &parent, seed)
+        else {
+            continue;
+        };
+        derived += 1;
+        kinds.extend(mutations);
+        assert_ne!(case, parent);
+        harness::case::check_case(&scenario.spec(), &case).expect("a valid plan");
+        let text = serde_json::to_string(&case).expect("cases serialize");
+        let back: harness::Case = serde_json::from_str(&text).expect("cases parse");
+        let run = |case: &harness::Case| {
+            scenario
+                .run_case(case, &Default::default())
+                .expect("a valid case")
+        };
+        let (first, again) = (run(&case), run(&back));
+        assert_eq!(first.trace_hash, again.trace_hash);
+        assert_eq!(first.verdict, again.verdict);
+        assert!(!first.verdict.is_failure(), "{:?}", first.verdict);
+    }
+    assert!(
+        derived >= 16,
+        "only {derived} of 24 derivations gave a case"
+    );
+    assert!(kinds.len() >= 6, "mutations used: {kinds:?}");
+}
