@@ -132,6 +132,11 @@ enum Command {
         /// Parallel jobs (default: all cores).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
         jobs: Option<u64>,
+        /// Also hunt each mutant with coverage-guided exploration (`dst run --explore`) on the
+        /// same budget: an "explore" column of runs to catch, and the median over hard mutants
+        /// both ways (`--json`: `explore_seeds_to_detect`).
+        #[arg(long)]
+        explore: bool,
         /// One JSON array on stdout, one object per mutant, and nothing else.
         #[arg(long)]
         json: bool,
@@ -244,6 +249,15 @@ struct RunArgs {
     /// is the number of runs in all. Deterministic: the same command runs the same cases.
     #[arg(long, conflicts_with_all = ["check_determinism", "shard", "skip_invariant"])]
     explore: bool,
+    /// With --explore on one scenario: also run random search on the same budget and draw
+    /// coverage and distinct failures against runs, random beside explore, as SVG into FILE.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "explore",
+        conflicts_with = "all"
+    )]
+    plot: Option<PathBuf>,
     /// One JSON value on stdout.
     #[arg(long)]
     json: bool,
@@ -352,8 +366,16 @@ pub fn main(registry: Registry) -> ExitCode {
             seeds,
             start,
             jobs,
+            explore,
             json,
-        } => mutants(&registry, scenario.as_deref(), start, seeds, jobs, json),
+        } => mutants(
+            &registry,
+            scenario.as_deref(),
+            (start, seeds),
+            jobs,
+            explore,
+            json,
+        ),
         Command::Bench { jobs, quick, json } => bench(&registry, jobs, quick, json),
         Command::Shrink { file } => shrink_file(&registry, &file),
         Command::Corpus {
@@ -468,6 +490,11 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
         }
     }
     check_skipped(&targets, &args.skip_invariant)?;
+    if let Some(file) = &args.plot {
+        // Before hours of exploring, not after.
+        std::fs::File::create(file)
+            .map_err(|error| InputError(format!("--plot {}: {error}", file.display())))?;
+    }
     if args.explore {
         return Ok(explore_all(registry, &targets, &args));
     }
@@ -537,6 +564,7 @@ fn explore_all(
         ),
         fail_fast: args.fail_fast,
         shrink: true,
+        ..crate::explore::ExploreOptions::default()
     };
     let mut reports = Vec::new();
     for target in targets {
@@ -552,6 +580,49 @@ fn explore_all(
                 );
             }
         });
+        if let Some(file) = &args.plot {
+            // Random search on the same budget, its coverage recorded: seeds in order, as
+            // `dst run` runs them (failures counted, not shrunk nor saved).
+            let random = crate::explore::explore(
+                target.as_ref(),
+                &crate::explore::ExploreOptions {
+                    fresh_share: 1.0,
+                    corpus_dir: None,
+                    shrink: false,
+                    ..options.clone()
+                },
+                &mut |_| {},
+            );
+            let title = match &options.mutant {
+                Some(mutant) => format!("{name} --mutant {mutant}: random search and exploration"),
+                None => format!("{name}: random search and exploration"),
+            };
+            let drawn = crate::plot::plot_growth(
+                file,
+                &title,
+                &[
+                    crate::plot::Series {
+                        name: "random",
+                        growth: &random.growth,
+                    },
+                    crate::plot::Series {
+                        name: "explore",
+                        growth: &report.growth,
+                    },
+                ],
+            );
+            match drawn {
+                Ok(()) => eprintln!(
+                    "plot: {} (random: coverage {}, {} failures; explore: coverage {}, {} failures)",
+                    file.display(),
+                    random.coverage,
+                    random.failures.len(),
+                    report.coverage,
+                    report.failures.len()
+                ),
+                Err(error) => eprintln!("dst: {error}"),
+            }
+        }
         reports.push(report);
     }
     print_explore_summary(registry, &reports, args.json);
@@ -1312,9 +1383,9 @@ fn sometimes(
 fn mutants(
     registry: &Registry,
     name: Option<&str>,
-    start: u64,
-    seeds: u64,
+    (start, seeds): (u64, u64),
     jobs: Option<u64>,
+    explore: bool,
     json: bool,
 ) -> Result<bool, InputError> {
     let targets: Vec<_> = match name {
@@ -1345,8 +1416,9 @@ fn mutants(
         seeds,
         quiet_seeds,
         jobs: jobs.map_or(BatchOptions::default().jobs, |j| j as usize),
+        explore,
     };
-    let header = format!(
+    let mut header = format!(
         "{:<16} {:<30} {:>14} {:>8} {:<26} {:>9} {:>9} {:>16}",
         "scenario",
         "mutant",
@@ -1357,6 +1429,9 @@ fn mutants(
         "1-minimal",
         "without faults"
     );
+    if explore {
+        header.push_str(&format!(" {:>14} {:>8}", "explore", "wall s"));
+    }
     if !json {
         println!("{header}");
     }
@@ -1381,6 +1456,9 @@ fn mutants(
         );
     } else {
         print_scoreboard_summary(&scores, &survivors, (start, seeds, quiet_seeds), any_hard);
+        if explore {
+            print_explore_medians(&scores);
+        }
         println!();
         println!("the unmutated scenarios over the same {seeds} seeds:");
     }
@@ -1465,6 +1543,39 @@ fn ordinal(n: u64) -> String {
 }
 
 /// One mutant's line of the scoreboard.
+/// The medians of runs to catch the hard mutants, random search against exploration.
+fn print_explore_medians(scores: &[scoreboard::MutantScore]) {
+    let (random, explore) = scoreboard::hard_medians(scores);
+    let show = |median: Option<f64>| median.map_or("not caught".to_string(), |m| m.to_string());
+    let hard = scores.iter().filter(|s| s.hard).count();
+    if hard == 0 {
+        println!("exploration: no hard mutants to compare on");
+        return;
+    }
+    let ratio = match (random, explore) {
+        (Some(random), Some(explore)) if explore > 0.0 => {
+            format!(" ({:.2} times as many runs)", explore / random)
+        }
+        _ => String::new(),
+    };
+    println!(
+        "hard mutants ({hard}): median runs to catch {} by random search, {} by exploration{ratio}",
+        show(random),
+        show(explore)
+    );
+    let missed: Vec<String> = scores
+        .iter()
+        .filter(|s| s.detected && s.explore_seeds_to_detect.is_none())
+        .map(|s| format!("{} --mutant {}", s.scenario, s.mutant))
+        .collect();
+    if !missed.is_empty() {
+        println!(
+            "caught by random search, missed by exploration: {}",
+            missed.join(", ")
+        );
+    }
+}
+
 fn score_row(score: &scoreboard::MutantScore) -> String {
     let caught = score
         .seeds_to_detect
@@ -1496,10 +1607,17 @@ fn score_row(score: &scoreboard::MutantScore) -> String {
     if score.caught_otherwise() {
         by = format!("{by} (not {})", score.breaks.as_deref().unwrap_or("-"));
     }
-    format!(
+    let mut row = format!(
         "{:<16} {:<30} {:>14} {:>8.2} {:<26} {:>9} {:>9} {:>16}",
         score.scenario, mutant, caught, score.wall_seconds, by, plan, minimal, quiet
-    )
+    );
+    if let Some(wall) = score.explore_wall_seconds {
+        let explored = score
+            .explore_seeds_to_detect
+            .map_or(format!("survived {}", score.seeds), |n| n.to_string());
+        row.push_str(&format!(" {explored:>14} {wall:>8.2}"));
+    }
+    row
 }
 
 /// `dst bench`: see [`crate::bench`].

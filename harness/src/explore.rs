@@ -23,7 +23,7 @@ use crate::plan::FaultKind;
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
-use sim_core::coverage::Coverage;
+use sim_core::coverage::{Coverage, COVERAGE_BITS};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,6 +59,9 @@ pub struct ExploreOptions {
     pub fail_fast: bool,
     /// Shrink failing cases before saving them.
     pub shrink: bool,
+    /// The share of cases drawn fresh once the pool has cases ([`FRESH_SHARE`]); 1 is random
+    /// search (seeds in order) with its coverage recorded, to compare against.
+    pub fresh_share: f64,
 }
 
 impl Default for ExploreOptions {
@@ -73,6 +76,7 @@ impl Default for ExploreOptions {
             corpus_dir: None,
             fail_fast: false,
             shrink: true,
+            fresh_share: FRESH_SHARE,
         }
     }
 }
@@ -183,8 +187,11 @@ impl ExploreReport {
 struct PoolEntry {
     case: Case,
     run: u64,
-    /// Features it was first to reach.
-    new_features: usize,
+    /// The features its run reached.
+    bits: Vec<u32>,
+    /// How rare they are: the sum over them of 1 / the runs that reached each (so a feature
+    /// few runs reach weighs as much as hundreds that every run reaches).
+    rarity: f64,
     /// Times a case was derived from it.
     chosen: u64,
 }
@@ -203,6 +210,8 @@ struct Explorer<'a> {
     next_fresh: u64,
     pool: Vec<PoolEntry>,
     seen: Coverage,
+    /// Runs that reached each feature (bit).
+    hits: Vec<u32>,
 }
 
 /// Explores `scenario`; `progress` is called after each generation.
@@ -226,6 +235,7 @@ pub fn explore(
         next_fresh: options.start,
         pool: Vec::new(),
         seen: Coverage::new(),
+        hits: vec![0; COVERAGE_BITS],
     };
     let mut report = ExploreReport {
         scenario: spec.name.clone(),
@@ -270,12 +280,16 @@ pub fn explore(
             }
             sim_ns += u128::from(result.sim_time_ns);
             if let Some(coverage) = &result.coverage {
-                let new = explorer.seen.merge(coverage);
-                if new > 0 {
+                let bits: Vec<u32> = coverage.bits().collect();
+                for &bit in &bits {
+                    explorer.hits[bit as usize] += 1;
+                }
+                if explorer.seen.merge(coverage) > 0 {
                     explorer.pool.push(PoolEntry {
                         case: planned.case.clone(),
                         run,
-                        new_features: new,
+                        bits,
+                        rarity: 0.0,
                         chosen: 0,
                     });
                 }
@@ -305,6 +319,7 @@ pub fn explore(
                 report.passed += 1;
             }
         }
+        explorer.rate();
         let growth = Growth {
             runs: report.runs,
             coverage: explorer.seen.count(),
@@ -352,10 +367,12 @@ pub fn derive(
         pool: vec![PoolEntry {
             case: parent.clone(),
             run: 1,
-            new_features: 1,
+            bits: Vec::new(),
+            rarity: 1.0,
             chosen: 0,
         }],
         seen: Coverage::new(),
+        hits: Vec::new(),
     };
     let planned = explorer.derive(0)?;
     match planned.origin {
@@ -399,7 +416,7 @@ fn run_generation(
 impl Explorer<'_> {
     /// The next case: fresh, or derived from the pool.
     fn plan(&mut self) -> Planned {
-        if self.pool.is_empty() || self.rng.gen_bool(FRESH_SHARE) {
+        if self.pool.is_empty() || self.rng.gen_bool(self.options.fresh_share.clamp(0.0, 1.0)) {
             return self.fresh();
         }
         for _ in 0..4 {
@@ -434,10 +451,21 @@ impl Explorer<'_> {
         self.draw(seed)
     }
 
-    /// A pool entry, weighted toward cases that found more and were derived from less.
+    /// Rates the pool's cases by how rare what they reached is now.
+    fn rate(&mut self) {
+        for entry in &mut self.pool {
+            entry.rarity = entry
+                .bits
+                .iter()
+                .map(|&bit| 1.0 / f64::from(self.hits[bit as usize].max(1)))
+                .sum();
+        }
+    }
+
+    /// A pool entry, weighted toward cases that reached rare features and were derived from
+    /// less.
     fn choose(&mut self) -> usize {
-        let weight =
-            |entry: &PoolEntry| (1 + entry.new_features) as f64 / (1 + entry.chosen) as f64;
+        let weight = |entry: &PoolEntry| entry.rarity / ((1 + entry.chosen) as f64).sqrt();
         let total: f64 = self.pool.iter().map(weight).sum();
         let mut point = self.rng.gen::<f64>() * total;
         for (index, entry) in self.pool.iter().enumerate() {
@@ -480,7 +508,21 @@ impl Explorer<'_> {
         let spec = self.scenario.spec();
         let budget = &spec.budget;
         let episodes = case.plan.episodes.len();
-        match self.rng.gen_range(0..9) {
+        // Out of 20: small changes that keep what the case reached (another seed, a shifted
+        // or stretched episode) most often, since rare states are reached by the case that
+        // is mutated and lost by a fresh draw.
+        let mutation = match self.rng.gen_range(0..20) {
+            0..=1 => 0,
+            2..=3 => 1,
+            4..=6 => 2,
+            7..=8 => 3,
+            9..=10 => 4,
+            11 => 5,
+            12..=13 => 6,
+            14 => 7,
+            _ => 8,
+        };
+        match mutation {
             0 => {
                 let donor = self.donor();
                 let pick = donor.plan.episodes.len().checked_sub(1)?;

@@ -33,6 +33,7 @@ pub mod invariant;
 pub mod merge;
 pub mod mermaid;
 pub mod plan;
+pub mod plot;
 pub mod scenario;
 pub mod scoreboard;
 pub mod shrink;

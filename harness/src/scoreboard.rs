@@ -29,6 +29,9 @@ pub struct ScoreOptions {
     pub quiet_seeds: u64,
     /// Worker threads.
     pub jobs: usize,
+    /// Also search with coverage-guided exploration (`dst mutants --explore`), on the same
+    /// budget: [`MutantScore::explore_seeds_to_detect`].
+    pub explore: bool,
 }
 
 /// One mutant's score.
@@ -68,6 +71,14 @@ pub struct MutantScore {
     pub seeds_to_detect_without_faults: Option<u64>,
     /// Seeds tried with no faults.
     pub quiet_seeds: u64,
+    /// With [`ScoreOptions::explore`]: the runs coverage-guided exploration took to its first
+    /// failure (every run counted, fresh or derived), on the same budget and faults as
+    /// `seeds_to_detect`; `None` when it found none or did not search.
+    #[serde(default)]
+    pub explore_seeds_to_detect: Option<u64>,
+    /// Wall time of that exploration, in seconds.
+    #[serde(default)]
+    pub explore_wall_seconds: Option<f64>,
 }
 
 /// Scores every mutant of `scenario`, in the order the scenario lists them; `each` sees
@@ -146,7 +157,30 @@ pub fn score_mutant(
         detected_without_faults: quiet.is_some(),
         seeds_to_detect_without_faults: quiet.map(|(seed, _)| seed - options.start + 1),
         quiet_seeds: options.quiet_seeds,
+        explore_seeds_to_detect: None,
+        explore_wall_seconds: None,
     };
+    if options.explore {
+        #[allow(clippy::disallowed_methods)] // Wall time of the search, outside any simulation.
+        let started = std::time::Instant::now();
+        let explored = crate::explore::explore(
+            scenario,
+            &crate::explore::ExploreOptions {
+                start: options.start,
+                runs: options.seeds,
+                jobs: options.jobs,
+                mutant: Some(mutant.to_string()),
+                faults: all.clone(),
+                corpus_dir: None,
+                fail_fast: true,
+                shrink: false,
+                ..crate::explore::ExploreOptions::default()
+            },
+            &mut |_| {},
+        );
+        score.explore_seeds_to_detect = explored.first_failure_run;
+        score.explore_wall_seconds = Some(started.elapsed().as_secs_f64());
+    }
     if let Some((seed, verdict)) = found {
         score.verdict = Some(verdict.kind.name().to_string());
         score.invariant = verdict.invariant.clone();
@@ -245,4 +279,30 @@ pub fn median_seeds_to_detect(scores: &[MutantScore]) -> Option<f64> {
         n if n % 2 == 1 => Some(seeds[n / 2] as f64),
         n => Some((seeds[n / 2 - 1] + seeds[n / 2]) as f64 / 2.0),
     }
+}
+
+/// The median runs to catch over the [hard](crate::MutantSpec::hard) mutants, by random search
+/// and by exploration (`--explore`), a mutant not caught counting as more than any budget;
+/// `None` when the median is one not caught (or there are no hard mutants).
+pub fn hard_medians(scores: &[MutantScore]) -> (Option<f64>, Option<f64>) {
+    let hard: Vec<&MutantScore> = scores.iter().filter(|s| s.hard).collect();
+    (
+        median_counting_misses(hard.iter().map(|s| s.seeds_to_detect)),
+        median_counting_misses(hard.iter().map(|s| s.explore_seeds_to_detect)),
+    )
+}
+
+fn median_counting_misses(found: impl Iterator<Item = Option<u64>>) -> Option<f64> {
+    let mut runs: Vec<u64> = found.map(|n| n.unwrap_or(u64::MAX)).collect();
+    runs.sort_unstable();
+    let n = runs.len();
+    if n == 0 {
+        return None;
+    }
+    let (low, high) = if n % 2 == 1 {
+        (runs[n / 2], runs[n / 2])
+    } else {
+        (runs[n / 2 - 1], runs[n / 2])
+    };
+    (high != u64::MAX).then(|| (low as f64 + high as f64) / 2.0)
 }

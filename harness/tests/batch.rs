@@ -462,6 +462,7 @@ fn the_scoreboard_tells_a_mutant_caught_otherwise_than_declared() {
         seeds: 50,
         quiet_seeds: 5,
         jobs: 1,
+        explore: false,
     };
     let fragile = MutantSpec::new("fragile", "a loses its state in a crash");
     let declared = score_mutant(
@@ -533,5 +534,57 @@ fn a_two_episode_case_shrinks_to_the_episode_that_matters() {
             .map(|e| e.fault.clone())
             .collect::<Vec<_>>(),
         vec![Fault::Crash { node: "a".into() }]
+    );
+}
+
+#[test]
+fn hard_medians_compare_random_search_and_exploration_counting_misses_as_beyond_any_budget() {
+    // Goal: the number issue 21 judges exploration by, on hand-made scores: the median runs
+    // to catch the hard mutants each way, where a mutant not caught is worse than any catch.
+    let score =
+        |hard: bool, random: Option<u64>, explore: Option<u64>| harness::scoreboard::MutantScore {
+            scenario: "s".into(),
+            mutant: "m".into(),
+            hard,
+            seeds: 100,
+            detected: random.is_some(),
+            seeds_to_detect: random,
+            wall_seconds: 0.0,
+            verdict: None,
+            invariant: None,
+            breaks: None,
+            plan_steps_found: None,
+            plan_steps: None,
+            plan_minimal: None,
+            detected_without_faults: false,
+            seeds_to_detect_without_faults: None,
+            quiet_seeds: 0,
+            explore_seeds_to_detect: explore,
+            explore_wall_seconds: Some(0.0),
+        };
+    let scores = [
+        score(true, Some(300), Some(100)),
+        score(true, Some(100), Some(40)),
+        score(true, Some(500), None),
+        // Not hard: left out.
+        score(false, Some(1), Some(1)),
+    ];
+    assert_eq!(
+        harness::scoreboard::hard_medians(&scores),
+        (Some(300.0), Some(100.0))
+    );
+    let misses = [
+        score(true, Some(10), None),
+        score(true, None, None),
+        score(true, Some(20), Some(5)),
+        score(true, Some(30), Some(6)),
+    ];
+    assert_eq!(
+        harness::scoreboard::hard_medians(&misses),
+        (Some(25.0), None)
+    );
+    assert_eq!(
+        harness::scoreboard::hard_medians(&scores[3..]),
+        (None, None)
     );
 }

@@ -545,3 +545,56 @@ fn mutants_scores_each_mutant_and_fails_when_one_survives() {
         "--start",
     );
 }
+
+#[test]
+fn explore_runs_its_budget_prints_json_draws_a_plot_and_refuses_bad_options() {
+    // Goal: `dst run --explore` as a person uses it: the same command prints the same report,
+    // --json is one value with the exploration's counts, --plot writes an SVG, and options
+    // it cannot honour are one-line errors before anything runs.
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let plot = dir.path().join("growth.svg");
+    let plot_arg = plot.to_str().expect("utf-8 path");
+    let args = [
+        "run",
+        "register",
+        "--explore",
+        "--seeds",
+        "48",
+        "--json",
+        "--plot",
+        plot_arg,
+    ];
+    let first = dst(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let report = stdout_json(&first);
+    assert_eq!(report["runs"], 48, "{report}");
+    assert!(report["fresh"].as_u64().expect("fresh") < 48, "{report}");
+    assert!(
+        report["coverage"].as_u64().expect("coverage") > 100,
+        "{report}"
+    );
+    let svg = std::fs::read_to_string(&plot).expect("the plot was written");
+    assert!(svg.starts_with("<svg") && svg.contains("explore") && svg.contains("random"));
+    let again = stdout_json(&dst(&args));
+    let drop_wall = |mut value: Value| {
+        value["wall_seconds"] = Value::Null;
+        value
+    };
+    assert_eq!(drop_wall(report), drop_wall(again));
+
+    assert_input_error(&dst(&["run", "register", "--plot", plot_arg]), "--explore");
+    assert_input_error(
+        &dst(&["run", "register", "--explore", "--check-determinism"]),
+        "--check-determinism",
+    );
+    assert_input_error(
+        &dst(&[
+            "run",
+            "register",
+            "--explore",
+            "--plot",
+            "/nonexistent-folder/growth.svg",
+        ]),
+        "--plot",
+    );
+}

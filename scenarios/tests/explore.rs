@@ -16,6 +16,7 @@ fn options(jobs: usize) -> ExploreOptions {
         fail_fast: false,
         // Shrinking is the batch's, tested there; here it would only cost time.
         shrink: false,
+        ..ExploreOptions::default()
     }
 }
 

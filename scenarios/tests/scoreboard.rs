@@ -29,6 +29,7 @@ fn every_mutant_is_caught_and_at_least_two_per_scenario_need_faults() {
         seeds: SEEDS,
         quiet_seeds: QUIET_SEEDS,
         jobs: BatchOptions::default().jobs,
+        explore: false,
     };
     let registry = scenarios::registry();
     let mut all: Vec<MutantScore> = Vec::new();

@@ -7,7 +7,9 @@
 //!   operation and its error kind, a fault starting... but never times, ids or sizes, which
 //!   would make every run new;
 //! - the *transition* from the node's previous kind to this one (a crash right after a
-//!   write, a response sent after a failed fsync).
+//!   write, a response sent after a failed fsync);
+//! - and, while faults of the plan are in effect, the kind with the set of their kinds (a
+//!   write answered during a partition is another behaviour than one answered without).
 //!
 //! A scenario adds its own *interest points* with [`interest`] (a breaker open while a fault
 //! is in effect, a lease held while its holder's clock jumped): features that no event shows.
@@ -120,17 +122,45 @@ impl Coverage {
     }
 }
 
-/// Coverage being collected in a run: the map and each node's previous event kind.
+/// Coverage being collected in a run: the map, each node's previous event kind and the
+/// faults in effect.
 #[derive(Debug, Default)]
 pub(crate) struct Collector {
     pub map: Coverage,
     /// Index 0: the supervisor; node `i` at `i + 1`.
     last_kind: Vec<u64>,
+    /// The plan's episodes in effect (from the trace's fault edges): (episode, kind).
+    faults: Vec<(u32, String)>,
+    /// A hash of the kinds of fault in effect, 0 when none.
+    fault_context: u64,
 }
 
 impl Collector {
     /// Notes `event` on `node`.
     pub fn observe(&mut self, node: Option<NodeId>, event: &Event) {
+        if let Event::Fault {
+            start,
+            episode,
+            kind,
+            ..
+        } = event
+        {
+            self.faults.retain(|(index, _)| index != episode);
+            if *start {
+                self.faults.push((*episode, kind.clone()));
+            }
+            let kinds: std::collections::BTreeSet<&str> =
+                self.faults.iter().map(|(_, kind)| kind.as_str()).collect();
+            self.fault_context = if kinds.is_empty() {
+                0
+            } else {
+                let mut h = StableHasher::default();
+                for kind in kinds {
+                    h.str(kind);
+                }
+                h.finish()
+            };
+        }
         let Some(kind) = kind_of(event) else {
             return;
         };
@@ -143,6 +173,13 @@ impl Collector {
         h.u32(slot as u32);
         h.u64(kind);
         self.map.insert(h.finish());
+        if self.fault_context != 0 {
+            // The same kind while these kinds of fault are in effect: a behaviour under a
+            // fault is another behaviour.
+            let mut under = h.clone();
+            under.u64(self.fault_context);
+            self.map.insert(under.finish());
+        }
         h.u64(previous);
         self.map.insert(h.finish());
     }
