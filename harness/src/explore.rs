@@ -189,8 +189,10 @@ struct PoolEntry {
     run: u64,
     /// The features its run reached.
     bits: Vec<u32>,
-    /// How rare they are: the sum over them of 1 / the runs that reached each (so a feature
-    /// few runs reach weighs as much as hundreds that every run reaches).
+    /// How rare they are: the sum over them of 1 / the square of the runs that reached each,
+    /// so that a feature few runs reach outweighs thousands that most runs reach (with 1 /
+    /// runs, measured on the hard mutants, the pool's weight spread over common features and
+    /// exploration caught them hardly sooner than random search).
     rarity: f64,
     /// Times a case was derived from it.
     chosen: u64,
@@ -457,7 +459,10 @@ impl Explorer<'_> {
             entry.rarity = entry
                 .bits
                 .iter()
-                .map(|&bit| 1.0 / f64::from(self.hits[bit as usize].max(1)))
+                .map(|&bit| {
+                    let runs = f64::from(self.hits[bit as usize].max(1));
+                    1.0 / (runs * runs)
+                })
                 .sum();
         }
     }
