@@ -37,6 +37,10 @@ pub const GENERATION: usize = 16;
 /// falls far behind random search on what random search finds at once.
 pub const FRESH_SHARE: f64 = 0.25;
 
+/// Cases the pool keeps at most: past it, the ones whose features are commonest go (a pool
+/// case holds its features, a few kilobytes, and is rated every generation).
+pub const POOL_MAX: usize = 2048;
+
 /// Mutations tried on one derived case, at most.
 const MUTATIONS_MAX: usize = 3;
 
@@ -62,6 +66,8 @@ pub struct ExploreOptions {
     /// The share of cases drawn fresh once the pool has cases ([`FRESH_SHARE`]); 1 is random
     /// search (seeds in order) with its coverage recorded, to compare against.
     pub fresh_share: f64,
+    /// Cases the pool keeps at most ([`POOL_MAX`]).
+    pub pool_max: usize,
 }
 
 impl Default for ExploreOptions {
@@ -77,6 +83,7 @@ impl Default for ExploreOptions {
             fail_fast: false,
             shrink: true,
             fresh_share: FRESH_SHARE,
+            pool_max: POOL_MAX,
         }
     }
 }
@@ -453,7 +460,8 @@ impl Explorer<'_> {
         self.draw(seed)
     }
 
-    /// Rates the pool's cases by how rare what they reached is now.
+    /// Rates the pool's cases by how rare what they reached is now, and keeps the
+    /// [`ExploreOptions::pool_max`] rarest.
     fn rate(&mut self) {
         for entry in &mut self.pool {
             entry.rarity = entry
@@ -464,6 +472,16 @@ impl Explorer<'_> {
                     1.0 / (runs * runs)
                 })
                 .sum();
+        }
+        if self.pool.len() > self.options.pool_max.max(1) {
+            // Rarest first, the earlier run first among equals: a deterministic order.
+            self.pool.sort_by(|a, b| {
+                b.rarity
+                    .total_cmp(&a.rarity)
+                    .then_with(|| a.run.cmp(&b.run))
+            });
+            self.pool.truncate(self.options.pool_max.max(1));
+            self.pool.sort_by_key(|entry| entry.run);
         }
     }
 

@@ -81,6 +81,27 @@ fn exploration_is_deterministic_whatever_the_workers_and_finds_the_mutant() {
 }
 
 #[test]
+fn the_pool_keeps_at_most_its_bound_and_stays_deterministic() {
+    let registry = scenarios::registry();
+    let scenario = registry.get("register").expect("registered");
+    let options = ExploreOptions {
+        mutant: None,
+        runs: 96,
+        pool_max: 8,
+        ..options(2)
+    };
+    let first = explore(scenario.as_ref(), &options, &mut |_| {});
+    assert_eq!(first.pool, 8, "{}", signature(&first));
+    assert!(first.fresh < first.runs);
+    let again = explore(
+        scenario.as_ref(),
+        &ExploreOptions { jobs: 1, ..options },
+        &mut |_| {},
+    );
+    assert_eq!(signature(&first), signature(&again));
+}
+
+#[test]
 fn a_fail_fast_exploration_stops_at_its_first_failure() {
     let registry = scenarios::registry();
     let scenario = registry.get("circuit-breaker").expect("registered");
