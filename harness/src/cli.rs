@@ -564,6 +564,7 @@ fn explore_all(
         ),
         fail_fast: args.fail_fast,
         shrink: true,
+        inconclusive_max: args.inconclusive_max,
         ..crate::explore::ExploreOptions::default()
     };
     let mut reports = Vec::new();
@@ -734,6 +735,13 @@ fn print_explore_summary(
             r.pool,
             r.sim_seconds,
             r.wall_seconds
+        );
+    }
+    for r in reports.iter().filter(|r| r.too_inconclusive()) {
+        let _ = writeln!(
+            out,
+            "{}: {} of {} runs inconclusive, more than the {} allowed (--inconclusive-max)",
+            r.scenario, r.inconclusive, r.runs, r.inconclusive_max
         );
     }
     let lines: Vec<String> = reports

@@ -68,6 +68,9 @@ pub struct ExploreOptions {
     pub fresh_share: f64,
     /// Cases the pool keeps at most ([`POOL_MAX`]).
     pub pool_max: usize,
+    /// The exploration fails when more than one run ran and more than this share of them
+    /// was inconclusive, as a batch does (`--inconclusive-max`).
+    pub inconclusive_max: f64,
 }
 
 impl Default for ExploreOptions {
@@ -84,6 +87,7 @@ impl Default for ExploreOptions {
             shrink: true,
             fresh_share: FRESH_SHARE,
             pool_max: POOL_MAX,
+            inconclusive_max: batch.inconclusive_max,
         }
     }
 }
@@ -181,12 +185,20 @@ pub struct ExploreReport {
     pub sim_seconds: f64,
     /// Wall seconds.
     pub wall_seconds: f64,
+    /// The share of inconclusive runs allowed ([`ExploreOptions::inconclusive_max`]).
+    pub inconclusive_max: f64,
 }
 
 impl ExploreReport {
-    /// Whether no run failed.
+    /// Whether no run failed and few enough were inconclusive: an undecided run is never a
+    /// pass.
     pub fn ok(&self) -> bool {
-        self.failed == 0
+        self.failed == 0 && !self.too_inconclusive()
+    }
+
+    /// Whether more than one run ran and more than the allowed share was inconclusive.
+    pub fn too_inconclusive(&self) -> bool {
+        self.runs > 1 && self.inconclusive as f64 > self.inconclusive_max * self.runs as f64
     }
 }
 
@@ -264,6 +276,7 @@ pub fn explore(
         growth: Vec::new(),
         sim_seconds: 0.0,
         wall_seconds: 0.0,
+        inconclusive_max: options.inconclusive_max,
     };
     // Failing runs to settle after the exploration, with their kind's first run.
     let mut found: Vec<(u64, Origin, Found)> = Vec::new();

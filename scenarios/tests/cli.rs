@@ -582,6 +582,26 @@ fn explore_runs_its_budget_prints_json_draws_a_plot_and_refuses_bad_options() {
     };
     assert_eq!(drop_wall(report), drop_wall(again));
 
+    // An undecided run is never a pass: register's seed 918273947 is inconclusive (its
+    // history is beyond the linearizability checker's search limit).
+    let undecided = dst(&[
+        "run",
+        "register",
+        "--explore",
+        "--seeds",
+        "16",
+        "--start",
+        "918273947",
+        "--inconclusive-max",
+        "0",
+    ]);
+    assert_eq!(undecided.status.code(), Some(1), "{}", stderr(&undecided));
+    assert!(
+        stdout(&undecided).contains("1 of 16 runs inconclusive, more than the 0 allowed"),
+        "{}",
+        stdout(&undecided)
+    );
+
     assert_input_error(&dst(&["run", "register", "--plot", plot_arg]), "--explore");
     assert_input_error(
         &dst(&["run", "register", "--explore", "--check-determinism"]),
