@@ -709,10 +709,12 @@ pub(crate) fn shrink_and_save(
             None,
         )
     };
+    // A case the explorer derived is not its seed's: its file must not say a seed found it.
+    let derived = scenario.generate(case.seed, case.mutant.clone(), case.faults.clone()) != *case;
     let file = options
         .corpus_dir
         .as_ref()
-        .and_then(|dir| save(dir, case, &case_out, &verdict, hash, options));
+        .and_then(|dir| save(dir, case, &case_out, &verdict, hash, options, derived));
     Failure {
         seed: case.seed,
         verdict: verdict.kind.name().into(),
@@ -735,9 +737,20 @@ fn save(
     verdict: &Verdict,
     hash: u64,
     options: &BatchOptions,
+    derived: bool,
 ) -> Option<String> {
     assert!(verdict.is_failure(), "only failures are saved: {verdict}");
-    let description = describe(case, verdict, found.plan.episodes.len());
+    let mut description = describe(case, verdict, found.plan.episodes.len());
+    if derived {
+        description = description.replacen(
+            &format!("found by seed {}", case.seed),
+            &format!(
+                "found by exploration (a derived case, simulation seed {})",
+                case.seed
+            ),
+            1,
+        );
+    }
     let mut file = CaseFile::new(
         case,
         verdict.kind,

@@ -661,6 +661,9 @@ fn print_explore_summary(
                 if let Some(mutant) = &r.mutant {
                     line.push_str(&format!(" --mutant {mutant}"));
                 }
+                if r.faults != FaultKind::ALL.into_iter().collect() {
+                    line.push_str(&format!(" --faults {}", faults_word(&r.faults)));
+                }
                 line
             }
             (None, Origin::Derived { .. }) => {
@@ -998,18 +1001,22 @@ fn replay_line(prefix: &str, r: &BatchReport, f: &batch::Failure) -> String {
         line.push_str(&format!(" --mutant {mutant}"));
     }
     if r.faults != FaultKind::ALL.into_iter().collect() {
-        let names: Vec<&str> = r.faults.iter().map(|k| k.name()).collect();
-        let list = if names.is_empty() {
-            "none".to_string()
-        } else {
-            names.join(",")
-        };
-        line.push_str(&format!(" --faults {list}"));
+        line.push_str(&format!(" --faults {}", faults_word(&r.faults)));
     }
     for name in &r.skipped_invariants {
         line.push_str(&format!(" --skip-invariant {name}"));
     }
     line
+}
+
+/// `--faults`' argument for these kinds: `none` or a comma list.
+fn faults_word(kinds: &std::collections::BTreeSet<FaultKind>) -> String {
+    if kinds.is_empty() {
+        "none".to_string()
+    } else {
+        let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+        names.join(",")
+    }
 }
 
 /// A path as one shell word: quoted when it holds anything but plain characters.
@@ -1550,27 +1557,27 @@ fn ordinal(n: u64) -> String {
     format!("{n}{suffix}")
 }
 
-/// One mutant's line of the scoreboard.
-/// The medians of runs to catch the hard mutants, random search against exploration.
+/// The medians of runs to catch the hard mutants, random search against exploration, and the
+/// mutants exploration missed.
 fn print_explore_medians(scores: &[scoreboard::MutantScore]) {
     let (random, explore) = scoreboard::hard_medians(scores);
     let show = |median: Option<f64>| median.map_or("not caught".to_string(), |m| m.to_string());
     let hard = scores.iter().filter(|s| s.hard).count();
     if hard == 0 {
         println!("exploration: no hard mutants to compare on");
-        return;
+    } else {
+        let ratio = match (random, explore) {
+            (Some(random), Some(explore)) if explore > 0.0 => {
+                format!(" ({:.2} times as many runs)", explore / random)
+            }
+            _ => String::new(),
+        };
+        println!(
+            "hard mutants ({hard}): median runs to catch {} by random search, {} by exploration{ratio}",
+            show(random),
+            show(explore)
+        );
     }
-    let ratio = match (random, explore) {
-        (Some(random), Some(explore)) if explore > 0.0 => {
-            format!(" ({:.2} times as many runs)", explore / random)
-        }
-        _ => String::new(),
-    };
-    println!(
-        "hard mutants ({hard}): median runs to catch {} by random search, {} by exploration{ratio}",
-        show(random),
-        show(explore)
-    );
     let missed: Vec<String> = scores
         .iter()
         .filter(|s| s.detected && s.explore_seeds_to_detect.is_none())
@@ -1584,6 +1591,7 @@ fn print_explore_medians(scores: &[scoreboard::MutantScore]) {
     }
 }
 
+/// One mutant's line of the scoreboard.
 fn score_row(score: &scoreboard::MutantScore) -> String {
     let caught = score
         .seeds_to_detect

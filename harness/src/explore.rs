@@ -33,8 +33,9 @@ use std::sync::Mutex;
 /// the number of workers.
 pub const GENERATION: usize = 16;
 
-/// The share of cases drawn fresh once the pool has cases: enough that exploration never
-/// falls far behind random search on what random search finds at once.
+/// The share of cases drawn fresh once the pool has cases: the seeds random search would run
+/// keep coming, a quarter as fast, so that what random search finds in its first seeds
+/// exploration finds too (within about four times the runs, or sooner through a derived case).
 pub const FRESH_SHARE: f64 = 0.25;
 
 /// Cases the pool keeps at most: past it, the ones whose features are commonest go (a pool
@@ -154,6 +155,8 @@ pub struct ExploreReport {
     pub scenario: String,
     /// Mutant, if any.
     pub mutant: Option<String>,
+    /// Fault kinds cases could draw.
+    pub faults: BTreeSet<FaultKind>,
     /// First fresh seed.
     pub start: u64,
     /// Runs asked for.
@@ -261,6 +264,7 @@ pub fn explore(
     let mut report = ExploreReport {
         scenario: spec.name.clone(),
         mutant: options.mutant.clone(),
+        faults: options.faults.clone(),
         start: options.start,
         runs_max: options.runs,
         runs: 0,
@@ -326,13 +330,32 @@ pub fn explore(
                 match kinds.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, count)) => *count += 1,
                     None => {
-                        kinds.push((key, 1));
                         let checked =
                             batch::check_failure(scenario, planned.case, &result, &batch_options);
-                        found.push((run, planned.origin, checked));
+                        // Only a reproduced failure claims its kind: a nondeterministic one
+                        // (or an error, a hang) is reported under its own verdict, so that a
+                        // later run failing reproducibly that way is still shrunk and saved.
+                        let key = match &checked {
+                            Found::Reproduced { .. } => key,
+                            Found::Final(failure) => {
+                                (failure.verdict.clone(), failure.invariant.clone())
+                            }
+                        };
+                        match kinds.iter_mut().find(|(k, _)| *k == key) {
+                            Some((_, count)) => *count += 1,
+                            None => {
+                                kinds.push((key, 1));
+                                found.push((run, planned.origin, checked));
+                            }
+                        }
                     }
                 }
                 if options.fail_fast {
+                    report.growth.push(Growth {
+                        runs: report.runs,
+                        coverage: explorer.seen.count(),
+                        failures: kinds.len(),
+                    });
                     break 'explore;
                 }
             } else if result.verdict.kind == VerdictKind::Inconclusive {

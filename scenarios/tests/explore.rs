@@ -112,6 +112,12 @@ fn a_fail_fast_exploration_stops_at_its_first_failure() {
     let report = explore(scenario.as_ref(), &options, &mut |_| {});
     let first = report.first_failure_run.expect("found");
     assert_eq!(report.runs, first);
+    let last = report.growth.last().expect("growth recorded");
+    assert_eq!(
+        (last.runs, last.failures),
+        (first, 1),
+        "the failing run is in the growth"
+    );
     assert_eq!(report.failed, 1);
     assert_eq!(report.failures.len(), 1);
 }

@@ -3,9 +3,9 @@
 //! A run with [`crate::runner::TraceConfig::coverage`] on hashes, for every trace event, two
 //! features into a fixed bitmap (as AFL does with edges):
 //! - the event's *kind* on its node: a node crash, a `buggify!` site firing, a note's key, a
-//!   message sent to a port as request, response or datagram, a drop and its reason, a disk
-//!   operation and its error kind, a fault starting... but never times, ids or sizes, which
-//!   would make every run new;
+//!   message sent to a port as request, response or datagram (every ephemeral port counting
+//!   as one), a drop and its reason, a disk operation and its error kind, a fault starting...
+//!   but never times, ids, sizes or socket counts, which would make every run new;
 //! - the *transition* from the node's previous kind to this one (a crash right after a
 //!   write, a response sent after a failed fsync);
 //! - and, while faults of the plan are in effect, the kind with the set of their kinds (a
@@ -263,11 +263,21 @@ fn kind_of(event: &Event) -> Option<u64> {
     Some(h.finish())
 }
 
+/// A port as coverage sees it: every ephemeral port (49152 and up, handed out in turn to the
+/// sockets a node binds to port 0) is one, since its number counts sockets like an id.
+fn port_kind(port: u16) -> u32 {
+    if port >= crate::net::EPHEMERAL_FIRST {
+        u32::from(u16::MAX)
+    } else {
+        u32::from(port)
+    }
+}
+
 fn net_kind(event: &NetEvent, h: &mut StableHasher) {
     match event {
         NetEvent::Send { to, kind, .. } => {
             h.u8(0);
-            h.u32(u32::from(to.port));
+            h.u32(port_kind(to.port));
             h.u8(match kind {
                 MessageKind::Data => 0,
                 MessageKind::Request { .. } => 1,
@@ -276,11 +286,11 @@ fn net_kind(event: &NetEvent, h: &mut StableHasher) {
         }
         NetEvent::Deliver { to, .. } => {
             h.u8(1);
-            h.u32(u32::from(to.port));
+            h.u32(port_kind(to.port));
         }
         NetEvent::Drop { to, reason, .. } => {
             h.u8(2);
-            h.u32(u32::from(to.port));
+            h.u32(port_kind(to.port));
             h.u8(*reason as u8);
         }
         NetEvent::Duplicate { .. } => h.u8(3),

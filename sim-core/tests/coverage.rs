@@ -106,3 +106,39 @@ fn coverage_maps_merge_and_count_what_is_new() {
     assert_eq!(run.new_against(&seen), 0);
     assert_eq!(seen.bits().count(), 2);
 }
+
+#[test]
+fn ephemeral_port_numbers_are_not_features() {
+    // Goal: a run that binds more sockets to port 0 than another reaches nothing new for it:
+    // ephemeral ports count sockets like ids, and ids are not behaviour.
+    let sockets = |count: u16| {
+        let mut config = SimConfig::default();
+        config.trace.coverage = true;
+        run(3, config, move |sim| async move {
+            let server = sim
+                .node("server")
+                .init(|| async {
+                    let socket = Socket::bind(1).expect("free port");
+                    loop {
+                        let (from, n): (Addr, u64) = socket.recv().await.expect("open");
+                        let _ = socket.send(from, &n);
+                    }
+                })
+                .build();
+            sim.node("client")
+                .init(move || async move {
+                    for n in 0..u64::from(count) {
+                        let socket = Socket::bind(0).expect("an ephemeral port");
+                        let _ = socket.send(Addr::new(server, 1), &n);
+                        let _ = socket.recv::<u64>().await;
+                    }
+                })
+                .build();
+            sim_core::time::sleep(Duration::from_secs(2)).await;
+            Ok(())
+        })
+    };
+    let (few, many) = (sockets(3), sockets(9));
+    assert!(few.outcome.is_pass(), "{}", few.outcome);
+    assert_eq!(features(&many).new_against(features(&few)), 0);
+}

@@ -139,7 +139,7 @@ pub use tcp::{TcpListener, TcpStream};
 pub use types::{Addr, NetError, RpcError};
 pub use udp::UdpSocket;
 
-pub(crate) use state::{on_crash, NetState};
+pub(crate) use state::{on_crash, NetState, EPHEMERAL_FIRST};
 
 use crate::node::NodeId;
 use serde::{Deserialize, Serialize};

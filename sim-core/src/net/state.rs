@@ -20,7 +20,7 @@ use std::task::Waker;
 
 const NS_PER_MS: u64 = 1_000_000;
 /// Ephemeral ports handed out by `Socket::bind(0)`.
-pub(super) const EPHEMERAL_FIRST: u16 = 49_152;
+pub(crate) const EPHEMERAL_FIRST: u16 = 49_152;
 
 /// A message on the wire.
 pub(super) struct Packet {
