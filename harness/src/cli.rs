@@ -605,10 +605,12 @@ fn explore_all(
                     crate::plot::Series {
                         name: "random",
                         growth: &random.growth,
+                        failure_runs: random.failures.iter().map(|f| f.run).collect(),
                     },
                     crate::plot::Series {
                         name: "explore",
                         growth: &report.growth,
+                        failure_runs: report.failures.iter().map(|f| f.run).collect(),
                     },
                 ],
             );

@@ -11,6 +11,9 @@ pub struct Series<'a> {
     pub name: &'a str,
     /// Coverage and failures after each generation.
     pub growth: &'a [Growth],
+    /// The run that found each distinct failure (exact, where `growth` counts a failure at
+    /// the end of its generation).
+    pub failure_runs: Vec<u64>,
 }
 
 /// Draws `series` into an SVG file at `path`: coverage against runs above, distinct failures
@@ -34,7 +37,7 @@ fn draw(path: &Path, title: &str, series: &[Series<'_>]) -> Result<(), Box<dyn s
         .max(1);
     let failures_max = series
         .iter()
-        .flat_map(|s| s.growth.iter().map(|g| g.failures))
+        .map(|s| s.failure_runs.len())
         .max()
         .unwrap_or(0)
         .max(1);
@@ -91,12 +94,18 @@ fn draw(path: &Path, title: &str, series: &[Series<'_>]) -> Result<(), Box<dyn s
     for (index, one) in series.iter().enumerate() {
         let color = colors[index % colors.len()];
         // A step line: the count holds until the run that finds the next failure.
+        let mut found = one.failure_runs.clone();
+        found.sort_unstable();
         let mut steps = vec![(0, 0)];
-        for growth in one.growth {
-            let last = steps.last().map_or(0, |&(_, failures)| failures);
-            steps.push((growth.runs, last));
-            steps.push((growth.runs, growth.failures));
+        for (count, &run) in found.iter().enumerate() {
+            steps.push((run, count));
+            steps.push((run, count + 1));
         }
+        let end = one.growth.last().map_or(0, |growth| growth.runs);
+        steps.push((
+            end.max(steps.last().map_or(0, |&(run, _)| run)),
+            found.len(),
+        ));
         failures
             .draw_series(LineSeries::new(steps, color.stroke_width(2)))?
             .label(one.name)
