@@ -761,17 +761,7 @@ fn print_explore_summary(
             })
         })
         .collect();
-    if !lines.is_empty() {
-        let _ = writeln!(out, "replay:");
-        for line in lines {
-            let _ = writeln!(out, "{line}");
-        }
-    }
-    if json {
-        eprint!("{out}");
-    } else {
-        print!("{out}");
-    }
+    finish_summary(out, &lines, json);
 }
 
 fn check_mutant(target: &dyn DynScenario, mutant: &str) -> Result<(), InputError> {
@@ -963,9 +953,16 @@ fn print_summary(registry: &Registry, reports: &[BatchReport], json: bool) {
                 .map(move |f| format!("  {}  # {}", replay_line(prefix, r, f), what_failed(f)))
         })
         .collect();
-    if !distinct.is_empty() {
+    finish_summary(out, &distinct, json);
+}
+
+/// Ends a summary with its replay commands, then prints it: on stdout, or on stderr when
+/// stdout carries JSON.
+fn finish_summary(mut out: String, replay_lines: &[String], json: bool) {
+    use std::fmt::Write;
+    if !replay_lines.is_empty() {
         let _ = writeln!(out, "replay:");
-        for line in distinct {
+        for line in replay_lines {
             let _ = writeln!(out, "{line}");
         }
     }

@@ -229,6 +229,8 @@ struct Planned {
 /// The explorer's state between generations.
 struct Explorer<'a> {
     scenario: &'a dyn DynScenario,
+    /// The scenario's spec, built once (derivations check cases against it).
+    spec: crate::ScenarioSpec,
     options: &'a ExploreOptions,
     rng: Xoshiro256PlusPlus,
     next_fresh: u64,
@@ -254,6 +256,7 @@ pub fn explore(
     };
     let mut explorer = Explorer {
         scenario,
+        spec: spec.clone(),
         options,
         rng: sim_core::rng::new_stream(options.start, "explore"),
         next_fresh: options.start,
@@ -287,7 +290,8 @@ pub fn explore(
     let mut kinds: Vec<((String, Option<String>), u64)> = Vec::new();
     let mut sim_ns: u128 = 0;
     // Refused cases count against the budget too, so that the loop ends whatever happens.
-    'explore: while report.runs + report.refused < options.runs {
+    let mut stop = false;
+    while !stop && report.runs + report.refused < options.runs {
         let size = GENERATION.min((options.runs - report.runs - report.refused) as usize);
         let planned: Vec<Planned> = (0..size).map(|_| explorer.plan()).collect();
         let results = run_generation(scenario, &planned, &run_options, options.jobs);
@@ -351,12 +355,8 @@ pub fn explore(
                     }
                 }
                 if options.fail_fast {
-                    report.growth.push(Growth {
-                        runs: report.runs,
-                        coverage: explorer.seen.count(),
-                        failures: kinds.len(),
-                    });
-                    break 'explore;
+                    stop = true;
+                    break;
                 }
             } else if result.verdict.kind == VerdictKind::Inconclusive {
                 report.inconclusive += 1;
@@ -406,6 +406,7 @@ pub fn derive(
 ) -> Option<(Case, Vec<&'static str>)> {
     let mut explorer = Explorer {
         scenario,
+        spec: scenario.spec(),
         options,
         rng: sim_core::rng::new_stream(seed, "explore"),
         next_fresh: options.start,
@@ -549,12 +550,11 @@ impl Explorer<'_> {
                 mutations.push(name);
             }
         }
-        let spec = self.scenario.spec();
-        let budget = &spec.budget;
+        let budget = &self.spec.budget;
         case.plan = within_budget(case.plan, budget.down_max);
         case.plan.episodes.truncate(budget.episodes_max.max(1));
         case.plan.episodes.sort_by_key(|episode| episode.at_ms);
-        let valid = check_case(&spec, &case).is_ok()
+        let valid = check_case(&self.spec, &case).is_ok()
             && self.scenario.check_workload(&case.workload).is_ok();
         (valid && !mutations.is_empty() && case != self.pool[index].case).then_some(Planned {
             case,
@@ -564,8 +564,10 @@ impl Explorer<'_> {
 
     /// Applies one mutation; its name, or `None` when it did not apply.
     fn mutate(&mut self, case: &mut Case) -> Option<&'static str> {
-        let spec = self.scenario.spec();
-        let budget = &spec.budget;
+        let (plan_duration_ms, episode_duration_max_ms) = (
+            self.spec.budget.plan_duration_ms,
+            self.spec.budget.episode_duration_max_ms,
+        );
         let episodes = case.plan.episodes.len();
         // Out of 20: small changes that keep what the case reached (another seed, a shifted
         // or stretched episode) most often, since rare states are reached by the case that
@@ -604,7 +606,7 @@ impl Explorer<'_> {
                 let reach = (episode.at_ms / 2).max(250);
                 let shifted =
                     episode.at_ms as i64 + self.rng.gen_range(-(reach as i64)..=reach as i64);
-                episode.at_ms = (shifted.max(0) as u64).min(budget.plan_duration_ms);
+                episode.at_ms = (shifted.max(0) as u64).min(plan_duration_ms);
                 Some("shift-episode")
             }
             3 => {
@@ -615,8 +617,7 @@ impl Explorer<'_> {
                 let episode = &mut case.plan.episodes[at];
                 let duration = episode.duration_ms?;
                 let stretched = if longer { duration * 2 } else { duration / 2 };
-                episode.duration_ms =
-                    Some(stretched.clamp(1, budget.episode_duration_max_ms.max(1)));
+                episode.duration_ms = Some(stretched.clamp(1, episode_duration_max_ms.max(1)));
                 Some("stretch-episode")
             }
             4 => {

@@ -20,7 +20,7 @@
 use crate::disk::DiskEvent;
 use crate::net::{MessageKind, NetEvent};
 use crate::stable_hash::StableHasher;
-use crate::trace::{ClockEvent, Event, NodeEvent};
+use crate::trace::{ClockEvent, Event};
 use crate::NodeId;
 
 /// Bits in a [`Coverage`] map: features are hashed into this many slots.
@@ -215,14 +215,7 @@ fn kind_of(event: &Event) -> Option<u64> {
     match event {
         Event::Node(event) => {
             h.u8(1);
-            h.u8(match event {
-                NodeEvent::Start => 0,
-                NodeEvent::Crash => 1,
-                NodeEvent::Restart => 2,
-                NodeEvent::Pause => 3,
-                NodeEvent::Resume => 4,
-                NodeEvent::Exit => 5,
-            });
+            h.u8(event.code());
         }
         Event::Clock(event) => {
             h.u8(2);

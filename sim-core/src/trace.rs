@@ -163,6 +163,20 @@ pub enum Event {
     },
 }
 
+impl NodeEvent {
+    /// The variant's fixed code, as the trace hash encodes it.
+    pub(crate) fn code(&self) -> u8 {
+        match self {
+            NodeEvent::Start => 0,
+            NodeEvent::Crash => 1,
+            NodeEvent::Restart => 2,
+            NodeEvent::Pause => 3,
+            NodeEvent::Resume => 4,
+            NodeEvent::Exit => 5,
+        }
+    }
+}
+
 impl Event {
     /// Whether this event is part of the trace hash and of the step count.
     pub fn is_hashed(&self) -> bool {
@@ -175,14 +189,7 @@ impl StableHash for Event {
         match self {
             Event::Node(event) => {
                 h.u8(1);
-                h.u8(match event {
-                    NodeEvent::Start => 0,
-                    NodeEvent::Crash => 1,
-                    NodeEvent::Restart => 2,
-                    NodeEvent::Pause => 3,
-                    NodeEvent::Resume => 4,
-                    NodeEvent::Exit => 5,
-                });
+                h.u8(event.code());
             }
             Event::Clock(event) => {
                 h.u8(2);

@@ -8,22 +8,26 @@ use sim_core::net::{Addr, Socket};
 use sim_core::{run, Report, SimConfig};
 use std::time::Duration;
 
+/// A node that answers every number sent to its port 1 with the same number.
+fn echo_server(sim: &sim_core::Sim) -> sim_core::NodeId {
+    sim.node("server")
+        .init(|| async {
+            let socket = Socket::bind(1).expect("free port");
+            loop {
+                let (from, n): (Addr, u64) = socket.recv().await.expect("open");
+                let _ = socket.send(from, &n);
+            }
+        })
+        .build()
+}
+
 /// Two nodes ping-pong; with `crash`, the supervisor crashes the server half-way and restarts
 /// it; with `interest`, the client marks each answer as an interest point.
 fn ping_pong(seed: u64, collect: bool, crash: bool, interest: bool) -> Report {
     let mut config = SimConfig::default();
     config.trace.coverage = collect;
     run(seed, config, move |sim| async move {
-        let server = sim
-            .node("server")
-            .init(|| async {
-                let socket = Socket::bind(1).expect("free port");
-                loop {
-                    let (from, n): (Addr, u64) = socket.recv().await.expect("open");
-                    let _ = socket.send(from, &n);
-                }
-            })
-            .build();
+        let server = echo_server(&sim);
         sim.node("client")
             .init(move || async move {
                 let socket = Socket::bind(1).expect("free port");
@@ -115,16 +119,7 @@ fn ephemeral_port_numbers_are_not_features() {
         let mut config = SimConfig::default();
         config.trace.coverage = true;
         run(3, config, move |sim| async move {
-            let server = sim
-                .node("server")
-                .init(|| async {
-                    let socket = Socket::bind(1).expect("free port");
-                    loop {
-                        let (from, n): (Addr, u64) = socket.recv().await.expect("open");
-                        let _ = socket.send(from, &n);
-                    }
-                })
-                .build();
+            let server = echo_server(&sim);
             sim.node("client")
                 .init(move || async move {
                     for n in 0..u64::from(count) {
