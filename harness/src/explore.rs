@@ -604,9 +604,19 @@ impl Explorer<'_> {
                     .gen_range(0..episodes.checked_sub(1).map(|n| n + 1)?);
                 let episode = &mut case.plan.episodes[at];
                 let reach = (episode.at_ms / 2).max(250);
-                let shifted =
-                    episode.at_ms as i64 + self.rng.gen_range(-(reach as i64)..=reach as i64);
-                episode.at_ms = (shifted.max(0) as u64).min(plan_duration_ms);
+                // A distance drawn evenly over its doublings (1 ms as often as 128 ms), so
+                // that a case that came near a timing window can be nudged into it.
+                let octaves = 64 - reach.leading_zeros();
+                let octave = self.rng.gen_range(0..octaves);
+                let distance = self
+                    .rng
+                    .gen_range((1u64 << octave) / 2 + 1..=1u64 << octave);
+                let shifted = if self.rng.gen_bool(0.5) {
+                    episode.at_ms.saturating_add(distance)
+                } else {
+                    episode.at_ms.saturating_sub(distance)
+                };
+                episode.at_ms = shifted.min(plan_duration_ms);
                 Some("shift-episode")
             }
             3 => {

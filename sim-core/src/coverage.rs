@@ -8,8 +8,13 @@
 //!   but never times, ids, sizes or socket counts, which would make every run new;
 //! - the *transition* from the node's previous kind to this one (a crash right after a
 //!   write, a response sent after a failed fsync);
-//! - and, while faults of the plan are in effect, the kind with the set of their kinds (a
-//!   write answered during a partition is another behaviour than one answered without).
+//! - while faults of the plan are in effect, the kind with the set of their kinds (a
+//!   write answered during a partition is another behaviour than one answered without);
+//! - and, within about a second of the node's last crash, restart, pause, resume or clock
+//!   change, or of the last fault starting or ending anywhere, the kind with how long ago
+//!   that was, in doubling buckets (a query answered 2 ms after its node restarted is
+//!   another behaviour than one answered 500 ms after). The buckets give a search a slope
+//!   to climb: a case that came within 60 ms of a window is mutated until it hits 3 ms.
 //!
 //! A scenario adds its own *interest points* with [`interest`] (a breaker open while a fault
 //! is in effect, a lease held while its holder's clock jumped): features that no event shows.
@@ -133,11 +138,26 @@ pub(crate) struct Collector {
     faults: Vec<(u32, String)>,
     /// A hash of the kinds of fault in effect, 0 when none.
     fault_context: u64,
+    /// Per slot, when the node last crashed, restarted, paused, resumed or had its clock
+    /// changed (simulated nanoseconds).
+    last_lifecycle_ns: Vec<Option<u64>>,
+    /// When a fault last started or ended.
+    last_fault_edge_ns: Option<u64>,
+}
+
+/// How far after a node's lifecycle change or a fault edge the time buckets reach: events
+/// later than this are only "after".
+const WINDOW_NS: u64 = 1 << 30;
+
+/// The doubling bucket of an interval: 0 below a millisecond... 11 up to [`WINDOW_NS`];
+/// `None` past it.
+fn bucket(since_ns: u64) -> Option<u8> {
+    (since_ns < WINDOW_NS).then(|| (64 - (since_ns >> 20).leading_zeros()) as u8)
 }
 
 impl Collector {
-    /// Notes `event` on `node`.
-    pub fn observe(&mut self, node: Option<NodeId>, event: &Event) {
+    /// Notes `event` on `node` at `time_ns`.
+    pub fn observe(&mut self, node: Option<NodeId>, time_ns: u64, event: &Event) {
         if let Event::Fault {
             start,
             episode,
@@ -167,12 +187,31 @@ impl Collector {
         let slot = node.map_or(0, |id| id.0 as usize + 1);
         if self.last_kind.len() <= slot {
             self.last_kind.resize(slot + 1, 0);
+            self.last_lifecycle_ns.resize(slot + 1, None);
         }
         let previous = std::mem::replace(&mut self.last_kind[slot], kind);
         let mut h = StableHasher::default();
         h.u32(slot as u32);
         h.u64(kind);
         self.map.insert(h.finish());
+        // The time buckets are taken before this event moves the marks, so that a restart's
+        // own bucket tells how long the node was down.
+        for (family, mark) in [
+            (1u8, self.last_lifecycle_ns[slot]),
+            (2u8, self.last_fault_edge_ns),
+        ] {
+            if let Some(bucket) = mark.and_then(|mark| bucket(time_ns.saturating_sub(mark))) {
+                let mut timed = h.clone();
+                timed.u8(family);
+                timed.u8(bucket);
+                self.map.insert(timed.finish());
+            }
+        }
+        match event {
+            Event::Node(_) | Event::Clock(_) => self.last_lifecycle_ns[slot] = Some(time_ns),
+            Event::Fault { .. } => self.last_fault_edge_ns = Some(time_ns),
+            _ => {}
+        }
         if self.fault_context != 0 {
             // The same kind while these kinds of fault are in effect: a behaviour under a
             // fault is another behaviour.

@@ -161,7 +161,7 @@ impl World {
         }
         let time_ns = self.now().as_nanos() as u64;
         if let Some(coverage) = self.coverage.as_mut() {
-            coverage.observe(node, &event);
+            coverage.observe(node, time_ns, &event);
         }
         self.trace.push(TraceEvent {
             time_ns,

@@ -137,3 +137,38 @@ fn ephemeral_port_numbers_are_not_features() {
     assert!(few.outcome.is_pass(), "{}", few.outcome);
     assert_eq!(features(&many).new_against(features(&few)), 0);
 }
+
+#[test]
+fn a_message_soon_after_a_restart_is_a_feature_one_long_after_is_not() {
+    // Goal: how soon after its node's restart a behaviour happens is a feature (in doubling
+    // buckets up to about a second), so that a search can climb toward a recovery window;
+    // past the window it is only the behaviour.
+    let after_restart = |delay_ms: u64| {
+        let mut config = SimConfig::default();
+        config.trace.coverage = true;
+        run(5, config, move |sim| async move {
+            let server = echo_server(&sim);
+            sim_core::time::sleep(Duration::from_millis(100)).await;
+            sim.crash(server);
+            sim_core::time::sleep(Duration::from_millis(100)).await;
+            sim.restart(server);
+            sim.node("client")
+                .init(move || async move {
+                    sim_core::time::sleep(Duration::from_millis(delay_ms)).await;
+                    let socket = Socket::bind(1).expect("free port");
+                    let _ = socket.send(Addr::new(server, 1), &1u64);
+                    let _ = socket.recv::<u64>().await;
+                })
+                .build();
+            sim_core::time::sleep(Duration::from_secs(5)).await;
+            Ok(())
+        })
+    };
+    let (soon, late) = (after_restart(2), after_restart(2_000));
+    assert!(soon.outcome.is_pass(), "{}", soon.outcome);
+    assert!(
+        features(&soon).new_against(features(&late)) > 0,
+        "a message 2 ms after the restart reached nothing one 2 s after did not"
+    );
+    assert_eq!(features(&late).new_against(features(&soon)), 0);
+}
