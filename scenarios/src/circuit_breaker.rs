@@ -969,7 +969,18 @@ fn mutant_spec(mutant: Mutant) -> MutantSpec {
         Mutant::BucketNotReset | Mutant::IgnoredProbeFails => &METRICS_MATCH,
         Mutant::OpenWaitWallClock => &MONOTONIC_OPEN_WAIT,
         Mutant::HalfOpenStuck => &LEGAL_TRANSITIONS,
-        Mutant::IgnoredProbeKeepsSlot => &PERMITS_RELEASED_ONCE,
+        Mutant::IgnoredProbeKeepsSlot | Mutant::StaleReleaseFreesSlot => &PERMITS_RELEASED_ONCE,
     };
-    MutantSpec::new(&mutant_name(mutant), mutant.description()).breaks(breaks.name())
+    let spec = MutantSpec::new(&mutant_name(mutant), mutant.description()).breaks(breaks.name());
+    // `stale-release-frees-slot` (hard) needs a probe abandoned by its caller after its
+    // half-open epoch ended (the half-open wait ran out while a partition held it) and while
+    // the breaker is half-open again with a probe out: rare, and mostly under faults.
+    // Measured (`dst run circuit-breaker --mutant stale-release-frees-slot --seeds 500`):
+    // first caught at seed 129, 2 seeds in 500 (seed 129's plan shrinks to one one-way
+    // partition); 1 seed in 1000 with `--faults none`.
+    if mutant == Mutant::StaleReleaseFreesSlot {
+        spec.hard()
+    } else {
+        spec
+    }
 }

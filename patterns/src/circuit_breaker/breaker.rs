@@ -184,6 +184,12 @@ impl CircuitBreaker {
         self.observe(now);
         if permit.epoch == self.epoch {
             self.give_back_probe_slot();
+        } else if permit.kind == PermitKind::Probe
+            && self.config.has_mutant(Mutant::StaleReleaseFreesSlot)
+        {
+            // The mutant: like failsafe#391, a released probe frees a half-open slot, whatever
+            // epoch it was admitted in.
+            self.give_back_stale_slot();
         }
         if permit.published {
             self.push(EventKind::Released {
@@ -337,10 +343,19 @@ impl CircuitBreaker {
 
     fn give_back_probe_slot(&mut self) {
         if self.state == State::HalfOpen && !self.config.has_mutant(Mutant::HalfOpenStuck) {
+            // Under `stale_release_frees_slot` a stale probe may have taken this one's slot.
             assert!(
-                self.probe_slots_used > 0,
+                self.probe_slots_used > 0 || self.config.has_mutant(Mutant::StaleReleaseFreesSlot),
                 "a probe of this epoch holds a slot"
             );
+            self.probe_slots_used = self.probe_slots_used.saturating_sub(1);
+        }
+    }
+
+    /// Under `stale_release_frees_slot`: a probe of an older epoch frees a slot of half-open's
+    /// current epoch, if one is taken.
+    fn give_back_stale_slot(&mut self) {
+        if self.state == State::HalfOpen && self.probe_slots_used > 0 {
             self.probe_slots_used -= 1;
         }
     }

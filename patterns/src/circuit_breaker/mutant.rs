@@ -32,11 +32,14 @@ pub enum Mutant {
     /// Half-open records an ignored outcome as a failure, so an error the configuration ignores
     /// reopens the breaker.
     IgnoredProbeFails,
+    /// A probe released in half-open gives a slot back whatever epoch it was admitted in, so a
+    /// probe abandoned from an earlier half-open epoch lets an extra probe through.
+    StaleReleaseFreesSlot,
 }
 
 /// Every mutant, in a fixed order.
 #[cfg(madsim)]
-const ALL: [Mutant; 7] = [
+const ALL: [Mutant; 8] = [
     Mutant::HalfOpenUnbounded,
     Mutant::StaleEpochCloses,
     Mutant::BucketNotReset,
@@ -44,6 +47,7 @@ const ALL: [Mutant; 7] = [
     Mutant::HalfOpenStuck,
     Mutant::IgnoredProbeKeepsSlot,
     Mutant::IgnoredProbeFails,
+    Mutant::StaleReleaseFreesSlot,
 ];
 
 #[cfg(madsim)]
@@ -63,6 +67,7 @@ impl Mutant {
             Mutant::HalfOpenStuck => "half_open_stuck",
             Mutant::IgnoredProbeKeepsSlot => "ignored_probe_keeps_slot",
             Mutant::IgnoredProbeFails => "ignored_probe_fails",
+            Mutant::StaleReleaseFreesSlot => "stale_release_frees_slot",
         }
     }
 
@@ -101,6 +106,12 @@ impl Mutant {
                  configuration ignores reopens the breaker (Hystrix#1610 and #674, Polly#311, \
                  smallrye-fault-tolerance#320)"
             }
+            Mutant::StaleReleaseFreesSlot => {
+                "a probe released in half-open gives a slot back whatever epoch it was admitted \
+                 in, so a probe abandoned from an earlier half-open epoch lets an extra probe \
+                 through (failsafe#391: `releasePermit` in half-open frees a slot for any \
+                 permit, not only for one of the current half-open state)"
+            }
         }
     }
 }
@@ -115,7 +126,7 @@ impl std::fmt::Display for Mutant {
 /// A mutant name that names no mutant.
 #[cfg(madsim)]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown circuit-breaker mutant `{name}` (known: half_open_unbounded, stale_epoch_closes, bucket_not_reset, open_wait_wall_clock, half_open_stuck, ignored_probe_keeps_slot, ignored_probe_fails)")]
+#[error("unknown circuit-breaker mutant `{name}` (known: half_open_unbounded, stale_epoch_closes, bucket_not_reset, open_wait_wall_clock, half_open_stuck, ignored_probe_keeps_slot, ignored_probe_fails, stale_release_frees_slot)")]
 pub struct UnknownMutant {
     /// The name that was given.
     pub name: String,
