@@ -463,6 +463,32 @@ fn script_catches_stale_release_frees_slot() {
     insta::assert_snapshot!(trace);
 }
 
+#[cfg(madsim)]
+#[test]
+fn script_catches_backoff_overflows() {
+    // Goal: a probe fails after every open wait, so the openings run on without a close; at
+    // the eleventh, `initial x 10^k` no longer fits in 64 bits and the wait collapses to a
+    // nanosecond (onos-lib-go PR #127).
+    let config = Config::builder()
+        .window(Window::Count { size: 2 })
+        .calls_min(1)
+        .half_open_probes_max(1)
+        .open_wait_backoff(Backoff {
+            initial: Duration::from_secs(1),
+            multiplier: 1.0,
+            max: Duration::from_secs(2),
+            jitter: 0.0,
+        })
+        .build()
+        .expect("valid");
+    let cycles: Vec<String> = (0..12)
+        .map(|i| format!("wait 1s\nacquire\nfail p{i}\nacquire"))
+        .collect();
+    let script = format!("trip\n{}", cycles.join("\n"));
+    let trace = targeted(Mutant::BackoffOverflows, config, &script);
+    insta::assert_snapshot!(trace);
+}
+
 #[test]
 fn legal_transition_relation_rejects_illegal_edges() {
     // Goal: the relation the trace checkers rely on refuses the transitions resilience4j
