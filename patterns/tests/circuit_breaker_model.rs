@@ -317,6 +317,13 @@ fn model_catches_ignored_probe_keeps_slot() {
 
 #[cfg(madsim)]
 #[test]
+fn model_catches_stale_release_frees_slot() {
+    let reason = assert_model_catches(Mutant::StaleReleaseFreesSlot);
+    assert!(reason.contains("probe_slots_used"), "{reason}");
+}
+
+#[cfg(madsim)]
+#[test]
 fn model_catches_ignored_probe_fails() {
     let reason = assert_model_catches(Mutant::IgnoredProbeFails);
     assert!(
@@ -440,6 +447,45 @@ fn script_catches_ignored_probe_fails() {
     // (Hystrix#1610, Polly#311).
     let script = "trip\nwait 5s\nacquire\nignore p0";
     let trace = targeted(Mutant::IgnoredProbeFails, one_probe(), script);
+    insta::assert_snapshot!(trace);
+}
+
+#[cfg(madsim)]
+#[test]
+fn script_catches_stale_release_frees_slot() {
+    // Goal: a probe of an earlier half-open epoch, abandoned by its caller after the maximum
+    // wait reopened the breaker, frees the slot of the next half-open epoch's probe, so a
+    // second probe could go out beside it (failsafe#391).
+    let mut config = one_probe();
+    config.half_open_wait_max = Some(Duration::from_secs(3));
+    let script = "trip\nwait 5s\nacquire\nwait 3s\ntimeout\nwait 5s\nacquire\nrelease p0";
+    let trace = targeted(Mutant::StaleReleaseFreesSlot, config, script);
+    insta::assert_snapshot!(trace);
+}
+
+#[cfg(madsim)]
+#[test]
+fn script_catches_backoff_overflows() {
+    // Goal: a probe fails after every open wait, so the openings run on without a close; at
+    // the eleventh, `initial x 10^k` no longer fits in 64 bits and the wait collapses to a
+    // nanosecond (onos-lib-go PR #127).
+    let config = Config::builder()
+        .window(Window::Count { size: 2 })
+        .calls_min(1)
+        .half_open_probes_max(1)
+        .open_wait_backoff(Backoff {
+            initial: Duration::from_secs(1),
+            multiplier: 1.0,
+            max: Duration::from_secs(2),
+            jitter: 0.0,
+        })
+        .build()
+        .expect("valid");
+    let cycles: Vec<String> = (0..12)
+        .map(|i| format!("wait 1s\nacquire\nfail p{i}\nacquire"))
+        .collect();
+    let script = format!("trip\n{}", cycles.join("\n"));
+    let trace = targeted(Mutant::BackoffOverflows, config, &script);
     insta::assert_snapshot!(trace);
 }
 

@@ -544,6 +544,23 @@ mod auth {
         }
     }
 
+    #[test]
+    fn a_cached_verdict_still_checks_not_before() {
+        // Goal: verified once while valid, the token is refused when the clock has stepped
+        // back to before its not-before (minus the skew); under the mutant the cache keeps
+        // passing it (fast-jwt#194).
+        let token = sign(&claims("ann", "k2", 1_000, 5_000), b"secret-two");
+        let mut v = verifier(Mutants::none());
+        assert!(v.verify(&token, 1_000).is_ok());
+        assert_eq!(v.verify(&token, 900), Err(AuthError::NotYetValid(1_000)));
+        #[cfg(madsim)]
+        {
+            let mut broken = verifier(Mutants::only(Mutant::AuthCacheIgnoresNotBefore));
+            assert!(broken.verify(&token, 1_000).is_ok());
+            assert!(broken.verify(&token, 900).is_ok());
+        }
+    }
+
     proptest! {
         #[test]
         fn hostile_tokens_never_panic_nor_pass(token in "[v1.a-z0-9A-Z_\\- ]{0,120}") {

@@ -49,6 +49,8 @@ fn every_core_mutant_declares_the_invariant_it_breaks() {
         (Mutant::HalfOpenStuck, &LEGAL_TRANSITIONS),
         (Mutant::IgnoredProbeKeepsSlot, &PERMITS_RELEASED_ONCE),
         (Mutant::IgnoredProbeFails, &METRICS_MATCH),
+        (Mutant::StaleReleaseFreesSlot, &PERMITS_RELEASED_ONCE),
+        (Mutant::BackoffOverflows, &MONOTONIC_OPEN_WAIT),
     ];
     assert_eq!(expected.len(), Mutant::all().len());
     let listed: Vec<(String, Option<String>)> = Scenario::spec(&CircuitBreakerScenario)

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::config::{jitter_draw, Config, ConfigError, Window};
+use super::config::{jitter_draw, Backoff, Config, ConfigError, OpenWait, Window, BACKOFF_PPM};
 use super::event::{Event, EventKind, EventQueue, Metrics, TransitionReason};
 use super::mutant::Mutant;
 use super::permit::{
@@ -184,6 +184,12 @@ impl CircuitBreaker {
         self.observe(now);
         if permit.epoch == self.epoch {
             self.give_back_probe_slot();
+        } else if permit.kind == PermitKind::Probe
+            && self.config.has_mutant(Mutant::StaleReleaseFreesSlot)
+        {
+            // The mutant: like failsafe#391, a released probe frees a half-open slot, whatever
+            // epoch it was admitted in.
+            self.give_back_stale_slot();
         }
         if permit.published {
             self.push(EventKind::Released {
@@ -337,10 +343,19 @@ impl CircuitBreaker {
 
     fn give_back_probe_slot(&mut self) {
         if self.state == State::HalfOpen && !self.config.has_mutant(Mutant::HalfOpenStuck) {
+            // Under `stale_release_frees_slot` a stale probe may have taken this one's slot.
             assert!(
-                self.probe_slots_used > 0,
+                self.probe_slots_used > 0 || self.config.has_mutant(Mutant::StaleReleaseFreesSlot),
                 "a probe of this epoch holds a slot"
             );
+            self.probe_slots_used = self.probe_slots_used.saturating_sub(1);
+        }
+    }
+
+    /// Under `stale_release_frees_slot`: a probe of an older epoch frees a slot of half-open's
+    /// current epoch, if one is taken.
+    fn give_back_stale_slot(&mut self) {
+        if self.state == State::HalfOpen && self.probe_slots_used > 0 {
             self.probe_slots_used -= 1;
         }
     }
@@ -455,7 +470,12 @@ impl CircuitBreaker {
         } else {
             0
         };
-        let wait = self.config.open_wait.wait(self.openings, draw);
+        let wait = match &self.config.open_wait {
+            OpenWait::Backoff(backoff) if self.config.has_mutant(Mutant::BackoffOverflows) => {
+                overflowing_wait(backoff, self.openings, draw)
+            }
+            open_wait => open_wait.wait(self.openings, draw),
+        };
         self.openings = self.openings.saturating_add(1);
         self.open_deadline = OpenDeadline {
             until: self.now.monotonic.saturating_add(wait),
@@ -477,6 +497,28 @@ impl CircuitBreaker {
             kind,
         });
     }
+}
+
+/// The open wait under the `backoff_overflows` mutant: `initial x multiplier^openings` in
+/// signed 64-bit nanoseconds, with the multiplier kept in tenths so that the arithmetic stays
+/// in integers (`initial x tenths^k / 10^k`), and the cap applied only at the end. A long run
+/// of openings overflows the product, often to a negative wait, which then ends at once.
+/// Until it overflows it equals [`OpenWait::wait`] for the generated multipliers (whole
+/// tenths).
+fn overflowing_wait(backoff: &Backoff, openings: u32, draw: u32) -> Duration {
+    let tenths = (backoff.multiplier * 10.0).round() as i64;
+    let initial = i64::try_from(backoff.initial.as_nanos()).unwrap_or(i64::MAX);
+    let max = i64::try_from(backoff.max.as_nanos()).unwrap_or(i64::MAX);
+    let grown = initial.wrapping_mul(tenths.wrapping_pow(openings));
+    let base = grown / 10i64.wrapping_pow(openings).max(1);
+    // Clamped below by zero the way a timer treats a negative delay: it fires at once.
+    let base = u128::try_from(base.min(max)).unwrap_or(0);
+    let (ppm, jitter) = (u128::from(BACKOFF_PPM), u128::from(backoff.jitter_ppm()));
+    let scaled = base * ((ppm - jitter) << 32) + base * 2 * jitter * u128::from(draw);
+    let wait = (scaled / (ppm << 32))
+        .min(u128::from(max.unsigned_abs()))
+        .max(1);
+    Duration::from_nanos(u64::try_from(wait).unwrap_or(u64::MAX))
 }
 
 fn recorded_event(permit: PermitId, class: CallClass, duration: Duration) -> EventKind {

@@ -32,11 +32,18 @@ pub enum Mutant {
     /// Half-open records an ignored outcome as a failure, so an error the configuration ignores
     /// reopens the breaker.
     IgnoredProbeFails,
+    /// A probe released in half-open gives a slot back whatever epoch it was admitted in, so a
+    /// probe abandoned from an earlier half-open epoch lets an extra probe through.
+    StaleReleaseFreesSlot,
+    /// The backoff of the open wait is computed as `initial x multiplier^openings` in signed
+    /// 64-bit nanoseconds and capped only afterwards: after enough consecutive openings the
+    /// product overflows and the open wait collapses to nothing.
+    BackoffOverflows,
 }
 
 /// Every mutant, in a fixed order.
 #[cfg(madsim)]
-const ALL: [Mutant; 7] = [
+const ALL: [Mutant; 9] = [
     Mutant::HalfOpenUnbounded,
     Mutant::StaleEpochCloses,
     Mutant::BucketNotReset,
@@ -44,6 +51,8 @@ const ALL: [Mutant; 7] = [
     Mutant::HalfOpenStuck,
     Mutant::IgnoredProbeKeepsSlot,
     Mutant::IgnoredProbeFails,
+    Mutant::StaleReleaseFreesSlot,
+    Mutant::BackoffOverflows,
 ];
 
 #[cfg(madsim)]
@@ -63,6 +72,8 @@ impl Mutant {
             Mutant::HalfOpenStuck => "half_open_stuck",
             Mutant::IgnoredProbeKeepsSlot => "ignored_probe_keeps_slot",
             Mutant::IgnoredProbeFails => "ignored_probe_fails",
+            Mutant::StaleReleaseFreesSlot => "stale_release_frees_slot",
+            Mutant::BackoffOverflows => "backoff_overflows",
         }
     }
 
@@ -101,6 +112,19 @@ impl Mutant {
                  configuration ignores reopens the breaker (Hystrix#1610 and #674, Polly#311, \
                  smallrye-fault-tolerance#320)"
             }
+            Mutant::StaleReleaseFreesSlot => {
+                "a probe released in half-open gives a slot back whatever epoch it was admitted \
+                 in, so a probe abandoned from an earlier half-open epoch lets an extra probe \
+                 through (failsafe#391: `releasePermit` in half-open frees a slot for any \
+                 permit, not only for one of the current half-open state)"
+            }
+            Mutant::BackoffOverflows => {
+                "the open wait's backoff is computed as initial x multiplier^openings in signed \
+                 64-bit nanoseconds and capped only afterwards, so after enough consecutive \
+                 openings it overflows and the open wait collapses (onos-lib-go PR #127: \
+                 \"after about 40 retries ... the duration overflows to negative values, and \
+                 then retry happens after 0ms\"; carlescere/goback#5)"
+            }
         }
     }
 }
@@ -115,7 +139,7 @@ impl std::fmt::Display for Mutant {
 /// A mutant name that names no mutant.
 #[cfg(madsim)]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown circuit-breaker mutant `{name}` (known: half_open_unbounded, stale_epoch_closes, bucket_not_reset, open_wait_wall_clock, half_open_stuck, ignored_probe_keeps_slot, ignored_probe_fails)")]
+#[error("unknown circuit-breaker mutant `{name}` (known: half_open_unbounded, stale_epoch_closes, bucket_not_reset, open_wait_wall_clock, half_open_stuck, ignored_probe_keeps_slot, ignored_probe_fails, stale_release_frees_slot, backoff_overflows)")]
 pub struct UnknownMutant {
     /// The name that was given.
     pub name: String,

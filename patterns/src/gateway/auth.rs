@@ -209,9 +209,15 @@ impl Verifier {
         let skew = self.config.skew_s;
         if let Some((claims, until)) = self.cache.get(token) {
             let outlives = self.config.mutants.contains(Mutant::AuthCacheOutlivesToken);
+            // The bug (fast-jwt#194): the cache checks a token's not-before otherwise than
+            // the verifier does; here, not at all, as if a verdict once valid stayed valid.
+            let early = self
+                .config
+                .mutants
+                .contains(Mutant::AuthCacheIgnoresNotBefore);
             let valid = now_s <= *until
                 && (outlives || now_s <= claims.expires_s.saturating_add(skew))
-                && now_s.saturating_add(skew) >= claims.not_before_s
+                && (early || now_s.saturating_add(skew) >= claims.not_before_s)
                 // A retired key's grace may have ended since.
                 && self.keys.secret(&claims.key_id, now_s).is_some();
             if valid {

@@ -45,6 +45,10 @@ pub enum Mutant {
     /// PolicyWrap order, App-vNext/Polly#1012; resilience4j's decorator order): an instance
     /// whose breaker is open keeps getting every retry.
     RetriesBypassBreaker,
+    /// A cached token verdict is used without checking the token's not-before again: after
+    /// the gateway's clock steps back, a token its clock says is not valid yet keeps passing
+    /// (nearform/fast-jwt#194: the cache judges a token's times otherwise than the verifier).
+    AuthCacheIgnoresNotBefore,
 }
 
 #[cfg(madsim)]
@@ -63,6 +67,7 @@ impl Mutant {
             Mutant::KeepsRemovedInstances,
             Mutant::IgnoresEjection,
             Mutant::RetriesBypassBreaker,
+            Mutant::AuthCacheIgnoresNotBefore,
         ]
     }
 
@@ -80,6 +85,7 @@ impl Mutant {
             Mutant::KeepsRemovedInstances => "keeps-removed-instances",
             Mutant::IgnoresEjection => "ignores-ejection",
             Mutant::RetriesBypassBreaker => "retries-bypass-breaker",
+            Mutant::AuthCacheIgnoresNotBefore => "auth-cache-ignores-not-before",
         }
     }
 }
