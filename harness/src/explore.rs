@@ -7,8 +7,9 @@
 //! fresh draw (the next seed, as random search would run it) or derived from a pool case by
 //! one to three mutations: add, remove, shift, stretch or retarget an episode (the added and
 //! retargeted faults are drawn by the scenario's own generator, so they stay within its
-//! budget), take another draw's fault plan and swarm profile, perturb or replace the
-//! workload, or reseed the simulation. The explorer never reads a mutant's name: it steers by
+//! budget), splice in an episode of another pool case, move an episode to just after another
+//! ends (faults meeting at a boundary), take another draw's fault plan and swarm profile,
+//! perturb or replace the workload, or reseed the simulation. The explorer never reads a mutant's name: it steers by
 //! coverage only.
 //!
 //! Deterministic: the explorer decides a whole *generation* of cases from what it knew before
@@ -569,36 +570,39 @@ impl Explorer<'_> {
             self.spec.budget.episode_duration_max_ms,
         );
         let episodes = case.plan.episodes.len();
-        // Out of 20: small changes that keep what the case reached (another seed, a shifted
-        // or stretched episode) most often, since rare states are reached by the case that
-        // is mutated and lost by a fresh draw.
+        // Out of 20: changes of timing (a shifted, stretched or abutted episode) and changes
+        // that keep what the case reached (another seed, an episode spliced in) most often,
+        // since rare states are reached by the case that is mutated and lost by a fresh draw;
+        // weighed on `harness/tests/explore_power.rs` and the hard mutants.
         let mutation = match self.rng.gen_range(0..20) {
-            0..=1 => 0,
-            2..=3 => 1,
-            4..=6 => 2,
-            7..=8 => 3,
-            9..=10 => 4,
-            11 => 5,
-            12..=13 => 6,
-            14 => 7,
-            _ => 8,
+            0 => Mutation::Add,
+            1..=2 => Mutation::Splice,
+            3..=4 => Mutation::Remove,
+            5..=8 => Mutation::Shift,
+            9..=10 => Mutation::Stretch,
+            11 => Mutation::Retarget,
+            12 => Mutation::Swarm,
+            13 => Mutation::PerturbWorkload,
+            14 => Mutation::Workload,
+            15..=16 => Mutation::Reseed,
+            _ => Mutation::Abut,
         };
         match mutation {
-            0 => {
+            Mutation::Add => {
                 let donor = self.donor();
                 let pick = donor.plan.episodes.len().checked_sub(1)?;
                 let at = self.rng.gen_range(0..=pick);
                 case.plan.episodes.push(donor.plan.episodes[at].clone());
                 Some("add-episode")
             }
-            1 => {
+            Mutation::Remove => {
                 let at = self
                     .rng
                     .gen_range(0..episodes.checked_sub(1).map(|n| n + 1)?);
                 case.plan.episodes.remove(at);
                 Some("remove-episode")
             }
-            2 => {
+            Mutation::Shift => {
                 let at = self
                     .rng
                     .gen_range(0..episodes.checked_sub(1).map(|n| n + 1)?);
@@ -619,7 +623,7 @@ impl Explorer<'_> {
                 episode.at_ms = shifted.min(plan_duration_ms);
                 Some("shift-episode")
             }
-            3 => {
+            Mutation::Stretch => {
                 let at = self
                     .rng
                     .gen_range(0..episodes.checked_sub(1).map(|n| n + 1)?);
@@ -630,7 +634,7 @@ impl Explorer<'_> {
                 episode.duration_ms = Some(stretched.clamp(1, episode_duration_max_ms.max(1)));
                 Some("stretch-episode")
             }
-            4 => {
+            Mutation::Retarget => {
                 // The same time, another fault: of the same kind if a donor has one.
                 let at = self
                     .rng
@@ -648,13 +652,13 @@ impl Explorer<'_> {
                 case.plan.episodes[at].fault = fault;
                 Some("retarget-episode")
             }
-            5 => {
+            Mutation::Swarm => {
                 let donor = self.donor();
                 case.swarm = donor.swarm;
                 case.plan = donor.plan;
                 Some("swarm")
             }
-            6 => {
+            Mutation::PerturbWorkload => {
                 let mut workload = case.workload.clone();
                 perturb(&mut workload, &mut self.rng).then(|| {
                     case.workload = workload;
@@ -664,16 +668,70 @@ impl Explorer<'_> {
                 }
                 Some("perturb-workload")
             }
-            7 => {
+            Mutation::Workload => {
                 case.workload = self.donor().workload;
                 Some("workload")
             }
-            _ => {
+            Mutation::Reseed => {
                 case.seed = self.rng.gen();
                 Some("reseed")
             }
+            Mutation::Abut => {
+                // One episode moved to just after another ends (or just before it starts):
+                // faults meeting at a boundary (a crash right after a pause, a partition
+                // healing as a node restarts) are where recovery code breaks, and random plans
+                // seldom place them so.
+                if episodes < 2 {
+                    return None;
+                }
+                let anchor = self.rng.gen_range(0..episodes);
+                let mut moved = self.rng.gen_range(0..episodes - 1);
+                if moved >= anchor {
+                    moved += 1;
+                }
+                let octave = self.rng.gen_range(0..8u32);
+                let gap = self.rng.gen_range(0..=(1u64 << octave));
+                let (start, end) = {
+                    let a = &case.plan.episodes[anchor];
+                    (a.at_ms, a.at_ms + a.duration_ms.unwrap_or(0))
+                };
+                let at = if self.rng.gen_bool(0.75) {
+                    end + gap
+                } else {
+                    start.saturating_sub(gap)
+                };
+                case.plan.episodes[moved].at_ms = at.min(plan_duration_ms);
+                Some("abut-episode")
+            }
+            Mutation::Splice => {
+                // Another pool case's episode, chosen as parents are: what reached one rare
+                // behaviour joins what reached another (a restart here, a duplicated message
+                // there), as fuzzers splice inputs.
+                let other = self.choose();
+                let donor = &self.pool[other].case.plan.episodes;
+                let pick = donor.len().checked_sub(1)?;
+                let episode = donor[self.rng.gen_range(0..=pick)].clone();
+                case.plan.episodes.push(episode);
+                Some("splice-episode")
+            }
         }
     }
+}
+
+/// The ways a case is mutated.
+#[derive(Clone, Copy)]
+enum Mutation {
+    Add,
+    Splice,
+    Remove,
+    Shift,
+    Stretch,
+    Retarget,
+    Swarm,
+    PerturbWorkload,
+    Workload,
+    Reseed,
+    Abut,
 }
 
 /// Perturbs one part of a workload (as JSON): an array loses, repeats or swaps elements, or a
