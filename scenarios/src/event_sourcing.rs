@@ -52,15 +52,19 @@
 //! measure coverage, and no check relies on them.
 //!
 //! ## Mutants
-//! The store core's eight mutants, by their names (see
-//! [`patterns::event_sourcing::mutant::Mutant`] for the bug each mirrors); each is caught
-//! within a few dozen seeds (`scenarios/tests/event_sourcing.rs` prints the first seed), but
-//! `retry-failed-fsync`, marked hard: only a failed fsync of the log that drops the write
-//! shows it, about 3 seeds in 1000. Three need faults: `drop-after-bad` (a corruption),
-//! `idempotency-misses-pending` (a duplicated or held request arriving while its first copy
-//! is still being committed) and `retry-failed-fsync` (a failed fsync); measured with
-//! `dst mutants event-sourcing --seeds 500`, none of the three is caught by 1000 fault-free
-//! seeds, and they are first caught at seeds 7, 11 and 68.
+//! The store core's eleven mutants, by their names (see
+//! [`patterns::event_sourcing::mutant::Mutant`] for the bug each mirrors); the first eight
+//! are caught within a few dozen seeds (`scenarios/tests/event_sourcing.rs` prints the first
+//! seed). Three need faults: `drop-after-bad` (a corruption), `idempotency-misses-pending` (a
+//! duplicated or held request arriving while its first copy is still being committed) and
+//! `retry-failed-fsync` (a failed fsync of the log that drops the write, about 3 seeds in
+//! 1000); measured with `dst mutants event-sourcing --seeds 500`, none of the three is caught
+//! by 1000 fault-free seeds, and they are first caught at seeds 7, 11 and 68. The last three,
+//! marked hard, need a fault at a particular moment and are first caught between seeds 100
+//! and 500: `idempotent-ack-before-durable` (a retry taken mid-commit while the store was
+//! paused; first failing seed 151), `idempotency-before-recovery-commit` and
+//! `expected-version-before-recovery-commit` (a request in the milliseconds of the recovery
+//! commit after a disk error restarted the store; 213 and 439).
 
 mod clients;
 pub mod fold;
@@ -308,15 +312,27 @@ fn mutants() -> Vec<MutantSpec> {
                 // The dropped write leaves a hole in the synced log: after the final crash the
                 // store refuses to serve, its disk never corrupted.
                 Mutant::RetryFailedFsync => &AVAILABLE_AFTER_HEAL,
+                Mutant::IdempotentAckBeforeDurable => &oracle::ACKED_SURVIVE,
+                Mutant::IdempotencyBeforeRecoveryCommit => &oracle::IDEMPOTENT,
+                Mutant::ExpectedVersionBeforeRecoveryCommit => &oracle::LINEARIZABLE,
             };
             let spec =
                 MutantSpec::new(&mutant_name(mutant), mutant.description()).breaks(breaks.name());
-            // Only a failed fsync of the log that drops its write shows it: about 3 seeds in
-            // 1000 (`dst run event-sourcing --mutant retry-failed-fsync --seeds 2000`).
-            if mutant == Mutant::RetryFailedFsync {
-                spec.hard()
-            } else {
-                spec
+            // The hard ones need a fault at a particular moment (none is caught by 1000
+            // fault-free seeds). First failing seeds, `dst run event-sourcing --mutant NAME
+            // --seeds 500`: `idempotent-ack-before-durable` 151 (a paused store takes a retry
+            // while the original's commit runs, and a read before that commit ends misses the
+            // acknowledged events); `idempotency-before-recovery-commit` 213 and
+            // `expected-version-before-recovery-commit` 439 (a disk error restarts the store
+            // and a retry, or an append with an expected version, arrives in the milliseconds
+            // of its recovery commit).
+            // `retry-failed-fsync` is rare too (a failed fsync of the log that drops the
+            // write, about 3 seeds in 1000), but its first failing seed is 67: not hard.
+            match mutant {
+                Mutant::IdempotentAckBeforeDurable
+                | Mutant::IdempotencyBeforeRecoveryCommit
+                | Mutant::ExpectedVersionBeforeRecoveryCommit => spec.hard(),
+                _ => spec,
             }
         })
         .collect()

@@ -61,6 +61,10 @@ impl ClientCache {
                 seq,
                 records,
             } => {
+                if self.mutants.contains(Mutant::ResyncReplacesCache) {
+                    // The bug: the replica's state is taken as the whole truth.
+                    self.records.retain(|key, _| key.service != service);
+                }
                 for (key, record) in records {
                     if key.service == service {
                         self.merge(key, record);

@@ -31,6 +31,10 @@ pub enum Mutant {
     /// A resumed watch starts one event late: an off-by-one in the resume position loses the
     /// first event after the cursor.
     WatchResumeSkipsOne,
+    /// A watch resync (the replica's whole state) replaces the client's cached records of the
+    /// service instead of merging them by rank, so a resync from a replica that lags wipes or
+    /// lowers what the cache knew (Nacos#4470).
+    ResyncReplacesCache,
 }
 
 #[cfg(madsim)]
@@ -45,6 +49,7 @@ impl Mutant {
             Mutant::EvictAfterPause,
             Mutant::StaleRegistrationAccepted,
             Mutant::WatchResumeSkipsOne,
+            Mutant::ResyncReplacesCache,
         ]
     }
 
@@ -58,6 +63,7 @@ impl Mutant {
             Mutant::EvictAfterPause => "evict-after-pause",
             Mutant::StaleRegistrationAccepted => "stale-registration-accepted",
             Mutant::WatchResumeSkipsOne => "watch-resume-skips-one",
+            Mutant::ResyncReplacesCache => "resync-replaces-cache",
         }
     }
 }

@@ -33,6 +33,15 @@ pub enum Mutant {
     /// A failed fsync is retried instead of halting the store, and the retry's success is
     /// taken as durability (ES-M5, acid-state#175, PostgreSQL's "fsyncgate").
     RetryFailedFsync,
+    /// A retry of an append whose group commit is still in flight is answered with success at
+    /// once, before its events are durable (ES-M3, KurrentDB PR #1915).
+    IdempotentAckBeforeDurable,
+    /// The event-id idempotency check sees the recovered events only once the recovery commit
+    /// completes (ES-M3, KurrentDB#1970, documentation#465).
+    IdempotencyBeforeRecoveryCommit,
+    /// While the recovery commit runs, the expected-version check reads the committed view,
+    /// which does not hold the recovered events yet (ES-M1, Eventuous#553).
+    ExpectedVersionBeforeRecoveryCommit,
 }
 
 #[cfg(madsim)]
@@ -48,6 +57,9 @@ impl Mutant {
             Mutant::IdempotencyLostOnRestart,
             Mutant::IdempotencyMissesPending,
             Mutant::RetryFailedFsync,
+            Mutant::IdempotentAckBeforeDurable,
+            Mutant::IdempotencyBeforeRecoveryCommit,
+            Mutant::ExpectedVersionBeforeRecoveryCommit,
         ]
     }
 
@@ -62,6 +74,11 @@ impl Mutant {
             Mutant::IdempotencyLostOnRestart => "idempotency-lost-on-restart",
             Mutant::IdempotencyMissesPending => "idempotency-misses-pending",
             Mutant::RetryFailedFsync => "retry-failed-fsync",
+            Mutant::IdempotentAckBeforeDurable => "idempotent-ack-before-durable",
+            Mutant::IdempotencyBeforeRecoveryCommit => "idempotency-before-recovery-commit",
+            Mutant::ExpectedVersionBeforeRecoveryCommit => {
+                "expected-version-before-recovery-commit"
+            }
         }
     }
 
@@ -106,6 +123,24 @@ impl Mutant {
                 "A failed fsync is retried and the retry's success taken for durability; but the \
                  kernel dropped the failed pages and the retry writes nothing, so a later crash \
                  loses acknowledged events (PostgreSQL's fsyncgate, acid-state#175)."
+            }
+            Mutant::IdempotentAckBeforeDurable => {
+                "A retry of an append that is still being committed is recognized as idempotent \
+                 and answered with success at once, not when the original's events are durable; \
+                 if the commit then fails (a crash, a failed write), the acknowledged events are \
+                 gone (KurrentDB PR #1915: an idempotent write acknowledged before replication)."
+            }
+            Mutant::IdempotencyBeforeRecoveryCommit => {
+                "After a restart the event-id idempotency map holds the recovered events only once \
+                 the recovery commit has made them durable; a retry that arrives while it runs \
+                 (appends are taken meanwhile) is appended a second time (KurrentDB#1970, \
+                 documentation#465: the idempotency cache is not there after a restart)."
+            }
+            Mutant::ExpectedVersionBeforeRecoveryCommit => {
+                "After a restart the expected-version check reads the committed view while the \
+                 recovery commit runs, and the recovered events are not in it yet: an append \
+                 taken meanwhile is judged against a stream that looks empty (Eventuous#553: \
+                 the version read from another view than the one the append goes to)."
             }
         }
     }

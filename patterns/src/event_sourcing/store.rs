@@ -587,7 +587,13 @@ impl Store {
         }
         let write_end = self.write_end();
         if let Some(result) = self.find_retry(append) {
+            let ack_at_once = self
+                .config
+                .mutants
+                .contains(Mutant::IdempotentAckBeforeDurable);
             let events_end = match &result {
+                // The bug: the retry found its events, so it is answered now, durable or not.
+                Ok(_) if ack_at_once => return (result, None),
                 Ok(appended) => appended.last_position + 1,
                 Err(_) => write_end,
             };
@@ -609,10 +615,11 @@ impl Store {
     /// The stream's last version as the expected-version check sees it: the write view, or
     /// under [`Mutant::NonAtomicExpectedVersion`] the stale committed view.
     fn expected_version_view(&self, stream: &str) -> Option<u64> {
-        if self
-            .config
-            .mutants
-            .contains(Mutant::NonAtomicExpectedVersion)
+        let mutants = &self.config.mutants;
+        // Under `expected-version-before-recovery-commit` the recovered events count only once
+        // the recovery commit has made them durable.
+        if mutants.contains(Mutant::NonAtomicExpectedVersion)
+            || (self.recovering && mutants.contains(Mutant::ExpectedVersionBeforeRecoveryCommit))
         {
             let count = self.committed_streams.get(stream).map_or(0, Vec::len);
             return (count as u64).checked_sub(1);
@@ -626,10 +633,11 @@ impl Store {
     /// earlier one exactly, else a conflict.
     fn find_retry(&self, append: &AppendRequest) -> Option<Result<Appended, AppendError>> {
         let committed = self.committed.len() as u64;
-        let misses_pending = self
-            .config
-            .mutants
-            .contains(Mutant::IdempotencyMissesPending);
+        let mutants = &self.config.mutants;
+        // Under `idempotency-before-recovery-commit` the recovered ids count only once the
+        // recovery commit has made them durable: until then every recovered event is pending.
+        let misses_pending = mutants.contains(Mutant::IdempotencyMissesPending)
+            || (self.recovering && mutants.contains(Mutant::IdempotencyBeforeRecoveryCommit));
         let known = append.events.iter().find(|event| {
             self.ids
                 .get(&event.event_id)
