@@ -10,8 +10,9 @@ use harness::scoreboard::{median_seeds_to_detect, score_scenario, MutantScore, S
 
 /// Seeds with all faults. The slowest mutant that is not hard is caught at the 90th seed
 /// (cqrs `handover-skips-gap`, measured with `dst mutants --seeds 500`), the hard ones at the
-/// 68th, 163rd and 287th of their 20 × 150: the margin lets a change of the generator shift
-/// them without failing this test.
+/// 68th (event-sourcing), 120th, 129th and 205th (circuit-breaker), 163rd (cqrs), 234th
+/// (gateway) and 287th (discovery) of their 20 × 150: the margin lets a change of the
+/// generator shift them without failing this test.
 const SEEDS: u64 = 150;
 
 /// Fault-free seeds for the mutants caught with faults. `dst mutants` tries 1000 (in release);
