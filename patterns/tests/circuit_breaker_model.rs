@@ -489,6 +489,19 @@ fn script_catches_backoff_overflows() {
     insta::assert_snapshot!(trace);
 }
 
+#[cfg(madsim)]
+#[test]
+fn script_catches_ignored_probe_skips_epoch_check() {
+    // Goal: a probe that comes back ignored after the maximum wait reopened the breaker is a
+    // stale outcome; under the mutant it is taken as an ignored call of the open epoch
+    // (resilience4j#544 / PR #545, Polly#218).
+    let mut config = one_probe();
+    config.half_open_wait_max = Some(Duration::from_secs(3));
+    let script = "trip\nwait 5s\nacquire\nwait 3s\ntimeout\nignore p0";
+    let trace = targeted(Mutant::IgnoredProbeSkipsEpochCheck, config, script);
+    insta::assert_snapshot!(trace);
+}
+
 #[test]
 fn legal_transition_relation_rejects_illegal_edges() {
     // Goal: the relation the trace checkers rely on refuses the transitions resilience4j

@@ -51,6 +51,7 @@ fn every_core_mutant_declares_the_invariant_it_breaks() {
         (Mutant::IgnoredProbeFails, &METRICS_MATCH),
         (Mutant::StaleReleaseFreesSlot, &PERMITS_RELEASED_ONCE),
         (Mutant::BackoffOverflows, &MONOTONIC_OPEN_WAIT),
+        (Mutant::IgnoredProbeSkipsEpochCheck, &EPOCH_ISOLATION),
     ];
     assert_eq!(expected.len(), Mutant::all().len());
     let listed: Vec<(String, Option<String>)> = Scenario::spec(&CircuitBreakerScenario)

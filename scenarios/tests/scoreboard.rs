@@ -10,8 +10,9 @@ use harness::scoreboard::{median_seeds_to_detect, score_scenario, MutantScore, S
 
 /// Seeds with all faults. The slowest mutant that is not hard is caught at the 90th seed
 /// (cqrs `handover-skips-gap`, measured with `dst mutants --seeds 500`), the hard ones between
-/// the 150th and the 500th of their 20 × 150: the margin lets a change of the generator shift
-/// them without failing this test.
+/// the 100th and the 500th of their 20 × 150 (each one's first failing seed is in the comment
+/// beside its `.hard()`): the margin lets a change of the generator shift them without
+/// failing this test.
 const SEEDS: u64 = 150;
 
 /// Fault-free seeds for the mutants caught with faults. `dst mutants` tries 1000 (in release);

@@ -148,7 +148,7 @@ impl CircuitBreaker {
     pub fn on_result(&mut self, permit: Permit, outcome: Outcome, now: Now) -> Completion {
         self.observe(now);
         let duration = self.now.monotonic.saturating_sub(permit.admitted_at);
-        if permit.epoch != self.epoch {
+        if self.is_stale(&permit, outcome) {
             return self.on_stale(&permit, outcome);
         }
         let threshold = self.config.slow_call_duration_threshold;
@@ -157,7 +157,10 @@ impl CircuitBreaker {
             (State::Disabled, _) => Completion::Unrecorded,
             (_, None) => {
                 // The mutant: like resilience4j#544, the ignored probe keeps its slot.
-                if !self.config.has_mutant(Mutant::IgnoredProbeKeepsSlot) {
+                // Only a probe of this epoch holds a slot (a stale one gets here only under
+                // `ignored_probe_skips_epoch_check`).
+                let current = permit.epoch == self.epoch;
+                if current && !self.config.has_mutant(Mutant::IgnoredProbeKeepsSlot) {
                     self.give_back_probe_slot();
                 }
                 self.publish(EventKind::Ignored {
@@ -339,6 +342,16 @@ impl CircuitBreaker {
         } else {
             outcome
         }
+    }
+
+    /// Whether the outcome of `permit` is stale: its epoch is over. Under the
+    /// `ignored_probe_skips_epoch_check` mutant, a probe's ignored outcome never is: the
+    /// ignored path returns before the epoch is looked at.
+    fn is_stale(&self, permit: &Permit, outcome: Outcome) -> bool {
+        let unchecked = permit.kind == PermitKind::Probe
+            && outcome == Outcome::Ignored
+            && self.config.has_mutant(Mutant::IgnoredProbeSkipsEpochCheck);
+        permit.epoch != self.epoch && !unchecked
     }
 
     fn give_back_probe_slot(&mut self) {

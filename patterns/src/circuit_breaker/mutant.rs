@@ -39,11 +39,15 @@ pub enum Mutant {
     /// 64-bit nanoseconds and capped only afterwards: after enough consecutive openings the
     /// product overflows and the open wait collapses to nothing.
     BackoffOverflows,
+    /// A probe's ignored outcome skips the epoch check: a probe that comes back ignored after
+    /// its half-open epoch ended is taken as an ignored call of the current epoch instead of
+    /// a stale outcome.
+    IgnoredProbeSkipsEpochCheck,
 }
 
 /// Every mutant, in a fixed order.
 #[cfg(madsim)]
-const ALL: [Mutant; 9] = [
+const ALL: [Mutant; 10] = [
     Mutant::HalfOpenUnbounded,
     Mutant::StaleEpochCloses,
     Mutant::BucketNotReset,
@@ -53,6 +57,7 @@ const ALL: [Mutant; 9] = [
     Mutant::IgnoredProbeFails,
     Mutant::StaleReleaseFreesSlot,
     Mutant::BackoffOverflows,
+    Mutant::IgnoredProbeSkipsEpochCheck,
 ];
 
 #[cfg(madsim)]
@@ -74,6 +79,7 @@ impl Mutant {
             Mutant::IgnoredProbeFails => "ignored_probe_fails",
             Mutant::StaleReleaseFreesSlot => "stale_release_frees_slot",
             Mutant::BackoffOverflows => "backoff_overflows",
+            Mutant::IgnoredProbeSkipsEpochCheck => "ignored_probe_skips_epoch_check",
         }
     }
 
@@ -125,6 +131,14 @@ impl Mutant {
                  \"after about 40 retries ... the duration overflows to negative values, and \
                  then retry happens after 0ms\"; carlescere/goback#5)"
             }
+            Mutant::IgnoredProbeSkipsEpochCheck => {
+                "a probe's ignored outcome returns before the epoch is checked, so a probe \
+                 that comes back ignored after its half-open epoch ended (the breaker has \
+                 reopened) is taken as an ignored call of the current epoch, not as a stale \
+                 outcome (resilience4j#544 and PR #545: ignored errors take a path of their \
+                 own that acts on whatever state is current; Polly#218: results of \
+                 'overhanging' calls that return to a breaker in another state)"
+            }
         }
     }
 }
@@ -139,7 +153,7 @@ impl std::fmt::Display for Mutant {
 /// A mutant name that names no mutant.
 #[cfg(madsim)]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown circuit-breaker mutant `{name}` (known: half_open_unbounded, stale_epoch_closes, bucket_not_reset, open_wait_wall_clock, half_open_stuck, ignored_probe_keeps_slot, ignored_probe_fails, stale_release_frees_slot, backoff_overflows)")]
+#[error("unknown circuit-breaker mutant `{name}` (known: half_open_unbounded, stale_epoch_closes, bucket_not_reset, open_wait_wall_clock, half_open_stuck, ignored_probe_keeps_slot, ignored_probe_fails, stale_release_frees_slot, backoff_overflows, ignored_probe_skips_epoch_check)")]
 pub struct UnknownMutant {
     /// The name that was given.
     pub name: String,
