@@ -35,8 +35,9 @@ fn every_mutant_is_listed_and_declares_the_invariant_it_breaks() {
         // duplicate-applied-twice 1, handover-skips-gap 90, ryw-wait-returns-early 8,
         // serves-unpersisted-view 163 (hard), retried-command-not-deduplicated 9,
         // withdraw-skips-version-check 2, rebuild-drops-unchanged-rows 1,
-        // poison-never-parked 1, rebuild-adopts-stale 2. A rebuild under load swaps its
-        // broken model in, so the clients' answers show the rebuild path's bug first.
+        // poison-never-parked 1, rebuild-adopts-stale 2, completer-fresh-event-id 256 (hard,
+        // `dst run cqrs --mutant completer-fresh-event-id --seeds 500`). A rebuild under load
+        // swaps its broken model in, so the clients' answers show the rebuild path's bug first.
         let expected = match mutant {
             Mutant::CheckpointNotAtomic
             | Mutant::DuplicateAppliedTwice
@@ -44,7 +45,7 @@ fn every_mutant_is_listed_and_declares_the_invariant_it_breaks() {
             | Mutant::RebuildDropsUnchangedRows => "view-equals-fold",
             Mutant::RywWaitReturnsEarly => "read-your-writes",
             Mutant::ServesUnpersistedView | Mutant::RebuildAdoptsStale => "views-monotonic",
-            Mutant::RetriedCommandNotDeduplicated => "command-once",
+            Mutant::RetriedCommandNotDeduplicated | Mutant::CompleterFreshEventId => "command-once",
             Mutant::WithdrawSkipsVersionCheck => "conservation",
             Mutant::PoisonNeverParked => "lag-zero-after-heal",
         };

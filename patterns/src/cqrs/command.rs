@@ -305,15 +305,19 @@ impl Handler {
                 .collect();
             for (command_id, (from, to, amount, _, principal)) in due {
                 let credit = BankEventBody::Credited { amount, from };
+                // The bug of `completer-fresh-event-id`: the completer names its credit afresh
+                // (a random UUID, say), so the store cannot recognise another's.
+                let fresh = !self.deduplicates()
+                    || self.config.mutants.contains(Mutant::CompleterFreshEventId);
                 // The credit carries the transfer's principal, as the handler's own would.
                 let result = self
-                    .append(
+                    .append_named(
                         &to,
                         command_id,
                         principal.as_deref(),
-                        1,
-                        credit,
+                        (1, credit),
                         ExpectedVersion::Any,
+                        fresh,
                     )
                     .await;
                 match result {
@@ -385,8 +389,30 @@ impl Handler {
         body: BankEventBody,
         expected: ExpectedVersion,
     ) -> Result<u64, Attempt> {
+        let fresh = !self.deduplicates();
+        self.append_named(
+            account,
+            command_id,
+            principal,
+            (index, body),
+            expected,
+            fresh,
+        )
+        .await
+    }
+
+    /// Appends event `index` of a command, named by the command (or afresh, under a mutant).
+    async fn append_named(
+        &self,
+        account: &str,
+        command_id: u64,
+        principal: Option<&str>,
+        (index, body): (u8, BankEventBody),
+        expected: ExpectedVersion,
+        fresh: bool,
+    ) -> Result<u64, Attempt> {
         let mut id = event_id(command_id, index);
-        if !self.deduplicates() {
+        if fresh {
             // The bug: an id made fresh per attempt (a random UUID, say), so the store cannot
             // recognise a retry either.
             self.attempts.set(self.attempts.get() + 1);

@@ -43,6 +43,11 @@ pub enum Mutant {
     /// moved on meanwhile: an unguarded update by a stale writer, and the view goes back in
     /// time (serverlesstechnology/postgres-es#12).
     RebuildAdoptsStale,
+    /// The transfer completer (a process manager, one per command node) names the credits it
+    /// makes afresh instead of by the transfer's command: the store cannot recognise the
+    /// credit another completer, or the handler, makes at the same time, and the transfer is
+    /// credited twice (a write retried with a fresh event id: KurrentDB PR #1357).
+    CompleterFreshEventId,
 }
 
 #[cfg(madsim)]
@@ -60,6 +65,7 @@ impl Mutant {
             Mutant::RebuildDropsUnchangedRows,
             Mutant::PoisonNeverParked,
             Mutant::RebuildAdoptsStale,
+            Mutant::CompleterFreshEventId,
         ]
     }
 
@@ -76,6 +82,7 @@ impl Mutant {
             Mutant::RebuildDropsUnchangedRows => "rebuild-drops-unchanged-rows",
             Mutant::PoisonNeverParked => "poison-never-parked",
             Mutant::RebuildAdoptsStale => "rebuild-adopts-stale",
+            Mutant::CompleterFreshEventId => "completer-fresh-event-id",
         }
     }
 }

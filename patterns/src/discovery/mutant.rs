@@ -35,6 +35,12 @@ pub enum Mutant {
     /// service instead of merging them by rank, so a resync from a replica that lags wipes or
     /// lowers what the cache knew (Nacos#4470).
     ResyncReplacesCache,
+    /// A restarted replica restores its up records' leases without their renewal time
+    /// (never stored): left at the clock's origin instead of now, every restored lease has
+    /// already run out, and the first lease check after the restart expires live instances
+    /// unless a renewal gets there first (etcd#2660: TTL keys lost when nodes restarted, fixed
+    /// by refreshing every lease on recovery, etcd PR #4778).
+    RestoredLeaseNotRefreshed,
 }
 
 #[cfg(madsim)]
@@ -50,6 +56,7 @@ impl Mutant {
             Mutant::StaleRegistrationAccepted,
             Mutant::WatchResumeSkipsOne,
             Mutant::ResyncReplacesCache,
+            Mutant::RestoredLeaseNotRefreshed,
         ]
     }
 
@@ -64,6 +71,7 @@ impl Mutant {
             Mutant::StaleRegistrationAccepted => "stale-registration-accepted",
             Mutant::WatchResumeSkipsOne => "watch-resume-skips-one",
             Mutant::ResyncReplacesCache => "resync-replaces-cache",
+            Mutant::RestoredLeaseNotRefreshed => "restored-lease-not-refreshed",
         }
     }
 }

@@ -365,9 +365,17 @@ impl Replica {
         // A new boot numbers its watch events afresh: cursors of the last boot get a resync.
         replica.boot = boot + 1;
         replica.dirty = true;
+        let refresh = !replica
+            .config
+            .mutants
+            .contains(Mutant::RestoredLeaseNotRefreshed);
         for (key, record, ttl) in records {
             if record.is_up() {
                 replica.renew(&key, ttl, now);
+                if let Some(lease) = replica.leases.get_mut(&key).filter(|_| !refresh) {
+                    // The bug: the renewal time, never stored, stays at the clock's origin.
+                    lease.renewed_at = Duration::ZERO;
+                }
             }
             replica.records.insert(key, record);
         }
