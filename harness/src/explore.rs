@@ -9,8 +9,8 @@
 //! retargeted faults are drawn by the scenario's own generator, so they stay within its
 //! budget), splice in an episode of another pool case, move an episode to just after another
 //! ends (faults meeting at a boundary), take another draw's fault plan and swarm profile,
-//! perturb or replace the workload, or reseed the simulation. The explorer never reads a mutant's name: it steers by
-//! coverage only.
+//! perturb or replace the workload, or reseed the simulation. The explorer never reads a
+//! mutant's name: it steers by coverage only.
 //!
 //! Deterministic: the explorer decides a whole *generation* of cases from what it knew before
 //! it, runs them on any number of workers, and learns from them in order, so the same options
