@@ -677,10 +677,11 @@ impl Explorer<'_> {
                 Some("reseed")
             }
             Mutation::Abut => {
-                // One episode moved to just after another ends (or just before it starts):
-                // faults meeting at a boundary (a crash right after a pause, a partition
-                // healing as a node restarts) are where recovery code breaks, and random plans
-                // seldom place them so.
+                // One episode moved to start just after another ends (or, one time in four,
+                // just before it starts, so that the two overlap from its edge): faults
+                // meeting at a boundary (a crash right after a pause, a partition healing as a
+                // node restarts) are where recovery code breaks, and random plans seldom place
+                // them so.
                 if episodes < 2 {
                     return None;
                 }

@@ -10,11 +10,12 @@
 //!   write, a response sent after a failed fsync);
 //! - while faults of the plan are in effect, the kind with the set of their kinds (a
 //!   write answered during a partition is another behaviour than one answered without);
-//! - and, within about a second of the node's last crash, restart, pause, resume or clock
-//!   change, or of the last fault starting or ending anywhere, the kind with how long ago
-//!   that was, in doubling buckets (a query answered 2 ms after its node restarted is
-//!   another behaviour than one answered 500 ms after). The buckets give a search a slope
-//!   to climb: a case that came within 60 ms of a window is mutated until it hits 3 ms.
+//! - and, within about a second of the node's last lifecycle event (start, crash, restart,
+//!   pause, resume, exit) or clock change, or of the last fault starting or ending anywhere,
+//!   the kind with how long ago that was, in doubling buckets (a query answered 2 ms after
+//!   its node restarted is another behaviour than one answered 500 ms after). The buckets
+//!   give a search a slope to climb: a case that came within 60 ms of a window is kept and
+//!   mutated toward it.
 //!
 //! A scenario adds its own *interest points* with [`interest`] (a breaker open while a fault
 //! is in effect, a lease held while its holder's clock jumped): features that no event shows.
@@ -138,8 +139,9 @@ pub(crate) struct Collector {
     faults: Vec<(u32, String)>,
     /// A hash of the kinds of fault in effect, 0 when none.
     fault_context: u64,
-    /// Per slot, when the node last crashed, restarted, paused, resumed or had its clock
-    /// changed (simulated nanoseconds).
+    /// Per slot, when the node last started, crashed, restarted, paused, resumed, exited or
+    /// had its clock changed (simulated nanoseconds). Its start counts too: what a node does
+    /// in its first second (recovery, its first requests) is a phase of its own.
     last_lifecycle_ns: Vec<Option<u64>>,
     /// When a fault last started or ended.
     last_fault_edge_ns: Option<u64>,
@@ -149,8 +151,8 @@ pub(crate) struct Collector {
 /// later than this are only "after".
 const WINDOW_NS: u64 = 1 << 30;
 
-/// The doubling bucket of an interval: 0 below a millisecond... 11 up to [`WINDOW_NS`];
-/// `None` past it.
+/// The doubling bucket of an interval: 0 below 2^20 ns (about a millisecond), k for
+/// [2^(k-1), 2^k) × 2^20 ns, 10 the last below [`WINDOW_NS`]; `None` past it.
 fn bucket(since_ns: u64) -> Option<u8> {
     (since_ns < WINDOW_NS).then(|| (64 - (since_ns >> 20).leading_zeros()) as u8)
 }

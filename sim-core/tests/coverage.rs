@@ -148,18 +148,20 @@ fn a_message_soon_after_a_restart_is_a_feature_one_long_after_is_not() {
         config.trace.coverage = true;
         run(5, config, move |sim| async move {
             let server = echo_server(&sim);
-            sim_core::time::sleep(Duration::from_millis(100)).await;
-            sim.crash(server);
-            sim_core::time::sleep(Duration::from_millis(100)).await;
-            sim.restart(server);
+            // The client starts with the server, so that by the restart its own start is
+            // more than the window behind: only the server's restart can tell the runs apart.
             sim.node("client")
                 .init(move || async move {
-                    sim_core::time::sleep(Duration::from_millis(delay_ms)).await;
+                    sim_core::time::sleep(Duration::from_millis(1_600 + delay_ms)).await;
                     let socket = Socket::bind(1).expect("free port");
                     let _ = socket.send(Addr::new(server, 1), &1u64);
                     let _ = socket.recv::<u64>().await;
                 })
                 .build();
+            sim_core::time::sleep(Duration::from_millis(1_300)).await;
+            sim.crash(server);
+            sim_core::time::sleep(Duration::from_millis(300)).await;
+            sim.restart(server);
             sim_core::time::sleep(Duration::from_secs(5)).await;
             Ok(())
         })
