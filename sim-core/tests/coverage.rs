@@ -53,6 +53,13 @@ fn ping_pong(seed: u64, collect: bool, crash: bool, interest: bool) -> Report {
     })
 }
 
+/// A configuration that collects coverage.
+fn collecting() -> SimConfig {
+    let mut config = SimConfig::default();
+    config.trace.coverage = true;
+    config
+}
+
 fn features(report: &Report) -> &Coverage {
     report.coverage.as_ref().expect("coverage was on")
 }
@@ -116,9 +123,7 @@ fn ephemeral_port_numbers_are_not_features() {
     // Goal: a run that binds more sockets to port 0 than another reaches nothing new for it:
     // ephemeral ports count sockets like ids, and ids are not behaviour.
     let sockets = |count: u16| {
-        let mut config = SimConfig::default();
-        config.trace.coverage = true;
-        run(3, config, move |sim| async move {
+        run(3, collecting(), move |sim| async move {
             let server = echo_server(&sim);
             sim.node("client")
                 .init(move || async move {
@@ -144,9 +149,7 @@ fn a_message_soon_after_a_restart_is_a_feature_one_long_after_is_not() {
     // buckets up to about a second), so that a search can climb toward a recovery window;
     // past the window it is only the behaviour.
     let after_restart = |delay_ms: u64| {
-        let mut config = SimConfig::default();
-        config.trace.coverage = true;
-        run(5, config, move |sim| async move {
+        run(5, collecting(), move |sim| async move {
             let server = echo_server(&sim);
             // The client starts with the server, so that by the restart its own start is
             // more than the window behind: only the server's restart can tell the runs apart.
