@@ -177,3 +177,61 @@ fn a_message_soon_after_a_restart_is_a_feature_one_long_after_is_not() {
     );
     assert_eq!(features(&late).new_against(features(&soon)), 0);
 }
+
+/// A request as a service would define it: enum variants name what kind of message it is.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Request {
+    Read { key: u64 },
+    Write { key: u64, value: u64 },
+}
+
+#[test]
+fn what_kind_of_message_is_a_feature_what_it_carries_is_not() {
+    // Goal: a `Write` to a port is another behaviour than a `Read` to it (the variant's name
+    // is part of the message's kind), while the same variants with other contents reach
+    // nothing new: contents, like ids, would make every run new.
+    let send = |requests: Vec<(bool, u64)>| {
+        run(9, collecting(), move |sim| async move {
+            let server = sim
+                .node("server")
+                .init(|| async {
+                    let socket = Socket::bind(1).expect("free port");
+                    loop {
+                        let _: (Addr, Request) = socket.recv().await.expect("open");
+                    }
+                })
+                .build();
+            sim.node("client")
+                .init(move || {
+                    let requests = requests.clone();
+                    async move {
+                        let socket = Socket::bind(1).expect("free port");
+                        for (write, key) in requests {
+                            let request = if write {
+                                Request::Write {
+                                    key,
+                                    value: key * 7,
+                                }
+                            } else {
+                                Request::Read { key }
+                            };
+                            let _ = socket.send(Addr::new(server, 1), &request);
+                            sim_core::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                })
+                .build();
+            sim_core::time::sleep(Duration::from_secs(1)).await;
+            Ok(())
+        })
+    };
+    let reads = send(vec![(false, 1), (false, 2)]);
+    let other_reads = send(vec![(false, 40), (false, 41)]);
+    let read_then_write = send(vec![(false, 1), (true, 2)]);
+    assert!(reads.outcome.is_pass(), "{}", reads.outcome);
+    assert_eq!(features(&other_reads), features(&reads));
+    assert!(
+        features(&read_then_write).new_against(features(&reads)) > 0,
+        "a Write reached nothing a Read had not"
+    );
+}
