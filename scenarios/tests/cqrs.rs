@@ -36,14 +36,17 @@ fn every_mutant_is_listed_and_declares_the_invariant_it_breaks() {
         // serves-unpersisted-view 163 (hard), retried-command-not-deduplicated 9,
         // withdraw-skips-version-check 2, rebuild-drops-unchanged-rows 1,
         // poison-never-parked 1, rebuild-adopts-stale 2, completer-fresh-event-id 256 (hard,
-        // `dst run cqrs --mutant completer-fresh-event-id --seeds 500`). A rebuild under load
+        // `dst run cqrs --mutant completer-fresh-event-id --seeds 500`),
+        // uncommitted-counts-as-caught-up 108 (hard), page-skips-checkpoint 154 (hard; both
+        // `dst run cqrs --mutant <name> --seeds 500`). A rebuild under load
         // swaps its broken model in, so the clients' answers show the rebuild path's bug first.
         let expected = match mutant {
             Mutant::CheckpointNotAtomic
             | Mutant::DuplicateAppliedTwice
             | Mutant::HandoverSkipsGap
-            | Mutant::RebuildDropsUnchangedRows => "view-equals-fold",
-            Mutant::RywWaitReturnsEarly => "read-your-writes",
+            | Mutant::RebuildDropsUnchangedRows
+            | Mutant::PageSkipsCheckpoint => "view-equals-fold",
+            Mutant::RywWaitReturnsEarly | Mutant::UncommittedCountsAsCaughtUp => "read-your-writes",
             Mutant::ServesUnpersistedView | Mutant::RebuildAdoptsStale => "views-monotonic",
             Mutant::RetriedCommandNotDeduplicated | Mutant::CompleterFreshEventId => "command-once",
             Mutant::WithdrawSkipsVersionCheck => "conservation",

@@ -48,6 +48,18 @@ pub enum Mutant {
     /// credit another completer, or the handler, makes at the same time, and the transfer is
     /// credited twice (a write retried with a fresh event id: KurrentDB PR #1357).
     CompleterFreshEventId,
+    /// The read-your-writes wait judges the projection by the progress it has committed: a
+    /// projection that has not committed since it (re)started has no progress to be behind,
+    /// and the wait counts it as caught up, answering from the old stored model as fresh
+    /// (JasperFx/fisher#102, JasperFx/polecat#602: a shard that has not written its first
+    /// progression row is invisible to `WaitForNonStaleProjectionDataAsync`).
+    UncommittedCountsAsCaughtUp,
+    /// The catch-up path folds a page as read from its position, without comparing each
+    /// event's position with the checkpoint: events pushed and folded while the read was in
+    /// flight (a late push that filled the gap it was sent to read) are folded again
+    /// (KurrentDB#2356: a catch-up restarted from the last event processed while the pushed
+    /// events are still queued processes them twice; YoEight/eventstore#62).
+    PageSkipsCheckpoint,
 }
 
 #[cfg(madsim)]
@@ -66,6 +78,8 @@ impl Mutant {
             Mutant::PoisonNeverParked,
             Mutant::RebuildAdoptsStale,
             Mutant::CompleterFreshEventId,
+            Mutant::UncommittedCountsAsCaughtUp,
+            Mutant::PageSkipsCheckpoint,
         ]
     }
 
@@ -83,6 +97,8 @@ impl Mutant {
             Mutant::PoisonNeverParked => "poison-never-parked",
             Mutant::RebuildAdoptsStale => "rebuild-adopts-stale",
             Mutant::CompleterFreshEventId => "completer-fresh-event-id",
+            Mutant::UncommittedCountsAsCaughtUp => "uncommitted-counts-as-caught-up",
+            Mutant::PageSkipsCheckpoint => "page-skips-checkpoint",
         }
     }
 }

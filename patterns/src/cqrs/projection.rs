@@ -135,6 +135,8 @@ pub struct Projection {
     read_again_at: Option<Duration>,
     /// One more than the highest position received (in a page or a push).
     received_end: u64,
+    /// A model was stored since the projection started (its progress is committed).
+    committed: bool,
     steps: VecDeque<Step>,
     notes: Vec<Note>,
 }
@@ -146,6 +148,7 @@ impl Projection {
             config,
             working: stored.clone(),
             received_end: stored.position,
+            committed: false,
             stored,
             mode: Mode::CatchingUp,
             reading: false,
@@ -191,6 +194,16 @@ impl Projection {
         if self.config.mutants.contains(Mutant::RywWaitReturnsEarly) {
             return self.received_end >= min_position;
         }
+        if self
+            .config
+            .mutants
+            .contains(Mutant::UncommittedCountsAsCaughtUp)
+            && !self.committed
+        {
+            // The bug: the wait looks only at progress committed since the start; a
+            // projection with none is not counted as behind.
+            return true;
+        }
         self.served().position >= min_position
     }
 
@@ -218,6 +231,14 @@ impl Projection {
         if !consecutive {
             self.read_again_at = Some(now + self.config.poison_backoff);
             return;
+        }
+        if self.config.mutants.contains(Mutant::PageSkipsCheckpoint) {
+            // The bug: the page is taken to start at the position; what was folded meanwhile
+            // (from pushes) is folded again.
+            let position = self.working.position;
+            for event in events.iter().filter(|e| e.position < position) {
+                self.working.apply_unchecked(event);
+            }
         }
         self.offer(events);
         self.drain(now);
@@ -263,6 +284,7 @@ impl Projection {
         result?;
         // The driver has dropped its handle once the store ended; copy only if it has not.
         self.stored = Rc::try_unwrap(stored).unwrap_or_else(|shared| (*shared).clone());
+        self.committed = true;
         self.store_if_due();
         Ok(())
     }

@@ -134,6 +134,16 @@ impl BankView {
         Applied::Done
     }
 
+    /// Folds `event` again without comparing its position with the checkpoint (used only by
+    /// [`Mutant::PageSkipsCheckpoint`]); the position does not move.
+    pub(crate) fn apply_unchecked(&mut self, event: &RecordedEvent) {
+        if let (Ok(Some(decoded)), Some(account)) =
+            (BankEvent::decode(event), account_of(&event.stream))
+        {
+            self.fold(account, event.position, &decoded);
+        }
+    }
+
     /// Skips the poison event at the position, remembering it.
     pub fn park(&mut self, position: u64) {
         if position == self.position {
