@@ -4,10 +4,8 @@
 //! features into a fixed bitmap (as AFL does with edges):
 //! - the event's *kind* on its node: a node crash, a `buggify!` site firing, a note's key, a
 //!   message sent to a port as request, response or datagram (every ephemeral port counting
-//!   as one) with what kind of message it is (the names of its outer enum variants: an
-//!   `Append` is another message than a `Read`, an `Err` answer another than an `Ok`), a
-//!   drop and its reason, a disk operation and its error kind, a fault starting... but never
-//!   times, ids, sizes, contents or socket counts, which would make every run new;
+//!   as one), a drop and its reason, a disk operation and its error kind, a fault starting...
+//!   but never times, ids, sizes or socket counts, which would make every run new;
 //! - the *transition* from the node's previous kind to this one (a crash right after a
 //!   write, a response sent after a failed fsync);
 //! - while faults of the plan are in effect, the kind with the set of their kinds (a
@@ -30,8 +28,6 @@ use crate::net::{MessageKind, NetEvent};
 use crate::stable_hash::StableHasher;
 use crate::trace::{ClockEvent, Event};
 use crate::NodeId;
-use serde::ser::{Impossible, Serialize, Serializer};
-use std::collections::BTreeMap;
 
 /// Bits in a [`Coverage`] map: features are hashed into this many slots.
 pub const COVERAGE_BITS: usize = 1 << 16;
@@ -149,11 +145,6 @@ pub(crate) struct Collector {
     last_lifecycle_ns: Vec<Option<u64>>,
     /// When a fault last started or ended.
     last_fault_edge_ns: Option<u64>,
-    /// The variant names ([`message_variant`]) of the message the network records next, set
-    /// by the socket that sends it around its send.
-    pub next_variant: Option<u64>,
-    /// The variant names of the messages sent and not yet delivered or dropped, by id.
-    variants: BTreeMap<u64, u64>,
 }
 
 /// How far after a node's lifecycle change or a fault edge the time buckets reach: events
@@ -192,26 +183,7 @@ impl Collector {
                 h.finish()
             };
         }
-        let variant = match event {
-            Event::Net(NetEvent::Send { id, .. }) => {
-                let variant = self.next_variant.take();
-                if let Some(variant) = variant {
-                    self.variants.insert(*id, variant);
-                }
-                variant
-            }
-            Event::Net(NetEvent::Duplicate { id, copy }) => {
-                if let Some(&variant) = self.variants.get(id) {
-                    self.variants.insert(*copy, variant);
-                }
-                None
-            }
-            Event::Net(NetEvent::Deliver { id, .. } | NetEvent::Drop { id, .. }) => {
-                self.variants.remove(id)
-            }
-            _ => None,
-        };
-        let Some(kind) = kind_of(event, variant) else {
+        let Some(kind) = kind_of(event) else {
             return;
         };
         let slot = node.map_or(0, |id| id.0 as usize + 1);
@@ -276,11 +248,10 @@ pub fn interest(point: &str) {
     });
 }
 
-/// What kind of event this is, for coverage: its type and the fields that name a behaviour
-/// (for a message, `variant`: its [`message_variant`], when its sender knew its type), never
-/// times, ids, sizes or paths; `None` for events that carry no behaviour (log lines, timers:
-/// every run has them in every order).
-fn kind_of(event: &Event, variant: Option<u64>) -> Option<u64> {
+/// What kind of event this is, for coverage: its type and the fields that name a behaviour,
+/// never times, ids, sizes or paths; `None` for events that carry no behaviour (log lines,
+/// timers: every run has them in every order).
+fn kind_of(event: &Event) -> Option<u64> {
     let mut h = StableHasher::default();
     match event {
         Event::Node(event) => {
@@ -317,9 +288,6 @@ fn kind_of(event: &Event, variant: Option<u64>) -> Option<u64> {
         Event::Net(event) => {
             h.u8(7);
             net_kind(event, &mut h);
-            if let Some(variant) = variant {
-                h.u64(variant);
-            }
         }
         Event::Disk(event) => {
             h.u8(8);
@@ -394,184 +362,5 @@ fn disk_kind(event: &DiskEvent, h: &mut StableHasher) {
         DiskEvent::DamageSynced { .. } => h.u8(7),
         DiskEvent::Faults(_) => h.u8(8),
         DiskEvent::CrashModel(_) => h.u8(9),
-    }
-}
-
-/// What kind of message `message` is, for coverage: a hash of the names of its outer enum
-/// variants, two deep (`Response::Events` then `Ok`), or of its struct's name; never of its
-/// contents, which would make every message new. Reads the message through its `Serialize`
-/// impl, stopping at the first field.
-pub(crate) fn message_variant<M: Serialize + ?Sized>(message: &M) -> u64 {
-    let mut names = VariantNames {
-        hasher: StableHasher::default(),
-        names: 0,
-    };
-    // `Stop` ends the walk at the first field or sequence: the names are already hashed.
-    let _ = message.serialize(&mut names);
-    names.hasher.finish()
-}
-
-/// How many variant names [`message_variant`] reads, outermost first.
-const VARIANT_NAMES_MAX: u8 = 2;
-
-/// A `Serializer` that only hashes the names of enum variants on its way into a value.
-struct VariantNames {
-    hasher: StableHasher,
-    names: u8,
-}
-
-impl VariantNames {
-    fn name(&mut self, name: &str) {
-        self.hasher.str(name);
-        self.names += 1;
-    }
-}
-
-/// Ends a [`VariantNames`] walk (an error, to stop serializing).
-#[derive(Debug)]
-struct Stop;
-
-impl std::fmt::Display for Stop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("stop")
-    }
-}
-
-impl std::error::Error for Stop {}
-
-impl serde::ser::Error for Stop {
-    fn custom<T: std::fmt::Display>(_: T) -> Self {
-        Stop
-    }
-}
-
-macro_rules! leaf {
-    ($($method:ident($type:ty)),* $(,)?) => {
-        $(fn $method(self, _: $type) -> Result<(), Stop> { Ok(()) })*
-    };
-}
-
-impl Serializer for &mut VariantNames {
-    type Ok = ();
-    type Error = Stop;
-    type SerializeSeq = Impossible<(), Stop>;
-    type SerializeTuple = Impossible<(), Stop>;
-    type SerializeTupleStruct = Impossible<(), Stop>;
-    type SerializeTupleVariant = Impossible<(), Stop>;
-    type SerializeMap = Impossible<(), Stop>;
-    type SerializeStruct = Impossible<(), Stop>;
-    type SerializeStructVariant = Impossible<(), Stop>;
-
-    leaf!(
-        serialize_bool(bool),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64),
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_f32(f32),
-        serialize_f64(f64),
-        serialize_char(char),
-        serialize_str(&str),
-        serialize_bytes(&[u8]),
-        serialize_unit_struct(&'static str),
-    );
-
-    fn serialize_none(self) -> Result<(), Stop> {
-        Ok(())
-    }
-
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Stop> {
-        value.serialize(self)
-    }
-
-    fn serialize_unit(self) -> Result<(), Stop> {
-        Ok(())
-    }
-
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-    ) -> Result<(), Stop> {
-        self.name(variant);
-        Ok(())
-    }
-
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Stop> {
-        value.serialize(self)
-    }
-
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-        value: &T,
-    ) -> Result<(), Stop> {
-        self.name(variant);
-        if self.names < VARIANT_NAMES_MAX {
-            value.serialize(self)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Stop> {
-        Err(Stop)
-    }
-
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Stop> {
-        Err(Stop)
-    }
-
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Stop> {
-        Err(Stop)
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Stop> {
-        self.name(variant);
-        Err(Stop)
-    }
-
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Stop> {
-        Err(Stop)
-    }
-
-    fn serialize_struct(self, name: &'static str, _: usize) -> Result<Self::SerializeStruct, Stop> {
-        if self.names == 0 {
-            // A message that is a struct: its type is its kind.
-            self.name(name);
-        }
-        Err(Stop)
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Stop> {
-        self.name(variant);
-        Err(Stop)
     }
 }

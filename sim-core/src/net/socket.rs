@@ -60,41 +60,12 @@ fn encode<M: Serialize + ?Sized>(message: &M) -> Result<Vec<u8>, NetError> {
     postcard::to_allocvec(message).map_err(|error| NetError::Encode(error.to_string()))
 }
 
-/// What the run learns of a message besides its bytes: what it carries, for the kept
-/// timeline, and its kind, for coverage.
-struct About {
-    summary: Option<String>,
-    variant: Option<u64>,
-}
-
-/// What `message` carries, for the kept timeline, and what kind of message it is, for
-/// coverage; each `None` (and no formatting at all) when the run keeps no events or collects
-/// no coverage, so a hunt pays nothing for them.
-fn about<M: Serialize + ?Sized>(message: &M) -> About {
-    let (keep, cover) =
-        crate::world::with(|world| (world.trace.keeps_events(), world.coverage.is_some()));
+/// What `message` carries, for the kept timeline; `None` (and no formatting at all) when the
+/// run keeps no events, so a hunt pays nothing for it.
+fn summary<M: Serialize + ?Sized>(message: &M) -> Option<String> {
+    let keep = crate::world::with(|world| world.trace.keeps_events());
     // Formatted outside the world's borrow: a `Serialize` impl is user code.
-    About {
-        summary: keep.then(|| crate::trace::message_summary(message)),
-        variant: cover.then(|| crate::coverage::message_variant(message)),
-    }
-}
-
-/// Sends with `about.variant` waiting in the coverage collector for the `Send` event it
-/// belongs to, and never left there for another message.
-fn send_about(
-    world: &mut crate::world::World,
-    about: About,
-    send: impl FnOnce(&mut crate::world::World, Option<String>) -> Result<(), NetError>,
-) -> Result<(), NetError> {
-    if let Some(collector) = world.coverage.as_mut() {
-        collector.next_variant = about.variant;
-    }
-    let sent = send(world, about.summary);
-    if let Some(collector) = world.coverage.as_mut() {
-        collector.next_variant = None;
-    }
-    sent
+    keep.then(|| crate::trace::message_summary(message))
 }
 
 fn decode<M: DeserializeOwned>(inbound: &Inbound) -> Result<M, NetError> {
@@ -174,7 +145,7 @@ impl Socket {
     /// A kept timeline shows what the message carried (display only, never hashed).
     pub fn send<M: Serialize + ?Sized>(&self, to: Addr, message: &M) -> Result<(), NetError> {
         let payload = encode(message)?;
-        self.send_kind(to, MessageKind::Data, payload, about(message))
+        self.send_kind(to, MessageKind::Data, payload, summary(message))
     }
 
     /// Sends bytes that are already encoded, with a summary for the kept timeline made only
@@ -186,11 +157,7 @@ impl Socket {
         summary: impl FnOnce() -> String,
     ) -> Result<(), NetError> {
         let keep = crate::world::with(|world| world.trace.keeps_events());
-        let about = About {
-            summary: keep.then(summary),
-            variant: None,
-        };
-        self.send_kind(to, MessageKind::Data, payload, about)
+        self.send_kind(to, MessageKind::Data, payload, keep.then(summary))
     }
 
     fn send_kind(
@@ -198,12 +165,10 @@ impl Socket {
         to: Addr,
         kind: MessageKind,
         payload: Vec<u8>,
-        about: About,
+        summary: Option<String>,
     ) -> Result<(), NetError> {
         crate::world::with(|world| {
-            send_about(world, about, |world, summary| {
-                state::send(world, self.addr, self.id, to, kind, payload, summary)
-            })
+            state::send(world, self.addr, self.id, to, kind, payload, summary)
         })
     }
 
@@ -259,7 +224,7 @@ impl Socket {
         R: DeserializeOwned,
     {
         let payload = encode(request)?;
-        let call = self.start_call(to, payload, about(request))?;
+        let call = self.start_call(to, payload, summary(request))?;
         let _pending = PendingCall {
             addr: self.addr,
             socket: self.id,
@@ -281,7 +246,12 @@ impl Socket {
         }
     }
 
-    fn start_call(&self, to: Addr, payload: Vec<u8>, about: About) -> Result<u64, NetError> {
+    fn start_call(
+        &self,
+        to: Addr,
+        payload: Vec<u8>,
+        summary: Option<String>,
+    ) -> Result<u64, NetError> {
         crate::world::with(|world| {
             let socket = world
                 .net
@@ -291,9 +261,7 @@ impl Socket {
             socket.next_call += 1;
             socket.calls.insert(call, CallSlot::Waiting(None));
             let kind = MessageKind::Request { call };
-            let sent = send_about(world, about, |world, summary| {
-                state::send(world, self.addr, self.id, to, kind, payload, summary)
-            });
+            let sent = state::send(world, self.addr, self.id, to, kind, payload, summary);
             if sent.is_err() {
                 if let Some(socket) = world.net.socket_mut(self.addr, self.id) {
                     socket.calls.remove(&call);
@@ -347,7 +315,7 @@ impl Socket {
     ) -> Result<(), NetError> {
         let payload = encode(response)?;
         let kind = MessageKind::Response { call: request.call };
-        self.send_kind(request.from, kind, payload, about(response))
+        self.send_kind(request.from, kind, payload, summary(response))
     }
 
     /// Serves RPCs with `handler`, one at a time, until the socket closes; returns why it
