@@ -561,6 +561,55 @@ mod auth {
         }
     }
 
+    #[test]
+    fn a_cached_verdict_checks_expiry_by_the_wall_clock_after_a_step() {
+        // Goal: verified once while valid, the token is refused when the wall clock has
+        // stepped forward past its expiry (plus the skew), however little monotonic time
+        // passed; under the mutant the cache entry's monotonic TTL keeps passing it
+        // (wso2/product-apim#9380). Without a step the two agree to the nanosecond.
+        use std::time::Duration;
+        let token = sign(&claims("ann", "k2", 1_000, 1_010), b"secret-two");
+        let at = |wall_s: u64, mono_ms: u64| {
+            (
+                Duration::from_secs(wall_s) + Duration::from_millis(mono_ms % 1_000),
+                Duration::from_millis(mono_ms),
+            )
+        };
+        let mut v = verifier(Mutants::none());
+        let (wall, mono) = at(1_000, 500);
+        assert!(v.verify_at(&token, wall, mono).is_ok());
+        let (wall, mono) = at(1_071, 600);
+        assert_eq!(
+            v.verify_at(&token, wall, mono),
+            Err(AuthError::Expired(1_010))
+        );
+        #[cfg(madsim)]
+        {
+            let mut broken = verifier(Mutants::only(Mutant::AuthCacheTtlFromTokenLife));
+            let (wall, mono) = at(1_000, 500);
+            assert!(broken.verify_at(&token, wall, mono).is_ok());
+            // The wall clock stepped 71 s forward, the monotonic clock moved 100 ms.
+            let (wall, mono) = at(1_071, 600);
+            assert!(broken.verify_at(&token, wall, mono).is_ok());
+            // Without a step, the entry ends when the token does, skew included.
+            let mut broken = verifier(Mutants::only(Mutant::AuthCacheTtlFromTokenLife));
+            assert!(broken
+                .verify_at(&token, at(1_000, 500).0, at(1_000, 500).1)
+                .is_ok());
+            let last = Duration::from_millis(70_999);
+            assert!(broken
+                .verify_at(&token, Duration::from_secs(1_000) + last, last)
+                .is_ok());
+            assert!(broken
+                .verify_at(
+                    &token,
+                    Duration::from_secs(1_071),
+                    Duration::from_millis(71_000)
+                )
+                .is_err());
+        }
+    }
+
     proptest! {
         #[test]
         fn hostile_tokens_never_panic_nor_pass(token in "[v1.a-z0-9A-Z_\\- ]{0,120}") {
@@ -745,6 +794,7 @@ mod admission {
             let clocks = Clocks {
                 monotonic: Duration::from_secs(at_s),
                 wall_s: 1_000 + at_s,
+                wall: Duration::from_secs(1_000 + at_s),
             };
             admit(
                 bytes.as_bytes(),

@@ -364,7 +364,7 @@ fn mutants_of(env: &Env) -> Mutants {
 
 /// The mutants this scenario catches (ejection's cap is not judged here, nor breakers: the
 /// e2e scenario judges `retries-bypass-breaker`).
-const SCENARIO_MUTANTS: [Mutant; 10] = [
+const SCENARIO_MUTANTS: [Mutant; 11] = [
     Mutant::RouteByInsertionOrder,
     Mutant::MatchesRawPath,
     Mutant::LimiterRoundsUp,
@@ -375,6 +375,7 @@ const SCENARIO_MUTANTS: [Mutant; 10] = [
     Mutant::KeepsRemovedInstances,
     Mutant::IgnoresEjection,
     Mutant::AuthCacheIgnoresNotBefore,
+    Mutant::AuthCacheTtlFromTokenLife,
 ];
 
 fn mutants() -> Vec<MutantSpec> {
@@ -392,6 +393,7 @@ fn mutants() -> Vec<MutantSpec> {
         Mutant::EjectionOvershoots => "outlier ejection ignores its cap",
         Mutant::RetriesBypassBreaker => "retries do not ask the instance's breaker (judged by the e2e scenario's breaker-respected)",
         Mutant::AuthCacheIgnoresNotBefore => "a cached token verdict skips the not-before check, so a token the gateway's clock says is not valid yet passes once it was cached (nearform/fast-jwt#194); shows when a gateway's clock steps back",
+        Mutant::AuthCacheTtlFromTokenLife => "a cached token verdict lives for the token's remaining life measured when it was cached, on the monotonic clock, and is not checked against the wall clock again (wso2/product-apim#9380); shows when a gateway's wall clock steps forward while an honest token sits in its cache",
     }
     };
     SCENARIO_MUTANTS
@@ -401,7 +403,9 @@ fn mutants() -> Vec<MutantSpec> {
                 Mutant::RouteByInsertionOrder | Mutant::MatchesRawPath => &ROUTES_AS_ORACLE,
                 Mutant::LimiterRoundsUp => &RATE_BOUND,
                 Mutant::LimiterChargesRefusals => &SERVES_AFTER_HEAL,
-                Mutant::AuthCacheOutlivesToken | Mutant::AuthCacheIgnoresNotBefore => &AUTH_GATE,
+                Mutant::AuthCacheOutlivesToken
+                | Mutant::AuthCacheIgnoresNotBefore
+                | Mutant::AuthCacheTtlFromTokenLife => &AUTH_GATE,
                 Mutant::RetriesNonIdempotent => &RETRY_BOUNDS,
                 Mutant::RetriesPastRouteTimeout => &ONE_ANSWER,
                 Mutant::KeepsRemovedInstances | Mutant::IgnoresEjection => &NO_TRAFFIC_TO_GONE,
@@ -414,13 +418,27 @@ fn mutants() -> Vec<MutantSpec> {
                 }
             };
             let spec = MutantSpec::new(mutant.as_str(), describe(mutant)).breaks(breaks.name());
-            // Hard: only a gateway whose wall clock steps back by more than the skew while an
-            // honest client's token sits in its cache shows it, and clock faults on a gateway
-            // are rare in the plans (5 seeds in the first 300, 2 of them backwards). Measured
-            // (`dst run gateway --mutant auth-cache-ignores-not-before --seeds 500`): first
-            // caught at seed 234, the only one of the 500 (its plan shrinks to one clock jump
-            // of gateway-1, -60 s); none of 1000 seeds with `--faults none`.
-            if mutant == Mutant::AuthCacheIgnoresNotBefore {
+            // Hard (`auth-cache-ignores-not-before`): only a gateway whose wall clock steps
+            // back by more than the skew while an honest client's token sits in its cache
+            // shows it, and clock faults on a gateway are rare in the plans (5 seeds in the
+            // first 300, 2 of them backwards). Measured (`dst run gateway --mutant
+            // auth-cache-ignores-not-before --seeds 500`): first caught at seed 234, the only
+            // one of the 500 (its plan shrinks to one clock jump of gateway-1, -60 s); none of
+            // 1000 seeds with `--faults none`.
+            //
+            // Hard (`auth-cache-ttl-from-token-life`): only a gateway whose wall clock steps
+            // forward past a cached honest token's expiry shows it (a step, not drift: drift
+            // moves both clocks alike), and forward steps of a gateway's clock are rare in the
+            // plans (seeds 27, 159 and 218 of the first 500; at 27 the step comes 6 ms after
+            // the key rotation, so only `k1` verdicts are cached, and the step ends their
+            // grace). Measured (`dst run gateway --mutant auth-cache-ttl-from-token-life
+            // --seeds 500 --jobs 1`): first caught at seed 159 (shrunk to one episode:
+            // gateway-1's clock offset +8.8 s), then at 218; none of 1000 seeds with
+            // `--faults none`.
+            if matches!(
+                mutant,
+                Mutant::AuthCacheIgnoresNotBefore | Mutant::AuthCacheTtlFromTokenLife
+            ) {
                 spec.hard()
             } else {
                 spec

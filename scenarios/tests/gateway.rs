@@ -43,7 +43,9 @@ fn every_mutant_is_listed_and_declares_the_invariant_it_breaks() {
             Mutant::RouteByInsertionOrder | Mutant::MatchesRawPath => "routes-as-oracle",
             Mutant::LimiterRoundsUp => "rate-bound",
             Mutant::LimiterChargesRefusals => "serves-after-heal",
-            Mutant::AuthCacheOutlivesToken | Mutant::AuthCacheIgnoresNotBefore => "auth-gate",
+            Mutant::AuthCacheOutlivesToken
+            | Mutant::AuthCacheIgnoresNotBefore
+            | Mutant::AuthCacheTtlFromTokenLife => "auth-gate",
             Mutant::RetriesNonIdempotent => "retry-bounds",
             Mutant::RetriesPastRouteTimeout => "one-answer",
             Mutant::KeepsRemovedInstances | Mutant::IgnoresEjection => "no-traffic-to-gone",

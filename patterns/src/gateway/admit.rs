@@ -38,6 +38,8 @@ pub struct Clocks {
     pub monotonic: Duration,
     /// The node's wall clock, in s since the epoch (token validity).
     pub wall_s: u64,
+    /// The node's wall clock since the epoch, to the nanosecond (read only by mutants).
+    pub wall: Duration,
 }
 
 /// Admits or refuses one external request from `client` (its address, the rate-limit key
@@ -76,7 +78,11 @@ pub fn admit(
     let principal = match (&external.token, route.access) {
         (Some(token), _) => Some(
             verifier
-                .verify(token, clocks.wall_s)
+                .verify_at(
+                    token,
+                    clocks.wall.max(Duration::from_secs(clocks.wall_s)),
+                    clocks.monotonic,
+                )
                 .map_err(|error| refuse(401, error.to_string()))?
                 .principal,
         ),

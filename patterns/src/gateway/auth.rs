@@ -23,6 +23,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+use std::time::Duration;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -176,8 +177,9 @@ pub struct Verifier {
     config: AuthConfig,
     keys: KeyRing,
     revoked: BTreeSet<String>,
-    /// Token -> (claims, cached until, wall s).
-    cache: BTreeMap<String, (Claims, u64)>,
+    /// Token -> (claims, cached until in wall s, and under
+    /// [`Mutant::AuthCacheTtlFromTokenLife`] the entry's end on the monotonic clock).
+    cache: BTreeMap<String, (Claims, u64, Option<Duration>)>,
 }
 
 impl Verifier {
@@ -201,13 +203,36 @@ impl Verifier {
     pub fn revoke(&mut self, principal: &str) {
         self.revoked.insert(principal.to_owned());
         self.cache
-            .retain(|_, (claims, _)| claims.principal != principal);
+            .retain(|_, (claims, _, _)| claims.principal != principal);
     }
 
     /// Verifies `token` at wall time `now_s` (the gateway's own clock).
     pub fn verify(&mut self, token: &str, now_s: u64) -> Result<Claims, AuthError> {
+        self.verify_at(token, Duration::from_secs(now_s), Duration::ZERO)
+    }
+
+    /// Verifies `token` at wall time `wall` (since the Unix epoch, the gateway's own clock;
+    /// only its whole seconds count) and monotonic time `monotonic` (which only a mutant
+    /// reads).
+    pub fn verify_at(
+        &mut self,
+        token: &str,
+        wall: Duration,
+        monotonic: Duration,
+    ) -> Result<Claims, AuthError> {
+        let now_s = wall.as_secs();
         let skew = self.config.skew_s;
-        if let Some((claims, until)) = self.cache.get(token) {
+        let ttl_from_life = self
+            .config
+            .mutants
+            .contains(Mutant::AuthCacheTtlFromTokenLife);
+        if let Some((claims, until, ends)) = self.cache.get(token) {
+            // The bug (wso2/product-apim#9380): the entry's own end, fixed when it was
+            // cached, stands in for the token's expiry; the wall clock is not asked again.
+            let unexpired = match ends {
+                Some(ends) if ttl_from_life => monotonic < *ends,
+                _ => now_s <= claims.expires_s.saturating_add(skew),
+            };
             let outlives = self.config.mutants.contains(Mutant::AuthCacheOutlivesToken);
             // The bug (fast-jwt#194): the cache checks a token's not-before otherwise than
             // the verifier does; here, not at all, as if a verdict once valid stayed valid.
@@ -216,7 +241,7 @@ impl Verifier {
                 .mutants
                 .contains(Mutant::AuthCacheIgnoresNotBefore);
             let valid = now_s <= *until
-                && (outlives || now_s <= claims.expires_s.saturating_add(skew))
+                && (outlives || unexpired)
                 && (early || now_s.saturating_add(skew) >= claims.not_before_s)
                 // A retired key's grace may have ended since.
                 && self.keys.secret(&claims.key_id, now_s).is_some();
@@ -244,12 +269,12 @@ impl Verifier {
         }
         if self.cache.len() >= self.config.cache_max {
             // Drop what expired, then (still full) the entry that ends soonest.
-            self.cache.retain(|_, (_, until)| *until >= now_s);
+            self.cache.retain(|_, (_, until, _)| *until >= now_s);
             if self.cache.len() >= self.config.cache_max {
                 let soonest = self
                     .cache
                     .iter()
-                    .min_by_key(|(_, (_, until))| *until)
+                    .min_by_key(|(_, (_, until, _))| *until)
                     .map(|(token, _)| token.clone());
                 if let Some(token) = soonest {
                     self.cache.remove(&token);
@@ -258,7 +283,14 @@ impl Verifier {
         }
         if self.config.cache_max > 0 {
             let until = now_s.saturating_add(self.config.cache_ttl_s);
-            self.cache.insert(token.to_owned(), (claims.clone(), until));
+            // The mutant's entry lives as long as the token has left by the wall clock now
+            // (to the end of its last valid second), timed on the monotonic clock.
+            let ends = ttl_from_life.then(|| {
+                let last = Duration::from_secs(claims.expires_s.saturating_add(skew) + 1);
+                monotonic + last.saturating_sub(wall)
+            });
+            self.cache
+                .insert(token.to_owned(), (claims.clone(), until, ends));
         }
         Ok(claims)
     }

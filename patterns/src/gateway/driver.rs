@@ -197,11 +197,10 @@ fn now() -> Duration {
     time::now().since_origin()
 }
 
-fn wall_s() -> u64 {
+fn wall() -> Duration {
     time::wall()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .unwrap_or(Duration::ZERO)
 }
 
 /// The gateway node's program. Returns only when its socket closes (or its configuration is
@@ -374,9 +373,11 @@ impl Gateway {
                 limiter,
                 ..
             } = &mut *core;
+            let wall = wall();
             let clocks = Clocks {
                 monotonic: arrived,
-                wall_s: wall_s(),
+                wall_s: wall.as_secs(),
+                wall,
             };
             admit(
                 &call.bytes,

@@ -49,6 +49,13 @@ pub enum Mutant {
     /// the gateway's clock steps back, a token its clock says is not valid yet keeps passing
     /// (nearform/fast-jwt#194: the cache judges a token's times otherwise than the verifier).
     AuthCacheIgnoresNotBefore,
+    /// A cached token verdict lives for the token's remaining life as measured when it was
+    /// cached (a TTL on the monotonic clock, as a cache's own expiry timer), and a hit does
+    /// not compare the token's expiry with the wall clock again: after the gateway's wall
+    /// clock steps forward, an expired token keeps passing until its TTL runs out
+    /// (wso2/product-apim#9380: the gateway's JWT cache hands out a token its cache entry
+    /// outlives).
+    AuthCacheTtlFromTokenLife,
 }
 
 #[cfg(madsim)]
@@ -68,6 +75,7 @@ impl Mutant {
             Mutant::IgnoresEjection,
             Mutant::RetriesBypassBreaker,
             Mutant::AuthCacheIgnoresNotBefore,
+            Mutant::AuthCacheTtlFromTokenLife,
         ]
     }
 
@@ -86,6 +94,7 @@ impl Mutant {
             Mutant::IgnoresEjection => "ignores-ejection",
             Mutant::RetriesBypassBreaker => "retries-bypass-breaker",
             Mutant::AuthCacheIgnoresNotBefore => "auth-cache-ignores-not-before",
+            Mutant::AuthCacheTtlFromTokenLife => "auth-cache-ttl-from-token-life",
         }
     }
 }
