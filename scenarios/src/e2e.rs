@@ -64,7 +64,7 @@ use patterns::cqrs::bank::BankCommand;
 use patterns::cqrs::command::{
     run_command_node, CommandNodeConfig, CommandRequest, CommandResponse, COMMAND_PORT,
 };
-use patterns::cqrs::view::{Query, QueryBody};
+use patterns::cqrs::view::{BankView, Query, QueryBody};
 use patterns::cqrs::view_node::{
     run_view_node, Answer, ViewEvent, ViewHook, ViewNodeConfig, ViewRequest, ViewResponse,
     VIEW_PORT,
@@ -189,6 +189,9 @@ const COMMAND_TIMEOUT: Duration = Duration::from_millis(150);
 /// How long a ledger may wait for its model to reach the asked position (short: a client
 /// that reads right after its write often hears that the read side is behind).
 const QUERY_WAIT: Duration = Duration::from_millis(40);
+/// Under a mutant only: how long the accounts adapter keeps an answer for a gateway's retry
+/// of the same request (twice the gateways' route timeout).
+const REPLAY_KEEP: Duration = Duration::from_millis(1_600);
 
 static COMMAND_ONCE: Invariant = Invariant::always(
     "command-once",
@@ -260,6 +263,8 @@ const ADAPTER_RETRIES_COMMANDS: &str = "adapter-retries-commands";
 /// judge breakers).
 const RETRIES_BYPASS_BREAKER: &str = "retries-bypass-breaker";
 const LEDGER_VIEW_NOT_RESTARTED: &str = "ledger-view-not-restarted";
+const ADAPTER_REPLAYS_BY_REQUEST_ID: &str = "adapter-replays-by-request-id";
+const LEDGER_ANSWERS_WHILE_OPENING: &str = "ledger-answers-while-opening";
 
 /// The adapters' deliberately broken variants switched on (none by default).
 #[derive(Clone, Copy, Debug, Default)]
@@ -273,6 +278,8 @@ struct Glue {
     serves_stale_on_error: bool,
     skips_reregistration: bool,
     view_not_restarted: bool,
+    replays_by_request_id: bool,
+    answers_while_opening: bool,
 }
 
 impl Glue {
@@ -287,6 +294,8 @@ impl Glue {
             serves_stale_on_error: env.is_mutant(LEDGER_SERVES_STALE_ON_ERROR),
             skips_reregistration: env.is_mutant(LEDGER_SKIPS_REREGISTRATION),
             view_not_restarted: env.is_mutant(LEDGER_VIEW_NOT_RESTARTED),
+            replays_by_request_id: env.is_mutant(ADAPTER_REPLAYS_BY_REQUEST_ID),
+            answers_while_opening: env.is_mutant(LEDGER_ANSWERS_WHILE_OPENING),
         }
     }
 }
@@ -338,6 +347,26 @@ fn mutants() -> Vec<MutantSpec> {
             "after a ledger node restarts, its adapter starts and registers again but its view node does not (a process the deploy script started once, outside the node's init: Rancher's start_once sidekicks, rancher/rancher#2156; EventStore projections stuck after a killed node came back, kurrent-io/KurrentDB#1349): its queries fail from then on, hidden behind a healthy ledger by the gateways' breakers and ejection; shows when a ledger restarts",
         )
         .breaks("visible-after-heal"),
+        MutantSpec::new(
+            ADAPTER_REPLAYS_BY_REQUEST_ID,
+            "the accounts adapter keeps its answers for 1.6 s by the gateway's request id, to answer a gateway's retry without another command call; but a gateway numbers its requests with a counter that starts over when it restarts (per-process request ids taken as unique: wallarm/api-firewall#80, Cjen1/OCons#18), so a restarted gateway's new command is answered with an old one's 200 and never applied; shows when a gateway restarts early in a run",
+        )
+        .breaks("acked-durable")
+        // Only a gateway that restarts within 1.6 s of its first requests, so that its new
+        // request ids meet kept answers, shows it: first caught at seed 145 (`dst run e2e
+        // --mutant adapter-replays-by-request-id --seeds 500`; plan: a crash of gateway-2 at
+        // 815 ms), never by 1000 fault-free seeds.
+        .hard(),
+        MutantSpec::new(
+            LEDGER_ANSWERS_WHILE_OPENING,
+            "until its view node first answers after a start, the ledger adapter takes a model still opening (Recovering) for an empty one and answers it, position 0, as fresh (a read model served before it is ready: reimagined/resolve#833; the empty state of KurrentDB projections, kurrent-io/KurrentDB#1953): a client's read after its own write sees nothing; shows in the few milliseconds after a ledger restarts",
+        )
+        .breaks("read-your-writes")
+        // Only a query in the milliseconds between a ledger's restart and its view node's
+        // opening shows it: first caught at seed 419 (`dst run e2e --mutant
+        // ledger-answers-while-opening --seeds 500`; plan: a 340 ms crash of ledger-2), never
+        // by 1000 fault-free seeds.
+        .hard(),
     ]
 }
 
@@ -956,12 +985,28 @@ async fn accounts_adapter(glue: Glue) {
     let server = Rc::new(server);
     let node = sim_core::task::current_node().expect("a node's task");
     let command_node = Addr::new(node, COMMAND_PORT);
+    // Under a mutant only: the answers kept by the gateway's request id, and when.
+    let replays: Rc<RefCell<BTreeMap<u64, (time::Instant, BackendResponse)>>> = Rc::default();
     loop {
         let Ok((request, message)) = server.recv_request::<BackendRequest>().await else {
             return;
         };
         let server = server.clone();
+        let replays = replays.clone();
         sim_core::task::spawn(async move {
+            if glue.replays_by_request_id {
+                let now = time::now();
+                replays
+                    .borrow_mut()
+                    .retain(|_, (at, _)| now.saturating_duration_since(*at) < REPLAY_KEEP);
+                let kept = replays.borrow().get(&message.request_id).cloned();
+                if let Some((_, answer)) = kept {
+                    // The bug: the request id stands for the request, but a gateway numbers
+                    // its requests afresh when it restarts.
+                    let _ = server.reply(request, &answer);
+                    return;
+                }
+            }
             let answer = match translate_command(&message, glue) {
                 Err(why) => json_answer(400, serde_json::json!({ "error": why })),
                 Ok(command) => {
@@ -1001,6 +1046,11 @@ async fn accounts_adapter(glue: Glue) {
                     }
                 }
             };
+            if glue.replays_by_request_id && answer.status < 500 {
+                replays
+                    .borrow_mut()
+                    .insert(message.request_id, (time::now(), answer.clone()));
+            }
             let _ = server.reply(request, &answer);
         });
     }
@@ -1088,12 +1138,14 @@ async fn ledger_adapter(glue: Glue) {
     let view_node = Addr::new(node, VIEW_PORT);
     // Under a mutant only: the last answer to each query.
     let kept: Rc<RefCell<BTreeMap<String, serde_json::Value>>> = Rc::default();
+    // Under a mutant only: whether the view node has answered a query since this start.
+    let opened = Rc::new(std::cell::Cell::new(false));
     loop {
         let Ok((request, message)) = server.recv_request::<BackendRequest>().await else {
             return;
         };
         let server = server.clone();
-        let kept = kept.clone();
+        let (kept, opened) = (kept.clone(), opened.clone());
         sim_core::task::spawn(async move {
             let answer = match translate_query(&message, glue.drops_token) {
                 Err(why) => json_answer(400, serde_json::json!({ "error": why })),
@@ -1109,6 +1161,7 @@ async fn ledger_adapter(glue: Glue) {
                         .await
                     {
                         Ok(ViewResponse::Answer(answer)) => {
+                            opened.set(true);
                             let body = serde_json::json!({
                                 "position": answer.position,
                                 "fresh": answer.fresh,
@@ -1118,6 +1171,19 @@ async fn ledger_adapter(glue: Glue) {
                             if glue.serves_stale_on_error && answer.fresh {
                                 kept.borrow_mut().insert(message.path.clone(), body.clone());
                             }
+                            json_answer(200, body)
+                        }
+                        Ok(ViewResponse::Recovering)
+                            if glue.answers_while_opening && !opened.get() =>
+                        {
+                            // The bug: until its view node first answers, the adapter takes
+                            // the model for an empty one, which has nothing to wait for.
+                            let body = serde_json::json!({
+                                "position": 0,
+                                "fresh": true,
+                                "query": query,
+                                "body": BankView::default().answer(&query),
+                            });
                             json_answer(200, body)
                         }
                         failed => match kept.borrow().get(&message.path) {

@@ -27,6 +27,8 @@ fn every_mutant_declares_the_invariant_it_breaks() {
         ("retries-bypass-breaker", "breaker-respected"),
         ("ledger-drops-token", "read-your-writes"),
         ("ledger-view-not-restarted", "visible-after-heal"),
+        ("adapter-replays-by-request-id", "acked-durable"),
+        ("ledger-answers-while-opening", "read-your-writes"),
     ];
     let listed: Vec<(String, Option<String>)> = Scenario::spec(&EndToEnd::default())
         .mutants
