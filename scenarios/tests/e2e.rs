@@ -29,6 +29,7 @@ fn every_mutant_declares_the_invariant_it_breaks() {
         ("ledger-view-not-restarted", "visible-after-heal"),
         ("adapter-replays-by-request-id", "acked-durable"),
         ("ledger-answers-while-opening", "read-your-writes"),
+        ("ledger-replays-by-request-id", "read-your-writes"),
     ];
     let listed: Vec<(String, Option<String>)> = Scenario::spec(&EndToEnd::default())
         .mutants
