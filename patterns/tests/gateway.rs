@@ -981,6 +981,26 @@ mod upstream {
     }
 
     #[test]
+    fn an_update_keeps_the_ejection_of_an_instance_still_listed() {
+        // Goal: a discovery update that lists i1 again (as its re-registration after a
+        // restart) leaves its ejection alone; the mutant rebuilds the instances and lets it
+        // back in at once.
+        let cases = [
+            (Mutants::none(), false),
+            #[cfg(madsim)]
+            (Mutants::only(Mutant::UpdateRebuildsInstances), true),
+        ];
+        for (mutants, back) in cases {
+            let mut up = upstreams(mutants, 3);
+            fail(&mut up, "i1", ms(10));
+            assert!(!up.is_eligible("i1", ms(10)));
+            let listed = vec!["i1".to_owned(), "i2".to_owned(), "i3".to_owned()];
+            up.update_instances("svc", listed, ms(20));
+            assert_eq!(up.is_eligible("i1", ms(30)), back);
+        }
+    }
+
+    #[test]
     fn an_instance_discovery_dropped_gets_nothing_even_when_healthy() {
         // Goal: a listing without i1 takes i1 out at once; the mutant keeps serving it.
         let cases = [

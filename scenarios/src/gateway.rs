@@ -364,7 +364,7 @@ fn mutants_of(env: &Env) -> Mutants {
 
 /// The mutants this scenario catches (ejection's cap is not judged here, nor breakers: the
 /// e2e scenario judges `retries-bypass-breaker`).
-const SCENARIO_MUTANTS: [Mutant; 11] = [
+const SCENARIO_MUTANTS: [Mutant; 12] = [
     Mutant::RouteByInsertionOrder,
     Mutant::MatchesRawPath,
     Mutant::LimiterRoundsUp,
@@ -376,6 +376,7 @@ const SCENARIO_MUTANTS: [Mutant; 11] = [
     Mutant::IgnoresEjection,
     Mutant::AuthCacheIgnoresNotBefore,
     Mutant::AuthCacheTtlFromTokenLife,
+    Mutant::UpdateRebuildsInstances,
 ];
 
 fn mutants() -> Vec<MutantSpec> {
@@ -394,6 +395,7 @@ fn mutants() -> Vec<MutantSpec> {
         Mutant::RetriesBypassBreaker => "retries do not ask the instance's breaker (judged by the e2e scenario's breaker-respected)",
         Mutant::AuthCacheIgnoresNotBefore => "a cached token verdict skips the not-before check, so a token the gateway's clock says is not valid yet passes once it was cached (nearform/fast-jwt#194); shows when a gateway's clock steps back",
         Mutant::AuthCacheTtlFromTokenLife => "a cached token verdict lives for the token's remaining life measured when it was cached, on the monotonic clock, and is not checked against the wall clock again (wso2/product-apim#9380); shows when a gateway's wall clock steps forward while an honest token sits in its cache",
+        Mutant::UpdateRebuildsInstances => "every discovery answer that changes a service rebuilds its instances from scratch, so an instance ejected a moment ago gets traffic again when another update comes, as its own re-registration after a crash (envoy#3930); shows when an instance crashes and comes back within its ejection",
     }
     };
     SCENARIO_MUTANTS
@@ -408,7 +410,9 @@ fn mutants() -> Vec<MutantSpec> {
                 | Mutant::AuthCacheTtlFromTokenLife => &AUTH_GATE,
                 Mutant::RetriesNonIdempotent => &RETRY_BOUNDS,
                 Mutant::RetriesPastRouteTimeout => &ONE_ANSWER,
-                Mutant::KeepsRemovedInstances | Mutant::IgnoresEjection => &NO_TRAFFIC_TO_GONE,
+                Mutant::KeepsRemovedInstances
+                | Mutant::IgnoresEjection
+                | Mutant::UpdateRebuildsInstances => &NO_TRAFFIC_TO_GONE,
                 // Not listed (see SCENARIO_MUTANTS): the e2e scenario judges them.
                 Mutant::EjectionOvershoots | Mutant::RetriesBypassBreaker => {
                     unreachable!(
@@ -435,9 +439,20 @@ fn mutants() -> Vec<MutantSpec> {
             // --seeds 500 --jobs 1`): first caught at seed 159 (shrunk to one episode:
             // gateway-1's clock offset +8.8 s), then at 218; none of 1000 seeds with
             // `--faults none`.
+            //
+            // Hard (`update-rebuilds-instances`): only an instance that is ejected and then
+            // touched by a discovery update before its ejection ends shows it: it must time
+            // out twice in a row (a crash or a cut), and then its own re-registration or
+            // another instance of its service coming or going must reach the gateway within
+            // the 2 s ejection while the other instance is listed. Measured (`dst run gateway
+            // --mutant update-rebuilds-instances --seeds 500 --jobs 1`): first caught at seed
+            // 168 (shrunk to one episode: catalog-2 crashes at 421 ms for 326 ms and
+            // re-registers while ejected), then at 467; none of 1000 seeds with `--faults none`.
             if matches!(
                 mutant,
-                Mutant::AuthCacheIgnoresNotBefore | Mutant::AuthCacheTtlFromTokenLife
+                Mutant::AuthCacheIgnoresNotBefore
+                    | Mutant::AuthCacheTtlFromTokenLife
+                    | Mutant::UpdateRebuildsInstances
             ) {
                 spec.hard()
             } else {

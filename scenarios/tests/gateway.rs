@@ -48,7 +48,9 @@ fn every_mutant_is_listed_and_declares_the_invariant_it_breaks() {
             | Mutant::AuthCacheTtlFromTokenLife => "auth-gate",
             Mutant::RetriesNonIdempotent => "retry-bounds",
             Mutant::RetriesPastRouteTimeout => "one-answer",
-            Mutant::KeepsRemovedInstances | Mutant::IgnoresEjection => "no-traffic-to-gone",
+            Mutant::KeepsRemovedInstances
+            | Mutant::IgnoresEjection
+            | Mutant::UpdateRebuildsInstances => "no-traffic-to-gone",
             Mutant::EjectionOvershoots | Mutant::RetriesBypassBreaker => {
                 unreachable!("skipped above")
             }

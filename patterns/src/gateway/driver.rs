@@ -17,6 +17,7 @@
 use crate::circuit_breaker::State as BreakerState;
 use crate::discovery::client::DiscoveryClient;
 use crate::discovery::mutant::Mutants as DiscoveryMutants;
+use crate::discovery::registry::WatchAnswer;
 use crate::gateway::admit::{admit, Clocks};
 use crate::gateway::auth::{AuthConfig, KeyRing, Verifier};
 use crate::gateway::http::{
@@ -326,9 +327,14 @@ impl Gateway {
         };
         loop {
             for service in &self.config.services {
-                if client.watch(service).await.is_none() {
+                let Some(watched) = client.watch(service).await else {
                     continue;
-                }
+                };
+                // Whether the answer says anything about the service.
+                let changed = match &watched.answer {
+                    WatchAnswer::Resync { .. } => true,
+                    WatchAnswer::Events(events) => !events.is_empty(),
+                };
                 let instances: Vec<String> = client
                     .cache()
                     .healthy(service)
@@ -336,10 +342,13 @@ impl Gateway {
                     .map(|(_, record)| record.address)
                     .filter(|address| parse_addr(address).is_some())
                     .collect();
-                self.core
-                    .borrow_mut()
-                    .upstreams
-                    .set_instances(service, instances, now());
+                let mut core = self.core.borrow_mut();
+                if changed {
+                    core.upstreams.update_instances(service, instances, now());
+                } else {
+                    core.upstreams.set_instances(service, instances, now());
+                }
+                drop(core);
                 self.report_breakers();
             }
             time::sleep(self.config.refresh_every).await;

@@ -56,6 +56,13 @@ pub enum Mutant {
     /// (wso2/product-apim#9380: the gateway's JWT cache hands out a token its cache entry
     /// outlives).
     AuthCacheTtlFromTokenLife,
+    /// Every discovery answer that changes a service (a resync, or watch events about any
+    /// of its instances: one re-registering after a restart, another leaving) rebuilds the
+    /// service's instances from scratch: each gets a fresh breaker and loses its ejection,
+    /// though it is still listed, so an instance ejected a moment ago gets traffic again
+    /// (envoyproxy/envoy#3930: hosts an EDS update touches are taken as new and lose the
+    /// health state learned about them; fixed by envoyproxy/envoy#3959).
+    UpdateRebuildsInstances,
 }
 
 #[cfg(madsim)]
@@ -76,6 +83,7 @@ impl Mutant {
             Mutant::RetriesBypassBreaker,
             Mutant::AuthCacheIgnoresNotBefore,
             Mutant::AuthCacheTtlFromTokenLife,
+            Mutant::UpdateRebuildsInstances,
         ]
     }
 
@@ -95,6 +103,7 @@ impl Mutant {
             Mutant::RetriesBypassBreaker => "retries-bypass-breaker",
             Mutant::AuthCacheIgnoresNotBefore => "auth-cache-ignores-not-before",
             Mutant::AuthCacheTtlFromTokenLife => "auth-cache-ttl-from-token-life",
+            Mutant::UpdateRebuildsInstances => "update-rebuilds-instances",
         }
     }
 }

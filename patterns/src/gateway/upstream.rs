@@ -234,6 +234,29 @@ impl Upstreams {
         self.instances.retain(|name, _| listed.contains(name));
     }
 
+    /// As [`Upstreams::set_instances`], for a discovery answer that changed `service` (a
+    /// resync, or watch events about it): the state of instances still listed is kept.
+    pub fn update_instances(&mut self, service: &str, instances: Vec<String>, now: Duration) {
+        if self
+            .config
+            .mutants
+            .contains(Mutant::UpdateRebuildsInstances)
+        {
+            // The bug (envoy#3930): the service's instances are rebuilt from scratch.
+            let old = self.services.remove(service).unwrap_or_default();
+            let listed: std::collections::BTreeSet<&String> =
+                self.services.values().flatten().collect();
+            let dropped: Vec<String> = old
+                .into_iter()
+                .filter(|name| !listed.contains(name))
+                .collect();
+            for name in dropped {
+                self.instances.remove(&name);
+            }
+        }
+        self.set_instances(service, instances, now);
+    }
+
     /// The breaker states that changed since the last call, oldest first: (instance, new
     /// state). An instance discovery newly lists starts with a closed breaker, and counts.
     pub fn take_breaker_changes(&mut self) -> Vec<(String, BreakerState)> {
