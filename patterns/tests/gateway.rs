@@ -793,7 +793,6 @@ mod admission {
             let bytes = format!("{head}\r\nHost: gw\r\n\r\n");
             let clocks = Clocks {
                 monotonic: Duration::from_secs(at_s),
-                wall_s: 1_000 + at_s,
                 wall: Duration::from_secs(1_000 + at_s),
             };
             admit(

@@ -998,8 +998,8 @@ async fn accounts_adapter(glue: Glue) {
     let server = Rc::new(server);
     let node = sim_core::task::current_node().expect("a node's task");
     let command_node = Addr::new(node, COMMAND_PORT);
-    // Under a mutant only: the answers kept by the gateway's request id, and when.
-    let replays: Rc<RefCell<BTreeMap<u64, (time::Instant, BackendResponse)>>> = Rc::default();
+    // Under a mutant only: the answers kept by the gateway's request id.
+    let replays = Replays::default();
     loop {
         let Ok((request, message)) = server.recv_request::<BackendRequest>().await else {
             return;
@@ -1008,12 +1008,7 @@ async fn accounts_adapter(glue: Glue) {
         let replays = replays.clone();
         sim_core::task::spawn(async move {
             if glue.replays_by_request_id {
-                let now = time::now();
-                replays
-                    .borrow_mut()
-                    .retain(|_, (at, _)| now.saturating_duration_since(*at) < REPLAY_KEEP);
-                let kept = replays.borrow().get(&message.request_id).cloned();
-                if let Some((_, answer)) = kept {
+                if let Some(answer) = replays.kept(message.request_id) {
                     // The bug: the request id stands for the request, but a gateway numbers
                     // its requests afresh when it restarts.
                     let _ = server.reply(request, &answer);
@@ -1059,13 +1054,35 @@ async fn accounts_adapter(glue: Glue) {
                     }
                 }
             };
-            if glue.replays_by_request_id && answer.status < 500 {
-                replays
-                    .borrow_mut()
-                    .insert(message.request_id, (time::now(), answer.clone()));
+            if glue.replays_by_request_id {
+                replays.keep(message.request_id, &answer);
             }
             let _ = server.reply(request, &answer);
         });
+    }
+}
+
+/// Under a mutant only: an adapter's answers kept by the gateway's request id, each for
+/// [`REPLAY_KEEP`], to answer a gateway's retry without asking again.
+#[derive(Clone, Default)]
+struct Replays(Rc<RefCell<BTreeMap<u64, (time::Instant, BackendResponse)>>>);
+
+impl Replays {
+    /// The answer kept for `request_id`, after forgetting those kept too long.
+    fn kept(&self, request_id: u64) -> Option<BackendResponse> {
+        let now = time::now();
+        let mut kept = self.0.borrow_mut();
+        kept.retain(|_, (at, _)| now.saturating_duration_since(*at) < REPLAY_KEEP);
+        kept.get(&request_id).map(|(_, answer)| answer.clone())
+    }
+
+    /// Keeps `answer` for `request_id`, unless it is a server error (a retry must ask again).
+    fn keep(&self, request_id: u64, answer: &BackendResponse) {
+        if answer.status < 500 {
+            self.0
+                .borrow_mut()
+                .insert(request_id, (time::now(), answer.clone()));
+        }
     }
 }
 
@@ -1153,8 +1170,8 @@ async fn ledger_adapter(glue: Glue) {
     let kept: Rc<RefCell<BTreeMap<String, serde_json::Value>>> = Rc::default();
     // Under a mutant only: whether the view node has answered a query since this start.
     let opened = Rc::new(std::cell::Cell::new(false));
-    // Under a mutant only: the answers kept by the gateway's request id, and when.
-    let replays: Rc<RefCell<BTreeMap<u64, (time::Instant, BackendResponse)>>> = Rc::default();
+    // Under a mutant only: the answers kept by the gateway's request id.
+    let replays = Replays::default();
     loop {
         let Ok((request, message)) = server.recv_request::<BackendRequest>().await else {
             return;
@@ -1164,12 +1181,7 @@ async fn ledger_adapter(glue: Glue) {
         let replays = replays.clone();
         sim_core::task::spawn(async move {
             if glue.ledger_replays_by_request_id {
-                let now = time::now();
-                replays
-                    .borrow_mut()
-                    .retain(|_, (at, _)| now.saturating_duration_since(*at) < REPLAY_KEEP);
-                let kept = replays.borrow().get(&message.request_id).cloned();
-                if let Some((_, answer)) = kept {
+                if let Some(answer) = replays.kept(message.request_id) {
                     // The bug: the request id stands for the query, but a gateway numbers
                     // its requests afresh when it restarts.
                     let _ = server.reply(request, &answer);
@@ -1228,10 +1240,8 @@ async fn ledger_adapter(glue: Glue) {
                     }
                 }
             };
-            if glue.ledger_replays_by_request_id && answer.status < 500 {
-                replays
-                    .borrow_mut()
-                    .insert(message.request_id, (time::now(), answer.clone()));
+            if glue.ledger_replays_by_request_id {
+                replays.keep(message.request_id, &answer);
             }
             let _ = server.reply(request, &answer);
         });

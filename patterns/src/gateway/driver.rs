@@ -382,11 +382,9 @@ impl Gateway {
                 limiter,
                 ..
             } = &mut *core;
-            let wall = wall();
             let clocks = Clocks {
                 monotonic: arrived,
-                wall_s: wall.as_secs(),
-                wall,
+                wall: wall(),
             };
             admit(
                 &call.bytes,
