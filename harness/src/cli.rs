@@ -137,6 +137,8 @@ enum Command {
         /// both ways (`--json`: `explore_seeds_to_detect`).
         #[arg(long)]
         explore: bool,
+        #[command(flatten)]
+        pools: PoolArgs,
         /// One JSON array on stdout, one object per mutant, and nothing else.
         #[arg(long)]
         json: bool,
@@ -258,6 +260,12 @@ struct RunArgs {
         conflicts_with = "all"
     )]
     plot: Option<PathBuf>,
+    #[command(flatten)]
+    pools: PoolArgs,
+    /// With --explore: write each scenario's pool at the end to DIR/<scenario>.json.gz, to
+    /// start later explorations from (see --pools).
+    #[arg(long, value_name = "DIR", requires = "explore")]
+    save_pools: Option<PathBuf>,
     /// One JSON value on stdout.
     #[arg(long)]
     json: bool,
@@ -367,13 +375,14 @@ pub fn main(registry: Registry) -> ExitCode {
             start,
             jobs,
             explore,
+            pools,
             json,
         } => mutants(
             &registry,
             scenario.as_deref(),
             (start, seeds),
             jobs,
-            explore,
+            explore.then_some(&pools),
             json,
         ),
         Command::Bench { jobs, quick, json } => bench(&registry, jobs, quick, json),
@@ -496,7 +505,7 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
             .map_err(|error| InputError(format!("--plot {}: {error}", file.display())))?;
     }
     if args.explore {
-        return Ok(explore_all(registry, &targets, &args));
+        return explore_all(registry, &targets, &args);
     }
     let options = BatchOptions {
         start: args.start,
@@ -543,12 +552,43 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
     Ok(reports.iter().all(BatchReport::ok))
 }
 
+/// Where explorations start from (`dst run --explore`, `dst mutants --explore`).
+#[derive(clap::Args, Debug, Clone)]
+struct PoolArgs {
+    /// Start each exploration from the stored pool DIR/<scenario>.json.gz where there is one
+    /// (what an earlier exploration learned: see `pools/README.md`).
+    #[arg(long, value_name = "DIR", default_value = "pools")]
+    pools: PathBuf,
+    /// Start every exploration with an empty pool.
+    #[arg(long, conflicts_with = "pools")]
+    no_pools: bool,
+}
+
+impl PoolArgs {
+    /// `scenario`'s stored pool, if there is one and pools are on.
+    fn load(
+        &self,
+        scenario: &str,
+    ) -> Result<Option<std::sync::Arc<crate::pool::StoredPool>>, InputError> {
+        if self.no_pools {
+            return Ok(None);
+        }
+        crate::pool::load_for(&self.pools, scenario)
+            .map(|pool| pool.map(std::sync::Arc::new))
+            .map_err(|error| InputError(error.to_string()))
+    }
+}
+
 /// `dst run --explore`: each target explored in turn; whether none failed.
 fn explore_all(
     registry: &Registry,
     targets: &[std::sync::Arc<dyn DynScenario>],
     args: &RunArgs,
-) -> bool {
+) -> Result<bool, InputError> {
+    let mut pools = Vec::new();
+    for target in targets {
+        pools.push(args.pools.load(&target.spec().name)?);
+    }
     let options = crate::explore::ExploreOptions {
         start: args.start,
         runs: args.seeds,
@@ -568,11 +608,24 @@ fn explore_all(
         ..crate::explore::ExploreOptions::default()
     };
     let mut reports = Vec::new();
-    for target in targets {
+    for (target, pool) in targets.iter().zip(pools) {
         let name = target.spec().name;
+        if let Some(pool) = &pool {
+            eprintln!(
+                "explore {name}: starting from the stored pool {} ({} cases, {} runs)",
+                crate::pool::path(&args.pools.pools, &name).display(),
+                pool.cases.len(),
+                pool.runs
+            );
+        }
+        let options = crate::explore::ExploreOptions {
+            pool,
+            keep_pool: args.save_pools.is_some(),
+            ..options.clone()
+        };
         // A line per 1,000 runs: how coverage grows is what a person watches.
         let mut shown = 0;
-        let report = crate::explore::explore(target.as_ref(), &options, &mut |growth| {
+        let mut report = crate::explore::explore(target.as_ref(), &options, &mut |growth| {
             if growth.runs / 1000 > shown {
                 shown = growth.runs / 1000;
                 eprintln!(
@@ -590,6 +643,8 @@ fn explore_all(
                     fresh_share: 1.0,
                     corpus_dir: None,
                     shrink: false,
+                    pool: None,
+                    keep_pool: false,
                     ..options.clone()
                 },
                 &mut |_| {},
@@ -626,6 +681,18 @@ fn explore_all(
                 Err(error) => eprintln!("dst: {error}"),
             }
         }
+        if let (Some(dir), Some(pool)) = (&args.save_pools, report.kept_pool.take()) {
+            let file = crate::pool::path(dir, &name);
+            match pool.save(&file) {
+                Ok(()) => eprintln!(
+                    "explore {name}: pool saved to {} ({} cases, {} runs)",
+                    file.display(),
+                    pool.cases.len(),
+                    pool.runs
+                ),
+                Err(error) => eprintln!("dst: {error}"),
+            }
+        }
         reports.push(report);
     }
     print_explore_summary(registry, &reports, args.json);
@@ -641,7 +708,7 @@ fn explore_all(
         };
         println!("{value}");
     }
-    reports.iter().all(crate::explore::ExploreReport::ok)
+    Ok(reports.iter().all(crate::explore::ExploreReport::ok))
 }
 
 /// The failures an exploration found, its table and the replay commands; on stderr when
@@ -679,6 +746,13 @@ fn print_explore_summary(
             let f = &found.failure;
             let origin = match &found.origin {
                 Origin::Fresh => format!("seed {}", f.seed),
+                Origin::Derived {
+                    parent: 0,
+                    mutations,
+                } => format!(
+                    "derived from a case of the stored pool by {}",
+                    mutations.join(", ")
+                ),
                 Origin::Derived { parent, mutations } => {
                     format!("derived from run {parent} by {}", mutations.join(", "))
                 }
@@ -1399,7 +1473,7 @@ fn mutants(
     name: Option<&str>,
     (start, seeds): (u64, u64),
     jobs: Option<u64>,
-    explore: bool,
+    explore: Option<&PoolArgs>,
     json: bool,
 ) -> Result<bool, InputError> {
     let targets: Vec<_> = match name {
@@ -1430,8 +1504,17 @@ fn mutants(
         seeds,
         quiet_seeds,
         jobs: jobs.map_or(BatchOptions::default().jobs, |j| j as usize),
-        explore,
+        explore: explore.is_some(),
+        pool: None,
     };
+    let mut pools = Vec::new();
+    for target in &targets {
+        pools.push(match explore {
+            Some(args) => args.load(&target.spec().name)?,
+            None => None,
+        });
+    }
+    let explore = explore.is_some();
     let mut header = format!(
         "{:<16} {:<30} {:>14} {:>8} {:<26} {:>9} {:>9} {:>16}",
         "scenario",
@@ -1450,7 +1533,11 @@ fn mutants(
         println!("{header}");
     }
     let mut scores = Vec::new();
-    for target in &targets {
+    for (target, pool) in targets.iter().zip(pools) {
+        let options = scoreboard::ScoreOptions {
+            pool,
+            ..options.clone()
+        };
         scores.extend(scoreboard::score_scenario(
             target.as_ref(),
             &options,

@@ -21,6 +21,7 @@ use crate::batch::{self, BatchOptions, Failure, Found};
 use crate::case::{check_case, Case, DynScenario, RunOptions, RunResult, VerdictKind};
 use crate::generate::within_budget;
 use crate::plan::FaultKind;
+use crate::pool::{StoredCase, StoredPool};
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
@@ -28,7 +29,7 @@ use sim_core::coverage::{Coverage, COVERAGE_BITS};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Cases decided before any of them runs: the unit that makes exploration independent of
 /// the number of workers.
@@ -73,6 +74,11 @@ pub struct ExploreOptions {
     /// The exploration fails when more than one run ran and more than this share of them
     /// was inconclusive, as a batch does (`--inconclusive-max`).
     pub inconclusive_max: f64,
+    /// A stored pool to start from ([`crate::pool`]): its cases join the pool before the
+    /// first run, and the runs behind it count in how rare each feature is.
+    pub pool: Option<Arc<StoredPool>>,
+    /// Also return the pool at the end, as stored ([`ExploreReport::kept_pool`]).
+    pub keep_pool: bool,
 }
 
 impl Default for ExploreOptions {
@@ -90,6 +96,8 @@ impl Default for ExploreOptions {
             fresh_share: FRESH_SHARE,
             pool_max: POOL_MAX,
             inconclusive_max: batch.inconclusive_max,
+            pool: None,
+            keep_pool: false,
         }
     }
 }
@@ -117,7 +125,8 @@ pub enum Origin {
     Fresh,
     /// Derived from the case of run `parent` (1-based) by these mutations.
     Derived {
-        /// The run whose case it was derived from.
+        /// The run whose case it was derived from; 0 for a case of the stored pool the
+        /// exploration started from.
         parent: u64,
         /// The mutations, in order.
         mutations: Vec<&'static str>,
@@ -179,10 +188,18 @@ pub struct ExploreReport {
     pub first_failure_run: Option<u64>,
     /// Each distinct failure (verdict and invariant), by its first run.
     pub failures: Vec<ExploreFailure>,
-    /// Features reached by all runs.
+    /// Features reached by all runs (and by the runs behind the stored pool it started from).
     pub coverage: usize,
     /// Cases in the pool at the end.
     pub pool: usize,
+    /// Cases taken from the stored pool it started from ([`ExploreOptions::pool`]).
+    pub pool_loaded: usize,
+    /// Cases of that stored pool left out: they could not run with these options (a fault
+    /// kind not allowed, a plan or workload the scenario refuses now).
+    pub pool_skipped: usize,
+    /// With [`ExploreOptions::keep_pool`]: the pool at the end, as stored.
+    #[serde(skip)]
+    pub kept_pool: Option<StoredPool>,
     /// Coverage and failures after each generation.
     pub growth: Vec<Growth>,
     /// Simulated seconds over all runs.
@@ -209,7 +226,10 @@ impl ExploreReport {
 /// A case of the pool: it reached features no earlier run had.
 struct PoolEntry {
     case: Case,
+    /// The run that reached it; 0 for a case of a stored pool.
     run: u64,
+    /// The seed whose draw its workload is, when it is one (it is stored as that seed).
+    workload_seed: Option<u64>,
     /// The features its run reached.
     bits: Vec<u32>,
     /// How rare they are: the sum over them of 1 / the square of the runs that reached each,
@@ -225,6 +245,7 @@ struct PoolEntry {
 struct Planned {
     case: Case,
     origin: Origin,
+    workload_seed: Option<u64>,
 }
 
 /// The explorer's state between generations.
@@ -281,11 +302,19 @@ pub fn explore(
         failures: Vec::new(),
         coverage: 0,
         pool: 0,
+        pool_loaded: 0,
+        pool_skipped: 0,
+        kept_pool: None,
         growth: Vec::new(),
         sim_seconds: 0.0,
         wall_seconds: 0.0,
         inconclusive_max: options.inconclusive_max,
     };
+    let mut stored_runs = 0;
+    if let Some(stored) = &options.pool {
+        stored_runs = stored.runs;
+        (report.pool_loaded, report.pool_skipped) = explorer.load(stored);
+    }
     // Failing runs to settle after the exploration, with their kind's first run.
     let mut found: Vec<(u64, Origin, Found)> = Vec::new();
     let mut kinds: Vec<((String, Option<String>), u64)> = Vec::new();
@@ -319,6 +348,7 @@ pub fn explore(
                     explorer.pool.push(PoolEntry {
                         case: planned.case.clone(),
                         run,
+                        workload_seed: planned.workload_seed,
                         bits,
                         rarity: 0.0,
                         chosen: 0,
@@ -391,6 +421,9 @@ pub fn explore(
         .collect();
     report.coverage = explorer.seen.count();
     report.pool = explorer.pool.len();
+    if options.keep_pool {
+        report.kept_pool = Some(explorer.stored(stored_runs + report.runs));
+    }
     report.sim_seconds = sim_ns as f64 / 1e9;
     report.wall_seconds = wall_start.elapsed().as_secs_f64();
     report
@@ -414,6 +447,7 @@ pub fn derive(
         pool: vec![PoolEntry {
             case: parent.clone(),
             run: 1,
+            workload_seed: None,
             bits: Vec::new(),
             rarity: 1.0,
             chosen: 0,
@@ -481,6 +515,7 @@ impl Explorer<'_> {
         Planned {
             case: self.draw(seed),
             origin: Origin::Fresh,
+            workload_seed: Some(seed),
         }
     }
 
@@ -494,8 +529,13 @@ impl Explorer<'_> {
 
     /// A donor case: the draw of a seed no fresh run uses (from the explorer's stream).
     fn donor(&mut self) -> Case {
+        self.donor_seeded().1
+    }
+
+    /// [`Self::donor`] with its seed.
+    fn donor_seeded(&mut self) -> (u64, Case) {
         let seed = self.rng.gen::<u64>();
-        self.draw(seed)
+        (seed, self.draw(seed))
     }
 
     /// Rates the pool's cases by how rare what they reached is now, and keeps the
@@ -523,6 +563,99 @@ impl Explorer<'_> {
         }
     }
 
+    /// Takes in a stored pool: the runs behind each feature, the features as seen, and the
+    /// cases that can run with these options. How many cases joined and how many could not.
+    fn load(&mut self, stored: &StoredPool) -> (usize, usize) {
+        for &(bit, runs) in &stored.hits {
+            if let Some(hits) = self.hits.get_mut(bit as usize) {
+                *hits = hits.saturating_add(runs);
+                self.seen.insert_bit(bit);
+            }
+        }
+        let (mut loaded, mut skipped) = (0, 0);
+        for one in &stored.cases {
+            let case = stored.case(
+                one,
+                self.scenario,
+                &self.spec,
+                self.options.mutant.clone(),
+                &self.options.faults,
+            );
+            match case {
+                Some(case) => {
+                    self.pool.push(PoolEntry {
+                        case,
+                        run: 0,
+                        workload_seed: one.workload_seed,
+                        bits: one.bits.clone(),
+                        rarity: 0.0,
+                        chosen: 0,
+                    });
+                    loaded += 1;
+                }
+                None => skipped += 1,
+            }
+        }
+        self.rate();
+        (loaded, skipped)
+    }
+
+    /// The pool as stored, `runs` runs behind its features: the [`crate::pool::CASES_MAX`]
+    /// cases that reached the rarest features, each with only its rare ones.
+    fn stored(&self, runs: u64) -> StoredPool {
+        let rare_max = StoredPool::rare_runs_max(runs);
+        let mut order: Vec<usize> = (0..self.pool.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.pool[b]
+                .rarity
+                .total_cmp(&self.pool[a].rarity)
+                .then(a.cmp(&b))
+        });
+        order.truncate(crate::pool::CASES_MAX);
+        order.sort_unstable();
+        let cases = order
+            .into_iter()
+            .map(|index| {
+                let entry = &self.pool[index];
+                // A workload is stored as its seed only when drawing it again gives it.
+                let workload_seed = entry.workload_seed.filter(|&seed| {
+                    self.scenario
+                        .generate(seed, None, self.options.faults.clone())
+                        .workload
+                        == entry.case.workload
+                });
+                StoredCase {
+                    seed: entry.case.seed,
+                    swarm: entry.case.swarm.clone(),
+                    plan: entry.case.plan.clone(),
+                    workload_seed,
+                    workload: workload_seed.is_none().then(|| entry.case.workload.clone()),
+                    bits: entry
+                        .bits
+                        .iter()
+                        .copied()
+                        .filter(|&bit| self.hits[bit as usize] <= rare_max)
+                        .collect(),
+                }
+            })
+            .collect();
+        StoredPool {
+            format: crate::pool::FORMAT.to_string(),
+            scenario: self.spec.name.clone(),
+            start: self.options.start,
+            runs,
+            faults: self.options.faults.clone(),
+            hits: self
+                .hits
+                .iter()
+                .enumerate()
+                .filter(|(_, &runs)| runs > 0)
+                .map(|(bit, &runs)| (bit as u32, runs))
+                .collect(),
+            cases,
+        }
+    }
+
     /// A pool entry, weighted toward cases that reached rare features and were derived from
     /// less.
     fn choose(&mut self) -> usize {
@@ -544,10 +677,11 @@ impl Explorer<'_> {
         self.pool[index].chosen += 1;
         let parent = self.pool[index].run;
         let mut case = self.pool[index].case.clone();
+        let mut workload_seed = self.pool[index].workload_seed;
         let count = self.rng.gen_range(1..=MUTATIONS_MAX);
         let mut mutations = Vec::new();
         for _ in 0..count {
-            if let Some(name) = self.mutate(&mut case) {
+            if let Some(name) = self.mutate(&mut case, &mut workload_seed) {
                 mutations.push(name);
             }
         }
@@ -560,11 +694,13 @@ impl Explorer<'_> {
         (valid && !mutations.is_empty() && case != self.pool[index].case).then_some(Planned {
             case,
             origin: Origin::Derived { parent, mutations },
+            workload_seed,
         })
     }
 
-    /// Applies one mutation; its name, or `None` when it did not apply.
-    fn mutate(&mut self, case: &mut Case) -> Option<&'static str> {
+    /// Applies one mutation; its name, or `None` when it did not apply. `workload_seed`
+    /// follows what the workload is a draw of.
+    fn mutate(&mut self, case: &mut Case, workload_seed: &mut Option<u64>) -> Option<&'static str> {
         let (plan_duration_ms, episode_duration_max_ms) = (
             self.spec.budget.plan_duration_ms,
             self.spec.budget.episode_duration_max_ms,
@@ -663,13 +799,16 @@ impl Explorer<'_> {
                 perturb(&mut workload, &mut self.rng).then(|| {
                     case.workload = workload;
                 })?;
+                *workload_seed = None;
                 if self.scenario.check_workload(&case.workload).is_err() {
                     return None;
                 }
                 Some("perturb-workload")
             }
             Mutation::Workload => {
-                case.workload = self.donor().workload;
+                let (seed, donor) = self.donor_seeded();
+                case.workload = donor.workload;
+                *workload_seed = Some(seed);
                 Some("workload")
             }
             Mutation::Reseed => {

@@ -34,6 +34,7 @@ pub mod merge;
 pub mod mermaid;
 pub mod plan;
 pub mod plot;
+pub mod pool;
 pub mod scenario;
 pub mod scoreboard;
 pub mod shrink;

@@ -32,6 +32,9 @@ pub struct ScoreOptions {
     /// Also search with coverage-guided exploration (`dst mutants --explore`), on the same
     /// budget: [`MutantScore::explore_seeds_to_detect`].
     pub explore: bool,
+    /// With `explore`: the scenario's stored pool to start each exploration from
+    /// ([`crate::pool`]), built from unmutated runs.
+    pub pool: Option<std::sync::Arc<crate::pool::StoredPool>>,
 }
 
 /// One mutant's score.
@@ -174,6 +177,7 @@ pub fn score_mutant(
                 corpus_dir: None,
                 fail_fast: true,
                 shrink: false,
+                pool: options.pool.clone(),
                 ..crate::explore::ExploreOptions::default()
             },
             &mut |_| {},

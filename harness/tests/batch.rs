@@ -463,6 +463,7 @@ fn the_scoreboard_tells_a_mutant_caught_otherwise_than_declared() {
         quiet_seeds: 5,
         jobs: 1,
         explore: false,
+        pool: None,
     };
     let fragile = MutantSpec::new("fragile", "a loses its state in a crash");
     let declared = score_mutant(

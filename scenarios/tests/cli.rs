@@ -625,3 +625,77 @@ fn explore_runs_its_budget_prints_json_draws_a_plot_and_refuses_bad_options() {
         "--plot",
     );
 }
+
+#[test]
+fn explore_saves_its_pool_and_the_next_exploration_starts_from_it() {
+    // Goal: `--save-pools` writes what an exploration learned, `--pools` starts the next one
+    // from it (said on stderr, counted in --json), `--no-pools` starts empty, and a pool that
+    // cannot be read is a one-line error before anything runs.
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let pools = dir.path().to_str().expect("utf-8 path");
+    let saved = dst(&[
+        "run",
+        "register",
+        "--explore",
+        "--seeds",
+        "32",
+        "--save-pools",
+        pools,
+        "--no-pools",
+    ]);
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    assert!(
+        stderr(&saved).contains("pool saved to"),
+        "{}",
+        stderr(&saved)
+    );
+    let started = dst(&[
+        "run",
+        "register",
+        "--explore",
+        "--seeds",
+        "16",
+        "--pools",
+        pools,
+        "--json",
+    ]);
+    assert!(started.status.success(), "{}", stderr(&started));
+    assert!(
+        stderr(&started).contains("starting from the stored pool"),
+        "{}",
+        stderr(&started)
+    );
+    let report = stdout_json(&started);
+    assert!(
+        report["pool_loaded"].as_u64().expect("pool_loaded") > 0,
+        "{report}"
+    );
+    let empty = stdout_json(&dst(&[
+        "run",
+        "register",
+        "--explore",
+        "--seeds",
+        "16",
+        "--no-pools",
+        "--json",
+    ]));
+    assert_eq!(empty["pool_loaded"], 0, "{empty}");
+
+    std::fs::write(dir.path().join("register.json.gz"), "garbage").expect("written");
+    assert_input_error(
+        &dst(&[
+            "run",
+            "register",
+            "--explore",
+            "--seeds",
+            "16",
+            "--pools",
+            pools,
+        ]),
+        "register.json.gz",
+    );
+    assert_input_error(
+        &dst(&["mutants", "register", "--explore", "--pools", pools]),
+        "register.json.gz",
+    );
+}

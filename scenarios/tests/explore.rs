@@ -164,3 +164,107 @@ fn derived_cases_are_valid_complete_cases_that_replay_the_same_run() {
     );
     assert!(kinds.len() >= 6, "mutations used: {kinds:?}");
 }
+
+#[test]
+fn a_saved_pool_loads_back_and_explorations_from_it_derive_at_once_and_stay_deterministic() {
+    // Goal: a stored pool is what the exploration that wrote it knew, its workloads kept as
+    // seeds where they are draws; an exploration started from it derives from its first
+    // generation on, takes in every case, and runs the same cases whatever the workers.
+    use harness::pool;
+    let registry = scenarios::registry();
+    let scenario = registry.get("circuit-breaker").expect("registered");
+    let builder = ExploreOptions {
+        mutant: None,
+        runs: 64,
+        keep_pool: true,
+        ..options(2)
+    };
+    let built = explore(scenario.as_ref(), &builder, &mut |_| {});
+    let kept = built.kept_pool.expect("kept");
+    assert_eq!((kept.runs, kept.scenario.as_str()), (64, "circuit-breaker"));
+    assert!(!kept.cases.is_empty() && kept.cases.len() <= built.pool);
+    assert!(
+        kept.cases.iter().any(|case| case.workload.is_none()),
+        "no workload stored as its seed"
+    );
+    let dir = tempfile::tempdir().expect("temporary folder");
+    kept.save(&pool::path(dir.path(), "circuit-breaker"))
+        .expect("saved");
+    let loaded = pool::load_for(dir.path(), "circuit-breaker")
+        .expect("readable")
+        .expect("there");
+    assert_eq!(loaded, kept);
+    assert!(pool::load_for(dir.path(), "register")
+        .expect("no file is no pool")
+        .is_none());
+
+    let from_pool = |jobs| ExploreOptions {
+        runs: 32,
+        pool: Some(std::sync::Arc::new(loaded.clone())),
+        ..options(jobs)
+    };
+    let one = explore(scenario.as_ref(), &from_pool(1), &mut |_| {});
+    let two = explore(scenario.as_ref(), &from_pool(2), &mut |_| {});
+    assert_eq!(signature(&one), signature(&two));
+    assert_eq!((one.pool_loaded, one.pool_skipped), (loaded.cases.len(), 0));
+    assert!(
+        one.fresh < one.runs / 2,
+        "an exploration from a stored pool derives from the start: {}",
+        signature(&one)
+    );
+    assert!(one.coverage >= loaded.hits.len());
+
+    // Without faults, the stored cases with fault episodes cannot run: left out, counted.
+    let quiet = explore(
+        scenario.as_ref(),
+        &ExploreOptions {
+            runs: 16,
+            faults: Default::default(),
+            pool: Some(std::sync::Arc::new(loaded.clone())),
+            ..options(1)
+        },
+        &mut |_| {},
+    );
+    let with_faults = loaded
+        .cases
+        .iter()
+        .filter(|case| !case.plan.episodes.is_empty())
+        .count();
+    assert_eq!(quiet.pool_skipped, with_faults);
+    assert_eq!(quiet.pool_loaded, loaded.cases.len() - with_faults);
+}
+
+#[test]
+fn a_bad_pool_file_is_a_one_line_error() {
+    use harness::pool;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let file = pool::path(dir.path(), "circuit-breaker");
+    std::fs::write(&file, "not gzip").expect("written");
+    let error = pool::load_for(dir.path(), "circuit-breaker")
+        .expect_err("garbage")
+        .to_string();
+    assert!(
+        error.contains("circuit-breaker.json.gz")
+            && error.contains("gzip")
+            && !error.contains('\n'),
+        "{error}"
+    );
+    // A pool of another scenario under this one's name.
+    let registry = scenarios::registry();
+    let scenario = registry.get("register").expect("registered");
+    let built = explore(
+        scenario.as_ref(),
+        &ExploreOptions {
+            mutant: None,
+            runs: 16,
+            keep_pool: true,
+            ..options(1)
+        },
+        &mut |_| {},
+    );
+    built.kept_pool.expect("kept").save(&file).expect("saved");
+    let error = pool::load_for(dir.path(), "circuit-breaker")
+        .expect_err("another scenario's")
+        .to_string();
+    assert!(error.contains("holds scenario \"register\""), "{error}");
+}

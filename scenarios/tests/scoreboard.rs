@@ -31,6 +31,7 @@ fn every_mutant_is_caught_and_at_least_two_per_scenario_need_faults() {
         quiet_seeds: QUIET_SEEDS,
         jobs: BatchOptions::default().jobs,
         explore: false,
+        pool: None,
     };
     let registry = scenarios::registry();
     let mut all: Vec<MutantScore> = Vec::new();

@@ -75,6 +75,12 @@ impl Coverage {
         new
     }
 
+    /// Sets bit `bit` (as [`Coverage::bits`] lists them) directly: a map kept between runs
+    /// (a stored exploration pool) restores its bits so. Bits past [`COVERAGE_BITS`] wrap.
+    pub fn insert_bit(&mut self, bit: u32) -> bool {
+        self.insert(u64::from(bit) << 48)
+    }
+
     /// Adds a feature named by a string (the harness's sometimes-invariants, say).
     pub fn insert_named(&mut self, namespace: &str, name: &str) -> bool {
         let mut h = StableHasher::default();
