@@ -263,8 +263,14 @@ struct RunArgs {
     #[command(flatten)]
     pools: PoolArgs,
     /// With --explore: write each scenario's pool at the end to DIR/<scenario>.json.gz, to
-    /// start later explorations from (see --pools).
-    #[arg(long, value_name = "DIR", requires = "explore")]
+    /// start later explorations from (see --pools). Not with --mutant: a pool learns the
+    /// scenario, never a mutant.
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "explore",
+        conflicts_with = "mutant"
+    )]
     save_pools: Option<PathBuf>,
     /// One JSON value on stdout.
     #[arg(long)]
@@ -556,26 +562,81 @@ fn run(registry: &Registry, args: RunArgs) -> Result<bool, InputError> {
 #[derive(clap::Args, Debug, Clone)]
 struct PoolArgs {
     /// Start each exploration from the stored pool DIR/<scenario>.json.gz where there is one
-    /// (what an earlier exploration learned: see `pools/README.md`).
-    #[arg(long, value_name = "DIR", default_value = "pools")]
-    pools: PathBuf,
+    /// (what an earlier exploration learned: see `pools/README.md`). Default: the `pools`
+    /// folder in the current folder or the nearest folder above it that has one (the
+    /// workspace's, from anywhere in it).
+    #[arg(long, value_name = "DIR", requires = "explore")]
+    pools: Option<PathBuf>,
     /// Start every exploration with an empty pool.
-    #[arg(long, conflicts_with = "pools")]
+    #[arg(long, conflicts_with = "pools", requires = "explore")]
     no_pools: bool,
 }
 
+/// A stored pool as loaded, with its file.
+type LoadedPool = (PathBuf, std::sync::Arc<crate::pool::StoredPool>);
+
 impl PoolArgs {
-    /// `scenario`'s stored pool, if there is one and pools are on.
-    fn load(
-        &self,
-        scenario: &str,
-    ) -> Result<Option<std::sync::Arc<crate::pool::StoredPool>>, InputError> {
+    /// The folder pools are read from: `None` with `--no-pools` or when there is none.
+    fn dir(&self) -> Result<Option<PathBuf>, InputError> {
         if self.no_pools {
             return Ok(None);
         }
-        crate::pool::load_for(&self.pools, scenario)
-            .map(|pool| pool.map(std::sync::Arc::new))
-            .map_err(|error| InputError(error.to_string()))
+        if let Some(dir) = &self.pools {
+            if !dir.is_dir() {
+                return Err(InputError(format!(
+                    "--pools {}: no such folder",
+                    dir.display()
+                )));
+            }
+            return Ok(Some(dir.clone()));
+        }
+        Ok(std::env::current_dir().ok().and_then(|here| {
+            here.ancestors()
+                .map(|folder| folder.join("pools"))
+                .find(|folder| folder.is_dir())
+        }))
+    }
+
+    /// Each target's stored pool, if there is one and pools are on; says on stderr where each
+    /// exploration starts from.
+    fn load(
+        &self,
+        targets: &[std::sync::Arc<dyn DynScenario>],
+    ) -> Result<Vec<Option<LoadedPool>>, InputError> {
+        let dir = self.dir()?;
+        let mut pools = Vec::new();
+        for target in targets {
+            let name = target.spec().name;
+            let Some(dir) = &dir else {
+                if !self.no_pools {
+                    eprintln!("explore {name}: no pools folder found; starting empty");
+                }
+                pools.push(None);
+                continue;
+            };
+            let pool =
+                crate::pool::load_for(dir, &name).map_err(|error| InputError(error.to_string()))?;
+            let file = crate::pool::path(dir, &name);
+            match pool {
+                Some(pool) => {
+                    eprintln!(
+                        "explore {name}: starting from the stored pool {} ({} cases, {} runs)",
+                        file.display(),
+                        pool.cases.len(),
+                        pool.runs
+                    );
+                    pools.push(Some((file, std::sync::Arc::new(pool))));
+                }
+                None => {
+                    eprintln!(
+                        "explore {name}: no stored pool at {}; starting empty",
+                        file.display()
+                    );
+                    pools.push(None);
+                }
+            }
+        }
+        Ok(pools)
     }
 }
 
@@ -585,9 +646,10 @@ fn explore_all(
     targets: &[std::sync::Arc<dyn DynScenario>],
     args: &RunArgs,
 ) -> Result<bool, InputError> {
-    let mut pools = Vec::new();
-    for target in targets {
-        pools.push(args.pools.load(&target.spec().name)?);
+    let pools = args.pools.load(targets)?;
+    if let Some(dir) = &args.save_pools {
+        std::fs::create_dir_all(dir)
+            .map_err(|error| InputError(format!("--save-pools {}: {error}", dir.display())))?;
     }
     let options = crate::explore::ExploreOptions {
         start: args.start,
@@ -610,16 +672,8 @@ fn explore_all(
     let mut reports = Vec::new();
     for (target, pool) in targets.iter().zip(pools) {
         let name = target.spec().name;
-        if let Some(pool) = &pool {
-            eprintln!(
-                "explore {name}: starting from the stored pool {} ({} cases, {} runs)",
-                crate::pool::path(&args.pools.pools, &name).display(),
-                pool.cases.len(),
-                pool.runs
-            );
-        }
         let options = crate::explore::ExploreOptions {
-            pool,
+            pool: pool.map(|(_, pool)| pool),
             keep_pool: args.save_pools.is_some(),
             ..options.clone()
         };
@@ -690,8 +744,15 @@ fn explore_all(
                     pool.cases.len(),
                     pool.runs
                 ),
-                Err(error) => eprintln!("dst: {error}"),
+                Err(error) => return Err(InputError(error.to_string())),
             }
+        }
+        if report.pool_skipped > 0 {
+            eprintln!(
+                "explore {name}: {} cases of the stored pool could not run with these options \
+                 (fault kinds not allowed, or a plan or workload the scenario now refuses)",
+                report.pool_skipped
+            );
         }
         reports.push(report);
     }
@@ -1507,13 +1568,10 @@ fn mutants(
         explore: explore.is_some(),
         pool: None,
     };
-    let mut pools = Vec::new();
-    for target in &targets {
-        pools.push(match explore {
-            Some(args) => args.load(&target.spec().name)?,
-            None => None,
-        });
-    }
+    let pools = match explore {
+        Some(args) => args.load(&targets)?,
+        None => vec![None; targets.len()],
+    };
     let explore = explore.is_some();
     let mut header = format!(
         "{:<16} {:<30} {:>14} {:>8} {:<26} {:>9} {:>9} {:>16}",
@@ -1535,7 +1593,7 @@ fn mutants(
     let mut scores = Vec::new();
     for (target, pool) in targets.iter().zip(pools) {
         let options = scoreboard::ScoreOptions {
-            pool,
+            pool: pool.map(|(_, pool)| pool),
             ..options.clone()
         };
         scores.extend(scoreboard::score_scenario(

@@ -188,7 +188,7 @@ pub struct ExploreReport {
     pub first_failure_run: Option<u64>,
     /// Each distinct failure (verdict and invariant), by its first run.
     pub failures: Vec<ExploreFailure>,
-    /// Features reached by all runs (and by the runs behind the stored pool it started from).
+    /// Features reached by its runs (not counting those behind a stored pool it started from).
     pub coverage: usize,
     /// Cases in the pool at the end.
     pub pool: usize,
@@ -310,6 +310,8 @@ pub fn explore(
         wall_seconds: 0.0,
         inconclusive_max: options.inconclusive_max,
     };
+    // The features this exploration's own runs reached (a stored pool's are not counted).
+    let mut own = Coverage::new();
     let mut stored_runs = 0;
     if let Some(stored) = &options.pool {
         stored_runs = stored.runs;
@@ -340,9 +342,11 @@ pub fn explore(
             }
             sim_ns += u128::from(result.sim_time_ns);
             if let Some(coverage) = &result.coverage {
+                own.merge(coverage);
                 let bits: Vec<u32> = coverage.bits().collect();
                 for &bit in &bits {
-                    explorer.hits[bit as usize] += 1;
+                    let hits = &mut explorer.hits[bit as usize];
+                    *hits = hits.saturating_add(1);
                 }
                 if explorer.seen.merge(coverage) > 0 {
                     explorer.pool.push(PoolEntry {
@@ -398,7 +402,7 @@ pub fn explore(
         explorer.rate();
         let growth = Growth {
             runs: report.runs,
-            coverage: explorer.seen.count(),
+            coverage: own.count(),
             failures: kinds.len(),
         };
         report.growth.push(growth);
@@ -419,7 +423,7 @@ pub fn explore(
             },
         })
         .collect();
-    report.coverage = explorer.seen.count();
+    report.coverage = own.count();
     report.pool = explorer.pool.len();
     if options.keep_pool {
         report.kept_pool = Some(explorer.stored(stored_runs + report.runs));
@@ -563,13 +567,17 @@ impl Explorer<'_> {
         }
     }
 
-    /// Takes in a stored pool: the runs behind each feature, the features as seen, and the
-    /// cases that can run with these options. How many cases joined and how many could not.
+    /// Takes in a stored pool: the cases that can run with these options and, when the pool
+    /// was learned with the same fault kinds, the runs behind each feature and the features
+    /// as seen (learned with other kinds, they would keep this exploration's own new
+    /// features out of its pool). How many cases joined and how many could not.
     fn load(&mut self, stored: &StoredPool) -> (usize, usize) {
-        for &(bit, runs) in &stored.hits {
-            if let Some(hits) = self.hits.get_mut(bit as usize) {
-                *hits = hits.saturating_add(runs);
-                self.seen.insert_bit(bit);
+        if stored.faults == self.options.faults {
+            for &(bit, runs) in &stored.hits {
+                if let Some(hits) = self.hits.get_mut(bit as usize) {
+                    *hits = hits.saturating_add(runs);
+                    self.seen.insert_bit(bit);
+                }
             }
         }
         let (mut loaded, mut skipped) = (0, 0);

@@ -23,6 +23,7 @@ use crate::generate::SwarmProfile;
 use crate::plan::{FaultKind, FaultPlan};
 use crate::scenario::ScenarioSpec;
 use serde::{Deserialize, Serialize};
+use sim_core::coverage::COVERAGE_BITS;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -122,12 +123,27 @@ pub fn load(file: &Path) -> Result<StoredPool, PoolError> {
     flate2::read::GzDecoder::new(compressed.as_slice())
         .read_to_string(&mut text)
         .map_err(|e| error(format!("not gzip-compressed JSON: {e}")))?;
-    let pool: StoredPool = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
+    let mut pool: StoredPool = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
     if pool.format != FORMAT {
         return Err(error(format!(
             "format {:?}, this dst reads {FORMAT:?}",
             pool.format
         )));
+    }
+    let bits = pool
+        .hits
+        .iter()
+        .map(|&(bit, _)| bit)
+        .chain(pool.cases.iter().flat_map(|case| case.bits.iter().copied()));
+    if let Some(bit) = bits.into_iter().find(|&bit| bit as usize >= COVERAGE_BITS) {
+        return Err(error(format!(
+            "coverage bit {bit} out of range (bits are below {COVERAGE_BITS})"
+        )));
+    }
+    for case in &mut pool.cases {
+        // A bit listed twice would count twice in how rare the case is.
+        case.bits.sort_unstable();
+        case.bits.dedup();
     }
     Ok(pool)
 }

@@ -681,6 +681,28 @@ fn explore_saves_its_pool_and_the_next_exploration_starts_from_it() {
     ]));
     assert_eq!(empty["pool_loaded"], 0, "{empty}");
 
+    assert_input_error(
+        &dst(&[
+            "run",
+            "register",
+            "--explore",
+            "--pools",
+            "/nonexistent-pools",
+        ]),
+        "--pools /nonexistent-pools: no such folder",
+    );
+    assert_input_error(
+        &dst(&[
+            "run",
+            "register",
+            "--explore",
+            "--mutant",
+            "ack-before-replicate",
+            "--save-pools",
+            pools,
+        ]),
+        "--save-pools",
+    );
     std::fs::write(dir.path().join("register.json.gz"), "garbage").expect("written");
     assert_input_error(
         &dst(&[

@@ -78,6 +78,10 @@ impl Coverage {
     /// Sets bit `bit` (as [`Coverage::bits`] lists them) directly: a map kept between runs
     /// (a stored exploration pool) restores its bits so. Bits past [`COVERAGE_BITS`] wrap.
     pub fn insert_bit(&mut self, bit: u32) -> bool {
+        debug_assert!(
+            (bit as usize) < COVERAGE_BITS,
+            "coverage bit {bit} out of range"
+        );
         self.insert(u64::from(bit) << 48)
     }
 
