@@ -314,7 +314,10 @@ pub fn explore(
     let mut own = Coverage::new();
     let mut stored_runs = 0;
     if let Some(stored) = &options.pool {
-        stored_runs = stored.runs;
+        // Its runs stand behind the features it counts only when those were taken in.
+        if stored.faults == options.faults {
+            stored_runs = stored.runs;
+        }
         (report.pool_loaded, report.pool_skipped) = explorer.load(stored);
     }
     // Failing runs to settle after the exploration, with their kind's first run.
