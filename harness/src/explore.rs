@@ -584,9 +584,9 @@ impl Explorer<'_> {
             }
         }
         let (mut loaded, mut skipped) = (0, 0);
-        for one in &stored.cases {
+        for (index, one) in stored.cases.iter().enumerate() {
             let case = stored.case(
-                one,
+                index,
                 self.scenario,
                 &self.spec,
                 self.options.mutant.clone(),
@@ -664,6 +664,7 @@ impl Explorer<'_> {
                 .map(|(bit, &runs)| (bit as u32, runs))
                 .collect(),
             cases,
+            workloads: Default::default(),
         }
     }
 

@@ -59,6 +59,33 @@ pub struct StoredPool {
     pub hits: Vec<(u32, u32)>,
     /// The cases that reached the rarest features, in the order they ran.
     pub cases: Vec<StoredCase>,
+    /// Each case's workload as the scenario takes it, drawn again and checked once however
+    /// many explorations start from the pool (`dst mutants --explore` starts one per mutant).
+    #[serde(skip)]
+    pub(crate) workloads: Workloads,
+}
+
+/// [`StoredPool`]'s workloads, once drawn: `None` for one the scenario refuses. A cache of
+/// what the stored fields determine, so it takes no part in equality and clones empty.
+#[derive(Default)]
+pub(crate) struct Workloads(std::sync::OnceLock<Vec<Option<serde_json::Value>>>);
+
+impl Clone for Workloads {
+    fn clone(&self) -> Self {
+        Workloads::default()
+    }
+}
+
+impl PartialEq for Workloads {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Workloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Workloads")
+    }
 }
 
 /// A case of a stored pool (its scenario, mutant and fault kinds are the exploration's).
@@ -173,17 +200,18 @@ impl StoredPool {
         u32::try_from(share).unwrap_or(u32::MAX).max(RARE_RUNS_MIN)
     }
 
-    /// The stored case as a case of `scenario` with `mutant` on and `faults` allowed; `None`
+    /// Case `index` as a case of `scenario` with `mutant` on and `faults` allowed; `None`
     /// when it cannot run so (a fault kind not allowed, a plan or workload the scenario
     /// refuses now).
     pub fn case(
         &self,
-        stored: &StoredCase,
+        index: usize,
         scenario: &dyn DynScenario,
         spec: &ScenarioSpec,
         mutant: Option<String>,
         faults: &BTreeSet<FaultKind>,
     ) -> Option<Case> {
+        let stored = self.cases.get(index)?;
         if stored
             .plan
             .episodes
@@ -192,11 +220,25 @@ impl StoredPool {
         {
             return None;
         }
-        let workload = match (&stored.workload, stored.workload_seed) {
-            (Some(workload), _) => workload.clone(),
-            (None, Some(seed)) => scenario.generate(seed, None, self.faults.clone()).workload,
-            (None, None) => return None,
-        };
+        let workloads = self.workloads.0.get_or_init(|| {
+            self.cases
+                .iter()
+                .map(|stored| {
+                    let workload = match (&stored.workload, stored.workload_seed) {
+                        (Some(workload), _) => workload.clone(),
+                        (None, Some(seed)) => {
+                            scenario.generate(seed, None, self.faults.clone()).workload
+                        }
+                        (None, None) => return None,
+                    };
+                    scenario
+                        .check_workload(&workload)
+                        .is_ok()
+                        .then_some(workload)
+                })
+                .collect()
+        });
+        let workload = workloads[index].clone()?;
         let case = Case {
             scenario: self.scenario.clone(),
             seed: stored.seed,
@@ -206,8 +248,6 @@ impl StoredPool {
             plan: stored.plan.clone(),
             workload,
         };
-        let valid = crate::case::check_case(spec, &case).is_ok()
-            && scenario.check_workload(&case.workload).is_ok();
-        valid.then_some(case)
+        crate::case::check_case(spec, &case).is_ok().then_some(case)
     }
 }
