@@ -16,8 +16,10 @@ pub fn wall_clock() -> Instant {
     Instant::now()
 }
 
-/// Runs `f` on a fresh OS thread, as sim-core does for every run.
-#[allow(clippy::disallowed_methods)] // Fairness: raw madsim gets the fresh thread sim-core uses.
+/// Runs `f` on a fresh `std::thread`, as a madsim user would (madsim's own determinism check
+/// does): sim-core's runs need a fresh thread too, and start a cheaper one (a bare thread on a
+/// kept stack, on Linux; see `runner`).
+#[allow(clippy::disallowed_methods)] // Fairness: raw madsim gets the fresh thread sim-core needs.
 pub fn on_fresh_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(f)
         .join()

@@ -73,6 +73,9 @@ mod node_id;
 mod stable_hash;
 mod time_shared;
 
+#[cfg(madsim)]
+mod run_thread;
+
 pub mod rng;
 
 #[cfg(madsim)]

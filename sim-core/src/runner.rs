@@ -9,6 +9,7 @@
 
 use crate::coverage::Coverage;
 use crate::node::{NodeId, Sim};
+use crate::run_thread::{self, Sent};
 use crate::trace::{Event, Timeline};
 use crate::world::{self, StopReason, World};
 use serde::{Deserialize, Serialize};
@@ -353,18 +354,17 @@ where
     let thread_abort = abort.clone();
     #[allow(clippy::disallowed_methods)] // Wall time of the watchdog, outside the simulation.
     let wall_start = std::time::Instant::now();
-    #[allow(clippy::disallowed_methods)] // The run's own fresh OS thread; see the module docs.
-    let thread = std::thread::Builder::new()
-        .name(format!("sim-seed-{seed}"))
-        .stack_size(16 << 20)
-        .spawn(move || {
+    let thread = run_thread::spawn(
+        seed,
+        Box::new(move || {
             let sent = catch_unwind(AssertUnwindSafe(|| {
                 run_here(seed, config, thread_abort, main)
             }))
             .map_err(|payload| panic_message(payload.as_ref()));
             let _ = sender.send(sent);
-        })
-        .expect("sim-core: cannot spawn the run's thread");
+        }),
+    )
+    .expect("sim-core: cannot start the run's thread");
     let ended = run_thread::wait(thread, receiver, wall_limit, || {
         // Ask the run to stop at its next step, then give it a moment to do so.
         abort.store(true, Ordering::Relaxed);
@@ -404,111 +404,6 @@ pub fn cap_allocator_arenas(threads: usize) {
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = threads;
-}
-
-/// What a run's thread sends: its report, or the message of a panic that escaped the run.
-type Sent = Result<Report, String>;
-
-/// Waiting for a run's thread to end, with the watchdog's deadline.
-mod run_thread {
-    use super::Sent;
-    use std::sync::mpsc;
-    use std::thread::JoinHandle;
-    use std::time::Duration;
-
-    /// Waits until `thread` has ended, at most `wall_limit` (zero: no limit) and then, after
-    /// `on_timeout` (which says how much longer), that much longer. Returns what the thread
-    /// sent (a thread that ended without sending counts as a panic), or `None` when it did
-    /// not end in time: it is left running, detached.
-    ///
-    /// Joining with a deadline puts the caller to sleep once, until the thread has exited.
-    /// Waiting for the report and then joining would put it to sleep twice (the thread still
-    /// has to exit after sending), about a tenth of an empty run's wall time (measured:
-    /// `cargo bench -p sim-core --bench net -- empty`).
-    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
-    pub(super) fn wait(
-        thread: JoinHandle<()>,
-        receiver: mpsc::Receiver<Sent>,
-        wall_limit: Duration,
-        on_timeout: impl FnOnce() -> Duration,
-    ) -> Option<Sent> {
-        use std::os::unix::thread::JoinHandleExt;
-        // From here on this function owns the thread: it joins or detaches it exactly once.
-        let thread = thread.into_pthread_t() as libc::pthread_t;
-        let joined = if wall_limit.is_zero() {
-            // SAFETY: `thread` is a joinable thread that nothing else joins or detaches.
-            unsafe { libc::pthread_join(thread, std::ptr::null_mut()) == 0 }
-        } else {
-            join_within(thread, wall_limit) || join_within(thread, on_timeout())
-        };
-        if !joined {
-            // SAFETY: as above; detached, the thread frees its own resources when it ends.
-            unsafe { libc::pthread_detach(thread) };
-            return None;
-        }
-        Some(
-            receiver
-                .try_recv()
-                .unwrap_or_else(|_| Err(ENDED_WITHOUT_REPORT.into())),
-        )
-    }
-
-    /// Joins `thread` if it exits within `timeout`; whether it did.
-    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
-    fn join_within(thread: libc::pthread_t, timeout: Duration) -> bool {
-        let mut deadline = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `clock_gettime` only writes the time into `deadline`.
-        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut deadline) } != 0 {
-            return false;
-        }
-        let nanos = deadline.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
-        let seconds = (deadline.tv_sec as u64)
-            .saturating_add(timeout.as_secs())
-            .saturating_add(nanos / 1_000_000_000);
-        deadline.tv_sec = libc::time_t::try_from(seconds).unwrap_or(libc::time_t::MAX);
-        deadline.tv_nsec = (nanos % 1_000_000_000) as _;
-        // SAFETY: `thread` is a joinable thread that nothing else joins or detaches; a join
-        // that times out leaves it joinable.
-        unsafe { libc::pthread_timedjoin_np(thread, std::ptr::null_mut(), &deadline) == 0 }
-    }
-
-    /// Elsewhere (no join with a deadline): wait for what the thread sends, then join it.
-    #[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
-    pub(super) fn wait(
-        thread: JoinHandle<()>,
-        receiver: mpsc::Receiver<Sent>,
-        wall_limit: Duration,
-        on_timeout: impl FnOnce() -> Duration,
-    ) -> Option<Sent> {
-        let received = if wall_limit.is_zero() {
-            receiver
-                .recv()
-                .map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-        } else {
-            receiver
-                .recv_timeout(wall_limit)
-                .or_else(|error| match error {
-                    mpsc::RecvTimeoutError::Timeout => receiver.recv_timeout(on_timeout()),
-                    disconnected => Err(disconnected),
-                })
-        };
-        match received {
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Ok(sent) => {
-                let _ = thread.join();
-                Some(sent)
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = thread.join();
-                Some(Err(ENDED_WITHOUT_REPORT.into()))
-            }
-        }
-    }
-
-    const ENDED_WITHOUT_REPORT: &str = "the run's thread ended without a report";
 }
 
 fn runner_panic_report(seed: u64, message: String, wall_ms: u64) -> Report {

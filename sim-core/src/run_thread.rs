@@ -1,0 +1,498 @@
+//! A run's own OS thread: started, waited for with the watchdog's deadline, and cheap.
+//!
+//! Every run needs a fresh thread (see the runner's module docs), so a thread's start and end
+//! are part of every run's fixed cost. On Linux the runner starts a bare `pthread` on a stack
+//! that the calling thread keeps and lends to each of its runs in turn, instead of
+//! `std::thread::spawn`. std's thread takes a stack from glibc's cache whose pages glibc gave
+//! back to the kernel when its last thread ended (`madvise`), so every page a run touches
+//! faults in again, and it maps, guards and unmaps a signal stack for each thread. A kept stack
+//! stays resident: measured on this 2-core machine (`cargo bench -p sim-core --bench net --
+//! empty` and a scratch loop of 5,000 threads), starting and joining a thread that touches no
+//! stack took 68 µs with std and 40 µs this way, one that touches 256 KiB of stack 310 µs and
+//! 60 µs.
+//!
+//! What std's threads give and a bare thread must do itself:
+//! - a guard below the stack, and a name for debuggers (`sim-seed-N`, cut to the 15 bytes
+//!   Linux keeps);
+//! - the message that names the thread when a run overflows its stack: a bare thread has no
+//!   alternate signal stack and no guard std knows of, so an overflow would kill the process
+//!   with a bare `SIGSEGV`. [`fault::install`] adds a `SIGSEGV`/`SIGBUS` handler, once per
+//!   process, that prints `thread 'sim-seed-N' has overflowed its stack` and aborts for a fault
+//!   in a run's guard, and hands every other fault to the handler it replaced (std's).
+//!
+//! A thread the watchdog gives up on (hung outside any poll) keeps its stack: it is left to
+//! the thread, never lent again.
+//!
+//! Elsewhere, runs get `std::thread`s with the same stack size.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+pub(crate) use bare::{spawn, RunThread};
+#[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+pub(crate) use portable::{spawn, wait, RunThread};
+
+/// What a run's thread sends: its report, or the message of a panic that escaped the run.
+pub(crate) type Sent = Result<crate::runner::Report, String>;
+
+/// Stack of a run's thread: deep recursion in user code (a recursive decoder, a big future
+/// polled inline) must not overflow where a service's main thread would not.
+const STACK_BYTES: usize = 16 << 20;
+
+const ENDED_WITHOUT_REPORT: &str = "the run's thread ended without a report";
+
+/// The stack the fault handler runs on (the run's own is exhausted when it runs).
+#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+const SIGNAL_STACK_BYTES: usize = 64 << 10;
+
+/// Waits until `thread` has ended, at most `wall_limit` (zero: no limit) and then, after
+/// `on_timeout` (which says how much longer), that much longer. Returns what the thread sent
+/// (a thread that ended without sending counts as a panic), or `None` when it did not end in
+/// time: it is left running, detached.
+#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+pub(crate) fn wait(
+    thread: RunThread,
+    receiver: mpsc::Receiver<Sent>,
+    wall_limit: Duration,
+    on_timeout: impl FnOnce() -> Duration,
+) -> Option<Sent> {
+    // Joining with a deadline puts the caller to sleep once, until the thread has exited.
+    // Waiting for the report and then joining would put it to sleep twice (the thread still
+    // has to exit after sending), about a tenth of an empty run's wall time (measured:
+    // `cargo bench -p sim-core --bench net -- empty`).
+    if !thread.join(wall_limit, on_timeout) {
+        return None;
+    }
+    Some(
+        receiver
+            .try_recv()
+            .unwrap_or_else(|_| Err(ENDED_WITHOUT_REPORT.into())),
+    )
+}
+
+#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+mod bare {
+    use super::{fault, SIGNAL_STACK_BYTES, STACK_BYTES};
+    use std::cell::RefCell;
+    use std::ffi::c_void;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::time::Duration;
+
+    /// Below the stack, never mapped readable: a run that overflows faults here. 64 KiB, so that
+    /// a frame too big for one page (C code without stack probes) still lands in it.
+    const GUARD_BYTES: usize = 64 << 10;
+
+    /// One mapping: signal stack's guard, signal stack, the run stack's guard, the run stack.
+    struct Stack {
+        mapping: *mut c_void,
+    }
+
+    const MAPPING_BYTES: usize = GUARD_BYTES + SIGNAL_STACK_BYTES + GUARD_BYTES + STACK_BYTES;
+
+    impl Stack {
+        fn new() -> std::io::Result<Stack> {
+            // SAFETY: a fresh private anonymous mapping, ours alone; the two guards are made
+            // inaccessible before any thread uses it.
+            unsafe {
+                let mapping = libc::mmap(
+                    std::ptr::null_mut(),
+                    MAPPING_BYTES,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                    -1,
+                    0,
+                );
+                if mapping == libc::MAP_FAILED {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let stack = Stack { mapping };
+                for guard in [stack.signal_guard(), stack.guard()] {
+                    if libc::mprotect(guard.0 as *mut c_void, GUARD_BYTES, libc::PROT_NONE) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(stack)
+            }
+        }
+
+        fn start(&self) -> usize {
+            self.mapping as usize
+        }
+
+        fn signal_guard(&self) -> (usize, usize) {
+            (self.start(), self.start() + GUARD_BYTES)
+        }
+
+        fn signal_stack(&self) -> *mut c_void {
+            (self.start() + GUARD_BYTES) as *mut c_void
+        }
+
+        /// The run stack's guard, as addresses `start..end`.
+        fn guard(&self) -> (usize, usize) {
+            let start = self.start() + GUARD_BYTES + SIGNAL_STACK_BYTES;
+            (start, start + GUARD_BYTES)
+        }
+
+        fn stack_bottom(&self) -> *mut c_void {
+            self.guard().1 as *mut c_void
+        }
+    }
+
+    impl Drop for Stack {
+        fn drop(&mut self) {
+            // SAFETY: only a stack no thread runs on is dropped (see `RunThread::join`).
+            unsafe { libc::munmap(self.mapping, MAPPING_BYTES) };
+        }
+    }
+
+    thread_local! {
+        /// The stack this thread lends to its runs, between runs.
+        static SPARE: RefCell<Option<Stack>> = const { RefCell::new(None) };
+    }
+
+    /// A started run thread, joinable exactly once.
+    pub(crate) struct RunThread {
+        thread: libc::pthread_t,
+        /// `None` once the thread may outlive the wait: then the stack is the thread's.
+        stack: Option<Stack>,
+    }
+
+    struct Start {
+        main: Box<dyn FnOnce() + Send>,
+        seed: u64,
+        signal_stack: *mut c_void,
+        guard: (usize, usize),
+    }
+
+    /// Starts `main` on a fresh thread named after `seed`.
+    pub(crate) fn spawn(seed: u64, main: Box<dyn FnOnce() + Send>) -> std::io::Result<RunThread> {
+        fault::install();
+        let stack = match SPARE.with(|spare| spare.borrow_mut().take()) {
+            Some(stack) => stack,
+            None => Stack::new()?,
+        };
+        let start = Box::into_raw(Box::new(Start {
+            main,
+            seed,
+            signal_stack: stack.signal_stack(),
+            guard: stack.guard(),
+        }));
+        // SAFETY: `attr` is initialised before use and destroyed after; the stack is ours and
+        // no thread runs on it; `start` passes to the new thread, or back to us on failure.
+        unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            let mut code = libc::pthread_attr_init(&mut attr);
+            if code == 0 {
+                code = libc::pthread_attr_setstack(&mut attr, stack.stack_bottom(), STACK_BYTES);
+                if code == 0 {
+                    let mut thread: libc::pthread_t = std::mem::zeroed();
+                    code = libc::pthread_create(&mut thread, &attr, run, start.cast());
+                    if code == 0 {
+                        libc::pthread_attr_destroy(&mut attr);
+                        return Ok(RunThread {
+                            thread,
+                            stack: Some(stack),
+                        });
+                    }
+                }
+                libc::pthread_attr_destroy(&mut attr);
+            }
+            drop(Box::from_raw(start));
+            SPARE.with(|spare| *spare.borrow_mut() = Some(stack));
+            Err(std::io::Error::from_raw_os_error(code))
+        }
+    }
+
+    extern "C" fn run(start: *mut c_void) -> *mut c_void {
+        // SAFETY: `spawn` passed a `Start` it gave up.
+        let start = unsafe { Box::from_raw(start.cast::<Start>()) };
+        let Start {
+            main,
+            seed,
+            signal_stack,
+            guard,
+        } = *start;
+        fault::enter_run(seed, signal_stack, guard);
+        name_thread(seed);
+        // `main` catches the run's panics; this one is for a panic in sending its report, which
+        // must not unwind into C. The runner then sees a thread that ended without a report.
+        let _ = catch_unwind(AssertUnwindSafe(main));
+        std::ptr::null_mut()
+    }
+
+    /// `sim-seed-N` as the kernel's name of the calling thread (`top -H`, `perf`, debuggers),
+    /// cut to the 15 bytes it keeps.
+    fn name_thread(seed: u64) {
+        let mut name = [0u8; 16];
+        let mut text = fault::Text::default();
+        text.push(b"sim-seed-");
+        text.push_u64(seed);
+        let len = text.len().min(15);
+        name[..len].copy_from_slice(&text.bytes()[..len]);
+        // SAFETY: `name` ends with a NUL; naming the calling thread has no other effect.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    }
+
+    impl RunThread {
+        /// Joins the thread if it ends within `wall_limit` (zero: no limit) and then within
+        /// `on_timeout()`; whether it did. A thread not joined is detached and keeps its stack;
+        /// a joined one gives its stack back for the next run of the calling thread.
+        pub(crate) fn join(
+            mut self,
+            wall_limit: Duration,
+            on_timeout: impl FnOnce() -> Duration,
+        ) -> bool {
+            let joined = if wall_limit.is_zero() {
+                // SAFETY: `thread` is joinable and nothing else joins or detaches it.
+                unsafe { libc::pthread_join(self.thread, std::ptr::null_mut()) == 0 }
+            } else {
+                join_within(self.thread, wall_limit) || join_within(self.thread, on_timeout())
+            };
+            let stack = self.stack.take().expect("a run thread is joined once");
+            if joined {
+                // The thread has ended and the kernel is done with its stack.
+                SPARE.with(|spare| *spare.borrow_mut() = Some(stack));
+            } else {
+                // The thread may still run on it: it is the thread's for good.
+                std::mem::forget(stack);
+                // SAFETY: as above; detached, the thread frees what it has when it ends.
+                unsafe { libc::pthread_detach(self.thread) };
+            }
+            joined
+        }
+    }
+
+    /// Joins `thread` if it exits within `timeout`; whether it did.
+    fn join_within(thread: libc::pthread_t, timeout: Duration) -> bool {
+        let mut deadline = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `clock_gettime` only writes the time into `deadline`.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut deadline) } != 0 {
+            return false;
+        }
+        let nanos = deadline.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
+        let seconds = (deadline.tv_sec as u64)
+            .saturating_add(timeout.as_secs())
+            .saturating_add(nanos / 1_000_000_000);
+        deadline.tv_sec = libc::time_t::try_from(seconds).unwrap_or(libc::time_t::MAX);
+        deadline.tv_nsec = (nanos % 1_000_000_000) as _;
+        // SAFETY: `thread` is a joinable thread that nothing else joins or detaches; a join
+        // that times out leaves it joinable.
+        unsafe { libc::pthread_timedjoin_np(thread, std::ptr::null_mut(), &deadline) == 0 }
+    }
+}
+
+/// The `SIGSEGV`/`SIGBUS` handler that names a run whose stack overflowed.
+#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+mod fault {
+    use std::cell::Cell;
+    use std::ffi::c_void;
+    use std::sync::{Once, OnceLock};
+
+    /// The run on this thread, for the handler: its seed and its stack's guard. Constant
+    /// initialisers and no destructor, so reading them in a signal handler is a plain load.
+    struct Run {
+        seed: Cell<u64>,
+        guard: Cell<(usize, usize)>,
+    }
+
+    thread_local! {
+        static RUN: Run = const {
+            Run { seed: Cell::new(0), guard: Cell::new((0, 0)) }
+        };
+    }
+
+    /// The handlers this one replaced, for `SIGSEGV` and `SIGBUS`.
+    static PREVIOUS: [OnceLock<libc::sigaction>; 2] = [OnceLock::new(), OnceLock::new()];
+    const SIGNALS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
+
+    /// Installs the handler once per process.
+    pub(super) fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            for (signal, previous) in SIGNALS.into_iter().zip(&PREVIOUS) {
+                // SAFETY: reads the current action, then replaces it with ours, which hands
+                // what is not ours to the one read.
+                unsafe {
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
+                        continue;
+                    }
+                    let _ = previous.set(old);
+                    let mut action: libc::sigaction = std::mem::zeroed();
+                    action.sa_sigaction = on_fault as *const () as usize;
+                    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                    libc::sigemptyset(&mut action.sa_mask);
+                    libc::sigaction(signal, &action, std::ptr::null_mut());
+                }
+            }
+        });
+    }
+
+    /// Called first on a run's thread: the handler's stack, and what it must know.
+    pub(super) fn enter_run(seed: u64, signal_stack: *mut c_void, guard: (usize, usize)) {
+        RUN.with(|run| {
+            run.seed.set(seed);
+            run.guard.set(guard);
+        });
+        let stack = libc::stack_t {
+            ss_sp: signal_stack,
+            ss_flags: 0,
+            ss_size: super::SIGNAL_STACK_BYTES,
+        };
+        // SAFETY: the signal stack is mapped, ours, and used by this thread alone.
+        unsafe { libc::sigaltstack(&stack, std::ptr::null_mut()) };
+    }
+
+    extern "C" fn on_fault(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
+        // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler.
+        let address = unsafe { (*info).si_addr() } as usize;
+        let (seed, guard) = RUN.with(|run| (run.seed.get(), run.guard.get()));
+        if guard.0 <= address && address < guard.1 {
+            // Only async-signal-safe calls from here: a stack buffer, `write`, `abort`.
+            let mut text = Text::default();
+            text.push(b"\nthread 'sim-seed-");
+            text.push_u64(seed);
+            text.push(b"' has overflowed its stack (the sim-core run of seed ");
+            text.push_u64(seed);
+            text.push(b")\nfatal runtime error: stack overflow, aborting\n");
+            // SAFETY: writes our buffer to stderr, then ends the process as std would.
+            unsafe {
+                libc::write(2, text.bytes().as_ptr().cast(), text.len());
+                libc::abort();
+            }
+        }
+        let index = usize::from(signal == libc::SIGBUS);
+        match PREVIOUS[index].get() {
+            Some(previous)
+                if previous.sa_sigaction != libc::SIG_DFL
+                    && previous.sa_sigaction != libc::SIG_IGN =>
+            {
+                // SAFETY: the action installed before ours, called as it asked to be.
+                unsafe {
+                    if previous.sa_flags & libc::SA_SIGINFO != 0 {
+                        let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =
+                            std::mem::transmute(previous.sa_sigaction);
+                        handler(signal, info, context);
+                    } else {
+                        let handler: extern "C" fn(libc::c_int) =
+                            std::mem::transmute(previous.sa_sigaction);
+                        handler(signal);
+                    }
+                }
+            }
+            _ => {
+                // Not a run's overflow and nobody else's to handle: the default action, taken
+                // when the faulting instruction runs again on return.
+                // SAFETY: restores the default action for this signal.
+                unsafe {
+                    let mut action: libc::sigaction = std::mem::zeroed();
+                    action.sa_sigaction = libc::SIG_DFL;
+                    libc::sigaction(signal, &action, std::ptr::null_mut());
+                }
+            }
+        }
+    }
+
+    /// A line built without allocating (in a signal handler, or before every run).
+    pub(super) struct Text {
+        bytes: [u8; 160],
+        len: usize,
+    }
+
+    impl Default for Text {
+        fn default() -> Self {
+            Text {
+                bytes: [0; 160],
+                len: 0,
+            }
+        }
+    }
+
+    impl Text {
+        pub(super) fn push(&mut self, bytes: &[u8]) {
+            let room = self.bytes.len() - self.len;
+            let taken = bytes.len().min(room);
+            self.bytes[self.len..self.len + taken].copy_from_slice(&bytes[..taken]);
+            self.len += taken;
+        }
+
+        pub(super) fn push_u64(&mut self, mut value: u64) {
+            let mut digits = [0u8; 20];
+            let mut start = digits.len();
+            loop {
+                start -= 1;
+                digits[start] = b'0' + (value % 10) as u8;
+                value /= 10;
+                if value == 0 {
+                    break;
+                }
+            }
+            self.push(&digits[start..]);
+        }
+
+        pub(super) fn bytes(&self) -> &[u8] {
+            &self.bytes[..self.len]
+        }
+
+        pub(super) fn len(&self) -> usize {
+            self.len
+        }
+    }
+}
+
+/// Elsewhere: a `std::thread` with the same stack size; the caller waits for its report, then
+/// joins it.
+#[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+mod portable {
+    use super::{Sent, ENDED_WITHOUT_REPORT, STACK_BYTES};
+    use std::sync::mpsc;
+    use std::thread::JoinHandle;
+    use std::time::Duration;
+
+    pub(crate) type RunThread = JoinHandle<()>;
+
+    /// Starts `main` on a fresh thread named after `seed`.
+    #[allow(clippy::disallowed_methods)] // The run's own fresh OS thread; see the module docs.
+    pub(crate) fn spawn(seed: u64, main: Box<dyn FnOnce() + Send>) -> std::io::Result<RunThread> {
+        std::thread::Builder::new()
+            .name(format!("sim-seed-{seed}"))
+            .stack_size(STACK_BYTES)
+            .spawn(main)
+    }
+
+    /// As on Linux, without a join with a deadline: waits for what the thread sends.
+    pub(crate) fn wait(
+        thread: RunThread,
+        receiver: mpsc::Receiver<Sent>,
+        wall_limit: Duration,
+        on_timeout: impl FnOnce() -> Duration,
+    ) -> Option<Sent> {
+        let received = if wall_limit.is_zero() {
+            receiver
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+        } else {
+            receiver
+                .recv_timeout(wall_limit)
+                .or_else(|error| match error {
+                    mpsc::RecvTimeoutError::Timeout => receiver.recv_timeout(on_timeout()),
+                    disconnected => Err(disconnected),
+                })
+        };
+        match received {
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Ok(sent) => {
+                let _ = thread.join();
+                Some(sent)
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = thread.join();
+                Some(Err(ENDED_WITHOUT_REPORT.into()))
+            }
+        }
+    }
+}
