@@ -18,15 +18,17 @@
 
 #[cfg(madsim)]
 use sim_core::bench::{
-    best_of_both, madsim_ping_pong, on_fresh_thread, resident_mib, runs_per_second,
-    sim_core_ping_pong, wall_clock, Measured, RunRates,
+    madsim_ping_pong, on_fresh_thread, paired_rounds, resident_mib, runs_per_second,
+    sim_core_ping_pong, wall_clock, Paired, RunRates,
 };
 
+/// Short rounds of each contender in turn, judged by their median (see `paired_rounds`).
 #[cfg(madsim)]
-const TRIES: usize = 3;
+const ROUNDS: usize = 15;
 
 #[cfg(madsim)]
-fn compare(title: &str, sim_core: Measured, madsim: Measured) {
+fn compare(title: &str, paired: Paired) {
+    let (sim_core, madsim) = (paired.ours, paired.theirs);
     let ours = sim_core.messages_per_second();
     let theirs = madsim.messages_per_second();
     println!("{title}");
@@ -44,7 +46,10 @@ fn compare(title: &str, sim_core: Measured, madsim: Measured) {
         madsim.wall.as_secs_f64(),
         madsim.simulated.as_secs_f64()
     );
-    println!("  ratio sim-core / madsim: {:.2}", ours / theirs);
+    println!(
+        "  ratio sim-core / madsim: {:.2} (median of the rounds' ratios)",
+        paired.ratio
+    );
 }
 
 // The benchmark measures the simulator: a real build (no `--cfg madsim`) has nothing to
@@ -78,38 +83,36 @@ fn main() {
 
 #[cfg(madsim)]
 fn throughput() {
-    let (ping_pong_ours, ping_pong_madsim) = best_of_both(
-        TRIES,
-        || sim_core_ping_pong(1, 1, 100_000),
-        || madsim_ping_pong(1, 1, 100_000),
+    let ping_pong = paired_rounds(
+        ROUNDS,
+        || sim_core_ping_pong(1, 1, 20_000),
+        || madsim_ping_pong(1, 1, 20_000),
     );
     compare(
-        "1. ping-pong, 2 nodes, 100,000 round trips (best of 3)",
-        ping_pong_ours,
-        ping_pong_madsim,
+        "1. ping-pong, 2 nodes, 20,000 round trips (15 rounds each, in turn; the median round)",
+        ping_pong,
     );
     println!();
-    let (fan_in_ours, fan_in_madsim) = best_of_both(
-        TRIES,
-        || sim_core_ping_pong(2, 8, 12_500),
-        || madsim_ping_pong(2, 8, 12_500),
+    let fan_in = paired_rounds(
+        ROUNDS,
+        || sim_core_ping_pong(2, 8, 2_500),
+        || madsim_ping_pong(2, 8, 2_500),
     );
     compare(
-        "2. 8 clients to 1 server, 12,500 round trips each (best of 3)",
-        fan_in_ours,
-        fan_in_madsim,
+        "2. 8 clients to 1 server, 2,500 round trips each (15 rounds each, in turn; the median round)",
+        fan_in,
     );
     println!();
     println!("3. simulated seconds per wall second");
     println!(
         "  ping-pong:  sim-core {:>8.0}x   madsim {:>8.0}x",
-        ping_pong_ours.simulated_per_wall(),
-        ping_pong_madsim.simulated_per_wall()
+        ping_pong.ours.simulated_per_wall(),
+        ping_pong.theirs.simulated_per_wall()
     );
     println!(
         "  8 clients:  sim-core {:>8.0}x   madsim {:>8.0}x",
-        fan_in_ours.simulated_per_wall(),
-        fan_in_madsim.simulated_per_wall()
+        fan_in.ours.simulated_per_wall(),
+        fan_in.theirs.simulated_per_wall()
     );
     println!();
 }

@@ -49,23 +49,55 @@ impl Measured {
     }
 }
 
-/// The best (shortest wall time) of `tries` tries of each of two contenders, tried in turn so
-/// that the load of a shared machine hits them alike.
-pub fn best_of_both(
-    tries: usize,
+/// Two contenders measured in `rounds` short rounds, in turn (which one goes first alternates
+/// from round to round), and how they compare.
+///
+/// Rounds in turn, judged by the median of their paired ratios: on a shared machine the load
+/// moves from second to second, and a ratio of two rounds measured back to back sees both
+/// under the same load. The best of a few long tries of each, measured before, moved between
+/// 1.2 and 2.5 from one minute to the next on the same binary.
+pub fn paired_rounds(
+    rounds: usize,
     ours: impl Fn() -> Measured,
     theirs: impl Fn() -> Measured,
-) -> (Measured, Measured) {
-    let faster = |best: Option<Measured>, new: Measured| match best {
-        Some(best) if best.wall <= new.wall => best,
-        _ => new,
-    };
-    let mut best: (Option<Measured>, Option<Measured>) = (None, None);
-    for _ in 0..tries.max(1) {
-        best.0 = Some(faster(best.0, ours()));
-        best.1 = Some(faster(best.1, theirs()));
+) -> Paired {
+    let rounds = rounds.max(1);
+    let mut pairs: Vec<(Measured, Measured)> = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let pair = if round % 2 == 0 {
+            let ours = ours();
+            (ours, theirs())
+        } else {
+            let theirs = theirs();
+            (ours(), theirs)
+        };
+        pairs.push(pair);
     }
-    (best.0.expect("tried"), best.1.expect("tried"))
+    let median = |mut values: Vec<Measured>| {
+        values.sort_by_key(|measured| measured.wall);
+        values[values.len() / 2]
+    };
+    let mut ratios: Vec<f64> = pairs
+        .iter()
+        .map(|(ours, theirs)| ours.messages_per_second() / theirs.messages_per_second())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    Paired {
+        ours: median(pairs.iter().map(|pair| pair.0).collect()),
+        theirs: median(pairs.iter().map(|pair| pair.1).collect()),
+        ratio: ratios[ratios.len() / 2],
+    }
+}
+
+/// What [`paired_rounds`] measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Paired {
+    /// Our median round.
+    pub ours: Measured,
+    /// Their median round.
+    pub theirs: Measured,
+    /// The median over rounds of our messages per second divided by theirs in the same round.
+    pub ratio: f64,
 }
 
 /// `clients` clients each make `round_trips` round trips to one server, through sim-core's
