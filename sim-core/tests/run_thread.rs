@@ -1,5 +1,6 @@
 //! A run's own thread: a stack overflow names the run's seed, faults that are not a run's go to
-//! the handlers they went to before, and a thread the watchdog gives up on keeps its stack.
+//! the handlers they went to before, a thread the watchdog gives up on keeps its stack until it
+//! ends, and a deep run's stack pages go back to the kernel.
 //!
 //! The crashing cases run in a child process: this test binary again, with `CHILD` naming
 //! what the child does.
@@ -64,6 +65,31 @@ fn as_child(test: &str) -> bool {
             unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
             panic!("the write came back");
         }
+        ("stacks_are_given_back", "memory") => {
+            assert_eq!(empty_run(1).name(), "pass");
+            let before = resident_kib();
+            let report = run(2, SimConfig::default(), |_sim| async {
+                std::hint::black_box(recurse_a_little(1_024)); // 4 MiB deep
+                Ok(())
+            });
+            assert_eq!(report.outcome.name(), "pass", "{:?}", report.outcome);
+            // Stacks are checked for trimming every 32 runs.
+            for seed in 100..132 {
+                assert_eq!(empty_run(seed).name(), "pass");
+            }
+            let grown = resident_kib().saturating_sub(before);
+            assert!(grown < 2_048, "a deep run left {grown} KiB resident");
+            // A hung run's stack is unmapped once its thread has ended and another run starts.
+            assert_eq!(stacks_mapped(), 1);
+            assert_eq!(left_spinning(5).name(), "hung");
+            assert_eq!(empty_run(3).name(), "pass");
+            assert_eq!(stacks_mapped(), 2);
+            RELEASE.store(true, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(empty_run(4).name(), "pass");
+            assert_eq!(stacks_mapped(), 1);
+            true
+        }
         _ => panic!("unknown child {what:?} for {test}"),
     }
 }
@@ -110,20 +136,57 @@ fn faults_outside_runs_go_to_the_handlers_they_went_to() {
     assert!(!text.contains("overflowed"), "{text}");
 }
 
+#[test]
+fn stacks_are_given_back() {
+    let test = "stacks_are_given_back";
+    if as_child(test) {
+        return;
+    }
+    let output = child(test, "memory");
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+/// `VmRSS` of this process, in KiB.
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    line.split_whitespace()
+        .nth(1)
+        .expect("a number")
+        .parse()
+        .expect("KiB")
+}
+
+/// How many 16 MiB run stacks this process has mapped.
+fn stacks_mapped() -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("procfs");
+    maps.lines()
+        .filter(|line| {
+            let range = line.split_whitespace().next().expect("a range");
+            let (start, end) = range.split_once('-').expect("start-end");
+            let start = u64::from_str_radix(start, 16).expect("hex");
+            let end = u64::from_str_radix(end, 16).expect("hex");
+            end - start == 16 << 20
+        })
+        .count()
+}
+
 /// Set when the test is done with the thread it left spinning.
 static RELEASE: AtomicBool = AtomicBool::new(false);
 
-#[test]
-fn a_thread_left_behind_keeps_its_stack_and_the_next_run_gets_another() {
+/// A run that spins outside any poll until [`RELEASE`]: the watchdog gives up on it (after
+/// its 5 s of grace) and leaves it running, on its stack.
+fn left_spinning(seed: u64) -> Outcome {
     let config = SimConfig {
         step_limit: u64::MAX,
         time_limit_ms: u64::MAX / 2,
         wall_limit_ms: 100,
         ..SimConfig::default()
     };
-    // Spins outside any poll: the watchdog gives up on it (after its 5 s of grace) and leaves
-    // it running, on its stack.
-    let report = run(5, config, |_sim| async {
+    run(seed, config, |_sim| async {
         let mut depth = 0u64;
         while !RELEASE.load(Ordering::Relaxed) {
             // Keeps using the stack, so that another run lent the same one would corrupt it.
@@ -132,8 +195,14 @@ fn a_thread_left_behind_keeps_its_stack_and_the_next_run_gets_another() {
         }
         std::hint::black_box(depth);
         Ok(())
-    });
-    assert_eq!(report.outcome.name(), "hung", "{:?}", report.outcome);
+    })
+    .outcome
+}
+
+#[test]
+fn a_thread_left_behind_keeps_its_stack_and_the_next_run_gets_another() {
+    let outcome = left_spinning(5);
+    assert_eq!(outcome.name(), "hung", "{outcome:?}");
     // The same calling thread runs on while the other still spins.
     for seed in 0..20 {
         assert_eq!(empty_run(seed).name(), "pass");
