@@ -91,8 +91,8 @@ mod bare {
     /// workspace's scenarios stay above it (`dst run --all --seeds 300` trims no stack).
     const RESIDENT_BYTES: usize = 1 << 20;
 
-    /// A trimmed stack is checked every this many runs: the check is a system call, 4 % of an
-    /// empty run (measured), and a deep run's pages may wait a few runs.
+    /// A lent stack is checked for trimming every this many runs: the check is a system call,
+    /// 4 % of an empty run (measured), and a deep run's pages may wait a few runs.
     const TRIM_EVERY_RUNS: u32 = 32;
 
     /// One mapping: signal stack's guard, signal stack, the run stack's guard, the run stack.
