@@ -18,7 +18,7 @@ pub fn wall_clock() -> Instant {
 
 /// Runs `f` on a fresh `std::thread`, as a madsim user would (madsim's own determinism check
 /// does): sim-core's runs need a fresh thread too, and start a cheaper one (a bare thread on a
-/// kept stack, on Linux; see `runner`).
+/// kept stack, on Linux; see the runner's `run_thread` module).
 #[allow(clippy::disallowed_methods)] // Fairness: raw madsim gets the fresh thread sim-core needs.
 pub fn on_fresh_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(f)
