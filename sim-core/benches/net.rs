@@ -13,8 +13,9 @@
 //!
 //! Run with `cargo bench -p sim-core --bench net` (add `-- throughput`, `-- small`, `-- empty`
 //! or `-- memory` to run those parts alone). The workloads live in `sim_core::bench`, which
-//! `dst bench` shares. Contenders are measured in turn (best of three for throughputs, interleaved
-//! rounds for run rates) so that the load of a shared machine hits them alike.
+//! `dst bench` shares. Contenders are measured in turn (15 paired rounds for throughputs, judged
+//! by the median of their ratios; interleaved runs for run rates) so that the load of a shared
+//! machine hits them alike.
 
 #[cfg(madsim)]
 use sim_core::bench::{

@@ -6,10 +6,10 @@
 //! `std::thread::spawn`. std's thread takes a stack from glibc's cache whose pages glibc gave
 //! back to the kernel when its last thread ended (`madvise`), so every page a run touches
 //! faults in again, and it maps, guards and unmaps a signal stack for each thread. A kept stack
-//! stays resident: measured on this 2-core machine (`cargo bench -p sim-core --bench net --
-//! empty` and a scratch loop of 5,000 threads), starting and joining a thread that touches no
-//! stack took 68 µs with std and 40 µs this way, one that touches 256 KiB of stack 310 µs and
-//! 60 µs.
+//! stays resident (its top 1 MiB, see below). On this 2-core machine a scratch loop of 5,000
+//! threads (not kept) started and joined a thread that touches no stack in 68 µs with std and
+//! 40 µs this way, one that touches 256 KiB of stack in 310 µs and 60 µs; on whole runs,
+//! `cargo bench -p sim-core --bench net -- empty` shows the effect against madsim.
 //!
 //! What std's threads give and a bare thread must do itself:
 //! - a guard below the stack, and a name for debuggers (`sim-seed-N`, cut to the 15 bytes
@@ -22,7 +22,8 @@
 //!
 //! A thread the watchdog gives up on (hung outside any poll) keeps its stack until it ends: a
 //! later run's start joins it then and unmaps the stack. The pages a run touched more than
-//! 1 MiB deep go back to the kernel within 32 runs of the same caller.
+//! 1 MiB deep (and at least a page beyond) go back to the kernel within 32 runs of the same
+//! caller.
 //!
 //! Elsewhere, runs get `std::thread`s with the same stack size.
 
@@ -172,7 +173,11 @@ mod bare {
             self.runs_unchecked = 0;
             let bottom = self.guard().1;
             let kept_from = self.start() + MAPPING_BYTES - RESIDENT_BYTES;
-            let probe = kept_from - GUARD_BYTES;
+            // SAFETY: `sysconf` only reads a constant of the system.
+            let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+                .unwrap_or(4096)
+                .clamp(4096, GUARD_BYTES);
+            let probe = kept_from - page;
             let mut resident = 0u8;
             // SAFETY: `probe` is a page-aligned address inside our mapping, which no thread
             // runs on; `madvise` only empties pages of it, which read back as zeros.
