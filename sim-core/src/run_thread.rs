@@ -319,7 +319,7 @@ mod bare {
         let mut text = fault::Text::default();
         text.push(b"sim-seed-");
         text.push_u64(seed);
-        let len = text.len().min(15);
+        let len = text.bytes().len().min(15);
         name[..len].copy_from_slice(&text.bytes()[..len]);
         // SAFETY: `name` ends with a NUL; naming the calling thread has no other effect.
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
@@ -465,7 +465,7 @@ mod fault {
             text.push(OVERFLOW[2]);
             // SAFETY: writes our buffer to stderr, then ends the process as std would.
             unsafe {
-                libc::write(2, text.bytes().as_ptr().cast(), text.len());
+                libc::write(2, text.bytes().as_ptr().cast(), text.bytes().len());
                 libc::abort();
             }
         }
@@ -559,10 +559,6 @@ mod fault {
 
         pub(super) fn bytes(&self) -> &[u8] {
             &self.bytes[..self.len]
-        }
-
-        pub(super) fn len(&self) -> usize {
-            self.len
         }
     }
 }

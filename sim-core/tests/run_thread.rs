@@ -14,14 +14,6 @@ use std::time::Duration;
 
 const CHILD: &str = "SIM_CORE_RUN_THREAD_CHILD";
 
-/// Recurses until the stack runs out, 4 KiB a frame.
-#[allow(unconditional_recursion)] // On purpose: it ends in the overflow under test.
-#[inline(never)]
-fn recurse(depth: u64) -> u64 {
-    let frame = std::hint::black_box([depth; 512]);
-    recurse(depth + 1).wrapping_add(frame[depth as usize % 512])
-}
-
 fn empty_run(seed: u64) -> Outcome {
     run(seed, SimConfig::default(), |_sim| async { Ok(()) }).outcome
 }
@@ -43,7 +35,7 @@ fn as_child(test: &str) -> bool {
     match (test, what.as_str()) {
         ("overflow_in_a_run_names_its_seed_and_aborts", "overflow") => {
             let outcome = run(4_021, SimConfig::default(), |_sim| async {
-                std::hint::black_box(recurse(0));
+                std::hint::black_box(recurse(u64::MAX));
                 Ok(())
             })
             .outcome;
@@ -54,7 +46,7 @@ fn as_child(test: &str) -> bool {
             #[allow(clippy::disallowed_methods)] // A thread of the test's, outside any run.
             let _ = std::thread::Builder::new()
                 .name("not-a-run".into())
-                .spawn(|| recurse(0))
+                .spawn(|| recurse(u64::MAX))
                 .expect("spawn")
                 .join();
             panic!("the thread came back");
@@ -69,7 +61,7 @@ fn as_child(test: &str) -> bool {
             assert_eq!(empty_run(1).name(), "pass");
             let before = resident_kib();
             let report = run(2, SimConfig::default(), |_sim| async {
-                std::hint::black_box(recurse_a_little(1_024)); // 4 MiB deep
+                std::hint::black_box(recurse(1_024)); // 4 MiB deep
                 Ok(())
             });
             assert_eq!(report.outcome.name(), "pass", "{:?}", report.outcome);
@@ -190,7 +182,7 @@ fn left_spinning(seed: u64) -> Outcome {
         let mut depth = 0u64;
         while !RELEASE.load(Ordering::Relaxed) {
             // Keeps using the stack, so that another run lent the same one would corrupt it.
-            depth = depth.wrapping_add(std::hint::black_box(recurse_a_little(64)));
+            depth = depth.wrapping_add(std::hint::black_box(recurse(64)));
             std::thread::sleep(Duration::from_millis(1));
         }
         std::hint::black_box(depth);
@@ -208,19 +200,20 @@ fn a_thread_left_behind_keeps_its_stack_and_the_next_run_gets_another() {
         assert_eq!(empty_run(seed).name(), "pass");
     }
     let report = run(9, SimConfig::default(), |_sim| async {
-        std::hint::black_box(recurse_a_little(1_000));
+        std::hint::black_box(recurse(1_000));
         Ok(())
     });
     assert_eq!(report.outcome.name(), "pass", "{:?}", report.outcome);
     RELEASE.store(true, Ordering::Relaxed);
 }
 
-/// Recurses `depth` frames of 4 KiB, writing each, and returns a sum of them.
+/// Recurses `depth` frames of 4 KiB, writing each, and returns a sum of them (`u64::MAX`:
+/// until the stack runs out).
 #[inline(never)]
-fn recurse_a_little(depth: u64) -> u64 {
+fn recurse(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth; 512]);
     if depth == 0 {
         return frame[0];
     }
-    recurse_a_little(depth - 1).wrapping_add(frame[depth as usize % 512])
+    recurse(depth - 1).wrapping_add(frame[depth as usize % 512])
 }
